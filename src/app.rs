@@ -1,0 +1,186 @@
+//! Starting and stopping the whole server in-process.
+//!
+//! [`App::start`] binds the listeners, opens the store and spawns every task;
+//! the returned [`Running`] knows the bound addresses and stops everything in
+//! order: stop accepting, close the Socket.IO connections, make the store
+//! durable. `main.rs` and the tests use the same entry point.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::signaling::{self, Hub};
+use crate::store::{Retention, Store, StoreError, StoreOptions};
+use crate::web::{self, Web};
+
+/// How long open HTTP connections get to finish after shutdown starts.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("a server task panicked: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The entry point.
+pub struct App;
+
+/// A started server.
+pub struct Running {
+    http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), AppError>>,
+}
+
+impl App {
+    /// Starts the server described by `config` (port 0 picks a free port).
+    pub async fn start(config: Config) -> Result<Running, AppError> {
+        config.validate()?;
+        let addr = config.http_addr()?;
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::default());
+
+        let store = {
+            let dir = config.server.data_dir.clone();
+            let options = StoreOptions {
+                cache_bytes: config.store.cache_mb << 20,
+            };
+            let metrics = metrics.clone();
+            tokio::task::spawn_blocking(move || Store::open(&dir, &options, metrics)).await??
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?;
+
+        let hub = Arc::new(Hub::new(config.clone(), store.clone(), metrics));
+        let (sio_layer, io) = signaling::layer(hub.clone());
+        let router = web::router(Web {
+            hub: hub.clone(),
+            io: io.clone(),
+        })
+        .layer(sio_layer);
+
+        let shutdown = CancellationToken::new();
+        let stop_store = CancellationToken::new();
+        let committer = {
+            let store = store.clone();
+            let stop = stop_store.clone();
+            tokio::spawn(async move { store.run_committer(stop).await })
+        };
+        tokio::spawn(signaling::broadcast_room_changes(
+            hub.clone(),
+            io.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(retention(hub.clone(), shutdown.clone()));
+
+        let stop_http = CancellationToken::new();
+        let server = {
+            let stop = stop_http.clone();
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+            })
+        };
+
+        let task = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: closing connections");
+                stop_http.cancel();
+                io.close().await;
+                let served = match tokio::time::timeout(DRAIN, server).await {
+                    Ok(joined) => joined?.map_err(AppError::Serve),
+                    Err(_) => {
+                        tracing::warn!("some HTTP connections did not close in time");
+                        Ok(())
+                    }
+                };
+                stop_store.cancel();
+                committer.await?;
+                store.flush().await?;
+                tracing::info!("store flushed; bye");
+                served
+            })
+        };
+        tracing::info!(%http_addr, data_dir = %config.server.data_dir.display(), "noom is listening");
+        Ok(Running {
+            http_addr,
+            shutdown,
+            task,
+        })
+    }
+}
+
+impl Running {
+    /// The address the HTTP server (and Socket.IO) listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// A token that stops the server when cancelled (e.g. from a signal handler).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops the server and waits until the store is durable.
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server has stopped (after its shutdown token is cancelled).
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.task.await?
+    }
+}
+
+/// Applies the retention policy now and then.
+async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let cfg = &hub.config.store;
+    let policy = Retention {
+        max_messages: cfg.retention_max_messages,
+        max_age_ms: (cfg.retention_max_age_days as i64).saturating_mul(86_400_000),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.retention_interval_secs));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let store = hub.store.clone();
+        let now = signaling::hub::now_ms();
+        match tokio::task::spawn_blocking(move || store.enforce_retention(&policy, now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "retention removed old messages"),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Configuration: every setting Noom has, its default, and how the layers combine.
+//!
+//! Layers, lowest first: built-in defaults, the config file (`--config PATH`, else
+//! `./noom.toml` when present), `NOOM_<SECTION>_<KEY>` environment variables, and the
+//! command-line flags. Every layer is checked against the defaults' shape, so an
+//! unknown key or a value of the wrong type is reported with its name and origin
+//! instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// Everything that can be configured. `noom.toml` at the repository root lists
+/// every key with its default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub rooms: RoomsConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP server (web app, API, Socket.IO).
+    pub http: String,
+    /// Directory holding the database; created when missing.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub room_name_max: u64,
+    pub nickname_max: u64,
+    pub message_max: u64,
+    pub call_max: u64,
+    pub room_members_max: u64,
+    pub events_per_sec: u64,
+    pub events_burst: u64,
+    pub max_payload_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    pub active_window_secs: u64,
+    pub list_max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub cache_mb: u64,
+    pub retention_max_messages: u64,
+    pub retention_max_age_days: u64,
+    pub retention_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http: "0.0.0.0:3000".into(),
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            room_name_max: 64,
+            nickname_max: 32,
+            message_max: 2000,
+            call_max: 6,
+            room_members_max: 200,
+            events_per_sec: 50,
+            events_burst: 100,
+            max_payload_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            active_window_secs: 24 * 3600,
+            list_max: 1000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_mb: 64,
+            retention_max_messages: 100_000,
+            retention_max_age_days: 0,
+            retention_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration was refused. Each variant names the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("unknown key `{key}` ({origin})")]
+    UnknownKey { key: String, origin: String },
+    #[error("bad value for `{key}` ({origin}): {reason}")]
+    BadValue {
+        key: String,
+        origin: String,
+        reason: String,
+    },
+}
+
+/// The inputs that select and override a configuration, besides the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config PATH`: when absent, `./noom.toml` is read if it exists.
+    pub config: Option<PathBuf>,
+    /// `--http ADDR`
+    pub http: Option<String>,
+    /// `--data-dir DIR`
+    pub data_dir: Option<PathBuf>,
+}
+
+const ENV_PREFIX: &str = "NOOM_";
+const DEFAULT_FILE: &str = "noom.toml";
+
+impl Config {
+    /// Loads the configuration from all layers. `env` is the process environment
+    /// (a parameter so tests need not mutate the real one).
+    pub fn load<I>(overrides: &Overrides, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let defaults = defaults_table();
+        let mut merged = defaults.clone();
+
+        let file = match &overrides.config {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+        };
+        if let Some(path) = file {
+            let layer = read_file(&path)?;
+            let origin = format!("in {}", path.display());
+            merge_checked(&mut merged, &defaults, layer, "", &origin)?;
+        }
+
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (name, raw) in env {
+            let (key, default) = env_key(&defaults, &name)?;
+            let origin = format!("from {name}");
+            let value = parse_scalar(&key, &origin, default, &raw)?;
+            set_path(&mut merged, &key, value);
+        }
+
+        if let Some(http) = &overrides.http {
+            set_path(&mut merged, "server.http", Value::String(http.clone()));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            let dir = dir.to_string_lossy().into_owned();
+            set_path(&mut merged, "server.data_dir", Value::String(dir));
+        }
+
+        let config: Config =
+            Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::BadValue {
+                    key: "?".into(),
+                    origin: "merged configuration".into(),
+                    reason: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The HTTP listen address, parsed.
+    pub fn http_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .http
+            .parse()
+            .map_err(|e: std::net::AddrParseError| ConfigError::BadValue {
+                key: "server.http".into(),
+                origin: "configuration".into(),
+                reason: format!("`{}` is not an address like 0.0.0.0:3000 ({e})", self.server.http),
+            })
+    }
+
+    /// Checks the values that have the right type but are out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http_addr()?;
+        let bad = |key: &str, reason: &str| ConfigError::BadValue {
+            key: key.into(),
+            origin: "configuration".into(),
+            reason: reason.into(),
+        };
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(bad("server.data_dir", "must not be empty"));
+        }
+        let l = &self.limits;
+        let ranges: [(&str, u64, u64, u64); 8] = [
+            ("limits.room_name_max", l.room_name_max, 1, 1024),
+            ("limits.nickname_max", l.nickname_max, 1, 256),
+            ("limits.message_max", l.message_max, 1, 100_000),
+            ("limits.call_max", l.call_max, 2, 50),
+            ("limits.room_members_max", l.room_members_max, 1, 1_000_000),
+            ("limits.events_per_sec", l.events_per_sec, 1, 1_000_000),
+            ("limits.events_burst", l.events_burst, 1, 1_000_000),
+            ("limits.max_payload_bytes", l.max_payload_bytes, 1024, 64 << 20),
+        ];
+        for (key, value, min, max) in ranges {
+            if value < min || value > max {
+                return Err(bad(key, &format!("must be between {min} and {max}")));
+            }
+        }
+        if self.rooms.list_max == 0 {
+            return Err(bad("rooms.list_max", "must be at least 1"));
+        }
+        if self.store.cache_mb == 0 || self.store.cache_mb > 1 << 20 {
+            return Err(bad("store.cache_mb", "must be between 1 and 1048576"));
+        }
+        if self.store.retention_interval_secs == 0 {
+            return Err(bad("store.retention_interval_secs", "must be at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(bad(
+                "log.level",
+                "must be a level (error, warn, info, debug, trace) or a RUST_LOG-style filter",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn defaults_table() -> Table {
+    match Value::try_from(Config::default()) {
+        Ok(Value::Table(t)) => t,
+        // The defaults are plain structs of scalars: serialising them cannot fail.
+        _ => Table::new(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.parse::<Table>().map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// Merges `layer` into `merged`, refusing keys the defaults do not have and
+/// values whose type differs from the default's.
+fn merge_checked(
+    merged: &mut Table,
+    defaults: &Table,
+    layer: Table,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (name, value) in layer {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let Some(default) = defaults.get(&name) else {
+            return Err(ConfigError::UnknownKey {
+                key,
+                origin: origin.into(),
+            });
+        };
+        match (default, value) {
+            (Value::Table(d), Value::Table(v)) => {
+                let slot = merged
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::Table(Table::new()));
+                if let Value::Table(m) = slot {
+                    merge_checked(m, d, v, &key, origin)?;
+                }
+            }
+            (d, v) => {
+                check_type(&key, origin, d, &v)?;
+                merged.insert(name, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_type(key: &str, origin: &str, default: &Value, value: &Value) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::BadValue {
+        key: key.into(),
+        origin: origin.into(),
+        reason,
+    };
+    if std::mem::discriminant(default) != std::mem::discriminant(value) {
+        return Err(bad(format!(
+            "expected {}, found {}",
+            type_name(default),
+            type_name(value)
+        )));
+    }
+    if let Value::Integer(i) = value
+        && *i < 0
+    {
+        return Err(bad(format!("must not be negative (got {i})")));
+    }
+    Ok(())
+}
+
+/// Maps `NOOM_SECTION_KEY` to `section.key` and its default value.
+fn env_key<'a>(defaults: &'a Table, name: &str) -> Result<(String, &'a Value), ConfigError> {
+    let rest = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+    for (section, table) in defaults {
+        let Value::Table(table) = table else { continue };
+        if let Some(key) = rest.strip_prefix(&format!("{section}_"))
+            && let Some(default) = table.get(key)
+        {
+            return Ok((format!("{section}.{key}"), default));
+        }
+    }
+    Err(ConfigError::UnknownKey {
+        key: name.into(),
+        origin: "environment variable; expected NOOM_<SECTION>_<KEY>, e.g. NOOM_SERVER_HTTP".into(),
+    })
+}
+
+fn parse_scalar(key: &str, origin: &str, default: &Value, raw: &str) -> Result<Value, ConfigError> {
+    let bad = |reason: String| ConfigError::BadValue {
+        key: key.into(),
+        origin: origin.into(),
+        reason,
+    };
+    let value = match default {
+        Value::String(_) => Value::String(raw.to_string()),
+        Value::Integer(_) => Value::Integer(
+            raw.trim()
+                .parse::<i64>()
+                .map_err(|_| bad(format!("expected an integer, found `{raw}`")))?,
+        ),
+        Value::Boolean(_) => match raw.trim() {
+            "true" | "1" => Value::Boolean(true),
+            "false" | "0" => Value::Boolean(false),
+            _ => return Err(bad(format!("expected true or false, found `{raw}`"))),
+        },
+        Value::Float(_) => Value::Float(
+            raw.trim()
+                .parse::<f64>()
+                .map_err(|_| bad(format!("expected a number, found `{raw}`")))?,
+        ),
+        other => return Err(bad(format!("cannot be set from the environment ({})", type_name(other)))),
+    };
+    check_type(key, origin, default, &value)?;
+    Ok(value)
+}
+
+fn set_path(table: &mut Table, key: &str, value: Value) {
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_string(), value);
+            return;
+        }
+        let slot = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match slot {
+            Value::Table(t) => current = t,
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Noom: self-hosted video calls and chat in one binary.
+//!
+//! Read this file as the table of contents:
+//! - [`config`]: settings, their defaults and the layers that override them;
+//! - [`app`]: start and stop the whole server in-process ([`App::start`]);
+//! - [`store`]: sessions, rooms and chat history in sled, with group commit;
+//! - [`signaling`]: the Socket.IO wire contract (chat and call signaling);
+//! - [`web`]: pages, JSON API, health, metrics and embedded static files;
+//! - [`metrics`]: counters and their Prometheus rendering;
+//! - [`client`]: a small Socket.IO client of the contract, for `noom-load` and tests.
+
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod metrics;
+pub mod signaling;
+pub mod store;
+pub mod web;
+
+pub use app::{App, AppError, Running};
+pub use config::Config;
+
+/// The version of this build, as `noom --version` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

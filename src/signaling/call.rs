@@ -1,0 +1,115 @@
+//! Call requests: joining and leaving a room's mesh call, and relaying the
+//! WebRTC negotiation (offer, answer, ICE candidates) between its participants.
+//!
+//! The server never reads SDP; it only checks that sender and recipient share a
+//! call and stamps `from` itself, so nobody can speak for someone else.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+
+use super::chat::room_arg;
+use super::hub::{Hub, call_group};
+use super::protocol::{ApiError, Args, ErrorCode, ok};
+use crate::metrics::Metrics;
+
+pub async fn join_call(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let (me, peers, already) = hub.join_call(&s, &room)?;
+    if !already {
+        let _ = s
+            .to(call_group(&room))
+            .emit("peer_joined", &(room.as_str(), &me))
+            .await;
+    }
+    Ok(ok(json!({ "peers": peers, "iceServers": ice_servers(&hub) })))
+}
+
+/// The ICE servers handed to call participants. The built-in STUN/TURN relay
+/// adds its entries here; without it, peers rely on host candidates.
+fn ice_servers(_hub: &Hub) -> Vec<Value> {
+    Vec::new()
+}
+
+pub async fn leave_call(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let me = hub.leave_call(&s, &room)?;
+    let _ = s
+        .to(call_group(&room))
+        .emit("peer_left", &(room.as_str(), &me))
+        .await;
+    Ok(ok(json!({})))
+}
+
+/// Which field of a signal carries the payload, and whether `null` is allowed there.
+#[derive(Clone, Copy)]
+pub enum Signal {
+    Offer,
+    Answer,
+    Ice,
+}
+
+impl Signal {
+    fn event(self) -> &'static str {
+        match self {
+            Signal::Offer => "offer",
+            Signal::Answer => "answer",
+            Signal::Ice => "ice",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Signal::Offer | Signal::Answer => "description",
+            Signal::Ice => "candidate",
+        }
+    }
+
+    fn check(self, payload: Option<&Value>) -> Result<Value, ApiError> {
+        let field = self.field();
+        match (self, payload) {
+            (Signal::Ice, Some(Value::Null)) => Ok(Value::Null),
+            (Signal::Ice, Some(v @ Value::Object(_))) => Ok(v.clone()),
+            (_, Some(v @ Value::Object(m))) if m.get("type").is_some_and(Value::is_string) => Ok(v.clone()),
+            (Signal::Ice, _) => Err(ApiError::invalid_argument(
+                "`candidate` must be an RTCIceCandidate object or null",
+            )),
+            _ => Err(ApiError::invalid_argument(format!(
+                "`{field}` must be an RTCSessionDescription object with a `type`"
+            ))),
+        }
+    }
+}
+
+pub async fn relay(
+    kind: Signal,
+    hub: Arc<Hub>,
+    s: SocketRef,
+    io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let body = args.object(0, "signal")?;
+    let to = match body.get("to") {
+        Some(Value::String(to)) => to,
+        _ => return Err(ApiError::invalid_argument("`to` must be the socket id of a call participant")),
+    };
+    let payload = kind.check(body.get(kind.field()))?;
+    let not_in_call = || ApiError::new(ErrorCode::NotInCall, format!("`{to}` is not in a call with you"));
+    let to = Sid::from_str(to).map_err(|_| not_in_call())?;
+    if to == s.id || !hub.share_call(s.id, to) {
+        return Err(not_in_call());
+    }
+    let target = io.get_socket(to).ok_or_else(not_in_call)?;
+    let mut out = serde_json::Map::new();
+    out.insert("from".into(), Value::String(s.id.to_string()));
+    out.insert(kind.field().into(), payload);
+    target
+        .emit(kind.event(), &Value::Object(out))
+        .map_err(|_| ApiError::new(ErrorCode::NotInCall, "the peer's connection is closing"))?;
+    Metrics::inc(&hub.metrics.signals_relayed);
+    Ok(ok(json!({})))
+}

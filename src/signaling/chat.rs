@@ -1,0 +1,140 @@
+//! Chat requests: nickname, room list, entering and leaving rooms, messages, history.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+
+use super::hub::{Hub, call_group, chat_group, now_ms};
+use super::protocol::{ApiError, Args, ErrorCode, ok, opt_u64};
+use super::validate;
+use crate::metrics::Metrics;
+use crate::store::HistoryQuery;
+
+/// Default and maximum page sizes of `enter_room` and `history`.
+pub const PAGE_DEFAULT: usize = 50;
+pub const PAGE_MAX: usize = 200;
+
+pub async fn nickname(hub: Arc<Hub>, s: SocketRef, io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let name = validate::nickname(args.str(0, "nickname")?, hub.config.limits.nickname_max)?;
+    let updates = hub.set_nickname(s.id, &name)?;
+    hub.store.durable().await?;
+    for (room, member) in updates {
+        let _ = io.to(chat_group(&room)).emit("member_update", &(room.as_str(), &member)).await;
+    }
+    Ok(ok(json!({ "nickname": name })))
+}
+
+pub async fn rooms(hub: Arc<Hub>, _s: SocketRef, _io: SocketIo, _args: Args) -> Result<Value, ApiError> {
+    Ok(ok(json!({ "rooms": hub.room_list() })))
+}
+
+pub fn room_arg(hub: &Hub, args: &Args) -> Result<String, ApiError> {
+    validate::room_name(args.str(0, "room")?, hub.config.limits.room_name_max)
+}
+
+/// Reads `{ before?, after?, limit? }` into a history query.
+pub fn page_query(opts: &serde_json::Map<String, Value>) -> Result<HistoryQuery, ApiError> {
+    let limit = match opt_u64(opts, "limit")? {
+        None => PAGE_DEFAULT,
+        Some(0) => return Err(ApiError::invalid_argument("`limit` must be at least 1")),
+        Some(n) => (n as usize).min(PAGE_MAX),
+    };
+    Ok(HistoryQuery {
+        before: opt_u64(opts, "before")?,
+        after: opt_u64(opts, "after")?,
+        limit,
+    })
+}
+
+pub async fn enter_room(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let opts = args.opt_object(1, "options")?;
+    let mut query = page_query(&opts)?;
+    query.before = None;
+    let entered = hub.enter(&s, &room)?;
+    if !entered.already {
+        let _ = s
+            .to(chat_group(&room))
+            .emit("welcome", &(room.as_str(), &entered.member, entered.count))
+            .await;
+        hub.rooms_changed();
+    }
+    let messages = hub.store.history(&room, query)?;
+    Ok(ok(json!({
+        "room": room,
+        "count": entered.count,
+        "members": entered.members,
+        "messages": messages,
+    })))
+}
+
+pub async fn leave_room(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let Some(left) = hub.leave(&s, &room) else {
+        return Err(ApiError::new(ErrorCode::NotInRoom, format!("not in room `{room}`")));
+    };
+    announce_departure(&s, &left).await;
+    hub.rooms_changed();
+    Ok(ok(json!({})))
+}
+
+/// Tells the others of a room (and of its call) that a member left.
+pub async fn announce_departure(s: &SocketRef, left: &super::hub::Left) {
+    let room = left.room.as_str();
+    if left.was_in_call {
+        let _ = s
+            .to(call_group(room))
+            .emit("peer_left", &(room, &left.member))
+            .await;
+    }
+    let _ = s
+        .to(chat_group(room))
+        .emit("bye", &(room, &left.member, left.count))
+        .await;
+}
+
+pub async fn new_message(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let text = validate::message(args.str(1, "text")?, hub.config.limits.message_max)?;
+    let speaker = hub.speaker(s.id, &room)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let metrics = hub.metrics.clone();
+    let sender = s.clone();
+    hub.store.append(
+        &room,
+        &speaker.user,
+        &speaker.nickname,
+        &text,
+        now_ms(),
+        move |message| {
+            Box::new(move |durable| {
+                Box::pin(async move {
+                    if durable {
+                        let group = chat_group(&message.room);
+                        let _ = sender.to(group).emit("new_message", &message).await;
+                        Metrics::add(&metrics.messages_relayed, speaker.recipients);
+                        let _ = tx.send(Some(message));
+                    } else {
+                        let _ = tx.send(None);
+                    }
+                })
+            })
+        },
+    )?;
+    match rx.await {
+        Ok(Some(message)) => Ok(ok(json!({ "message": message }))),
+        _ => Err(ApiError::new(
+            ErrorCode::Internal,
+            "the message could not be stored; it was not sent",
+        )),
+    }
+}
+
+pub async fn history(hub: Arc<Hub>, _s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let opts = args.opt_object(1, "options")?;
+    let messages = hub.store.history(&room, page_query(&opts)?)?;
+    Ok(ok(json!({ "messages": messages })))
+}

@@ -1,0 +1,401 @@
+//! The live state of the server: who is connected, in which rooms and calls.
+//!
+//! One lock guards it all; every operation holds it for a few map updates and
+//! returns what the caller must announce, so emitting happens outside the lock.
+//! socketioxide rooms (`r:<room>` for chat, `c:<room>` for the call) mirror the
+//! membership kept here and serve only as broadcast groups.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use tokio::sync::Notify;
+
+use super::protocol::{ApiError, ErrorCode, Member, RoomInfo};
+use super::rate::{TokenBucket, Verdict};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{SessionKey, Session, Store};
+
+/// The socketioxide room that carries a chat room's broadcasts.
+pub fn chat_group(room: &str) -> String {
+    format!("r:{room}")
+}
+
+/// The socketioxide room that carries a call's broadcasts.
+pub fn call_group(room: &str) -> String {
+    format!("c:{room}")
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Conn {
+    user: String,
+    nickname: String,
+    session: SessionKey,
+    /// The secret token, held only until the `session` event has carried it.
+    token: Option<String>,
+    rooms: Vec<String>,
+    calls: Vec<String>,
+    limiter: TokenBucket,
+}
+
+impl Conn {
+    fn member(&self, sid: Sid) -> Member {
+        Member {
+            id: sid.to_string(),
+            user: self.user.clone(),
+            nickname: self.nickname.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct LiveRoom {
+    /// In order of entry.
+    members: Vec<Sid>,
+    call: Vec<Sid>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<Sid, Conn>,
+    rooms: HashMap<String, LiveRoom>,
+}
+
+/// Shared by every handler (socketioxide state) and the HTTP routes.
+pub struct Hub {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    state: Mutex<State>,
+    rooms_changed: Notify,
+}
+
+/// The result of `enter`.
+pub struct Entered {
+    pub already: bool,
+    pub member: Member,
+    pub count: usize,
+    pub members: Vec<Member>,
+}
+
+/// A departure from a room, to announce.
+pub struct Left {
+    pub room: String,
+    pub member: Member,
+    pub count: usize,
+    pub was_in_call: bool,
+}
+
+/// Identity of a member allowed to speak in a room.
+pub struct Speaker {
+    pub user: String,
+    pub nickname: String,
+    /// Other sockets in the room now.
+    pub recipients: u64,
+}
+
+impl Hub {
+    pub fn new(config: Arc<Config>, store: Store, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config,
+            store,
+            metrics,
+            state: Mutex::new(State::default()),
+            rooms_changed: Notify::new(),
+        }
+    }
+
+    pub fn register(&self, sid: Sid, key: SessionKey, session: Session, token: String) {
+        let limits = &self.config.limits;
+        self.state.lock().conns.insert(
+            sid,
+            Conn {
+                user: session.user,
+                nickname: session.nickname,
+                session: key,
+                token: Some(token),
+                rooms: Vec::new(),
+                calls: Vec::new(),
+                limiter: TokenBucket::new(limits.events_per_sec, limits.events_burst),
+            },
+        );
+    }
+
+    /// The `session` event's payload, once: the token is forgotten afterwards.
+    pub fn take_session_event(&self, sid: Sid) -> Option<serde_json::Value> {
+        let mut state = self.state.lock();
+        let conn = state.conns.get_mut(&sid)?;
+        let token = conn.token.take()?;
+        Some(serde_json::json!({
+            "session": token,
+            "user": conn.user,
+            "nickname": conn.nickname,
+        }))
+    }
+
+    /// Charges one request to the connection's rate limit.
+    pub fn admit(&self, sid: Sid) -> Verdict {
+        let mut state = self.state.lock();
+        match state.conns.get_mut(&sid) {
+            Some(conn) => conn.limiter.take(Instant::now()),
+            None => Verdict::Refuse,
+        }
+    }
+
+    /// Wakes the room-list broadcaster.
+    pub fn rooms_changed(&self) {
+        self.rooms_changed.notify_one();
+    }
+
+    pub async fn wait_rooms_changed(&self) {
+        self.rooms_changed.notified().await;
+    }
+
+    /// Changes the nickname of every connection of the session behind `sid`;
+    /// returns the (room, member) pairs to announce.
+    pub fn set_nickname(&self, sid: Sid, nickname: &str) -> Result<Vec<(String, Member)>, ApiError> {
+        let mut state = self.state.lock();
+        let key = state.conns.get(&sid).map(|c| c.session).ok_or_else(gone)?;
+        self.store.set_nickname(&key, nickname)?;
+        let mut updates = Vec::new();
+        for (id, conn) in state.conns.iter_mut().filter(|(_, c)| c.session == key) {
+            conn.nickname = nickname.to_string();
+            for room in &conn.rooms {
+                updates.push((room.clone(), conn.member(*id)));
+            }
+        }
+        Ok(updates)
+    }
+
+    pub fn enter(&self, socket: &SocketRef, room: &str) -> Result<Entered, ApiError> {
+        let sid = socket.id;
+        let mut state = self.state.lock();
+        let State { conns, rooms } = &mut *state;
+        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
+        let live = rooms.entry(room.to_string()).or_default();
+        let already = conn.rooms.iter().any(|r| r == room);
+        if !already {
+            if live.members.len() as u64 >= self.config.limits.room_members_max {
+                if live.members.is_empty() {
+                    rooms.remove(room);
+                }
+                return Err(ApiError::new(
+                    ErrorCode::RoomFull,
+                    format!("the room is full ({} members)", self.config.limits.room_members_max),
+                ));
+            }
+            if let Err(e) = self.store.touch_room(room, now_ms()) {
+                if live.members.is_empty() {
+                    rooms.remove(room);
+                }
+                return Err(e.into());
+            }
+            live.members.push(sid);
+            conn.rooms.push(room.to_string());
+            socket.join(chat_group(room));
+        }
+        let member = conn.member(sid);
+        let members = live
+            .members
+            .iter()
+            .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
+            .collect::<Vec<_>>();
+        Ok(Entered {
+            already,
+            member,
+            count: members.len(),
+            members,
+        })
+    }
+
+    /// Removes `sid` from `room` (and its call); `None` when it was not there.
+    pub fn leave(&self, socket: &SocketRef, room: &str) -> Option<Left> {
+        let left = Self::leave_locked(&mut self.state.lock(), socket.id, room)?;
+        socket.leave(chat_group(room));
+        if left.was_in_call {
+            socket.leave(call_group(room));
+        }
+        Some(left)
+    }
+
+    fn leave_locked(state: &mut State, sid: Sid, room: &str) -> Option<Left> {
+        let State { conns, rooms } = state;
+        let conn = conns.get_mut(&sid)?;
+        let at = conn.rooms.iter().position(|r| r == room)?;
+        conn.rooms.swap_remove(at);
+        let was_in_call = match conn.calls.iter().position(|r| r == room) {
+            Some(i) => {
+                conn.calls.swap_remove(i);
+                true
+            }
+            None => false,
+        };
+        let member = conn.member(sid);
+        let count = match rooms.get_mut(room) {
+            Some(live) => {
+                live.members.retain(|id| *id != sid);
+                live.call.retain(|id| *id != sid);
+                let count = live.members.len();
+                if count == 0 {
+                    rooms.remove(room);
+                }
+                count
+            }
+            None => 0,
+        };
+        Some(Left {
+            room: room.to_string(),
+            member,
+            count,
+            was_in_call,
+        })
+    }
+
+    /// Forgets a closed connection; returns its departures to announce.
+    pub fn disconnect(&self, sid: Sid) -> Vec<Left> {
+        let mut state = self.state.lock();
+        let rooms = state
+            .conns
+            .get(&sid)
+            .map(|c| c.rooms.clone())
+            .unwrap_or_default();
+        let left = rooms
+            .iter()
+            .filter_map(|room| Self::leave_locked(&mut state, sid, room))
+            .collect();
+        state.conns.remove(&sid);
+        left
+    }
+
+    pub fn speaker(&self, sid: Sid, room: &str) -> Result<Speaker, ApiError> {
+        let state = self.state.lock();
+        let conn = state.conns.get(&sid).ok_or_else(gone)?;
+        if !conn.rooms.iter().any(|r| r == room) {
+            return Err(not_in_room(room));
+        }
+        let recipients = state
+            .rooms
+            .get(room)
+            .map_or(0, |r| r.members.len().saturating_sub(1)) as u64;
+        Ok(Speaker {
+            user: conn.user.clone(),
+            nickname: conn.nickname.clone(),
+            recipients,
+        })
+    }
+
+    /// Adds `sid` to the call of `room`; returns itself and the other participants.
+    pub fn join_call(&self, socket: &SocketRef, room: &str) -> Result<(Member, Vec<Member>, bool), ApiError> {
+        let sid = socket.id;
+        let mut state = self.state.lock();
+        let State { conns, rooms } = &mut *state;
+        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
+        if !conn.rooms.iter().any(|r| r == room) {
+            return Err(not_in_room(room));
+        }
+        let live = rooms.get_mut(room).ok_or_else(|| not_in_room(room))?;
+        let already = live.call.contains(&sid);
+        if !already {
+            if live.call.len() as u64 >= self.config.limits.call_max {
+                return Err(ApiError::new(
+                    ErrorCode::RoomFull,
+                    format!("the call is full ({} participants)", self.config.limits.call_max),
+                ));
+            }
+            live.call.push(sid);
+            conn.calls.push(room.to_string());
+            socket.join(call_group(room));
+        }
+        let me = conn.member(sid);
+        let peers = live
+            .call
+            .iter()
+            .filter(|id| **id != sid)
+            .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
+            .collect();
+        Ok((me, peers, already))
+    }
+
+    pub fn leave_call(&self, socket: &SocketRef, room: &str) -> Result<Member, ApiError> {
+        let sid = socket.id;
+        let mut state = self.state.lock();
+        let State { conns, rooms } = &mut *state;
+        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
+        let Some(at) = conn.calls.iter().position(|r| r == room) else {
+            return Err(ApiError::new(ErrorCode::NotInCall, format!("not in the call of `{room}`")));
+        };
+        conn.calls.swap_remove(at);
+        if let Some(live) = rooms.get_mut(room) {
+            live.call.retain(|id| *id != sid);
+        }
+        socket.leave(call_group(room));
+        Ok(conn.member(sid))
+    }
+
+    /// True when `a` and `b` are in the same call.
+    pub fn share_call(&self, a: Sid, b: Sid) -> bool {
+        let state = self.state.lock();
+        match (state.conns.get(&a), state.conns.get(&b)) {
+            (Some(x), Some(y)) => x.calls.iter().any(|room| y.calls.contains(room)),
+            _ => false,
+        }
+    }
+
+    /// Sockets in `room` now.
+    pub fn count(&self, room: &str) -> usize {
+        self.state.lock().rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
+    /// (rooms with members, rooms with a call)
+    pub fn live_counts(&self) -> (u64, u64) {
+        let state = self.state.lock();
+        let calls = state.rooms.values().filter(|r| !r.call.is_empty()).count();
+        (state.rooms.len() as u64, calls as u64)
+    }
+
+    /// The public room list: rooms with members now or recent activity, most
+    /// members first, then most recently active.
+    pub fn room_list(&self) -> Vec<RoomInfo> {
+        let window_ms = (self.config.rooms.active_window_secs as i64).saturating_mul(1000);
+        let since = now_ms().saturating_sub(window_ms);
+        let counts: HashMap<String, usize> = self
+            .state
+            .lock()
+            .rooms
+            .iter()
+            .map(|(name, r)| (name.clone(), r.members.len()))
+            .collect();
+        let mut list: Vec<(usize, i64, String)> = self
+            .store
+            .rooms()
+            .into_iter()
+            .filter_map(|meta| {
+                let count = counts.get(&meta.name).copied().unwrap_or(0);
+                (count > 0 || meta.last_activity >= since).then_some((count, meta.last_activity, meta.name))
+            })
+            .collect();
+        list.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        list.truncate(self.config.rooms.list_max as usize);
+        list.into_iter()
+            .map(|(count, _, name)| RoomInfo { name, count })
+            .collect()
+    }
+}
+
+fn gone() -> ApiError {
+    ApiError::new(ErrorCode::Internal, "this connection is closing")
+}
+
+fn not_in_room(room: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotInRoom, format!("not in room `{room}`; enter it first"))
+}

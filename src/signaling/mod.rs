@@ -1,0 +1,194 @@
+//! Socket.IO signaling and chat: the server half of `docs/protocol.md`.
+//!
+//! A connect middleware resolves the session and registers the event handlers
+//! before the client is told it is connected, so no early request is lost.
+//! Every request goes through [`route`]: rate limit, argument parsing, one
+//! acknowledgement object (`{ ok: true, ... }` or `{ ok: false, error }`).
+
+mod call;
+mod chat;
+pub mod hub;
+pub mod protocol;
+mod rate;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, TransportType};
+use tokio_util::sync::CancellationToken;
+
+pub use chat::{PAGE_DEFAULT, PAGE_MAX, page_query};
+pub use hub::Hub;
+use protocol::{ApiError, Args, ErrorCode};
+use rate::Verdict;
+
+use crate::metrics::Metrics;
+
+/// Delay that coalesces bursts of room changes into one `room_change` broadcast.
+const ROOM_CHANGE_COALESCE: Duration = Duration::from_millis(50);
+/// Longest accepted session token (ours are 64 hex characters).
+const TOKEN_MAX: usize = 128;
+
+/// Builds the Socket.IO layer to mount on the HTTP router, and its handle.
+pub fn layer(hub: Arc<Hub>) -> (SocketIoLayer, SocketIo) {
+    let max_payload = hub.config.limits.max_payload_bytes;
+    let (layer, io) = SocketIo::builder()
+        .with_state(hub)
+        .max_payload(max_payload)
+        .ws_max_message_size(max_payload as usize)
+        .ws_max_frame_size(max_payload as usize)
+        .max_buffer_size(1024)
+        .build_layer();
+    io.ns("/", on_connect.with(authenticate));
+    (layer, io)
+}
+
+/// Emits the room list to everyone when it changes, at most once per coalescing delay.
+pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = hub.wait_rooms_changed() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        tokio::time::sleep(ROOM_CHANGE_COALESCE).await;
+        let list = hub.room_list();
+        let _ = io.emit("room_change", &list).await;
+    }
+}
+
+/// Counts of open connections by transport: (websocket, polling).
+pub fn connections_by_transport(io: &SocketIo) -> (u64, u64) {
+    let sockets = io.sockets();
+    let ws = sockets
+        .iter()
+        .filter(|s| s.transport_type() == TransportType::Websocket)
+        .count() as u64;
+    (ws, sockets.len() as u64 - ws)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the server could not open a session; try again")]
+struct SessionUnavailable;
+
+/// Resolves the session from the handshake `auth` and prepares the socket.
+async fn authenticate(
+    s: SocketRef,
+    State(hub): State<Arc<Hub>>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), SessionUnavailable> {
+    let token = auth
+        .ok()
+        .and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_owned))
+        .filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX);
+    let known = match &token {
+        Some(t) => hub.store.session(t).map_err(|e| {
+            tracing::error!(error = %e, "cannot read session");
+            SessionUnavailable
+        })?,
+        None => None,
+    };
+    let (token, key, session) = match (token, known) {
+        (Some(token), Some((key, session))) => (token, key, session),
+        _ => {
+            let created = hub.store.create_session(hub::now_ms()).map_err(|e| {
+                tracing::error!(error = %e, "cannot create session");
+                SessionUnavailable
+            })?;
+            hub.store.durable().await.map_err(|e| {
+                tracing::error!(error = %e, "cannot persist session");
+                SessionUnavailable
+            })?;
+            created
+        }
+    };
+    tracing::debug!(sid = %s.id, user = %session.user, "connected");
+    hub.register(s.id, key, session, token);
+    Metrics::inc(&hub.metrics.connections_total);
+
+    route(&s, "nickname", chat::nickname);
+    route(&s, "rooms", chat::rooms);
+    route(&s, "enter_room", chat::enter_room);
+    route(&s, "leave_room", chat::leave_room);
+    route(&s, "new_message", chat::new_message);
+    route(&s, "history", chat::history);
+    route(&s, "join_call", call::join_call);
+    route(&s, "leave_call", call::leave_call);
+    route(&s, "offer", |h, s, io, a| call::relay(call::Signal::Offer, h, s, io, a));
+    route(&s, "answer", |h, s, io, a| call::relay(call::Signal::Answer, h, s, io, a));
+    route(&s, "ice", |h, s, io, a| call::relay(call::Signal::Ice, h, s, io, a));
+    s.on_disconnect(on_disconnect);
+    Ok(())
+}
+
+/// After the client is told it is connected: its session, then the room list.
+async fn on_connect(s: SocketRef, State(hub): State<Arc<Hub>>) {
+    if let Some(session) = hub.take_session_event(s.id) {
+        let _ = s.emit("session", &session);
+    }
+    let _ = s.emit("room_change", &hub.room_list());
+}
+
+async fn on_disconnect(s: SocketRef, State(hub): State<Arc<Hub>>) {
+    let departures = hub.disconnect(s.id);
+    for left in &departures {
+        chat::announce_departure(&s, left).await;
+    }
+    if !departures.is_empty() {
+        hub.rooms_changed();
+    }
+}
+
+/// Registers a request handler behind the rate limit and the ack convention.
+fn route<F, Fut>(s: &SocketRef, event: &'static str, handler: F)
+where
+    F: Fn(Arc<Hub>, SocketRef, SocketIo, Args) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, ApiError>> + Send + 'static,
+{
+    s.on(
+        event,
+        move |s: SocketRef,
+              io: SocketIo,
+              State(hub): State<Arc<Hub>>,
+              ack: AckSender,
+              TryData(args): TryData<Args>| {
+            let handler = handler.clone();
+            async move {
+                let result = match hub.admit(s.id) {
+                    Verdict::Allow => match args {
+                        Ok(args) => handler(hub.clone(), s.clone(), io, args).await,
+                        Err(_) => Err(ApiError::invalid_argument(
+                            "arguments must be JSON values (binary payloads are not accepted)",
+                        )),
+                    },
+                    Verdict::Refuse => {
+                        Metrics::inc(&hub.metrics.rate_limited);
+                        Err(ApiError::new(
+                            ErrorCode::RateLimited,
+                            "too many requests; slow down and retry",
+                        ))
+                    }
+                    Verdict::Disconnect => {
+                        Metrics::inc(&hub.metrics.flood_disconnects);
+                        tracing::warn!(sid = %s.id, "closing a connection that ignores the rate limit");
+                        let _ = s.disconnect();
+                        return;
+                    }
+                };
+                let reply = match result {
+                    Ok(value) => value,
+                    Err(e) => {
+                        tracing::debug!(sid = %s.id, event, code = e.code.as_str(), message = %e.message, "request refused");
+                        e.to_ack()
+                    }
+                };
+                let _ = ack.send(&reply);
+            }
+        },
+    );
+}

@@ -1,0 +1,172 @@
+//! The wire contract's shapes: members, room infos, acknowledgements and error codes.
+//!
+//! Kept apart from the handlers so the contract reads in one place; see
+//! `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// A connection as others see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub user: String,
+    pub nickname: String,
+}
+
+/// An entry of the public room list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: String,
+    pub count: usize,
+}
+
+/// The `code` of a failed acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    InvalidRoom,
+    InvalidNickname,
+    InvalidMessage,
+    NotInRoom,
+    NotInCall,
+    RoomFull,
+    RateLimited,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::InvalidNickname => "invalid_nickname",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::NotInCall => "not_in_call",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A request that failed: a code from the contract and a human message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub fn to_ack(&self) -> Value {
+        json!({ "ok": false, "error": { "code": self.code.as_str(), "message": self.message } })
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NoSuchRoom => ApiError::new(ErrorCode::InvalidRoom, "no such room"),
+            other => {
+                tracing::error!(error = %other, "store error while serving a request");
+                ApiError::new(ErrorCode::Internal, "the server could not store or read data")
+            }
+        }
+    }
+}
+
+/// A successful acknowledgement: `{ ok: true, ...fields }`.
+pub fn ok(fields: Value) -> Value {
+    match fields {
+        Value::Object(mut map) => {
+            map.insert("ok".into(), Value::Bool(true));
+            Value::Object(map)
+        }
+        _ => json!({ "ok": true }),
+    }
+}
+
+/// All arguments of an event, whatever their number and types.
+///
+/// socketioxide hands a tuple type every argument of the event and any other
+/// type only the first; this type asks for a tuple and accepts any length, so the
+/// handlers can answer a wrong count or type with `invalid_argument` instead of
+/// being skipped silently.
+#[derive(Debug, Default, Clone)]
+pub struct Args(pub Vec<Value>);
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Args;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("event arguments")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Value>()? {
+                    out.push(v);
+                }
+                Ok(Args(out))
+            }
+        }
+        d.deserialize_tuple(usize::MAX, Visitor)
+    }
+}
+
+impl Args {
+    /// Argument `i` as a string, or `invalid_argument` naming `what`.
+    pub fn str(&self, i: usize, what: &str) -> Result<&str, ApiError> {
+        match self.0.get(i) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(ApiError::invalid_argument(format!("{what} must be a string"))),
+            None => Err(ApiError::invalid_argument(format!("missing argument: {what}"))),
+        }
+    }
+
+    /// Argument `i` as an object, absent or `null` meaning empty.
+    pub fn opt_object(&self, i: usize, what: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+        match self.0.get(i) {
+            None | Some(Value::Null) => Ok(serde_json::Map::new()),
+            Some(Value::Object(m)) => Ok(m.clone()),
+            Some(_) => Err(ApiError::invalid_argument(format!("{what} must be an object"))),
+        }
+    }
+
+    /// Argument `i` as a required object.
+    pub fn object(&self, i: usize, what: &str) -> Result<&serde_json::Map<String, Value>, ApiError> {
+        match self.0.get(i) {
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(ApiError::invalid_argument(format!("{what} must be an object"))),
+            None => Err(ApiError::invalid_argument(format!("missing argument: {what}"))),
+        }
+    }
+}
+
+/// Reads an optional non-negative integer field of an options object.
+pub fn opt_u64(
+    map: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<u64>, ApiError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_argument(format!("`{field}` must be a non-negative integer"))),
+    }
+}

@@ -1,0 +1,99 @@
+//! The JSON API, `/healthz` and `/metrics`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::Web;
+use crate::metrics::Gauges;
+use crate::signaling::protocol::{ApiError, ErrorCode};
+use crate::signaling::{page_query, validate};
+
+/// A JSON error body in the same shape as a failed acknowledgement.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "ok": false, "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+fn api_error(e: ApiError) -> Response {
+    let status = match e.code {
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::InvalidRoom if e.message == "no such room" => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, e.code.as_str(), &e.message)
+}
+
+pub async fn rooms(State(web): State<Web>) -> Response {
+    Json(web.hub.room_list()).into_response()
+}
+
+pub async fn messages(
+    State(web): State<Web>,
+    Path(room): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let result = (|| {
+        let room = validate::room_name(&room, web.hub.config.limits.room_name_max)?;
+        let mut opts = serde_json::Map::new();
+        for (name, raw) in params {
+            if !matches!(name.as_str(), "before" | "after" | "limit") {
+                return Err(ApiError::invalid_argument(format!(
+                    "unknown parameter `{name}` (expected before, after, limit)"
+                )));
+            }
+            if raw.is_empty() {
+                continue;
+            }
+            let n: u64 = raw.parse().map_err(|_| {
+                ApiError::invalid_argument(format!("`{name}` must be a non-negative integer"))
+            })?;
+            opts.insert(name, Value::from(n));
+        }
+        let query = page_query(&opts)?;
+        Ok(web.hub.store.history(&room, query)?)
+    })();
+    match result {
+        Ok(messages) => Json(messages).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+pub async fn healthz(State(web): State<Web>) -> Response {
+    let store = web.hub.store.healthy();
+    let body = json!({
+        "status": if store { "ok" } else { "degraded" },
+        "version": crate::VERSION,
+        "store": if store { "ok" } else { "failing" },
+    });
+    let status = if store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(web): State<Web>) -> Response {
+    let (ws, polling) = crate::signaling::connections_by_transport(&web.io);
+    let (rooms_live, calls_live) = web.hub.live_counts();
+    let gauges = Gauges {
+        connections_websocket: ws,
+        connections_polling: polling,
+        rooms_live,
+        rooms_known: web.hub.store.room_count() as u64,
+        calls_live,
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        web.hub.metrics.render(&gauges),
+    )
+        .into_response()
+}

@@ -1,0 +1,70 @@
+//! The HTTP side: pages, the JSON API, health, metrics and embedded static files.
+//!
+//! Routes follow `docs/protocol.md` ("HTTP"). Socket.IO is mounted around this
+//! router by [`crate::app`]; everything else is answered here.
+
+mod api;
+mod assets;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use socketioxide::SocketIo;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::signaling::Hub;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct Web {
+    pub hub: Arc<Hub>,
+    pub io: SocketIo,
+}
+
+/// Pages may load only what the server itself serves.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn router(web: Web) -> Router {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/r/{room}", get(pages::room))
+        .route("/api/rooms", get(api::rooms))
+        .route("/api/rooms/{room}/messages", get(api::messages))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/static/{*path}", get(assets::serve))
+        .fallback(fallback)
+        .with_state(web)
+        .layer(CompressionLayer::new())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+}
+
+/// Unknown API paths are a JSON 404; any other unknown path goes home.
+async fn fallback(uri: Uri) -> Response {
+    if uri.path() == "/api" || uri.path().starts_with("/api/") {
+        api::error(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "no such API endpoint",
+        )
+    } else {
+        Redirect::to("/").into_response()
+    }
+}

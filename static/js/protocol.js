@@ -1,0 +1,226 @@
+/**
+ * protocol.js: Noom's browser-side client of the wire contract (Socket.IO v5).
+ *
+ * It exists so that the pages never touch the socket directly: this module
+ * owns the connection, the session token in localStorage, the request/ack
+ * convention ({ok:true,...} or {ok:false,error:{code,message}}) and the list
+ * of server events. It has no DOM code; pages subscribe with `on()`.
+ *
+ * Events dispatched (CustomEvent, payload in `detail`):
+ *   session      { session, user, nickname }
+ *   room_change  { rooms: [RoomInfo] }
+ *   welcome      { room, member, count }
+ *   bye          { room, member, count }
+ *   member_update{ room, member }
+ *   new_message  { message }
+ *   connect      { reconnect: boolean }   every (re)connection
+ *   reconnect    {}                       only after a previous connection
+ *   disconnect   { reason }
+ *   status       { state }  connecting | connected | reconnecting | reconnected | failed
+ */
+import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
+
+const SESSION_KEY = "noom.session";
+const ACK_TIMEOUT_MS = 10000;
+
+/** An error from the server's ack, or a local one (timeout, offline). */
+export class ProtocolError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "ProtocolError";
+    this.code = code;
+  }
+}
+
+// localStorage can throw (disabled storage, private modes): fall back to memory.
+let memoryToken = null;
+function loadToken() {
+  try {
+    return localStorage.getItem(SESSION_KEY) || memoryToken;
+  } catch {
+    return memoryToken;
+  }
+}
+function saveToken(token) {
+  memoryToken = token;
+  try {
+    if (token) localStorage.setItem(SESSION_KEY, token);
+    else localStorage.removeItem(SESSION_KEY);
+  } catch {
+    /* memory only */
+  }
+}
+
+export class NoomClient extends EventTarget {
+  constructor(url) {
+    super();
+    this.user = null;
+    this.nickname = null;
+    this.rooms = [];
+    this.state = "connecting";
+    this._everConnected = false;
+    this._droppedToken = false;
+
+    const options = {
+      // Function form: every (re)connection sends the latest stored token.
+      auth: (cb) => {
+        const session = loadToken();
+        cb(session ? { session } : {});
+      },
+    };
+    this.socket = url ? io(url, options) : io(options);
+    this._wire();
+  }
+
+  /** The socket id of this connection (= Member.id), or undefined while offline. */
+  get id() {
+    return this.socket.id;
+  }
+
+  get connected() {
+    return this.socket.connected;
+  }
+
+  /** Subscribe to an event; the handler gets `detail`. Returns an unsubscribe function. */
+  on(type, handler) {
+    const listener = (event) => handler(event.detail);
+    this.addEventListener(type, listener);
+    return () => this.removeEventListener(type, listener);
+  }
+
+  _emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emit("status", { state });
+  }
+
+  _wire() {
+    const s = this.socket;
+
+    s.on("connect", () => {
+      const reconnect = this._everConnected;
+      this._everConnected = true;
+      this._droppedToken = false;
+      this._setState(reconnect ? "reconnected" : "connected");
+      this._emit("connect", { reconnect });
+      if (reconnect) this._emit("reconnect");
+    });
+
+    s.on("disconnect", (reason) => {
+      this._emit("disconnect", { reason });
+      if (reason === "io client disconnect") {
+        this._setState("failed");
+        return;
+      }
+      this._setState("reconnecting");
+      // The client does not reconnect by itself after a server-side
+      // disconnect (e.g. a graceful shutdown): try again shortly.
+      if (reason === "io server disconnect") {
+        setTimeout(() => s.connect(), 1000 + Math.random() * 1000);
+      }
+    });
+
+    s.on("connect_error", (err) => {
+      if (s.active) {
+        // Transport-level failure: the manager retries with backoff.
+        this._setState(this._everConnected ? "reconnecting" : "connecting");
+        return;
+      }
+      // The server refused the handshake. A stale token is the likely cause:
+      // drop it once and start a fresh session; otherwise give up visibly.
+      if (!this._droppedToken && loadToken()) {
+        this._droppedToken = true;
+        saveToken(null);
+        s.connect();
+        return;
+      }
+      this._setState("failed");
+      console.warn("noom: connection refused", err && err.message);
+    });
+
+    s.io.on("reconnect_attempt", () => this._setState("reconnecting"));
+
+    s.on("session", (data) => {
+      if (!data || typeof data !== "object") return;
+      if (data.session) saveToken(data.session);
+      this.user = data.user ?? null;
+      this.nickname = data.nickname ?? null;
+      this._emit("session", { session: data.session, user: this.user, nickname: this.nickname });
+    });
+
+    s.on("room_change", (rooms) => {
+      this.rooms = Array.isArray(rooms) ? rooms : [];
+      this._emit("room_change", { rooms: this.rooms });
+    });
+
+    s.on("welcome", (room, member, count) => this._emit("welcome", { room, member, count }));
+    s.on("bye", (room, member, count) => this._emit("bye", { room, member, count }));
+    s.on("member_update", (room, member) => {
+      if (member && member.user === this.user) this.nickname = member.nickname;
+      this._emit("member_update", { room, member });
+    });
+    s.on("new_message", (message) => this._emit("new_message", { message }));
+  }
+
+  /**
+   * Send a request and resolve with its success ack. Rejects with a
+   * ProtocolError: the server's code, or `offline` / `timeout` locally.
+   * Requests are not buffered while offline (a late resend could duplicate
+   * a message the user already retried).
+   */
+  async request(event, ...args) {
+    if (!this.socket.connected) {
+      throw new ProtocolError("offline", "Not connected to the server.");
+    }
+    let ack;
+    try {
+      ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, ...args);
+    } catch {
+      throw new ProtocolError("timeout", "The server did not answer in time.");
+    }
+    if (!ack || typeof ack !== "object") {
+      throw new ProtocolError("internal", "Malformed answer from the server.");
+    }
+    if (ack.ok !== true) {
+      const error = ack.error || {};
+      throw new ProtocolError(error.code || "internal", error.message || "Request failed.");
+    }
+    return ack;
+  }
+
+  /** -> { ok, nickname } */
+  async setNickname(name) {
+    const ack = await this.request("nickname", name);
+    this.nickname = ack.nickname;
+    return ack;
+  }
+
+  /** -> { ok, rooms } */
+  listRooms() {
+    return this.request("rooms");
+  }
+
+  /** options: { after?, limit? } -> { ok, room, count, members, messages } */
+  enterRoom(room, options) {
+    return options ? this.request("enter_room", room, options) : this.request("enter_room", room);
+  }
+
+  /** -> { ok } */
+  leaveRoom(room) {
+    return this.request("leave_room", room);
+  }
+
+  /** -> { ok, message } */
+  sendMessage(room, text) {
+    return this.request("new_message", room, text);
+  }
+
+  /** options: { before?, after?, limit? } -> { ok, messages } */
+  history(room, options = {}) {
+    return this.request("history", room, options);
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * room.js: the room page (GET /r/{room}), chat part.
+ *
+ * It exists to enter the room named in <main data-room>, show its history and
+ * live messages, who is here, and the connection state, and to survive
+ * reconnects without losing or repeating messages: every message is keyed by
+ * its per-room `seq` (a Set of seen seqs, list kept in seq order), and a
+ * reconnect re-enters with { after: lastSeq } to fetch only what was missed.
+ * User text reaches the DOM only through textContent and attributes.
+ */
+import { NoomClient } from "/static/js/protocol.js";
+import { showConnection, showStatus } from "/static/js/ui.js";
+
+const PAGE = 50; // messages per "older" page
+const CATCH_UP_PAGE = 200; // the protocol's maximum history page
+
+const $ = (id) => document.getElementById(id);
+const room = $("room").dataset.room;
+const connection = $("connection");
+const status = $("status");
+const memberCount = $("member-count");
+const memberList = $("members");
+const messageList = $("messages");
+const olderButton = $("load-older");
+const sendForm = $("send-form");
+const messageInput = $("message-input");
+
+const client = new NoomClient();
+
+const seen = new Set(); // seqs shown
+let firstSeq = Infinity; // lowest seq shown
+let lastSeq = 0; // highest seq shown
+let entered = false; // at least one successful enter_room
+let reachedStart = false; // history has nothing before firstSeq
+let loadingOlder = false;
+let gapTimer = null;
+const members = new Map(); // socket id -> Member
+
+// ---- messages ----------------------------------------------------------
+
+function nearBottom() {
+  return messageList.scrollHeight - messageList.scrollTop - messageList.clientHeight < 80;
+}
+
+function scrollToBottom() {
+  messageList.scrollTop = messageList.scrollHeight;
+}
+
+function messageElement(message) {
+  const li = document.createElement("li");
+  li.className = "message";
+  li.classList.toggle("own", message.user === client.user);
+  li.dataset.seq = String(message.seq);
+  li.dataset.user = message.user;
+
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const nick = document.createElement("span");
+  nick.className = "nick";
+  nick.textContent = message.nickname;
+  meta.append(nick);
+  if (typeof message.ts === "number") {
+    const date = new Date(message.ts);
+    const time = document.createElement("time");
+    time.dateTime = date.toISOString();
+    time.title = date.toLocaleString();
+    time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    meta.append(" ", time);
+  }
+
+  const text = document.createElement("p");
+  text.className = "text";
+  text.textContent = message.text;
+
+  li.append(meta, text);
+  return li;
+}
+
+/** Insert messages not seen yet, in seq order. Returns how many were added. */
+function addMessages(messages) {
+  let added = 0;
+  for (const message of messages || []) {
+    if (!message || typeof message.seq !== "number" || seen.has(message.seq)) continue;
+    if (message.room !== undefined && message.room !== room) continue;
+    seen.add(message.seq);
+    const li = messageElement(message);
+    if (message.seq > lastSeq) {
+      messageList.append(li); // the usual case: newest at the end
+    } else {
+      const after = [...messageList.querySelectorAll(".message")].find(
+        (el) => Number(el.dataset.seq) > message.seq,
+      );
+      messageList.insertBefore(li, after || null);
+    }
+    firstSeq = Math.min(firstSeq, message.seq);
+    lastSeq = Math.max(lastSeq, message.seq);
+    added += 1;
+  }
+  updateOlderButton();
+  if (added) scheduleGapCheck();
+  return added;
+}
+
+function addNotice(text) {
+  const stick = nearBottom();
+  const li = document.createElement("li");
+  li.className = "notice";
+  li.textContent = text;
+  messageList.append(li);
+  if (stick) scrollToBottom();
+}
+
+function updateOlderButton() {
+  olderButton.hidden = !(entered && Number.isFinite(firstSeq) && firstSeq > 1 && !reachedStart);
+}
+
+/** Fetch everything after lastSeq (after a reconnect with many missed messages). */
+async function catchUp() {
+  for (let page = 0; page < 50; page += 1) {
+    const ack = await client.history(room, { after: lastSeq, limit: CATCH_UP_PAGE });
+    if (!addMessages(ack.messages)) break;
+  }
+}
+
+/**
+ * Seqs are contiguous, so a hole between firstSeq and lastSeq means a message
+ * was missed (e.g. one sent while our enter_room was in flight). Give
+ * in-flight acks a moment, then fetch from the first hole.
+ */
+function scheduleGapCheck() {
+  clearTimeout(gapTimer);
+  gapTimer = setTimeout(async () => {
+    for (let seq = firstSeq; seq < lastSeq; seq += 1) {
+      if (!seen.has(seq)) {
+        try {
+          const ack = await client.history(room, { after: seq - 1, limit: CATCH_UP_PAGE });
+          addMessages(ack.messages);
+        } catch {
+          /* retried on the next message or reconnect */
+        }
+        return;
+      }
+    }
+  }, 1500);
+}
+
+async function loadOlder() {
+  if (loadingOlder || olderButton.hidden) return;
+  loadingOlder = true;
+  try {
+    const ack = await client.history(room, { before: firstSeq, limit: PAGE });
+    const fromBottom = messageList.scrollHeight - messageList.scrollTop;
+    if (!addMessages(ack.messages)) reachedStart = true;
+    messageList.scrollTop = messageList.scrollHeight - fromBottom; // keep the view still
+  } catch (err) {
+    showStatus(status, err.message, err.code);
+  } finally {
+    loadingOlder = false;
+    updateOlderButton();
+  }
+}
+
+// ---- members -------------------------------------------------------------
+
+function renderMembers() {
+  const items = [...members.values()].map((member) => {
+    const li = document.createElement("li");
+    li.dataset.id = member.id;
+    li.dataset.user = member.user;
+    li.textContent = member.nickname;
+    if (member.id === client.id) {
+      li.classList.add("self");
+      const you = document.createElement("span");
+      you.className = "muted";
+      you.textContent = " (you)";
+      li.append(you);
+    }
+    return li;
+  });
+  memberList.replaceChildren(...items);
+}
+
+function setCount(count) {
+  memberCount.textContent = String(typeof count === "number" ? count : members.size);
+}
+
+function setMembers(list, count) {
+  members.clear();
+  for (const member of list || []) members.set(member.id, member);
+  if (client.id && !members.has(client.id)) {
+    members.set(client.id, { id: client.id, user: client.user, nickname: client.nickname });
+  }
+  setCount(count);
+  renderMembers();
+}
+
+// ---- entering ------------------------------------------------------------
+
+async function enter() {
+  const resuming = lastSeq > 0;
+  try {
+    const ack = await client.enterRoom(room, resuming ? { after: lastSeq } : undefined);
+    const stick = !entered || nearBottom();
+    entered = true;
+    setMembers(ack.members, ack.count);
+    const added = addMessages(ack.messages);
+    if (resuming && added) await catchUp();
+    if (stick) scrollToBottom();
+  } catch (err) {
+    showStatus(status, err.message, err.code);
+  }
+}
+
+// ---- events ----------------------------------------------------------------
+
+client.on("status", ({ state }) => showConnection(connection, state));
+client.on("connect", () => enter());
+
+client.on("session", () => {
+  for (const li of messageList.querySelectorAll(".message")) {
+    li.classList.toggle("own", li.dataset.user === client.user);
+  }
+  const self = members.get(client.id);
+  if (self) {
+    members.set(client.id, { ...self, user: client.user, nickname: client.nickname });
+    renderMembers();
+  }
+});
+
+client.on("new_message", ({ message }) => {
+  const stick = nearBottom();
+  if (addMessages([message]) && stick) scrollToBottom();
+});
+
+client.on("welcome", ({ room: name, member, count }) => {
+  if (name !== room || !member) return;
+  const isNew = !members.has(member.id);
+  members.set(member.id, member);
+  setCount(count);
+  renderMembers();
+  if (isNew) addNotice(`${member.nickname} joined`);
+});
+
+client.on("bye", ({ room: name, member, count }) => {
+  if (name !== room || !member) return;
+  const known = members.delete(member.id);
+  setCount(count);
+  renderMembers();
+  if (known) addNotice(`${member.nickname} left`);
+});
+
+client.on("member_update", ({ room: name, member }) => {
+  if (name !== room || !member) return;
+  const old = members.get(member.id);
+  members.set(member.id, member);
+  renderMembers();
+  if (old && old.nickname !== member.nickname) {
+    addNotice(`${old.nickname} is now ${member.nickname}`);
+  }
+});
+
+// ---- user actions ----------------------------------------------------------
+
+sendForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = messageInput.value.trim();
+  if (!text) return;
+  messageInput.value = "";
+  try {
+    const ack = await client.sendMessage(room, text);
+    addMessages([ack.message]);
+    scrollToBottom();
+    if (status.classList.contains("error")) showStatus(status, "");
+  } catch (err) {
+    if (!messageInput.value) messageInput.value = text; // let the user retry
+    showStatus(status, err.message, err.code);
+  }
+});
+
+messageList.addEventListener(
+  "scroll",
+  () => {
+    if (messageList.scrollTop < 40) loadOlder();
+  },
+  { passive: true },
+);
+olderButton.addEventListener("click", loadOlder);
+
+showConnection(connection, client.state);
