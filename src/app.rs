@@ -64,7 +64,7 @@ impl App {
                 cache_bytes: config.store.cache_mb << 20,
             };
             let metrics = metrics.clone();
-            tokio::task::spawn_blocking(move || Store::open(&dir, &options, metrics)).await??
+            tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics)).await??
         };
         let listener = TcpListener::bind(addr)
             .await
@@ -74,7 +74,7 @@ impl App {
             .map_err(|source| AppError::Bind { addr, source })?;
 
         let hub = Arc::new(Hub::new(config.clone(), store.clone(), metrics));
-        let (sio_layer, io) = signaling::layer(hub.clone());
+        let (sio_layer, io) = signaling::layer(&hub);
         let router = web::router(Web {
             hub: hub.clone(),
             io: io.clone(),
@@ -88,12 +88,14 @@ impl App {
             let stop = stop_store.clone();
             tokio::spawn(async move { store.run_committer(stop).await })
         };
-        tokio::spawn(signaling::broadcast_room_changes(
-            hub.clone(),
-            io.clone(),
-            shutdown.clone(),
-        ));
-        tokio::spawn(retention(hub.clone(), shutdown.clone()));
+        let background = [
+            tokio::spawn(signaling::broadcast_room_changes(
+                hub.clone(),
+                io.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(retention(hub.clone(), shutdown.clone())),
+        ];
 
         let stop_http = CancellationToken::new();
         let server = {
@@ -114,6 +116,10 @@ impl App {
                 shutdown.cancelled().await;
                 tracing::info!("shutting down: closing connections");
                 stop_http.cancel();
+                // The background tasks emit through `io`: they stop before it closes.
+                for task in background {
+                    task.await?;
+                }
                 io.close().await;
                 let served = match tokio::time::timeout(DRAIN, server).await {
                     Ok(joined) => joined?.map_err(AppError::Serve),
@@ -158,6 +164,24 @@ impl Running {
     /// Waits until the server has stopped (after its shutdown token is cancelled).
     pub async fn wait(self) -> Result<(), AppError> {
         self.task.await?
+    }
+}
+
+/// Opens the store, waiting a moment for a previous instance in this process
+/// (a quick in-process restart) to release the directory lock.
+fn open_store(
+    dir: &std::path::Path,
+    options: &StoreOptions,
+    metrics: Arc<Metrics>,
+) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match Store::open(dir, options, metrics.clone()) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

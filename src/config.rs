@@ -194,14 +194,13 @@ impl Config {
             set_path(&mut merged, "server.data_dir", Value::String(dir));
         }
 
-        let config: Config =
-            Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::BadValue {
-                    key: "?".into(),
-                    origin: "merged configuration".into(),
-                    reason: e.to_string(),
-                })?;
+        let config: Config = Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::BadValue {
+                key: "?".into(),
+                origin: "merged configuration".into(),
+                reason: e.to_string(),
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -214,7 +213,10 @@ impl Config {
             .map_err(|e: std::net::AddrParseError| ConfigError::BadValue {
                 key: "server.http".into(),
                 origin: "configuration".into(),
-                reason: format!("`{}` is not an address like 0.0.0.0:3000 ({e})", self.server.http),
+                reason: format!(
+                    "`{}` is not an address like 0.0.0.0:3000 ({e})",
+                    self.server.http
+                ),
             })
     }
 
@@ -238,7 +240,12 @@ impl Config {
             ("limits.room_members_max", l.room_members_max, 1, 1_000_000),
             ("limits.events_per_sec", l.events_per_sec, 1, 1_000_000),
             ("limits.events_burst", l.events_burst, 1, 1_000_000),
-            ("limits.max_payload_bytes", l.max_payload_bytes, 1024, 64 << 20),
+            (
+                "limits.max_payload_bytes",
+                l.max_payload_bytes,
+                1024,
+                64 << 20,
+            ),
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
@@ -395,7 +402,12 @@ fn parse_scalar(key: &str, origin: &str, default: &Value, raw: &str) -> Result<V
                 .parse::<f64>()
                 .map_err(|_| bad(format!("expected a number, found `{raw}`")))?,
         ),
-        other => return Err(bad(format!("cannot be set from the environment ({})", type_name(other)))),
+        other => {
+            return Err(bad(format!(
+                "cannot be set from the environment ({})",
+                type_name(other)
+            )));
+        }
     };
     check_type(key, origin, default, &value)?;
     Ok(value)

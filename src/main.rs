@@ -29,7 +29,8 @@ fn main() -> ExitCode {
         http: cli.http,
         data_dir: cli.data_dir,
     };
-    let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let config = match Config::load(&overrides, env) {
         Ok(config) => config,
         Err(e) => {
@@ -37,7 +38,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-files limit");
@@ -59,7 +61,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!("noom {} listening on http://{}", noom::VERSION, running.http_addr());
+        println!(
+            "noom {} listening on http://{}",
+            noom::VERSION,
+            running.http_addr()
+        );
         let token = running.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

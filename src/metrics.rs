@@ -83,8 +83,14 @@ impl Metrics {
             "gauge",
             "Socket.IO connections open now, by transport.",
             &[
-                ("{transport=\"websocket\"}".into(), g.connections_websocket as f64),
-                ("{transport=\"polling\"}".into(), g.connections_polling as f64),
+                (
+                    "{transport=\"websocket\"}".into(),
+                    g.connections_websocket as f64,
+                ),
+                (
+                    "{transport=\"polling\"}".into(),
+                    g.connections_polling as f64,
+                ),
             ],
         );
         metric(
@@ -93,9 +99,24 @@ impl Metrics {
             "Socket.IO connections accepted since start.",
             &one(get(&self.connections_total)),
         );
-        metric("noom_rooms_live", "gauge", "Rooms with members now.", &one(g.rooms_live));
-        metric("noom_rooms_known", "gauge", "Rooms in the store.", &one(g.rooms_known));
-        metric("noom_calls_live", "gauge", "Rooms with a call in progress.", &one(g.calls_live));
+        metric(
+            "noom_rooms_live",
+            "gauge",
+            "Rooms with members now.",
+            &one(g.rooms_live),
+        );
+        metric(
+            "noom_rooms_known",
+            "gauge",
+            "Rooms in the store.",
+            &one(g.rooms_known),
+        );
+        metric(
+            "noom_calls_live",
+            "gauge",
+            "Rooms with a call in progress.",
+            &one(g.calls_live),
+        );
         metric(
             "noom_messages_stored_total",
             "counter",
@@ -141,7 +162,12 @@ impl Metrics {
         let mut lines: Vec<(String, f64)> = FLUSH_BUCKETS
             .iter()
             .enumerate()
-            .map(|(i, b)| (format!("_bucket{{le=\"{b}\"}}"), get(&self.flush_buckets[i]) as f64))
+            .map(|(i, b)| {
+                (
+                    format!("_bucket{{le=\"{b}\"}}"),
+                    get(&self.flush_buckets[i]) as f64,
+                )
+            })
             .collect();
         let count = get(&self.flush_count) as f64;
         lines.push(("_bucket{le=\"+Inf\"}".into(), count));

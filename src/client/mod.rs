@@ -111,7 +111,8 @@ impl Client {
         let (events_tx, events) = mpsc::unbounded_channel();
         {
             let acks = acks.clone();
-            let out = out.clone();
+            // Weak: dropping the `Client` must end the writer, and so the connection.
+            let out = out.downgrade();
             tokio::spawn(async move {
                 while let Some(Ok(frame)) = stream.next().await {
                     let Frame::Text(text) = frame else {
@@ -120,6 +121,7 @@ impl Client {
                         }
                         continue;
                     };
+                    let Some(out) = out.upgrade() else { break };
                     if !dispatch(text.as_str(), &out, &acks, &events_tx) {
                         break;
                     }

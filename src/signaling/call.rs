@@ -17,7 +17,12 @@ use super::hub::{Hub, call_group};
 use super::protocol::{ApiError, Args, ErrorCode, ok};
 use crate::metrics::Metrics;
 
-pub async fn join_call(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn join_call(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let (me, peers, already) = hub.join_call(&s, &room)?;
     if !already {
@@ -26,7 +31,9 @@ pub async fn join_call(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -
             .emit("peer_joined", &(room.as_str(), &me))
             .await;
     }
-    Ok(ok(json!({ "peers": peers, "iceServers": ice_servers(&hub) })))
+    Ok(ok(
+        json!({ "peers": peers, "iceServers": ice_servers(&hub) }),
+    ))
 }
 
 /// The ICE servers handed to call participants. The built-in STUN/TURN relay
@@ -35,7 +42,12 @@ fn ice_servers(_hub: &Hub) -> Vec<Value> {
     Vec::new()
 }
 
-pub async fn leave_call(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn leave_call(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let me = hub.leave_call(&s, &room)?;
     let _ = s
@@ -74,7 +86,9 @@ impl Signal {
         match (self, payload) {
             (Signal::Ice, Some(Value::Null)) => Ok(Value::Null),
             (Signal::Ice, Some(v @ Value::Object(_))) => Ok(v.clone()),
-            (_, Some(v @ Value::Object(m))) if m.get("type").is_some_and(Value::is_string) => Ok(v.clone()),
+            (_, Some(v @ Value::Object(m))) if m.get("type").is_some_and(Value::is_string) => {
+                Ok(v.clone())
+            }
             (Signal::Ice, _) => Err(ApiError::invalid_argument(
                 "`candidate` must be an RTCIceCandidate object or null",
             )),
@@ -95,10 +109,19 @@ pub async fn relay(
     let body = args.object(0, "signal")?;
     let to = match body.get("to") {
         Some(Value::String(to)) => to,
-        _ => return Err(ApiError::invalid_argument("`to` must be the socket id of a call participant")),
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "`to` must be the socket id of a call participant",
+            ));
+        }
     };
     let payload = kind.check(body.get(kind.field()))?;
-    let not_in_call = || ApiError::new(ErrorCode::NotInCall, format!("`{to}` is not in a call with you"));
+    let not_in_call = || {
+        ApiError::new(
+            ErrorCode::NotInCall,
+            format!("`{to}` is not in a call with you"),
+        )
+    };
     let to = Sid::from_str(to).map_err(|_| not_in_call())?;
     if to == s.id || !hub.share_call(s.id, to) {
         return Err(not_in_call());

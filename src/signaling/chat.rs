@@ -16,17 +16,30 @@ use crate::store::HistoryQuery;
 pub const PAGE_DEFAULT: usize = 50;
 pub const PAGE_MAX: usize = 200;
 
-pub async fn nickname(hub: Arc<Hub>, s: SocketRef, io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn nickname(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let name = validate::nickname(args.str(0, "nickname")?, hub.config.limits.nickname_max)?;
     let updates = hub.set_nickname(s.id, &name)?;
     hub.store.durable().await?;
     for (room, member) in updates {
-        let _ = io.to(chat_group(&room)).emit("member_update", &(room.as_str(), &member)).await;
+        let _ = io
+            .to(chat_group(&room))
+            .emit("member_update", &(room.as_str(), &member))
+            .await;
     }
     Ok(ok(json!({ "nickname": name })))
 }
 
-pub async fn rooms(hub: Arc<Hub>, _s: SocketRef, _io: SocketIo, _args: Args) -> Result<Value, ApiError> {
+pub async fn rooms(
+    hub: Arc<Hub>,
+    _s: SocketRef,
+    _io: SocketIo,
+    _args: Args,
+) -> Result<Value, ApiError> {
     Ok(ok(json!({ "rooms": hub.room_list() })))
 }
 
@@ -48,7 +61,12 @@ pub fn page_query(opts: &serde_json::Map<String, Value>) -> Result<HistoryQuery,
     })
 }
 
-pub async fn enter_room(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn enter_room(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let opts = args.opt_object(1, "options")?;
     let mut query = page_query(&opts)?;
@@ -70,10 +88,18 @@ pub async fn enter_room(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) 
     })))
 }
 
-pub async fn leave_room(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn leave_room(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let Some(left) = hub.leave(&s, &room) else {
-        return Err(ApiError::new(ErrorCode::NotInRoom, format!("not in room `{room}`")));
+        return Err(ApiError::new(
+            ErrorCode::NotInRoom,
+            format!("not in room `{room}`"),
+        ));
     };
     announce_departure(&s, &left).await;
     hub.rooms_changed();
@@ -95,7 +121,12 @@ pub async fn announce_departure(s: &SocketRef, left: &super::hub::Left) {
         .await;
 }
 
-pub async fn new_message(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn new_message(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let text = validate::message(args.str(1, "text")?, hub.config.limits.message_max)?;
     let speaker = hub.speaker(s.id, &room)?;
@@ -132,7 +163,12 @@ pub async fn new_message(hub: Arc<Hub>, s: SocketRef, _io: SocketIo, args: Args)
     }
 }
 
-pub async fn history(hub: Arc<Hub>, _s: SocketRef, _io: SocketIo, args: Args) -> Result<Value, ApiError> {
+pub async fn history(
+    hub: Arc<Hub>,
+    _s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let opts = args.opt_object(1, "options")?;
     let messages = hub.store.history(&room, page_query(&opts)?)?;

@@ -18,7 +18,7 @@ use super::protocol::{ApiError, ErrorCode, Member, RoomInfo};
 use super::rate::{TokenBucket, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{SessionKey, Session, Store};
+use crate::store::{Session, SessionKey, Store};
 
 /// The socketioxide room that carries a chat room's broadcasts.
 pub fn chat_group(room: &str) -> String {
@@ -163,7 +163,11 @@ impl Hub {
 
     /// Changes the nickname of every connection of the session behind `sid`;
     /// returns the (room, member) pairs to announce.
-    pub fn set_nickname(&self, sid: Sid, nickname: &str) -> Result<Vec<(String, Member)>, ApiError> {
+    pub fn set_nickname(
+        &self,
+        sid: Sid,
+        nickname: &str,
+    ) -> Result<Vec<(String, Member)>, ApiError> {
         let mut state = self.state.lock();
         let key = state.conns.get(&sid).map(|c| c.session).ok_or_else(gone)?;
         self.store.set_nickname(&key, nickname)?;
@@ -191,7 +195,10 @@ impl Hub {
                 }
                 return Err(ApiError::new(
                     ErrorCode::RoomFull,
-                    format!("the room is full ({} members)", self.config.limits.room_members_max),
+                    format!(
+                        "the room is full ({} members)",
+                        self.config.limits.room_members_max
+                    ),
                 ));
             }
             if let Err(e) = self.store.touch_room(room, now_ms()) {
@@ -295,7 +302,11 @@ impl Hub {
     }
 
     /// Adds `sid` to the call of `room`; returns itself and the other participants.
-    pub fn join_call(&self, socket: &SocketRef, room: &str) -> Result<(Member, Vec<Member>, bool), ApiError> {
+    pub fn join_call(
+        &self,
+        socket: &SocketRef,
+        room: &str,
+    ) -> Result<(Member, Vec<Member>, bool), ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
         let State { conns, rooms } = &mut *state;
@@ -309,7 +320,10 @@ impl Hub {
             if live.call.len() as u64 >= self.config.limits.call_max {
                 return Err(ApiError::new(
                     ErrorCode::RoomFull,
-                    format!("the call is full ({} participants)", self.config.limits.call_max),
+                    format!(
+                        "the call is full ({} participants)",
+                        self.config.limits.call_max
+                    ),
                 ));
             }
             live.call.push(sid);
@@ -332,7 +346,10 @@ impl Hub {
         let State { conns, rooms } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         let Some(at) = conn.calls.iter().position(|r| r == room) else {
-            return Err(ApiError::new(ErrorCode::NotInCall, format!("not in the call of `{room}`")));
+            return Err(ApiError::new(
+                ErrorCode::NotInCall,
+                format!("not in the call of `{room}`"),
+            ));
         };
         conn.calls.swap_remove(at);
         if let Some(live) = rooms.get_mut(room) {
@@ -353,7 +370,11 @@ impl Hub {
 
     /// Sockets in `room` now.
     pub fn count(&self, room: &str) -> usize {
-        self.state.lock().rooms.get(room).map_or(0, |r| r.members.len())
+        self.state
+            .lock()
+            .rooms
+            .get(room)
+            .map_or(0, |r| r.members.len())
     }
 
     /// (rooms with members, rooms with a call)
@@ -381,7 +402,11 @@ impl Hub {
             .into_iter()
             .filter_map(|meta| {
                 let count = counts.get(&meta.name).copied().unwrap_or(0);
-                (count > 0 || meta.last_activity >= since).then_some((count, meta.last_activity, meta.name))
+                (count > 0 || meta.last_activity >= since).then_some((
+                    count,
+                    meta.last_activity,
+                    meta.name,
+                ))
             })
             .collect();
         list.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
@@ -397,5 +422,8 @@ fn gone() -> ApiError {
 }
 
 fn not_in_room(room: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotInRoom, format!("not in room `{room}`; enter it first"))
+    ApiError::new(
+        ErrorCode::NotInRoom,
+        format!("not in room `{room}`; enter it first"),
+    )
 }

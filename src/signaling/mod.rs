@@ -13,7 +13,7 @@ mod rate;
 pub mod validate;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,11 +35,22 @@ const ROOM_CHANGE_COALESCE: Duration = Duration::from_millis(50);
 /// Longest accepted session token (ours are 64 hex characters).
 const TOKEN_MAX: usize = 128;
 
+/// The hub as socketioxide state: a weak reference, so that connections that
+/// outlive a shutdown (an engine task still closing) never keep the store open.
+#[derive(Clone)]
+struct HubRef(Weak<Hub>);
+
+impl HubRef {
+    fn get(&self) -> Option<Arc<Hub>> {
+        self.0.upgrade()
+    }
+}
+
 /// Builds the Socket.IO layer to mount on the HTTP router, and its handle.
-pub fn layer(hub: Arc<Hub>) -> (SocketIoLayer, SocketIo) {
+pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
     let max_payload = hub.config.limits.max_payload_bytes;
     let (layer, io) = SocketIo::builder()
-        .with_state(hub)
+        .with_state(HubRef(Arc::downgrade(hub)))
         .max_payload(max_payload)
         .ws_max_message_size(max_payload as usize)
         .ws_max_frame_size(max_payload as usize)
@@ -56,7 +67,10 @@ pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: Cance
             _ = hub.wait_rooms_changed() => {}
             _ = shutdown.cancelled() => return,
         }
-        tokio::time::sleep(ROOM_CHANGE_COALESCE).await;
+        tokio::select! {
+            _ = tokio::time::sleep(ROOM_CHANGE_COALESCE) => {}
+            _ = shutdown.cancelled() => return,
+        }
         let list = hub.room_list();
         let _ = io.emit("room_change", &list).await;
     }
@@ -79,9 +93,10 @@ struct SessionUnavailable;
 /// Resolves the session from the handshake `auth` and prepares the socket.
 async fn authenticate(
     s: SocketRef,
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<HubRef>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), SessionUnavailable> {
+    let hub = hub.get().ok_or(SessionUnavailable)?;
     let token = auth
         .ok()
         .and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_owned))
@@ -119,22 +134,30 @@ async fn authenticate(
     route(&s, "history", chat::history);
     route(&s, "join_call", call::join_call);
     route(&s, "leave_call", call::leave_call);
-    route(&s, "offer", |h, s, io, a| call::relay(call::Signal::Offer, h, s, io, a));
-    route(&s, "answer", |h, s, io, a| call::relay(call::Signal::Answer, h, s, io, a));
-    route(&s, "ice", |h, s, io, a| call::relay(call::Signal::Ice, h, s, io, a));
+    route(&s, "offer", |h, s, io, a| {
+        call::relay(call::Signal::Offer, h, s, io, a)
+    });
+    route(&s, "answer", |h, s, io, a| {
+        call::relay(call::Signal::Answer, h, s, io, a)
+    });
+    route(&s, "ice", |h, s, io, a| {
+        call::relay(call::Signal::Ice, h, s, io, a)
+    });
     s.on_disconnect(on_disconnect);
     Ok(())
 }
 
 /// After the client is told it is connected: its session, then the room list.
-async fn on_connect(s: SocketRef, State(hub): State<Arc<Hub>>) {
+async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
+    let Some(hub) = hub.get() else { return };
     if let Some(session) = hub.take_session_event(s.id) {
         let _ = s.emit("session", &session);
     }
     let _ = s.emit("room_change", &hub.room_list());
 }
 
-async fn on_disconnect(s: SocketRef, State(hub): State<Arc<Hub>>) {
+async fn on_disconnect(s: SocketRef, State(hub): State<HubRef>) {
+    let Some(hub) = hub.get() else { return };
     let departures = hub.disconnect(s.id);
     for left in &departures {
         chat::announce_departure(&s, left).await;
@@ -154,11 +177,16 @@ where
         event,
         move |s: SocketRef,
               io: SocketIo,
-              State(hub): State<Arc<Hub>>,
+              State(hub): State<HubRef>,
               ack: AckSender,
               TryData(args): TryData<Args>| {
             let handler = handler.clone();
             async move {
+                let Some(hub) = hub.get() else {
+                    let closing = ApiError::new(ErrorCode::Internal, "the server is shutting down");
+                    let _ = ack.send(&closing.to_ack());
+                    return;
+                };
                 let result = match hub.admit(s.id) {
                     Verdict::Allow => match args {
                         Ok(args) => handler(hub.clone(), s.clone(), io, args).await,

@@ -79,10 +79,15 @@ impl ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::NoSuchRoom => ApiError::new(ErrorCode::InvalidRoom, "no such room"),
+            crate::store::StoreError::NoSuchRoom => {
+                ApiError::new(ErrorCode::InvalidRoom, "no such room")
+            }
             other => {
                 tracing::error!(error = %other, "store error while serving a request");
-                ApiError::new(ErrorCode::Internal, "the server could not store or read data")
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the server could not store or read data",
+                )
             }
         }
     }
@@ -133,40 +138,54 @@ impl Args {
     pub fn str(&self, i: usize, what: &str) -> Result<&str, ApiError> {
         match self.0.get(i) {
             Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(ApiError::invalid_argument(format!("{what} must be a string"))),
-            None => Err(ApiError::invalid_argument(format!("missing argument: {what}"))),
+            Some(_) => Err(ApiError::invalid_argument(format!(
+                "{what} must be a string"
+            ))),
+            None => Err(ApiError::invalid_argument(format!(
+                "missing argument: {what}"
+            ))),
         }
     }
 
     /// Argument `i` as an object, absent or `null` meaning empty.
-    pub fn opt_object(&self, i: usize, what: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+    pub fn opt_object(
+        &self,
+        i: usize,
+        what: &str,
+    ) -> Result<serde_json::Map<String, Value>, ApiError> {
         match self.0.get(i) {
             None | Some(Value::Null) => Ok(serde_json::Map::new()),
             Some(Value::Object(m)) => Ok(m.clone()),
-            Some(_) => Err(ApiError::invalid_argument(format!("{what} must be an object"))),
+            Some(_) => Err(ApiError::invalid_argument(format!(
+                "{what} must be an object"
+            ))),
         }
     }
 
     /// Argument `i` as a required object.
-    pub fn object(&self, i: usize, what: &str) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    pub fn object(
+        &self,
+        i: usize,
+        what: &str,
+    ) -> Result<&serde_json::Map<String, Value>, ApiError> {
         match self.0.get(i) {
             Some(Value::Object(m)) => Ok(m),
-            Some(_) => Err(ApiError::invalid_argument(format!("{what} must be an object"))),
-            None => Err(ApiError::invalid_argument(format!("missing argument: {what}"))),
+            Some(_) => Err(ApiError::invalid_argument(format!(
+                "{what} must be an object"
+            ))),
+            None => Err(ApiError::invalid_argument(format!(
+                "missing argument: {what}"
+            ))),
         }
     }
 }
 
 /// Reads an optional non-negative integer field of an options object.
-pub fn opt_u64(
-    map: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<u64>, ApiError> {
+pub fn opt_u64(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<u64>, ApiError> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid_argument(format!("`{field}` must be a non-negative integer"))),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::invalid_argument(format!("`{field}` must be a non-negative integer"))
+        }),
     }
 }

@@ -26,7 +26,10 @@ fn check(
     }
     let bad = |c: char| c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t'));
     if text.chars().any(bad) {
-        return Err(ApiError::new(code, format!("{what} must not contain control characters")));
+        return Err(ApiError::new(
+            code,
+            format!("{what} must not contain control characters"),
+        ));
     }
     Ok(text.to_string())
 }
@@ -50,17 +53,32 @@ mod tests {
 
     #[test]
     fn lengths_count_characters_after_trimming() {
-        assert_eq!(room_name("  로비  ", 2).map_err(|e| e.code), Ok("로비".to_string()));
-        assert_eq!(room_name("로비방", 2).map_err(|e| e.code), Err(ErrorCode::InvalidRoom));
-        assert_eq!(nickname("   ", 5).map_err(|e| e.code), Err(ErrorCode::InvalidNickname));
-        assert_eq!(nickname("🦀🦀", 2).map_err(|e| e.code), Ok("🦀🦀".to_string()));
+        assert_eq!(
+            room_name("  로비  ", 2).map_err(|e| e.code),
+            Ok("로비".to_string())
+        );
+        assert_eq!(
+            room_name("로비방", 2).map_err(|e| e.code),
+            Err(ErrorCode::InvalidRoom)
+        );
+        assert_eq!(
+            nickname("   ", 5).map_err(|e| e.code),
+            Err(ErrorCode::InvalidNickname)
+        );
+        assert_eq!(
+            nickname("🦀🦀", 2).map_err(|e| e.code),
+            Ok("🦀🦀".to_string())
+        );
     }
 
     #[test]
     fn control_characters_refused_but_messages_keep_line_breaks() {
         assert!(room_name("a\u{0}b", 64).is_err());
         assert!(nickname("a\nb", 64).is_err());
-        assert_eq!(message("one\ntwo", 64).map_err(|e| e.code), Ok("one\ntwo".to_string()));
+        assert_eq!(
+            message("one\ntwo", 64).map_err(|e| e.code),
+            Ok("one\ntwo".to_string())
+        );
         assert!(message("bell\u{7}", 64).is_err());
     }
 }

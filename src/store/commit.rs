@@ -45,7 +45,12 @@ impl Committer {
         self.wake.notify_one();
     }
 
-    pub async fn run(self: Arc<Self>, db: sled::Db, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        db: sled::Db,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
         let (tx, mut rx) = mpsc::unbounded_channel::<(bool, Vec<AfterFlush>)>();
         let delivery = tokio::spawn(async move {
             while let Some((ok, batch)) = rx.recv().await {

@@ -46,6 +46,8 @@ pub enum StoreError {
     Schema { found: u64, expected: u64 },
     #[error("corrupt record in `{tree}`: {reason}")]
     Corrupt { tree: &'static str, reason: String },
+    #[error("the data directory {0} is in use by another noom process")]
+    Locked(PathBuf),
     #[error("no such room")]
     NoSuchRoom,
     #[error("the store is shutting down")]
@@ -85,7 +87,13 @@ impl Store {
             .cache_capacity(options.cache_bytes)
             // Durability comes from the committer; this is only a backstop.
             .flush_every_ms(Some(1000))
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(data_dir.to_path_buf())
+                }
+                other => StoreError::Db(other),
+            })?;
         check_schema(&db)?;
         let sessions = sessions::Sessions::new(db.open_tree("sessions")?);
         let rooms = rooms::Rooms::open(db.open_tree("rooms")?, db.open_tree("messages")?)?;

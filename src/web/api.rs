@@ -92,7 +92,10 @@ pub async fn metrics(State(web): State<Web>) -> Response {
         calls_live,
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         web.hub.metrics.render(&gauges),
     )
         .into_response()

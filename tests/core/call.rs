@@ -1,0 +1,135 @@
+//! The call half of the contract: joining, leaving and relaying negotiation.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_membership_and_signal_relay() {
+    let s = Server::start_with(|c| c.limits.call_max = 3).await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    let c = s.client().await;
+    let d = s.client().await;
+    let stranger = s.client().await;
+    for x in [&a, &b, &c, &d] {
+        x.enter("standup").await;
+    }
+    stranger.enter("elsewhere").await;
+
+    stranger
+        .err("join_call", &[json!("standup")], "not_in_room")
+        .await;
+    let ack = a.ok("join_call", &[json!("standup")]).await;
+    assert_eq!(ack["peers"], json!([]));
+    assert!(ack["iceServers"].is_array());
+
+    let ack = b.ok("join_call", &[json!("standup")]).await;
+    assert_eq!(ack["peers"][0]["id"], a.c.sid.as_str());
+    let joined = a.event("peer_joined").await;
+    assert_eq!(joined.args[0], "standup");
+    assert_eq!(joined.args[1]["id"], b.c.sid.as_str());
+
+    // The newcomer offers; the server stamps `from` and relays only to `to`.
+    let sdp = json!({ "type": "offer", "sdp": "v=0\r\n" });
+    b.ok(
+        "offer",
+        &[json!({ "to": a.c.sid, "description": sdp, "from": "forged" })],
+    )
+    .await;
+    let offer = a.event("offer").await;
+    assert_eq!(
+        offer.args[0],
+        json!({ "from": b.c.sid, "description": sdp })
+    );
+    let answer = json!({ "type": "answer", "sdp": "v=0\r\n" });
+    a.ok("answer", &[json!({ "to": b.c.sid, "description": answer })])
+        .await;
+    assert_eq!(b.event("answer").await.args[0]["from"], a.c.sid.as_str());
+    let cand = json!({ "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0 });
+    a.ok("ice", &[json!({ "to": b.c.sid, "candidate": cand })])
+        .await;
+    assert_eq!(
+        b.event("ice").await.args[0],
+        json!({ "from": a.c.sid, "candidate": cand })
+    );
+    a.ok("ice", &[json!({ "to": b.c.sid, "candidate": null })])
+        .await;
+    assert_eq!(b.event("ice").await.args[0]["candidate"], json!(null));
+
+    // Only between members of the same call.
+    c.err(
+        "offer",
+        &[json!({ "to": a.c.sid, "description": sdp })],
+        "not_in_call",
+    )
+    .await;
+    a.err(
+        "offer",
+        &[json!({ "to": c.c.sid, "description": sdp })],
+        "not_in_call",
+    )
+    .await;
+    a.err(
+        "offer",
+        &[json!({ "to": "no-such-socket", "description": sdp })],
+        "not_in_call",
+    )
+    .await;
+    a.err(
+        "offer",
+        &[json!({ "to": a.c.sid, "description": sdp })],
+        "not_in_call",
+    )
+    .await;
+    a.err("offer", &[json!({ "to": b.c.sid })], "invalid_argument")
+        .await;
+    a.err(
+        "offer",
+        &[json!({ "to": b.c.sid, "description": "sdp" })],
+        "invalid_argument",
+    )
+    .await;
+    a.err(
+        "ice",
+        &[json!({ "to": b.c.sid, "candidate": 7 })],
+        "invalid_argument",
+    )
+    .await;
+    a.err("answer", &[json!("to b")], "invalid_argument").await;
+    a.err("answer", &[], "invalid_argument").await;
+
+    // At most `call_max` participants.
+    c.ok("join_call", &[json!("standup")]).await;
+    d.err("join_call", &[json!("standup")], "room_full").await;
+    // Joining twice is not an error and returns the peers again.
+    let again = c.ok("join_call", &[json!("standup")]).await;
+    assert_eq!(again["peers"].as_array().unwrap().len(), 2);
+
+    c.ok("leave_call", &[json!("standup")]).await;
+    for x in [&mut a, &mut b] {
+        let left = x.event("peer_left").await;
+        assert_eq!(left.args[1]["id"], c.c.sid.as_str());
+    }
+    c.err("leave_call", &[json!("standup")], "not_in_call")
+        .await;
+    d.ok("join_call", &[json!("standup")]).await;
+
+    // Leaving the room leaves the call.
+    d.ok("leave_room", &[json!("standup")]).await;
+    for x in [&mut a, &mut b] {
+        let left = x.event("peer_left").await;
+        assert_eq!(left.args[1]["id"], d.c.sid.as_str());
+    }
+
+    // So does a dropped connection.
+    b.c.close();
+    let left = a.event("peer_left").await;
+    assert_eq!(left.args[0], "standup");
+    assert_eq!(left.args[1]["id"], b.c.sid.as_str());
+    let ack = c.ok("join_call", &[json!("standup")]).await;
+    assert_eq!(
+        ack["peers"],
+        json!([{ "id": a.c.sid, "user": a.user, "nickname": a.nickname }])
+    );
+}

@@ -1,0 +1,146 @@
+//! Starting servers and clients for the tests.
+
+use std::path::Path;
+use std::time::Duration;
+
+use noom::client::{Client, Event};
+use noom::config::Config;
+use noom::{App, Running};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A server with its own data directory, removed when dropped.
+pub struct Server {
+    pub running: Option<Running>,
+    pub base: String,
+    pub dir: TempDir,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.http = "127.0.0.1:0".into();
+    config.server.data_dir = dir.join("data");
+    config
+}
+
+pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Running {
+    let mut config = test_config(dir);
+    tweak(&mut config);
+    App::start(config).await.expect("server starts")
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+        let dir = TempDir::new().expect("temp dir");
+        let running = start_in(dir.path(), tweak).await;
+        let base = format!("http://{}", running.http_addr());
+        Server {
+            running: Some(running),
+            base,
+            dir,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Connects a new session and consumes its `session` and first `room_change` events.
+    pub async fn client(&self) -> Connected {
+        connect(&self.base, None).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+pub struct Connected {
+    pub c: Client,
+    pub token: String,
+    pub user: String,
+    pub nickname: String,
+    pub rooms: Vec<Value>,
+}
+
+pub async fn connect(base: &str, token: Option<&str>) -> Connected {
+    let auth = token.map(|t| json!({ "session": t }));
+    let mut c = Client::connect(base, auth).await.expect("connects");
+    let session = c.wait_event("session", WAIT).await.expect("session event");
+    let rooms = c
+        .wait_event("room_change", WAIT)
+        .await
+        .expect("room_change event");
+    let s = &session.args[0];
+    Connected {
+        token: s["session"].as_str().expect("token").to_string(),
+        user: s["user"].as_str().expect("user").to_string(),
+        nickname: s["nickname"].as_str().expect("nickname").to_string(),
+        rooms: rooms.args[0].as_array().cloned().unwrap_or_default(),
+        c,
+    }
+}
+
+impl Connected {
+    pub async fn req(&self, event: &str, args: &[Value]) -> Value {
+        self.c.request(event, args).await.expect("ack")
+    }
+
+    /// A request that must succeed.
+    pub async fn ok(&self, event: &str, args: &[Value]) -> Value {
+        let ack = self.req(event, args).await;
+        assert_eq!(ack["ok"], true, "{event} {args:?} failed: {ack}");
+        ack
+    }
+
+    /// A request that must fail with `code`.
+    pub async fn err(&self, event: &str, args: &[Value], code: &str) -> Value {
+        let ack = self.req(event, args).await;
+        assert_eq!(ack["ok"], false, "{event} {args:?} should fail: {ack}");
+        assert_eq!(ack["error"]["code"], code, "{event} {args:?}: {ack}");
+        assert!(
+            ack["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error has a message: {ack}"
+        );
+        ack
+    }
+
+    pub async fn event(&mut self, name: &str) -> Event {
+        self.c
+            .wait_event(name, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("no `{name}` event: {e}"))
+    }
+
+    /// Asserts that no `name` event arrives within a short while.
+    pub async fn no_event(&mut self, name: &str) {
+        if let Ok(e) = self.c.wait_event(name, Duration::from_millis(300)).await {
+            panic!("unexpected `{name}` event: {:?}", e.args);
+        }
+    }
+
+    pub async fn enter(&self, room: &str) -> Value {
+        self.ok("enter_room", &[json!(room)]).await
+    }
+
+    pub async fn say(&self, room: &str, text: &str) -> Value {
+        self.ok("new_message", &[json!(room), json!(text)]).await["message"].clone()
+    }
+}
+
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("HTTP request");
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
