@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 
 /// Delay that coalesces bursts of room changes into one `room_change` broadcast.
 const ROOM_CHANGE_COALESCE: Duration = Duration::from_millis(50);
+/// How often the room list is recomputed even when nothing was announced.
+const ROOM_LIST_RECHECK: Duration = Duration::from_secs(30);
 /// Longest accepted session token (ours are 64 hex characters).
 const TOKEN_MAX: usize = 128;
 
@@ -60,19 +62,27 @@ pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
     (layer, io)
 }
 
-/// Emits the room list to everyone when it changes, at most once per coalescing delay.
+/// Emits the room list to everyone when it changes, at most once per coalescing
+/// delay. A periodic recheck catches rooms that age out of the active window.
 pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: CancellationToken) {
+    let mut last = hub.room_list();
+    let mut recheck = tokio::time::interval(ROOM_LIST_RECHECK);
     loop {
         tokio::select! {
-            _ = hub.wait_rooms_changed() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(ROOM_CHANGE_COALESCE) => {}
+            _ = hub.wait_rooms_changed() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(ROOM_CHANGE_COALESCE) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            _ = recheck.tick() => {}
             _ = shutdown.cancelled() => return,
         }
         let list = hub.room_list();
-        let _ = io.emit("room_change", &list).await;
+        if list != last {
+            let _ = io.emit("room_change", &list).await;
+            last = list;
+        }
     }
 }
 
