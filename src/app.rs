@@ -200,9 +200,25 @@ async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         let store = hub.store.clone();
         let now = signaling::hub::now_ms();
-        match tokio::task::spawn_blocking(move || store.enforce_retention(&policy, now)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(removed = n, "retention removed old messages"),
+        let window_ms = (hub.config.rooms.active_window_secs as i64).saturating_mul(1000);
+        let live = hub.live_rooms();
+        let pass = move || -> Result<(u64, u64), StoreError> {
+            let messages = store.enforce_retention(&policy, now)?;
+            let rooms = store.prune_idle_rooms(now.saturating_sub(window_ms), &live)?;
+            Ok((messages, rooms))
+        };
+        match tokio::task::spawn_blocking(pass).await {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((messages, rooms))) => {
+                tracing::info!(
+                    messages,
+                    rooms,
+                    "retention removed old messages and idle empty rooms"
+                );
+                if rooms > 0 {
+                    hub.rooms_changed();
+                }
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
             Err(e) => tracing::error!(error = %e, "retention task failed"),
         }

@@ -41,6 +41,7 @@ pub struct LimitsConfig {
     pub message_max: u64,
     pub call_max: u64,
     pub room_members_max: u64,
+    pub rooms_per_connection: u64,
     pub events_per_sec: u64,
     pub events_burst: u64,
     pub max_payload_bytes: u64,
@@ -85,6 +86,7 @@ impl Default for LimitsConfig {
             message_max: 2000,
             call_max: 6,
             room_members_max: 200,
+            rooms_per_connection: 16,
             events_per_sec: 50,
             events_burst: 100,
             max_payload_bytes: 64 * 1024,
@@ -232,12 +234,18 @@ impl Config {
             return Err(bad("server.data_dir", "must not be empty"));
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 8] = [
+        let ranges: [(&str, u64, u64, u64); 9] = [
             ("limits.room_name_max", l.room_name_max, 1, 1024),
             ("limits.nickname_max", l.nickname_max, 1, 256),
             ("limits.message_max", l.message_max, 1, 100_000),
             ("limits.call_max", l.call_max, 2, 50),
             ("limits.room_members_max", l.room_members_max, 1, 1_000_000),
+            (
+                "limits.rooms_per_connection",
+                l.rooms_per_connection,
+                1,
+                10_000,
+            ),
             ("limits.events_per_sec", l.events_per_sec, 1, 1_000_000),
             ("limits.events_burst", l.events_burst, 1, 1_000_000),
             (

@@ -186,8 +186,15 @@ impl Hub {
         let mut state = self.state.lock();
         let State { conns, rooms } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
-        let live = rooms.entry(room.to_string()).or_default();
         let already = conn.rooms.iter().any(|r| r == room);
+        let per_conn = self.config.limits.rooms_per_connection;
+        if !already && conn.rooms.len() as u64 >= per_conn {
+            return Err(ApiError::new(
+                ErrorCode::RoomFull,
+                format!("a connection can be in at most {per_conn} rooms at once; leave one first"),
+            ));
+        }
+        let live = rooms.entry(room.to_string()).or_default();
         if !already {
             if live.members.len() as u64 >= self.config.limits.room_members_max {
                 if live.members.is_empty() {
@@ -375,6 +382,11 @@ impl Hub {
             .rooms
             .get(room)
             .map_or(0, |r| r.members.len())
+    }
+
+    /// Names of the rooms with members now.
+    pub fn live_rooms(&self) -> std::collections::HashSet<String> {
+        self.state.lock().rooms.keys().cloned().collect()
     }
 
     /// (rooms with members, rooms with a call)

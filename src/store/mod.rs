@@ -196,6 +196,16 @@ impl Store {
         Ok(removed)
     }
 
+    /// Forgets rooms that never held a message and have been idle since
+    /// `idle_before`, except those in `live` (rooms with members now).
+    pub fn prune_idle_rooms(
+        &self,
+        idle_before: i64,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<u64, StoreError> {
+        self.rooms.prune_idle(idle_before, live)
+    }
+
     /// True when the database answers reads.
     pub fn healthy(&self) -> bool {
         self.db.get(SCHEMA_KEY).is_ok()

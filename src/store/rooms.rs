@@ -149,6 +149,31 @@ impl Rooms {
         messages::page(&self.messages, room, query)
     }
 
+    /// Forgets rooms that never held a message (so have no seq to protect), saw no
+    /// activity since `idle_before` and are not in `live`; returns how many went.
+    pub fn prune_idle(
+        &self,
+        idle_before: i64,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<u64, StoreError> {
+        let mut index = self.index.lock();
+        let doomed: Vec<String> = index
+            .iter()
+            .filter(|(name, c)| {
+                c.last_seq == 0
+                    && c.floor == 0
+                    && c.last_activity < idle_before
+                    && !live.contains(*name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &doomed {
+            self.records.remove(name.as_bytes())?;
+            index.remove(name);
+        }
+        Ok(doomed.len() as u64)
+    }
+
     /// Persists `seq_floor = last_seq` for `room` before some of its messages are
     /// deleted; returns the room's last seq.
     pub fn raise_floor(&self, room: &str) -> Result<u64, StoreError> {

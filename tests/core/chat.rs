@@ -138,7 +138,11 @@ async fn entering_and_leaving_rooms_is_announced_with_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_room_refuses_newcomers() {
-    let s = Server::start_with(|c| c.limits.room_members_max = 2).await;
+    let s = Server::start_with(|c| {
+        c.limits.room_members_max = 2;
+        c.limits.rooms_per_connection = 3;
+    })
+    .await;
     let a = s.client().await;
     let b = s.client().await;
     let c = s.client().await;
@@ -147,6 +151,14 @@ async fn a_full_room_refuses_newcomers() {
     c.err("enter_room", &[json!("small")], "room_full").await;
     b.ok("leave_room", &[json!("small")]).await;
     c.enter("small").await;
+
+    // One connection cannot collect rooms without bound.
+    c.enter("second").await;
+    c.enter("third").await;
+    c.err("enter_room", &[json!("fourth")], "room_full").await;
+    c.enter("third").await;
+    c.ok("leave_room", &[json!("second")]).await;
+    c.enter("fourth").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,8 +372,12 @@ async fn room_list_follows_live_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inactive_rooms_leave_the_list() {
-    let s = Server::start_with(|c| c.rooms.active_window_secs = 0).await;
+async fn inactive_rooms_leave_the_list_and_empty_ones_are_forgotten() {
+    let s = Server::start_with(|c| {
+        c.rooms.active_window_secs = 0;
+        c.store.retention_interval_secs = 1;
+    })
+    .await;
     let a = s.client().await;
     a.enter("fleeting").await;
     assert_eq!(
@@ -371,4 +387,21 @@ async fn inactive_rooms_leave_the_list() {
     a.ok("leave_room", &[json!("fleeting")]).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(a.ok("rooms", &[]).await["rooms"], json!([]));
+
+    // A room that never held a message is forgotten by the next retention pass;
+    // one with history is kept (its seq counter must never restart).
+    a.enter("chatty").await;
+    a.say("chatty", "keep me").await;
+    a.ok("leave_room", &[json!("chatty")]).await;
+    let mut status = 0;
+    for _ in 0..30 {
+        status = get_json(&s.url("/api/rooms/fleeting/messages")).await.0;
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "idle room without messages is forgotten");
+    let (status, kept) = get_json(&s.url("/api/rooms/chatty/messages")).await;
+    assert_eq!((status, kept.as_array().map(Vec::len)), (200, Some(1)));
 }
