@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum::serve::ListenerExt;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,8 @@ use crate::signaling::{self, Hub};
 use crate::store::{Retention, Store, StoreError, StoreOptions};
 use crate::web::{self, Web};
 
+/// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 /// How long open HTTP connections get to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -62,13 +65,12 @@ impl App {
             let dir = config.server.data_dir.clone();
             let options = StoreOptions {
                 cache_bytes: config.store.cache_mb << 20,
+                commit_window: Duration::from_millis(config.store.commit_window_ms),
             };
             let metrics = metrics.clone();
             tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics)).await??
         };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| AppError::Bind { addr, source })?;
         let http_addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
@@ -101,6 +103,10 @@ impl App {
         let server = {
             let stop = stop_http.clone();
             tokio::spawn(async move {
+                // Chat frames are small and latency-bound: no Nagle delay.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(
                     listener,
                     router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -165,6 +171,19 @@ impl Running {
     pub async fn wait(self) -> Result<(), AppError> {
         self.task.await?
     }
+}
+
+/// Binds the HTTP listener with a backlog deep enough for a reconnect storm
+/// (every client of a restarted server coming back at once).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Opens the store, waiting a moment for a previous instance in this process

@@ -58,6 +58,7 @@ pub struct RoomsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub cache_mb: u64,
+    pub commit_window_ms: u64,
     pub retention_max_messages: u64,
     pub retention_max_age_days: u64,
     pub retention_interval_secs: u64,
@@ -107,6 +108,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             cache_mb: 64,
+            commit_window_ms: 2,
             retention_max_messages: 100_000,
             retention_max_age_days: 0,
             retention_interval_secs: 60,
@@ -265,6 +267,9 @@ impl Config {
         }
         if self.store.cache_mb == 0 || self.store.cache_mb > 1 << 20 {
             return Err(bad("store.cache_mb", "must be between 1 and 1048576"));
+        }
+        if self.store.commit_window_ms > 1000 {
+            return Err(bad("store.commit_window_ms", "must be between 0 and 1000"));
         }
         if self.store.retention_interval_secs == 0 {
             return Err(bad("store.retention_interval_secs", "must be at least 1"));

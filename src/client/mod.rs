@@ -61,7 +61,7 @@ impl Client {
             "{}/socket.io/?EIO=4&transport=websocket",
             base.trim_end_matches('/').replacen("http", "ws", 1)
         );
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();

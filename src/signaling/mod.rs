@@ -57,6 +57,8 @@ pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
         .ws_max_message_size(max_payload as usize)
         .ws_max_frame_size(max_payload as usize)
         .max_buffer_size(1024)
+        // Most frames are small; the buffer grows for the few large ones (SDP).
+        .ws_read_buffer_size(1024)
         .build_layer();
     io.ns("/", on_connect.with(authenticate));
     (layer, io)

@@ -3,12 +3,14 @@
 //! Writers queue an [`AfterFlush`] callback right after their (in-memory) sled
 //! write. The committer takes the whole queue, flushes once, and hands the batch
 //! to a delivery task that runs the callbacks in queue order, so the next flush
-//! overlaps the delivery of the previous batch.
+//! overlaps the delivery of the previous batch. An optional window lets a batch
+//! wait a moment for more writers: fewer fsyncs (and far less CPU per message
+//! under load) for a bounded extra latency.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
@@ -23,6 +25,8 @@ pub type AfterFlush = Box<dyn FnOnce(bool) -> Pin<Box<dyn Future<Output = ()> + 
 pub struct Committer {
     queue: Mutex<Queue>,
     wake: Notify,
+    /// How long a batch may wait for company before its flush.
+    window: Duration,
 }
 
 #[derive(Default)]
@@ -33,6 +37,13 @@ struct Queue {
 }
 
 impl Committer {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            ..Self::default()
+        }
+    }
+
     pub fn push(&self, after: AfterFlush) {
         let mut queue = self.queue.lock();
         if queue.closed {
@@ -60,10 +71,17 @@ impl Committer {
             }
         });
         loop {
-            let stopping = tokio::select! {
+            let mut stopping = tokio::select! {
                 _ = self.wake.notified() => false,
                 _ = shutdown.cancelled() => true,
             };
+            if !stopping && !self.window.is_zero() {
+                // Let concurrent writers join this batch: one fsync for all of them.
+                stopping = tokio::select! {
+                    _ = tokio::time::sleep(self.window) => false,
+                    _ = shutdown.cancelled() => true,
+                };
+            }
             let batch = {
                 let mut queue = self.queue.lock();
                 queue.closed = stopping;

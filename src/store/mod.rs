@@ -58,6 +58,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub cache_bytes: u64,
+    /// How long a group commit waits for more writers before its flush.
+    pub commit_window: std::time::Duration,
 }
 
 /// Handle to the store; cheap to clone.
@@ -101,7 +103,7 @@ impl Store {
             db,
             sessions,
             rooms: Arc::new(rooms),
-            committer: Arc::new(commit::Committer::default()),
+            committer: Arc::new(commit::Committer::new(options.commit_window)),
             metrics,
         })
     }

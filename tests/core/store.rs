@@ -10,6 +10,7 @@ fn open(dir: &std::path::Path) -> Store {
         dir,
         &StoreOptions {
             cache_bytes: 8 << 20,
+            commit_window: std::time::Duration::ZERO,
         },
         Arc::new(Metrics::default()),
     )
