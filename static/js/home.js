@@ -8,6 +8,9 @@
  */
 import { NoomClient } from "/static/js/protocol.js";
 import { showConnection, showStatus } from "/static/js/ui.js";
+import { localize, t } from "/static/js/i18n.js";
+
+localize();
 
 const client = new NoomClient();
 
@@ -29,7 +32,7 @@ function roomHref(name) {
 function renderNickname(nickname) {
   nicknameCurrent.textContent = nickname ?? "…";
   if (!nicknameInput.value && document.activeElement !== nicknameInput) {
-    nicknameInput.placeholder = nickname ?? "New nickname";
+    nicknameInput.placeholder = nickname ?? t("home.newNickname");
   }
 }
 
@@ -42,7 +45,7 @@ function renderRooms(rooms) {
     const count = document.createElement("span");
     count.className = "count";
     count.textContent = String(info.count);
-    count.title = `${info.count} online`;
+    count.title = t("home.online", { n: info.count });
     li.dataset.room = info.name;
     li.append(link, count);
     return li;
@@ -65,7 +68,7 @@ nicknameForm.addEventListener("submit", async (event) => {
     const ack = await client.setNickname(name);
     renderNickname(ack.nickname);
     nicknameInput.value = "";
-    showStatus(status, "Nickname saved.");
+    showStatus(status, t("home.saved"));
   } catch (err) {
     showStatus(status, err.message, err.code);
   } finally {

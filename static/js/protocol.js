@@ -13,6 +13,10 @@
  *   bye          { room, member, count }
  *   member_update{ room, member }
  *   new_message  { message }
+ *   peer_joined  { room, member }          someone joined a call we are in
+ *   peer_left    { room, member }          someone left it (before their `bye`)
+ *   signal       { kind, from, description?, candidate? }
+ *                kind: offer | answer | ice (WebRTC negotiation relayed by the server)
  *   connect      { reconnect: boolean }   every (re)connection
  *   reconnect    {}                       only after a previous connection
  *   disconnect   { reason }
@@ -164,6 +168,18 @@ export class NoomClient extends EventTarget {
       this._emit("member_update", { room, member });
     });
     s.on("new_message", (message) => this._emit("new_message", { message }));
+
+    s.on("peer_joined", (room, member) => this._emit("peer_joined", { room, member }));
+    s.on("peer_left", (room, member) => this._emit("peer_left", { room, member }));
+    for (const kind of ["offer", "answer", "ice"]) {
+      s.on(kind, (data) => {
+        if (!data || typeof data !== "object" || typeof data.from !== "string") return;
+        const detail = { kind, from: data.from };
+        if (kind === "ice") detail.candidate = data.candidate ?? null;
+        else detail.description = data.description;
+        this._emit("signal", detail);
+      });
+    }
   }
 
   /**
@@ -222,5 +238,35 @@ export class NoomClient extends EventTarget {
   /** options: { before?, after?, limit? } -> { ok, messages } */
   history(room, options = {}) {
     return this.request("history", room, options);
+  }
+
+  /** -> { ok, peers: [Member], iceServers: [RTCIceServer] } */
+  joinCall(room) {
+    return this.request("join_call", room);
+  }
+
+  /** -> { ok } */
+  leaveCall(room) {
+    return this.request("leave_call", room);
+  }
+
+  /**
+   * Relay one WebRTC negotiation message to the call participant `to`:
+   * kind "offer" | "answer" with `{ type, sdp }`, or "ice" with an
+   * RTCIceCandidate (JSON) or null (end of candidates). Fire and forget (the
+   * ack is optional): a signal is dropped while offline rather than buffered,
+   * since the peer ids it names do not survive a reconnect.
+   */
+  signal(kind, to, payload) {
+    if (!this.socket.connected) return false;
+    const field = kind === "ice" ? "candidate" : "description";
+    const body = { to, [field]: payload ?? null };
+    if (field === "description" && payload && typeof payload.toJSON === "function") {
+      body.description = payload.toJSON();
+    } else if (field === "candidate" && payload && typeof payload.toJSON === "function") {
+      body.candidate = payload.toJSON();
+    }
+    this.socket.emit(kind, body);
+    return true;
   }
 }

@@ -7,9 +7,19 @@
  * its per-room `seq` (a Set of seen seqs, list kept in seq order), and a
  * reconnect re-enters with { after: lastSeq } to fetch only what was missed.
  * User text reaches the DOM only through textContent and attributes.
+ *
+ * The video call lives in call.js (WebRTC) and call-ui.js (its DOM); this
+ * module wires it in: it hands over the member list (for nicknames) and,
+ * after a reconnect, re-enters the room first and then rebuilds the call.
+ * On phones the chat is a drawer (#side, toggled from the header) with an
+ * unread counter; on wide screens it is a side panel.
  */
 import { NoomClient } from "/static/js/protocol.js";
 import { showConnection, showStatus } from "/static/js/ui.js";
+import { localize, t } from "/static/js/i18n.js";
+import { setupCall } from "/static/js/call-ui.js";
+
+localize();
 
 const PAGE = 50; // messages per "older" page
 const CATCH_UP_PAGE = 200; // the protocol's maximum history page
@@ -24,6 +34,11 @@ const messageList = $("messages");
 const olderButton = $("load-older");
 const sendForm = $("send-form");
 const messageInput = $("message-input");
+const membersCount = $("members-count");
+const side = $("side");
+const chatToggle = $("chat-toggle");
+const chatClose = $("chat-close");
+const unread = $("unread");
 
 const client = new NoomClient();
 
@@ -172,7 +187,7 @@ function renderMembers() {
       li.classList.add("self");
       const you = document.createElement("span");
       you.className = "muted";
-      you.textContent = " (you)";
+      you.textContent = t("room.you");
       li.append(you);
     }
     return li;
@@ -182,6 +197,7 @@ function renderMembers() {
 
 function setCount(count) {
   memberCount.textContent = String(typeof count === "number" ? count : members.size);
+  membersCount.textContent = memberCount.textContent;
 }
 
 function setMembers(list, count) {
@@ -208,13 +224,18 @@ async function enter() {
     if (stick) scrollToBottom();
   } catch (err) {
     showStatus(status, err.message, err.code);
+    return false;
   }
+  return true;
 }
 
 // ---- events ----------------------------------------------------------------
 
 client.on("status", ({ state }) => showConnection(connection, state));
-client.on("connect", () => enter());
+client.on("connect", async ({ reconnect }) => {
+  const ok = await enter();
+  if (ok && reconnect) callUi.rejoin();
+});
 
 client.on("session", () => {
   for (const li of messageList.querySelectorAll(".message")) {
@@ -229,7 +250,9 @@ client.on("session", () => {
 
 client.on("new_message", ({ message }) => {
   const stick = nearBottom();
-  if (addMessages([message]) && stick) scrollToBottom();
+  const added = addMessages([message]);
+  if (added && stick) scrollToBottom();
+  if (added && !drawerVisible()) bumpUnread(added);
 });
 
 client.on("welcome", ({ room: name, member, count }) => {
@@ -238,7 +261,7 @@ client.on("welcome", ({ room: name, member, count }) => {
   members.set(member.id, member);
   setCount(count);
   renderMembers();
-  if (isNew) addNotice(`${member.nickname} joined`);
+  if (isNew) addNotice(t("room.joined", { name: member.nickname }));
 });
 
 client.on("bye", ({ room: name, member, count }) => {
@@ -246,7 +269,7 @@ client.on("bye", ({ room: name, member, count }) => {
   const known = members.delete(member.id);
   setCount(count);
   renderMembers();
-  if (known) addNotice(`${member.nickname} left`);
+  if (known) addNotice(t("room.left", { name: member.nickname }));
 });
 
 client.on("member_update", ({ room: name, member }) => {
@@ -255,7 +278,7 @@ client.on("member_update", ({ room: name, member }) => {
   members.set(member.id, member);
   renderMembers();
   if (old && old.nickname !== member.nickname) {
-    addNotice(`${old.nickname} is now ${member.nickname}`);
+    addNotice(t("room.renamed", { old: old.nickname, new: member.nickname }));
   }
 });
 
@@ -285,5 +308,49 @@ messageList.addEventListener(
   { passive: true },
 );
 olderButton.addEventListener("click", loadOlder);
+
+// ---- chat drawer (phones) ----------------------------------------------------
+
+const narrow = window.matchMedia("(max-width: 56rem)");
+let unreadCount = 0;
+
+function drawerVisible() {
+  return !narrow.matches || side.dataset.open === "true";
+}
+
+function bumpUnread(n) {
+  unreadCount += n;
+  unread.textContent = String(unreadCount);
+  unread.hidden = false;
+}
+
+function setDrawer(open) {
+  side.dataset.open = String(open);
+  chatToggle.setAttribute("aria-expanded", String(open));
+  if (open) {
+    unreadCount = 0;
+    unread.hidden = true;
+    scrollToBottom();
+    if (narrow.matches) messageInput.focus({ preventScroll: true });
+  }
+}
+
+chatToggle.addEventListener("click", () => setDrawer(side.dataset.open !== "true"));
+chatClose.addEventListener("click", () => {
+  setDrawer(false);
+  chatToggle.focus();
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && narrow.matches && side.dataset.open === "true") setDrawer(false);
+});
+
+// ---- the call --------------------------------------------------------------
+
+const callUi = setupCall({
+  client,
+  room,
+  lookup: (id) => members.get(id) || null,
+  notice: addNotice,
+});
 
 showConnection(connection, client.state);

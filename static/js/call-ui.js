@@ -1,0 +1,518 @@
+/**
+ * call-ui.js: the video-call part of the room page (DOM only).
+ *
+ * It exists to draw what call.js does: the pre-join preview (camera and
+ * microphone pickers, level meter, the reason when media cannot start), the
+ * grid of tiles (one per participant, with nickname, mute state and
+ * connection state; removed the moment a peer goes), the call controls, and
+ * the explanation of every failure. Chat never depends on any of it.
+ *
+ * Also exposes `window.noomCall`, a small read-only hook for the browser
+ * tests and the set-up benchmark (participant states, per-peer stats, and
+ * when the first remote frame of each peer was shown).
+ */
+import { Call } from "/static/js/call.js";
+import { LevelMeter, cameraGranted, listDevices, mediaSupported, onDeviceChange, screenShareSupported } from "/static/js/devices.js";
+import { t } from "/static/js/i18n.js";
+import { icon, initials, setButton } from "/static/js/ui.js";
+
+const $ = (id) => document.getElementById(id);
+
+export function setupCall({ client, room, lookup, notice }) {
+  const call = new Call(client, room);
+  call.lookup = lookup;
+
+  const stage = $("stage");
+  const prejoin = $("prejoin");
+  const previewVideo = $("preview-video");
+  const previewAvatar = $("preview-avatar");
+  const previewLevelBar = $("preview-level-bar");
+  const pickers = $("device-pickers");
+  const cameraSelect = $("camera-select");
+  const micSelect = $("mic-select");
+  const level = $("level");
+  const levelBar = $("level-bar");
+  const mediaError = $("media-error");
+  const startPreviewButton = $("start-preview");
+  const joinButton = $("join-call");
+  const grid = $("grid");
+  const controls = $("controls");
+  const muteButton = $("mute");
+  const cameraButton = $("camera");
+  const shareButton = $("share");
+  const devicesToggle = $("devices-toggle");
+  const devicesPanel = $("devices-panel");
+  const leaveButton = $("leave-call");
+  const callStatus = $("call-status");
+
+  let phase = "prejoin"; // prejoin | joining | incall
+  let selfTile = null;
+  const tiles = new Map(); // peer id -> { el, video, peer }
+  const timings = { joinClickedAt: null, joinedAt: null, firstFrame: {} };
+  let speaking = false;
+
+  // ---- messages ------------------------------------------------------------
+
+  function mediaMessage(err) {
+    switch (err && err.reason) {
+      case "insecure":
+        return t("err.insecure");
+      case "denied":
+        return t("err.denied");
+      case "noDevice":
+        return t("err.noDevice");
+      case "busy":
+        return t("err.busy");
+      default:
+        return t("err.media", { detail: (err && err.message) || "?" });
+    }
+  }
+
+  function showMediaError(text, reason) {
+    mediaError.textContent = text || "";
+    mediaError.hidden = !text;
+    if (reason) mediaError.dataset.reason = reason;
+    else delete mediaError.dataset.reason;
+  }
+
+  let statusTimer = null;
+  function showCallStatus(text, { error = false, code = null, sticky = false } = {}) {
+    clearTimeout(statusTimer);
+    callStatus.textContent = text || "";
+    callStatus.classList.toggle("error", error);
+    if (code) callStatus.dataset.code = code;
+    else delete callStatus.dataset.code;
+    if (text && !sticky) statusTimer = setTimeout(() => showCallStatus(""), 6000);
+  }
+
+  // ---- level meter -----------------------------------------------------------
+
+  const meter = new LevelMeter((value) => {
+    const pct = Math.round(value * 100);
+    levelBar.style.transform = `scaleX(${value})`;
+    previewLevelBar.style.transform = `scaleX(${value})`;
+    level.setAttribute("aria-valuenow", String(pct));
+    const now = value > 0.35;
+    if (now !== speaking && selfTile) selfTile.el.dataset.speaking = String(now);
+    speaking = now;
+  });
+  let meteredTrack = null;
+  function updateMeter() {
+    if (call.audio === meteredTrack) return;
+    meteredTrack = call.audio;
+    if (meteredTrack) meter.attach(meteredTrack);
+    else meter.detach();
+  }
+
+  // ---- device pickers -------------------------------------------------------
+
+  function fillSelect(select, devices, currentId, kindLabel, noneLabel) {
+    const options = devices.map((device, i) => {
+      const option = document.createElement("option");
+      option.value = device.deviceId;
+      option.textContent = device.label || t("call.deviceN", { kind: kindLabel, n: i + 1 });
+      return option;
+    });
+    if (!options.length) {
+      const option = document.createElement("option");
+      option.value = "";
+      option.textContent = noneLabel;
+      options.push(option);
+    }
+    select.replaceChildren(...options);
+    select.disabled = !devices.length;
+    if (currentId && devices.some((d) => d.deviceId === currentId)) select.value = currentId;
+  }
+
+  async function refreshDevices() {
+    const { audio, video } = await listDevices().catch(() => ({ audio: [], video: [] }));
+    const videoId = (call.camera && call.camera.getSettings().deviceId) || call.videoId;
+    const audioId = (call.audio && call.audio.getSettings().deviceId) || call.audioId;
+    fillSelect(cameraSelect, video, videoId, t("call.camera"), t("call.noCameraOption"));
+    fillSelect(micSelect, audio, audioId, t("call.microphone"), t("call.noMicOption"));
+  }
+
+  async function onPick(kind, select) {
+    select.disabled = true;
+    try {
+      await call.switchDevice(kind, select.value);
+    } catch (err) {
+      showCallStatus(t("err.switchFailed", { detail: mediaMessage(err) }), { error: true });
+    } finally {
+      select.disabled = false;
+      refreshDevices();
+    }
+  }
+  cameraSelect.addEventListener("change", () => onPick("video", cameraSelect));
+  micSelect.addEventListener("change", () => onPick("audio", micSelect));
+  onDeviceChange(() => refreshDevices());
+
+  // ---- preview ---------------------------------------------------------------
+
+  function renderPreview() {
+    const video = call._outgoing().video;
+    setVideo(previewVideo, video ? new MediaStream([video]) : null);
+    previewVideo.classList.toggle("mirror", Boolean(video) && video === call.camera);
+    prejoin.dataset.video = video ? "on" : "off";
+    previewAvatar.textContent = initials(client.nickname);
+  }
+
+  async function startPreview() {
+    startPreviewButton.hidden = true;
+    showMediaError("");
+    try {
+      const missing = await call.startMedia();
+      if (missing.includes("video") && missing.includes("audio")) showMediaError(t("err.noDevice"), "noDevice");
+      else if (missing.includes("video")) showMediaError(t("err.noCamera"), "noCamera");
+      else if (missing.includes("audio")) showMediaError(t("err.noMic"), "noMic");
+    } catch (err) {
+      showMediaError(mediaMessage(err), err.reason || "media");
+      if (err.reason !== "insecure") startPreviewButton.hidden = false;
+    }
+    await refreshDevices();
+  }
+  startPreviewButton.addEventListener("click", () => startPreview());
+
+  // ---- tiles -----------------------------------------------------------------
+
+  function setVideo(video, stream) {
+    if (video.srcObject === stream) return;
+    video.srcObject = stream;
+    if (stream) video.play().catch(() => {});
+  }
+
+  function makeTile({ id, self }) {
+    const el = document.createElement("figure");
+    el.className = "tile";
+    el.setAttribute("data-testid", self ? "tile-self" : "tile");
+    el.dataset.peer = id;
+    if (self) el.dataset.self = "true";
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    if (self) video.muted = true;
+    const off = document.createElement("div");
+    off.className = "video-off";
+    const avatar = document.createElement("span");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    off.append(avatar);
+    const overlay = document.createElement("div");
+    overlay.className = "tile-overlay";
+    overlay.setAttribute("data-testid", "tile-overlay");
+    const bar = document.createElement("figcaption");
+    bar.className = "tile-bar";
+    const mic = document.createElement("span");
+    mic.className = "tile-mic";
+    mic.setAttribute("role", "img");
+    mic.setAttribute("aria-label", t("call.muted"));
+    mic.setAttribute("data-testid", "tile-muted");
+    mic.append(icon("micOff"));
+    const name = document.createElement("span");
+    name.className = "tile-name";
+    name.setAttribute("data-testid", "tile-name");
+    const state = document.createElement("span");
+    state.className = "tile-state";
+    state.setAttribute("data-testid", "tile-state");
+    bar.append(mic, name, state);
+    el.append(video, off, overlay, bar);
+    return { el, video, avatar, overlay, mic, name, state };
+  }
+
+  const GAP = 8; // px, as in the stylesheet
+
+  /** Choose the column count giving the largest 16:9 tiles that all fit. */
+  function layout() {
+    const count = grid.children.length;
+    grid.dataset.count = String(count);
+    const width = grid.clientWidth;
+    const height = grid.clientHeight;
+    if (!count || !width || !height) return;
+    let best = { w: 0, cols: 1 };
+    for (let cols = 1; cols <= count; cols += 1) {
+      const rows = Math.ceil(count / cols);
+      const w = Math.min((width - GAP * (cols - 1)) / cols, ((height - GAP * (rows - 1)) / rows) * (16 / 9));
+      if (w > best.w + 0.5) best = { w, cols };
+    }
+    grid.style.setProperty("--tile-w", `${Math.max(80, Math.floor(best.w))}px`);
+    grid.dataset.cols = String(best.cols);
+  }
+  new ResizeObserver(() => layout()).observe(grid);
+
+  function renderSelf() {
+    if (!selfTile) return;
+    const s = call.localState();
+    const video = call._outgoing().video;
+    setVideo(selfTile.video, video ? new MediaStream([video]) : null);
+    selfTile.video.classList.toggle("mirror", Boolean(video) && video === call.camera);
+    selfTile.el.dataset.audio = s.audio ? "on" : "off";
+    selfTile.el.dataset.video = s.video ? "on" : "off";
+    selfTile.el.dataset.screen = String(s.screen);
+    selfTile.el.dataset.state = "connected";
+    selfTile.mic.hidden = s.audio;
+    const nickname = client.nickname || "";
+    selfTile.name.textContent = `${nickname} (${t("call.you")})`;
+    selfTile.avatar.textContent = initials(nickname);
+    selfTile.state.textContent = s.screen ? t("call.sharing") : "";
+  }
+
+  function renderPeer(peer) {
+    const tile = tiles.get(peer.id);
+    if (!tile) return;
+    const state = peer.state;
+    const connected = state === "connected";
+    const videoTrack = peer.remoteStream.getVideoTracks()[0];
+    const hasVideo = Boolean(videoTrack) && peer.remote.video && connected;
+    const stream = peer.remoteStream.getTracks().length ? peer.remoteStream : null;
+    if (tile.streamTracks !== peer.remoteStream.getTracks().map((tr) => tr.id).join()) {
+      tile.streamTracks = peer.remoteStream.getTracks().map((tr) => tr.id).join();
+      // A fresh MediaStream per track set: the element picks up new tracks at once.
+      setVideo(tile.video, stream ? new MediaStream(peer.remoteStream.getTracks()) : null);
+      watchFrames(peer, tile);
+    }
+    tile.el.dataset.state = state;
+    tile.el.dataset.audio = peer.remote.audio ? "on" : "off";
+    tile.el.dataset.video = hasVideo ? "on" : "off";
+    tile.el.dataset.screen = String(peer.remote.screen);
+    tile.mic.hidden = peer.remote.audio;
+    tile.name.textContent = peer.nickname || "…";
+    tile.avatar.textContent = initials(peer.nickname);
+    const stateText = connected ? "" : t(`call.state.${state}`) === `call.state.${state}` ? state : t(`call.state.${state}`);
+    tile.state.textContent = connected ? (peer.remote.screen ? t("call.sharing") : "") : stateText;
+    tile.overlay.textContent = connected ? "" : stateText;
+    tile.overlay.hidden = connected;
+    tile.el.setAttribute("aria-label", [peer.nickname, !peer.remote.audio ? t("call.muted") : "", stateText].filter(Boolean).join(", "));
+  }
+
+  function watchFrames(peer, tile) {
+    const video = tile.video;
+    if (!("requestVideoFrameCallback" in video)) return;
+    const onFrame = (now) => {
+      if (!tiles.has(peer.id) || tiles.get(peer.id) !== tile) return;
+      if (timings.firstFrame[peer.id] === undefined) {
+        timings.firstFrame[peer.id] = now;
+        peer.firstFrameAt = now;
+      }
+      tile.frames = (tile.frames || 0) + 1;
+      video.requestVideoFrameCallback(onFrame);
+    };
+    if (!tile.watching) {
+      tile.watching = true;
+      video.requestVideoFrameCallback(onFrame);
+    }
+  }
+
+  function addPeerTile(peer) {
+    if (tiles.has(peer.id)) return;
+    const tile = makeTile({ id: peer.id, self: false });
+    tiles.set(peer.id, tile);
+    grid.append(tile.el);
+    layout();
+    renderPeer(peer);
+  }
+
+  function removePeerTile(peer, reason) {
+    const tile = tiles.get(peer.id);
+    if (!tile) return;
+    tiles.delete(peer.id);
+    tile.video.srcObject = null;
+    tile.el.remove();
+    layout();
+    if (reason === "failed" || reason === "closed") {
+      if (phase === "incall" && reason === "failed") showCallStatus(t("call.lostPeer", { name: peer.nickname || "?" }), { error: true });
+    }
+  }
+
+  // ---- controls --------------------------------------------------------------
+
+  function renderControls() {
+    const s = call.localState();
+    setButton(muteButton, call.muted ? "micOff" : "mic", call.muted ? t("call.unmute") : t("call.mute"));
+    muteButton.dataset.on = String(!call.muted);
+    muteButton.disabled = !call.audio;
+    const camOn = Boolean(call.camera) && !call.cameraOff;
+    setButton(cameraButton, camOn ? "camera" : "cameraOff", camOn ? t("call.cameraOff") : t("call.cameraOn"));
+    cameraButton.dataset.on = String(camOn);
+    setButton(shareButton, s.screen ? "screenStop" : "screen", s.screen ? t("call.stopShare") : t("call.share"));
+    shareButton.dataset.on = String(s.screen);
+    shareButton.hidden = !screenShareSupported();
+    setButton(devicesToggle, "devices", t("call.devices"));
+    setButton(leaveButton, "leave", t("call.leave"));
+  }
+
+  muteButton.addEventListener("click", () => call.setMuted(!call.muted));
+
+  cameraButton.addEventListener("click", async () => {
+    cameraButton.disabled = true;
+    const turnOn = call.cameraOff || !call.camera;
+    try {
+      await call.setCameraOff(!turnOn);
+    } catch (err) {
+      showCallStatus(mediaMessage(err), { error: true });
+    } finally {
+      cameraButton.disabled = false;
+      refreshDevices();
+    }
+  });
+
+  shareButton.addEventListener("click", async () => {
+    shareButton.disabled = true;
+    try {
+      if (call.screen) await call.stopShare();
+      else await call.startShare();
+    } catch (err) {
+      if (err.reason === "unsupported") showCallStatus(t("err.shareUnsupported"), { error: true });
+      else if (err.reason !== "denied") showCallStatus(t("err.shareFailed", { detail: err.message }), { error: true });
+      // denied: the person cancelled the picker; nothing to explain
+    } finally {
+      shareButton.disabled = false;
+    }
+  });
+
+  devicesToggle.addEventListener("click", () => {
+    const open = devicesPanel.hidden;
+    devicesPanel.hidden = !open;
+    devicesToggle.setAttribute("aria-expanded", String(open));
+    if (open) refreshDevices();
+  });
+
+  leaveButton.addEventListener("click", () => leave());
+
+  // ---- joining and leaving ---------------------------------------------------
+
+  function setPhase(next) {
+    phase = next;
+    stage.dataset.phase = next;
+    const inCall = next === "incall";
+    prejoin.hidden = inCall;
+    grid.hidden = !inCall;
+    controls.hidden = !inCall;
+    joinButton.disabled = next === "joining";
+    joinButton.textContent = next === "joining" ? t("call.joining") : t("call.join");
+    if (inCall) {
+      devicesPanel.append(pickers);
+    } else {
+      devicesPanel.hidden = true;
+      devicesToggle.setAttribute("aria-expanded", "false");
+      prejoin.querySelector(".prejoin-side h2").after(pickers);
+    }
+  }
+
+  async function join() {
+    if (phase !== "prejoin") return;
+    timings.joinClickedAt = performance.now();
+    timings.firstFrame = {};
+    setPhase("joining");
+    showCallStatus("");
+    if (!call.hasMedia && mediaSupported() && !(call.mediaFailure && call.mediaFailure.reason === "denied")) {
+      await startPreview();
+    }
+    try {
+      await call.join();
+    } catch (err) {
+      setPhase("prejoin");
+      if (err.code === "room_full") {
+        const n = (String(err.message).match(/\d+/) || ["6"])[0];
+        showCallStatus(t("err.roomFull", { n }), { error: true, code: err.code, sticky: true });
+      } else {
+        showCallStatus(t("err.callFailed", { detail: err.message }), { error: true, code: err.code, sticky: true });
+      }
+      return;
+    }
+    timings.joinedAt = performance.now();
+    selfTile = makeTile({ id: client.id || "self", self: true });
+    grid.prepend(selfTile.el);
+    layout();
+    setPhase("incall");
+    renderSelf();
+    renderControls();
+  }
+  joinButton.addEventListener("click", () => join());
+
+  async function leave() {
+    await call.leave();
+    for (const [, tile] of tiles) tile.el.remove();
+    tiles.clear();
+    if (selfTile) selfTile.el.remove();
+    selfTile = null;
+    layout();
+    setPhase("prejoin");
+    startPreviewButton.hidden = !mediaSupported();
+    renderPreview();
+    updateMeter();
+  }
+
+  // ---- call events -----------------------------------------------------------
+
+  call.on("local", () => {
+    renderPreview();
+    renderSelf();
+    renderControls();
+    updateMeter();
+  });
+  call.on("peer-added", ({ peer }) => addPeerTile(peer));
+  call.on("peer-updated", ({ peer }) => renderPeer(peer));
+  call.on("peer-removed", ({ peer, reason }) => removePeerTile(peer, reason));
+  call.on("left", ({ error } = {}) => {
+    if (error && phase === "incall") {
+      leave();
+      showCallStatus(t("err.callFailed", { detail: error.message }), { error: true, code: error.code, sticky: true });
+    }
+  });
+
+  client.on("session", () => {
+    renderPreview();
+    renderSelf();
+  });
+
+  window.addEventListener("pagehide", () => call.destroy());
+
+  // ---- start -----------------------------------------------------------------
+
+  setPhase("prejoin");
+  renderControls();
+  renderPreview();
+  if (!mediaSupported()) {
+    showMediaError(t("err.insecure"), "insecure");
+    cameraSelect.disabled = micSelect.disabled = true;
+  } else {
+    cameraGranted().then((granted) => {
+      if (granted) startPreview();
+      else {
+        startPreviewButton.hidden = false;
+        refreshDevices();
+      }
+    });
+  }
+
+  // The test and benchmark hook: read-only views, nothing that changes state.
+  window.noomCall = {
+    phase: () => phase,
+    local: () => ({
+      ...call.localState(),
+      muted: call.muted,
+      cameraOff: call.cameraOff,
+      audioTrack: call.audio ? { enabled: call.audio.enabled, label: call.audio.label, readyState: call.audio.readyState } : null,
+      videoTrack: call._outgoing().video ? { label: call._outgoing().video.label, readyState: call._outgoing().video.readyState } : null,
+    }),
+    peers: () => [...call.peers.values()].map((p) => ({ id: p.id, nickname: p.nickname, state: p.state, remote: { ...p.remote } })),
+    stats: () => call.stats(),
+    timings: () => JSON.parse(JSON.stringify(timings)),
+  };
+
+  /** After a reconnect (new socket id): rebuild the call if we were in it. */
+  return {
+    async rejoin() {
+      if (phase !== "incall") return;
+      try {
+        await call.rejoin();
+        if (selfTile) selfTile.el.dataset.peer = client.id;
+      } catch {
+        /* `left` handler explains */
+      }
+    },
+    get inCall() {
+      return phase === "incall";
+    },
+  };
+}

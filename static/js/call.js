@@ -1,0 +1,650 @@
+/**
+ * call.js: the N-party mesh video call of one room (no DOM code).
+ *
+ * It exists to own everything WebRTC: the local camera/microphone/screen
+ * tracks and their state (muted, camera off, sharing), one RTCPeerConnection
+ * per peer, the negotiation through protocol.js's `signal`, and the state
+ * each peer announces over its data channel. The page (call-ui.js) listens to
+ * the events below and draws tiles and controls.
+ *
+ * Negotiation: the "perfect negotiation" pattern. Roles are fixed per pair and
+ * known to both sides without a message: the peer whose socket id sorts
+ * lower (plain string comparison) is *polite* (it rolls back its own offer
+ * when offers collide), the other is *impolite* (it ignores the colliding
+ * offer). The newcomer opens each connection: its `join_call` ack lists the
+ * peers and it sends each an offer; existing participants create their side
+ * when that offer arrives (or on `peer_joined`, whichever comes first).
+ *
+ * Media: every connection has exactly one audio and one video transceiver,
+ * both sendrecv, created by the newcomer and adopted by the answerer. Mute is
+ * `track.enabled = false` on the one microphone track (silence goes out);
+ * camera off stops the camera (its light goes off) and sends no video track;
+ * device switches and screen share use `replaceTrack` on every sender, so
+ * none of them needs a renegotiation (and the muted/off state carries over).
+ * Each side tells the other its state on a negotiated data channel (id 0):
+ * `{ type: "state", audio, video, screen }`.
+ *
+ * Failure: a connection that goes `disconnected` for 4 s or `failed` gets an
+ * ICE restart (`restartIce`, renegotiated through the same pattern); one
+ * still not connected 12 s later, or whose data channel closes (the peer's
+ * page closed its side), is dropped with its tile. `peer_left`/`bye` drop it
+ * at once. Trickled candidates are relayed as they come, `null` (end of
+ * candidates) included.
+ *
+ * Events (CustomEvent detail):
+ *   local        {}                         local tracks or state changed
+ *   peer-added   { peer }
+ *   peer-updated { peer }                   connection state, remote state or tracks
+ *   peer-removed { peer, reason }           left | bye | failed | closed | rejoin | leave
+ *   joined       { peers }                  / left {}
+ */
+import { getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
+
+const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long -> ICE restart
+const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
+
+/** Outgoing video bitrate per connection, by how many connections share the uplink. */
+function maxBitrateFor(connections) {
+  if (connections <= 1) return 1_200_000;
+  if (connections === 2) return 900_000;
+  if (connections === 3) return 700_000;
+  return 500_000;
+}
+
+class Peer {
+  constructor(call, member, iceServers) {
+    this.call = call;
+    this.id = member.id;
+    this.user = member.user;
+    this.nickname = member.nickname || "";
+    this.polite = call.client.id < member.id;
+    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.audioTx = null;
+    this.videoTx = null;
+    this.dc = null;
+    this.remoteStream = new MediaStream();
+    this.remote = { audio: true, video: true, screen: false, known: false };
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingAnswer = false;
+    this.queue = Promise.resolve();
+    this.closed = false;
+    this.restartTimer = null;
+    this.giveUpTimer = null;
+    this.connectedOnce = false;
+    this.createdAt = performance.now();
+    this.firstFrameAt = null;
+    this._wire();
+  }
+
+  get state() {
+    if (this.closed) return "closed";
+    const s = this.pc.connectionState;
+    if (this.restarting && s !== "connected") return "reconnecting";
+    return s;
+  }
+
+  _wire() {
+    const pc = this.pc;
+    pc.onnegotiationneeded = async () => {
+      if (this.closed || pc.signalingState !== "stable") return;
+      try {
+        this.makingOffer = true;
+        await pc.setLocalDescription();
+        this._send(pc.localDescription);
+      } catch (err) {
+        this.call._log("offer failed", this.id, err);
+      } finally {
+        this.makingOffer = false;
+      }
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      if (!this.closed) this.call.client.signal("ice", this.id, candidate || null);
+    };
+    pc.ontrack = ({ track }) => {
+      const stream = this.remoteStream;
+      for (const old of stream.getTracks()) {
+        if (old.kind === track.kind && old !== track) stream.removeTrack(old);
+      }
+      if (!stream.getTracks().includes(track)) stream.addTrack(track);
+      const update = () => this.call._emit("peer-updated", { peer: this });
+      track.onmute = update;
+      track.onunmute = update;
+      this.call._emit("peer-updated", { peer: this });
+    };
+    pc.onconnectionstatechange = () => this._onConnectionState();
+  }
+
+  /**
+   * Both sides create the same negotiated channel (no `datachannel` event
+   * asymmetry). The caller creates it before its first offer, the answerer
+   * while applying that offer: created any earlier, it would make the
+   * answerer fire negotiationneeded and send a needless colliding offer.
+   */
+  _openChannel() {
+    if (this.dc) return;
+    this.dc = this.pc.createDataChannel("noom-state", { negotiated: true, id: 0, ordered: true });
+    this.dc.onopen = () => this.sendState();
+    this.dc.onmessage = ({ data }) => this._onData(data);
+    this.dc.onclose = () => {
+      if (!this.closed) this.call._drop(this, "closed");
+    };
+  }
+
+  _send(description) {
+    this.call.client.signal(description.type === "offer" ? "offer" : "answer", this.id, description);
+  }
+
+  /** The newcomer's side: one sendrecv transceiver per kind, then negotiationneeded offers. */
+  openAsCaller() {
+    const { audio, video } = this.call._outgoing();
+    this.audioTx = this.pc.addTransceiver(audio || "audio", { direction: "sendrecv" });
+    this.videoTx = this.pc.addTransceiver(video || "video", { direction: "sendrecv" });
+    this._openChannel();
+  }
+
+  /** The answerer's side: adopt the transceivers the offer created, and send on them. */
+  _adoptTransceivers() {
+    for (const tx of this.pc.getTransceivers()) {
+      if (tx.stopped || tx.currentDirection === "stopped") continue;
+      const kind = tx.receiver.track.kind;
+      if (kind === "audio" && !this.audioTx) this.audioTx = tx;
+      if (kind === "video" && !this.videoTx) this.videoTx = tx;
+    }
+    for (const tx of [this.audioTx, this.videoTx]) {
+      if (tx && tx.direction !== "sendrecv") tx.direction = "sendrecv";
+    }
+    this._openChannel();
+    return this.applyTracks();
+  }
+
+  /** Put the current outgoing tracks on the senders (no renegotiation). */
+  async applyTracks() {
+    const { audio, video } = this.call._outgoing();
+    const jobs = [];
+    if (this.audioTx && this.audioTx.sender.track !== audio) jobs.push(this.audioTx.sender.replaceTrack(audio));
+    if (this.videoTx && this.videoTx.sender.track !== video) jobs.push(this.videoTx.sender.replaceTrack(video));
+    await Promise.all(jobs).catch((err) => this.call._log("replaceTrack failed", this.id, err));
+  }
+
+  async setBitrate(connections) {
+    const sender = this.videoTx && this.videoTx.sender;
+    if (!sender) return;
+    try {
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) return;
+      const max = maxBitrateFor(connections);
+      if (params.encodings[0].maxBitrate === max) return;
+      params.encodings[0].maxBitrate = max;
+      await sender.setParameters(params);
+    } catch {
+      /* not negotiated yet: set on "connected" */
+    }
+  }
+
+  sendState() {
+    if (this.dc && this.dc.readyState === "open") {
+      try {
+        this.dc.send(JSON.stringify({ type: "state", ...this.call.localState() }));
+      } catch {
+        /* closing */
+      }
+    }
+  }
+
+  _onData(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!msg || msg.type !== "state") return;
+    this.remote = {
+      audio: msg.audio !== false,
+      video: msg.video !== false,
+      screen: msg.screen === true,
+      known: true,
+    };
+    this.call._emit("peer-updated", { peer: this });
+  }
+
+  /** Handle one relayed signal; called in arrival order through `queue`. */
+  handleSignal(signal) {
+    this.queue = this.queue
+      .then(() => (signal.kind === "ice" ? this._onCandidate(signal.candidate) : this._onDescription(signal.description)))
+      .catch((err) => this.call._log("signal failed", this.id, signal.kind, err));
+    return this.queue;
+  }
+
+  async _onDescription(description) {
+    if (this.closed || !description || typeof description.type !== "string") return;
+    const pc = this.pc;
+    const readyForOffer = !this.makingOffer && (pc.signalingState === "stable" || this.settingAnswer);
+    const collision = description.type === "offer" && !readyForOffer;
+    this.ignoreOffer = !this.polite && collision;
+    if (this.ignoreOffer) return;
+    this.settingAnswer = description.type === "answer";
+    try {
+      await pc.setRemoteDescription(description); // rolls our offer back if we are polite
+    } finally {
+      this.settingAnswer = false;
+    }
+    if (description.type === "offer") {
+      await this._adoptTransceivers();
+      await pc.setLocalDescription();
+      this._send(pc.localDescription);
+    }
+  }
+
+  async _onCandidate(candidate) {
+    if (this.closed) return;
+    try {
+      if (candidate && candidate.candidate) await this.pc.addIceCandidate(candidate);
+      else await this.pc.addIceCandidate(); // null / empty: end of candidates
+    } catch (err) {
+      if (!this.ignoreOffer && this.pc.remoteDescription) throw err;
+    }
+  }
+
+  _onConnectionState() {
+    if (this.closed) return;
+    const s = this.pc.connectionState;
+    if (s === "connected") {
+      this.connectedOnce = true;
+      this.restarting = false;
+      clearTimeout(this.restartTimer);
+      clearTimeout(this.giveUpTimer);
+      this.restartTimer = this.giveUpTimer = null;
+      this.setBitrate(this.call.peers.size);
+    } else if (s === "disconnected") {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = setTimeout(() => this.restartIce(), DISCONNECTED_GRACE_MS);
+    } else if (s === "failed") {
+      this.restartIce();
+    } else if (s === "closed") {
+      this.call._drop(this, "closed");
+      return;
+    }
+    this.call._emit("peer-updated", { peer: this });
+  }
+
+  restartIce() {
+    if (this.closed || this.pc.connectionState === "connected") return;
+    this.restarting = true;
+    this.call._log("ICE restart", this.id);
+    try {
+      this.pc.restartIce(); // -> negotiationneeded -> offer with new credentials
+    } catch (err) {
+      this.call._log("restartIce failed", err);
+    }
+    if (!this.giveUpTimer) {
+      this.giveUpTimer = setTimeout(() => {
+        if (!this.closed && this.pc.connectionState !== "connected") this.call._drop(this, "failed");
+      }, RESTART_GIVE_UP_MS);
+    }
+    this.call._emit("peer-updated", { peer: this });
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.giveUpTimer);
+    if (this.dc) this.dc.onclose = null;
+    this.pc.onconnectionstatechange = null;
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+    for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+  }
+}
+
+export class Call extends EventTarget {
+  /** client: a NoomClient; room: the room name. */
+  constructor(client, room) {
+    super();
+    this.client = client;
+    this.room = room;
+    this.audio = null; // microphone track
+    this.camera = null; // camera track (null while the camera is off or missing)
+    this.screen = null; // screen-share track
+    this.muted = false;
+    this.cameraOff = false;
+    this.audioId = null; // chosen devices (null: the default)
+    this.videoId = null;
+    this.mediaFailure = null;
+    this.peers = new Map(); // socket id -> Peer
+    this.active = false; // in the call (join_call acked)
+    this.iceServers = [];
+    this.lookup = null; // (socket id) -> Member, set by the page
+    this._subs = [
+      client.on("peer_joined", ({ room: r, member }) => r === room && this._onPeerJoined(member)),
+      client.on("peer_left", ({ room: r, member }) => r === room && member && this._dropId(member.id, "left")),
+      client.on("bye", ({ room: r, member }) => r === room && member && this._dropId(member.id, "bye")),
+      client.on("member_update", ({ room: r, member }) => r === room && this._onMemberUpdate(member)),
+      client.on("signal", (signal) => this._onSignal(signal)),
+    ];
+  }
+
+  _emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** Subscribe; the handler gets `detail`. */
+  on(type, handler) {
+    const listener = (event) => handler(event.detail);
+    this.addEventListener(type, listener);
+    return () => this.removeEventListener(type, listener);
+  }
+
+  _log(...args) {
+    console.debug("noom call:", ...args);
+  }
+
+  // ---- local media -------------------------------------------------------
+
+  /** What goes out now: { audio, video } tracks (either may be null). */
+  _outgoing() {
+    return { audio: this.audio, video: this.screen || (this.cameraOff ? null : this.camera) };
+  }
+
+  /** The state peers are told about. */
+  localState() {
+    return {
+      audio: Boolean(this.audio) && !this.muted,
+      video: Boolean(this.screen) || (Boolean(this.camera) && !this.cameraOff),
+      screen: Boolean(this.screen),
+    };
+  }
+
+  get hasMedia() {
+    return Boolean(this.audio || this.camera);
+  }
+
+  /**
+   * Open the camera and microphone (for the preview, or on joining). Resolves
+   * with the list of missing kinds; rejects with a MediaFailure (the call can
+   * still be joined to watch and listen).
+   */
+  async startMedia() {
+    if (this.audio || this.camera) return [];
+    this.mediaFailure = null;
+    try {
+      const { audio, video, missing } = await getCameraAndMic({
+        audioId: this.audioId,
+        videoId: this.videoId,
+        video: !this.cameraOff,
+      });
+      this._setAudio(audio);
+      this._setCamera(video);
+      this._localChanged();
+      return missing.filter((kind) => !(kind === "video" && this.cameraOff));
+    } catch (err) {
+      this.mediaFailure = err;
+      this._localChanged();
+      throw err;
+    }
+  }
+
+  /** Stop every local track (leaving the call, or the page). */
+  stopMedia() {
+    for (const track of [this.audio, this.camera, this.screen]) if (track) track.stop();
+    this.audio = this.camera = this.screen = null;
+    this._localChanged();
+  }
+
+  _setAudio(track) {
+    if (this.audio && this.audio !== track) this.audio.stop();
+    this.audio = track || null;
+    if (this.audio) {
+      this.audio.enabled = !this.muted;
+      if (this.audioId === null) this.audioId = this.audio.getSettings().deviceId || null;
+      this.audio.onended = () => {
+        if (this.audio === track) {
+          this.audio = null;
+          this._localChanged();
+        }
+      };
+    }
+  }
+
+  _setCamera(track) {
+    if (this.camera && this.camera !== track) this.camera.stop();
+    this.camera = track || null;
+    if (this.camera) {
+      if (this.videoId === null) this.videoId = this.camera.getSettings().deviceId || null;
+      this.camera.onended = () => {
+        if (this.camera === track) {
+          this.camera = null;
+          this._localChanged();
+        }
+      };
+    }
+  }
+
+  /** Tracks changed: senders, peers and the page learn about it. */
+  async _localChanged() {
+    this._emit("local");
+    const jobs = [];
+    for (const peer of this.peers.values()) {
+      jobs.push(peer.applyTracks());
+      peer.sendState();
+    }
+    await Promise.all(jobs);
+  }
+
+  setMuted(muted) {
+    this.muted = Boolean(muted);
+    if (this.audio) this.audio.enabled = !this.muted;
+    this._localChanged();
+  }
+
+  async setCameraOff(off) {
+    this.cameraOff = Boolean(off);
+    if (this.cameraOff) {
+      this._setCamera(null); // stops it: the camera light goes off
+      await this._localChanged();
+      return;
+    }
+    if (!this.camera) {
+      try {
+        this._setCamera(await getTrack("video", this.videoId));
+      } catch (err) {
+        this.cameraOff = true;
+        await this._localChanged();
+        throw err;
+      }
+    }
+    await this._localChanged();
+  }
+
+  /** Switch the microphone ("audio") or camera ("video") to `deviceId`, in or out of a call. */
+  async switchDevice(kind, deviceId) {
+    if (kind === "audio") {
+      this.audioId = deviceId || null;
+      if (!this.audio && !this.active) return;
+      const track = await getTrack("audio", this.audioId);
+      this._setAudio(track); // keeps the muted state (enabled = !muted)
+    } else {
+      this.videoId = deviceId || null;
+      if (this.cameraOff) return; // used when the camera comes back on
+      // Release the old camera first: many phones cannot open two at once.
+      this._setCamera(null);
+      try {
+        this._setCamera(await getTrack("video", this.videoId));
+      } catch (err) {
+        await this._localChanged();
+        throw err;
+      }
+    }
+    await this._localChanged();
+  }
+
+  async startShare() {
+    if (this.screen) return;
+    const track = await getScreen();
+    track.onended = () => this.stopShare();
+    this.screen = track;
+    await this._localChanged();
+  }
+
+  async stopShare() {
+    if (!this.screen) return;
+    const track = this.screen;
+    this.screen = null;
+    track.onended = null;
+    track.stop();
+    await this._localChanged(); // back to the camera (or nothing if it is off)
+  }
+
+  // ---- the call ------------------------------------------------------------
+
+  /** join_call, then an offer to every peer. Throws a ProtocolError (e.g. room_full). */
+  async join() {
+    const ack = await this.client.joinCall(this.room);
+    this.active = true;
+    this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
+    for (const member of ack.peers || []) {
+      if (!member || member.id === this.client.id || this.peers.has(member.id)) continue;
+      const peer = this._addPeer(member);
+      peer.openAsCaller();
+    }
+    this._emit("joined", { peers: ack.peers || [] });
+    return ack;
+  }
+
+  async leave() {
+    const wasActive = this.active;
+    this.active = false;
+    for (const peer of [...this.peers.values()]) this._drop(peer, "leave");
+    if (wasActive && this.client.connected) {
+      try {
+        await this.client.leaveCall(this.room);
+      } catch (err) {
+        this._log("leave_call failed", err);
+      }
+    }
+    this.stopMedia();
+    this._emit("left");
+  }
+
+  /**
+   * After a reconnect our socket id changed and the server forgot our call:
+   * drop every connection (the peers dropped theirs on `peer_left`) and join
+   * again, offering to everyone who is in the call now.
+   */
+  async rejoin() {
+    if (!this.active) return;
+    for (const peer of [...this.peers.values()]) this._drop(peer, "rejoin");
+    try {
+      await this.join();
+    } catch (err) {
+      this.active = false;
+      this._emit("left", { error: err });
+      throw err;
+    }
+  }
+
+  _addPeer(member) {
+    const peer = new Peer(this, member, this.iceServers);
+    this.peers.set(peer.id, peer);
+    this._emit("peer-added", { peer });
+    for (const p of this.peers.values()) p.setBitrate(this.peers.size);
+    return peer;
+  }
+
+  _drop(peer, reason) {
+    if (this.peers.get(peer.id) !== peer) {
+      peer.close();
+      return;
+    }
+    this.peers.delete(peer.id);
+    peer.close();
+    this._emit("peer-removed", { peer, reason });
+    for (const p of this.peers.values()) p.setBitrate(this.peers.size);
+  }
+
+  _dropId(id, reason) {
+    const peer = this.peers.get(id);
+    if (peer) this._drop(peer, reason);
+  }
+
+  _onPeerJoined(member) {
+    if (!this.active || !member || member.id === this.client.id) return;
+    const old = this.peers.get(member.id);
+    if (old) return; // its offer came first
+    this._addPeer(member); // its offer follows
+  }
+
+  _onMemberUpdate(member) {
+    const peer = member && this.peers.get(member.id);
+    if (!peer) return;
+    peer.nickname = member.nickname;
+    this._emit("peer-updated", { peer });
+  }
+
+  _onSignal(signal) {
+    if (!this.active || !signal || signal.from === this.client.id) return;
+    let peer = this.peers.get(signal.from);
+    if (!peer) {
+      // Only an offer opens a connection; stray answers/candidates of a dropped one are ignored.
+      if (signal.kind !== "offer") return;
+      const member = this.lookup ? this.lookup(signal.from) : null;
+      peer = this._addPeer(member || { id: signal.from, nickname: "" });
+    }
+    peer.handleSignal(signal);
+  }
+
+  /** Forget everything (page unload). */
+  destroy() {
+    for (const peer of this.peers.values()) peer.close();
+    this.peers.clear();
+    for (const unsub of this._subs) unsub();
+    this.stopMedia();
+  }
+
+  /** Per-peer numbers for the page and for tests: inbound video frames, audio energy. */
+  async stats() {
+    const out = [];
+    for (const peer of this.peers.values()) {
+      const row = {
+        id: peer.id,
+        nickname: peer.nickname,
+        polite: peer.polite,
+        connectionState: peer.pc.connectionState,
+        signalingState: peer.pc.signalingState,
+        remote: { ...peer.remote },
+        remoteTracks: peer.remoteStream.getTracks().map((t) => ({ kind: t.kind, muted: t.muted, readyState: t.readyState })),
+        sending: {
+          audio: peer.audioTx && peer.audioTx.sender.track ? { enabled: peer.audioTx.sender.track.enabled, label: peer.audioTx.sender.track.label } : null,
+          video: peer.videoTx && peer.videoTx.sender.track ? { enabled: peer.videoTx.sender.track.enabled, label: peer.videoTx.sender.track.label } : null,
+        },
+        framesDecoded: 0,
+        frameWidth: 0,
+        totalAudioEnergy: 0,
+        audioLevel: 0,
+        firstFrameMs: peer.firstFrameAt,
+      };
+      try {
+        const report = await peer.pc.getStats();
+        report.forEach((s) => {
+          if (s.type !== "inbound-rtp") return;
+          if (s.kind === "video") {
+            row.framesDecoded += s.framesDecoded || 0;
+            row.frameWidth = s.frameWidth || row.frameWidth;
+          } else if (s.kind === "audio") {
+            row.totalAudioEnergy += s.totalAudioEnergy || 0;
+            row.audioLevel = Math.max(row.audioLevel, s.audioLevel || 0);
+          }
+        });
+      } catch {
+        /* closed meanwhile */
+      }
+      out.push(row);
+    }
+    return out;
+  }
+}

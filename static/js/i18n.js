@@ -1,0 +1,229 @@
+/**
+ * i18n.js: the user interface strings, in English and Korean.
+ *
+ * It exists so that every string a person reads comes from one table, chosen
+ * once from the browser's languages (navigator.languages / language): Korean
+ * when the first supported preference is Korean, English otherwise. Pages call
+ * `t(key, params)` for strings built at run time and `localize(root)` for the
+ * template's static text, marked with attributes:
+ *   data-i18n="key"              -> textContent
+ *   data-i18n-label="key"        -> aria-label
+ *   data-i18n-placeholder="key"  -> placeholder
+ *   data-i18n-title="key"        -> title
+ * Strings only ever reach the DOM through textContent and attributes.
+ */
+
+const STRINGS = {
+  en: {
+    "conn.connecting": "Connecting…",
+    "conn.connected": "Connected",
+    "conn.reconnecting": "Reconnecting…",
+    "conn.reconnected": "Reconnected",
+    "conn.failed": "Disconnected. Reload the page to try again.",
+
+    "home.back": "← Home",
+    "home.nicknameTitle": "Your nickname",
+    "home.youAppearAs": "You appear as",
+    "home.nickname": "Nickname",
+    "home.newNickname": "New nickname",
+    "home.save": "Save",
+    "home.saved": "Nickname saved.",
+    "home.joinTitle": "Join or create a room",
+    "home.roomName": "Room name",
+    "home.enter": "Enter",
+    "home.roomsTitle": "Live rooms",
+    "home.noRooms": "No rooms yet. Create one above.",
+    "home.online": "{n} online",
+
+    "room.online": "online",
+    "room.chat": "Chat",
+    "room.members": "Members",
+    "room.messages": "Messages",
+    "room.message": "Message",
+    "room.writeMessage": "Write a message…",
+    "room.send": "Send",
+    "room.loadOlder": "Load older messages",
+    "room.you": " (you)",
+    "room.joined": "{name} joined",
+    "room.left": "{name} left",
+    "room.renamed": "{old} is now {new}",
+    "room.openChat": "Chat",
+    "room.closeChat": "Close chat",
+    "room.inCall": "in the call",
+
+    "call.title": "Video call",
+    "call.preview": "Preview",
+    "call.camera": "Camera",
+    "call.microphone": "Microphone",
+    "call.micLevel": "Microphone level",
+    "call.noCameraOption": "No camera",
+    "call.noMicOption": "No microphone",
+    "call.deviceN": "{kind} {n}",
+    "call.startPreview": "Check camera and microphone",
+    "call.join": "Join call",
+    "call.joining": "Joining…",
+    "call.leave": "Leave call",
+    "call.mute": "Mute",
+    "call.unmute": "Unmute",
+    "call.cameraOff": "Camera off",
+    "call.cameraOn": "Camera on",
+    "call.share": "Share screen",
+    "call.stopShare": "Stop sharing",
+    "call.devices": "Devices",
+    "call.you": "You",
+    "call.muted": "Muted",
+    "call.cameraIsOff": "Camera is off",
+    "call.sharing": "Sharing screen",
+    "call.participants": "{n} in the call",
+    "call.state.new": "Connecting…",
+    "call.state.connecting": "Connecting…",
+    "call.state.connected": "Connected",
+    "call.state.disconnected": "Connection unstable…",
+    "call.state.reconnecting": "Reconnecting…",
+    "call.state.failed": "Connection failed",
+    "call.lostPeer": "Lost the connection to {name}.",
+    "call.hint": "Others in this room can see and hear you once you join.",
+
+    "err.insecure":
+      "Calls need HTTPS: this browser only allows the camera and microphone on a secure (https://) address. Chat still works.",
+    "err.denied":
+      "Camera and microphone access was denied. Allow it in the browser's site settings, then try again. Chat still works.",
+    "err.noDevice": "No camera or microphone was found. You can still join to watch and listen, and chat.",
+    "err.noCamera": "No camera was found: joining with the microphone only.",
+    "err.noMic": "No microphone was found: joining with the camera only.",
+    "err.busy": "The camera or microphone is in use by another program. Close it and try again.",
+    "err.media": "Could not start the camera or microphone ({detail}).",
+    "err.roomFull": "The call is full: at most {n} people can take part. Chat still works.",
+    "err.callFailed": "Could not join the call: {detail}",
+    "err.shareFailed": "Screen sharing did not start ({detail}).",
+    "err.shareUnsupported": "This browser cannot share the screen.",
+    "err.switchFailed": "Could not switch to that device ({detail}).",
+  },
+  ko: {
+    "conn.connecting": "연결 중…",
+    "conn.connected": "연결됨",
+    "conn.reconnecting": "다시 연결 중…",
+    "conn.reconnected": "다시 연결됨",
+    "conn.failed": "연결이 끊겼습니다. 페이지를 새로 고쳐 주세요.",
+
+    "home.back": "← 홈",
+    "home.nicknameTitle": "내 닉네임",
+    "home.youAppearAs": "표시 이름:",
+    "home.nickname": "닉네임",
+    "home.newNickname": "새 닉네임",
+    "home.save": "저장",
+    "home.saved": "닉네임을 저장했습니다.",
+    "home.joinTitle": "방 입장 또는 만들기",
+    "home.roomName": "방 이름",
+    "home.enter": "입장",
+    "home.roomsTitle": "열린 방",
+    "home.noRooms": "아직 방이 없습니다. 위에서 만들어 보세요.",
+    "home.online": "{n}명 접속 중",
+
+    "room.online": "명 접속 중",
+    "room.chat": "채팅",
+    "room.members": "참여자",
+    "room.messages": "메시지",
+    "room.message": "메시지",
+    "room.writeMessage": "메시지를 입력하세요…",
+    "room.send": "보내기",
+    "room.loadOlder": "이전 메시지 더 보기",
+    "room.you": " (나)",
+    "room.joined": "{name} 님이 들어왔습니다",
+    "room.left": "{name} 님이 나갔습니다",
+    "room.renamed": "{old} 님의 새 이름: {new}",
+    "room.openChat": "채팅",
+    "room.closeChat": "채팅 닫기",
+    "room.inCall": "통화 중",
+
+    "call.title": "영상 통화",
+    "call.preview": "미리 보기",
+    "call.camera": "카메라",
+    "call.microphone": "마이크",
+    "call.micLevel": "마이크 음량",
+    "call.noCameraOption": "카메라 없음",
+    "call.noMicOption": "마이크 없음",
+    "call.deviceN": "{kind} {n}",
+    "call.startPreview": "카메라와 마이크 확인",
+    "call.join": "통화 참여",
+    "call.joining": "참여하는 중…",
+    "call.leave": "통화 나가기",
+    "call.mute": "음소거",
+    "call.unmute": "음소거 해제",
+    "call.cameraOff": "카메라 끄기",
+    "call.cameraOn": "카메라 켜기",
+    "call.share": "화면 공유",
+    "call.stopShare": "공유 중지",
+    "call.devices": "장치",
+    "call.you": "나",
+    "call.muted": "음소거됨",
+    "call.cameraIsOff": "카메라 꺼짐",
+    "call.sharing": "화면 공유 중",
+    "call.participants": "{n}명 통화 중",
+    "call.state.new": "연결 중…",
+    "call.state.connecting": "연결 중…",
+    "call.state.connected": "연결됨",
+    "call.state.disconnected": "연결 불안정…",
+    "call.state.reconnecting": "다시 연결 중…",
+    "call.state.failed": "연결 실패",
+    "call.lostPeer": "{name} 님과의 연결이 끊겼습니다.",
+    "call.hint": "참여하면 이 방의 다른 사람들이 나를 보고 들을 수 있습니다.",
+
+    "err.insecure":
+      "통화에는 HTTPS가 필요합니다: 브라우저는 보안(https://) 주소에서만 카메라와 마이크를 허용합니다. 채팅은 계속 쓸 수 있습니다.",
+    "err.denied":
+      "카메라와 마이크 권한이 거부되었습니다. 브라우저의 사이트 설정에서 허용한 뒤 다시 시도하세요. 채팅은 계속 쓸 수 있습니다.",
+    "err.noDevice": "카메라나 마이크를 찾을 수 없습니다. 참여해서 보고 들을 수 있고, 채팅도 됩니다.",
+    "err.noCamera": "카메라를 찾을 수 없어 마이크만으로 참여합니다.",
+    "err.noMic": "마이크를 찾을 수 없어 카메라만으로 참여합니다.",
+    "err.busy": "다른 프로그램이 카메라나 마이크를 쓰고 있습니다. 그 프로그램을 닫고 다시 시도하세요.",
+    "err.media": "카메라나 마이크를 시작하지 못했습니다 ({detail}).",
+    "err.roomFull": "통화 인원이 가득 찼습니다: 최대 {n}명까지 참여할 수 있습니다. 채팅은 계속 쓸 수 있습니다.",
+    "err.callFailed": "통화에 참여하지 못했습니다: {detail}",
+    "err.shareFailed": "화면 공유를 시작하지 못했습니다 ({detail}).",
+    "err.shareUnsupported": "이 브라우저는 화면 공유를 지원하지 않습니다.",
+    "err.switchFailed": "그 장치로 바꾸지 못했습니다 ({detail}).",
+  },
+};
+
+function pickLanguage() {
+  const prefs = (navigator.languages && navigator.languages.length
+    ? navigator.languages
+    : [navigator.language || "en"]
+  ).map((l) => String(l).toLowerCase());
+  for (const pref of prefs) {
+    const base = pref.split("-")[0];
+    if (base in STRINGS) return base;
+  }
+  return "en";
+}
+
+/** The UI language: "en" or "ko". */
+export const lang = pickLanguage();
+
+/** The string for `key` in the UI language, with {name} placeholders filled in. */
+export function t(key, params) {
+  const text = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+  if (!params) return text;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+/** The English string for `key` (for data-testid-like stable names). */
+export function en(key) {
+  return STRINGS.en[key] ?? key;
+}
+
+/** Translate the static text of a subtree marked with data-i18n* attributes. */
+export function localize(root = document) {
+  if (root === document) document.documentElement.lang = lang;
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  }
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
+    el.setAttribute("placeholder", t(el.dataset.i18nPlaceholder));
+  }
+  for (const el of root.querySelectorAll("[data-i18n-title]")) {
+    el.setAttribute("title", t(el.dataset.i18nTitle));
+  }
+}

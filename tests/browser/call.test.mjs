@@ -1,0 +1,87 @@
+// The mesh call: three pages see each other's video, a departure removes the
+// tile everywhere within 2 s, a late fourth sees everyone, and a page that
+// drops (closed) is removed the same way.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import {
+  startServer,
+  launchBrowser,
+  openPage,
+  roomPath,
+  joinCall,
+  expectLiveTiles,
+  tileNames,
+} from "./harness.mjs";
+
+let server, browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Resolves with the ms it took `page` to lose the tile of `nick`; fails after 2 s. */
+async function tileGoneWithin2s(page, nick) {
+  const start = Date.now();
+  await page.waitForFunction(
+    (nick) => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === nick),
+    nick,
+    { timeout: 2000, polling: 50 },
+  );
+  return Date.now() - start;
+}
+
+test("three join, one leaves, a fourth joins late, one drops", async () => {
+  const room = "mesh call";
+  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben" });
+  const cat = await openPage(browser, server, roomPath(room), { nickname: "Cat" });
+
+  await joinCall(ann);
+  await joinCall(ben);
+  await joinCall(cat);
+
+  // Each shows two remote tiles whose video advances.
+  await expectLiveTiles(ann, ["Ben", "Cat"]);
+  await expectLiveTiles(ben, ["Ann", "Cat"]);
+  await expectLiveTiles(cat, ["Ann", "Ben"]);
+  for (const page of [ann, ben, cat]) {
+    assert.equal(await page.getByTestId("tile-self").count(), 1, "one self tile");
+    assert.equal(await page.locator("#grid").getAttribute("data-count"), "3");
+  }
+  // The page names the controls as the issue lists them.
+  for (const name of ["Leave call", "Mute", "Camera off", "Share screen"]) {
+    assert.equal(await ann.getByRole("button", { name, exact: true }).count(), 1, name);
+  }
+
+  // Cat leaves: her tile disappears from Ann and Ben within 2 s.
+  await cat.getByRole("button", { name: "Leave call" }).click();
+  const gone = await Promise.all([tileGoneWithin2s(ann, "Cat"), tileGoneWithin2s(ben, "Cat")]);
+  assert.ok(gone.every((ms) => ms <= 2000), `gone in ${gone} ms`);
+  assert.deepEqual(await tileNames(ann), ["Ben"]);
+  assert.deepEqual(await tileNames(ben), ["Ann"]);
+  // Cat is back at the preview, and her camera is released.
+  await cat.getByTestId("join-call").waitFor();
+  assert.equal(await cat.evaluate(() => window.noomCall.peers().length), 0);
+  await cat.context().close();
+
+  // Dan joins late and sees everyone; everyone sees Dan.
+  const dan = await openPage(browser, server, roomPath(room), { nickname: "Dan" });
+  await joinCall(dan);
+  await expectLiveTiles(dan, ["Ann", "Ben"]);
+  await expectLiveTiles(ann, ["Ben", "Dan"]);
+  await expectLiveTiles(ben, ["Ann", "Dan"]);
+
+  // Dan's page goes away without "Leave call" (tab closed): no frozen tile.
+  await dan.close();
+  const dropped = await Promise.all([tileGoneWithin2s(ann, "Dan"), tileGoneWithin2s(ben, "Dan")]);
+  assert.ok(dropped.every((ms) => ms <= 2000), `dropped in ${dropped} ms`);
+  await expectLiveTiles(ann, ["Ben"]);
+
+  for (const page of [ann, ben]) assert.deepEqual(page.errors, [], "no page errors");
+});

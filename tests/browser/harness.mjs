@@ -1,0 +1,246 @@
+// Shared by the browser tests and the set-up benchmark: start the real noom
+// binary on a free port with a temporary data directory, start headless
+// Chromium with a fake camera, microphone and screen, and open pages.
+//
+// Env: NOOM_BIN (default target/debug/noom), CHROMIUM (default /usr/bin/chromium),
+// NOOM_TEST_HEADFUL=1 to watch.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const BIN = resolve(ROOT, process.env.NOOM_BIN ?? join("target", "debug", "noom"));
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * The real binary on 127.0.0.1:<free port>. It runs in a temporary directory
+ * (so no noom.toml of the checkout is read) with its own data directory.
+ * `restart()` stops it with SIGTERM and starts it again on the same port and
+ * data; `stop()` stops it and removes the data.
+ */
+export async function startServer({ env = {} } = {}) {
+  const home = mkdtempSync(join(tmpdir(), "noom-browser-"));
+  const dataDir = join(home, "data");
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  let child = null;
+
+  async function up() {
+    child = spawn(BIN, ["--http", `127.0.0.1:${port}`, "--data-dir", dataDir], {
+      cwd: home,
+      env: { ...process.env, RUST_LOG: "warn", ...env },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+    child.exited = exited;
+    for (let i = 0; i < 300; i++) {
+      const done = await Promise.race([exited, sleep(0).then(() => null)]);
+      if (done) throw new Error(`noom exited at start: ${JSON.stringify(done)}`);
+      try {
+        if ((await fetch(`${base}/healthz`)).ok) return;
+      } catch {
+        /* not yet */
+      }
+      await sleep(50);
+    }
+    throw new Error("noom did not start within 15 s");
+  }
+
+  async function down() {
+    if (!child) return;
+    const c = child;
+    child = null;
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill("SIGTERM");
+      const killer = setTimeout(() => c.kill("SIGKILL"), 10000);
+      await c.exited;
+      clearTimeout(killer);
+    }
+  }
+
+  await up();
+  return {
+    base,
+    port,
+    dataDir,
+    url: (path) => base + path,
+    async restart({ downMs = 0 } = {}) {
+      await down();
+      if (downMs) await sleep(downMs);
+      await up();
+    },
+    async stop() {
+      await down();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-default-apps",
+  "--disable-dev-shm-usage",
+  "--mute-audio",
+  // Fake camera (two of them, to test switching), microphone and screen;
+  // permission prompts answered yes. getDisplayMedia then returns a fake
+  // 1280x720 "screen" without any picker.
+  "--use-fake-device-for-media-stream=device-count=2",
+  "--use-fake-ui-for-media-stream",
+  "--auto-select-desktop-capture-source=Entire screen",
+  "--autoplay-policy=no-user-gesture-required",
+  // WebRTC between pages of this machine only: loopback candidates allowed,
+  // no mDNS (multicast) host names.
+  "--allow-loopback-in-peer-connection",
+  "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,DialMediaRouteProvider",
+  // Pages in background tabs must keep their timers and video running.
+  "--disable-background-timer-throttling",
+  "--disable-renderer-backgrounding",
+  "--disable-backgrounding-occluded-windows",
+];
+
+export async function launchBrowser(extraArgs = []) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: process.env.NOOM_TEST_HEADFUL !== "1",
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+}
+
+/**
+ * A page in its own browser context (its own storage, so its own session).
+ * options: locale ("en-US"), viewport, init (a script run before the page's
+ * own, e.g. to take navigator.mediaDevices away), nickname (set on the home
+ * page first).
+ */
+export async function openPage(browser, server, path, options = {}) {
+  const context = await browser.newContext({
+    locale: options.locale ?? "en-US",
+    viewport: options.viewport ?? { width: 1280, height: 720 },
+    permissions: options.permissions ?? ["camera", "microphone"],
+    baseURL: server.base,
+    colorScheme: options.colorScheme ?? "light",
+  });
+  if (options.init) await context.addInitScript(options.init);
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("pageerror", (err) => page.errors.push(String(err)));
+  if (process.env.NOOM_TEST_CONSOLE === "1") {
+    page.on("console", (m) => console.log(`[${options.nickname ?? "page"}] ${m.text()}`));
+  }
+  if (options.nickname) {
+    await page.goto("/");
+    await page.getByTestId("connection").and(page.locator('[data-state="connected"]')).waitFor();
+    await page.fill("#nickname-input", options.nickname);
+    await page.getByTestId("save-nickname").click();
+    await page.getByTestId("nickname").getByText(options.nickname, { exact: true }).waitFor();
+  }
+  await page.goto(path);
+  return page;
+}
+
+export function roomPath(room) {
+  return "/r/" + encodeURIComponent(room);
+}
+
+/** Poll `fn` (a page function) until it returns a truthy value; returns it. */
+export async function until(page, fn, arg, { timeout = 15000, interval = 100, what = "condition" } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(fn, arg);
+    if (last) return last;
+    await sleep(interval);
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+/** Wait until the room page has entered the room (connected, members listed). */
+export async function waitEntered(page) {
+  await page.waitForFunction(() => {
+    const b = document.getElementById("connection");
+    return b && /connected|reconnected/.test(b.dataset.state) && document.querySelector("#members li.self");
+  });
+}
+
+/** Click "Join call" and wait for the call phase. */
+export async function joinCall(page) {
+  await waitEntered(page);
+  await page.getByTestId("join-call").click();
+  await page.waitForFunction(() => window.noomCall && window.noomCall.phase() === "incall");
+}
+
+/** framesDecoded per remote nickname, from the page's RTCPeerConnection stats. */
+export async function framesByNick(page) {
+  const stats = await page.evaluate(() => window.noomCall.stats());
+  return Object.fromEntries(stats.map((s) => [s.nickname, s.framesDecoded]));
+}
+
+/**
+ * Wait until `page` shows exactly the remote tiles of `nicks`, all connected,
+ * and the video of each advances (framesDecoded grows between two samples).
+ */
+export async function expectLiveTiles(page, nicks, { timeout = 20000 } = {}) {
+  const want = [...nicks].sort();
+  await until(
+    page,
+    (want) => {
+      const tiles = [...document.querySelectorAll('[data-testid="tile"]')];
+      const names = tiles.map((t) => t.querySelector(".tile-name").textContent).sort();
+      return (
+        JSON.stringify(names) === JSON.stringify(want) && tiles.every((t) => t.dataset.state === "connected")
+      );
+    },
+    want,
+    { timeout, what: `connected tiles ${want.join(", ")}` },
+  );
+  const first = await until(
+    page,
+    async (want) => {
+      const stats = await window.noomCall.stats();
+      const ok = want.every((n) => stats.some((s) => s.nickname === n && s.framesDecoded > 0));
+      return ok && Object.fromEntries(stats.map((s) => [s.nickname, s.framesDecoded]));
+    },
+    want,
+    { timeout, what: `first frames from ${want.join(", ")}` },
+  );
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    await sleep(700);
+    const now = await framesByNick(page);
+    if (want.every((n) => now[n] > first[n])) return now;
+    if (Date.now() > deadline) {
+      throw new Error(`video did not advance: before ${JSON.stringify(first)} after ${JSON.stringify(now)}`);
+    }
+  }
+}
+
+/** Names on the remote tiles of `page`, sorted. */
+export async function tileNames(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="tile"] .tile-name')].map((n) => n.textContent).sort(),
+  );
+}
