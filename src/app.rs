@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::relay::Relay;
 use crate::signaling::{self, Hub};
 use crate::store::{Retention, Store, StoreError, StoreOptions};
 use crate::web::{self, Web};
@@ -49,6 +50,7 @@ pub struct App;
 /// A started server.
 pub struct Running {
     http_addr: SocketAddr,
+    relay: Option<Arc<Relay>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), AppError>>,
 }
@@ -75,7 +77,29 @@ impl App {
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
 
-        let hub = Arc::new(Hub::new(config.clone(), store.clone(), metrics));
+        // A relay that cannot start (port taken, bad secret file) leaves chat and
+        // LAN calls working: it is reported in the log and in /healthz instead.
+        let (relay, relay_error) = if config.turn.enabled {
+            match Relay::start(&config.turn, &config.server.data_dir).await {
+                Ok(relay) => {
+                    let probe = relay.clone();
+                    tokio::spawn(async move {
+                        probe.self_test().await;
+                    });
+                    (Some(relay), None)
+                }
+                Err(e) => {
+                    tracing::error!("the STUN/TURN relay is NOT running: {e}");
+                    (None, Some(e.to_string()))
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let mut hub = Hub::new(config.clone(), store.clone(), metrics, relay.clone());
+        hub.relay_error = relay_error;
+        let hub = Arc::new(hub);
+        let hub_relay = relay.clone();
         let (sio_layer, io) = signaling::layer(&hub);
         let router = web::router(Web {
             hub: hub.clone(),
@@ -134,6 +158,9 @@ impl App {
                         Ok(())
                     }
                 };
+                if let Some(relay) = &relay {
+                    relay.shutdown().await;
+                }
                 stop_store.cancel();
                 committer.await?;
                 store.flush().await?;
@@ -144,6 +171,7 @@ impl App {
         tracing::info!(%http_addr, data_dir = %config.server.data_dir.display(), "noom is listening");
         Ok(Running {
             http_addr,
+            relay: hub_relay,
             shutdown,
             task,
         })
@@ -154,6 +182,11 @@ impl Running {
     /// The address the HTTP server (and Socket.IO) listens on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The relay, when enabled (its addresses, allocations, self-test).
+    pub fn relay(&self) -> Option<&Arc<Relay>> {
+        self.relay.as_ref()
     }
 
     /// A token that stops the server when cancelled (e.g. from a signal handler).

@@ -21,6 +21,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub rooms: RoomsConfig,
     pub store: StoreConfig,
+    pub turn: TurnConfig,
     pub log: LogConfig,
 }
 
@@ -62,6 +63,37 @@ pub struct StoreConfig {
     pub retention_max_messages: u64,
     pub retention_max_age_days: u64,
     pub retention_interval_secs: u64,
+}
+
+/// The built-in STUN/TURN relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    pub enabled: bool,
+    /// UDP (and TCP) address of STUN/TURN.
+    pub listen: String,
+    /// Address handed to browsers in `iceServers` and used as the relayed
+    /// address; empty: detected from the host's default route.
+    pub public_ip: String,
+    pub realm: String,
+    pub relay_port_min: u64,
+    pub relay_port_max: u64,
+    pub allocation_lifetime_secs: u64,
+    pub credential_ttl_secs: u64,
+    /// Shared secret of the TURN REST credentials; empty: generated once and
+    /// kept in the data directory.
+    pub secret: String,
+    pub tcp: bool,
+    /// CIDRs the relay may reach even though they are in a refused range.
+    pub allow_peers: Vec<String>,
+    /// CIDRs the relay must never reach.
+    pub deny_peers: Vec<String>,
+    pub max_allocations: u64,
+    pub max_allocations_per_user: u64,
+    /// Per allocation, both directions together; 0: unlimited.
+    pub bandwidth_kbps: u64,
+    /// Unauthenticated requests per second from one source address.
+    pub unauthenticated_per_sec: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +144,29 @@ impl Default for StoreConfig {
             retention_max_messages: 100_000,
             retention_max_age_days: 0,
             retention_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:3478".into(),
+            public_ip: String::new(),
+            realm: "noom".into(),
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            allocation_lifetime_secs: 600,
+            credential_ttl_secs: 600,
+            secret: String::new(),
+            tcp: true,
+            allow_peers: Vec::new(),
+            deny_peers: Vec::new(),
+            max_allocations: 1000,
+            max_allocations_per_user: 10,
+            bandwidth_kbps: 8000,
+            unauthenticated_per_sec: 20,
         }
     }
 }
@@ -274,10 +329,110 @@ impl Config {
         if self.store.retention_interval_secs == 0 {
             return Err(bad("store.retention_interval_secs", "must be at least 1"));
         }
+        self.turn.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
                 "must be a level (error, warn, info, debug, trace) or a RUST_LOG-style filter",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TurnConfig {
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| ConfigError::BadValue {
+            key: "turn.listen".into(),
+            origin: "configuration".into(),
+            reason: format!("`{}` is not an address like 0.0.0.0:3478", self.listen),
+        })
+    }
+
+    pub fn public_ip(&self) -> Result<Option<std::net::IpAddr>, ConfigError> {
+        if self.public_ip.is_empty() {
+            return Ok(None);
+        }
+        self.public_ip
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::BadValue {
+                key: "turn.public_ip".into(),
+                origin: "configuration".into(),
+                reason: format!("`{}` is not an IP address", self.public_ip),
+            })
+    }
+
+    /// Parses `allow_peers` or `deny_peers`.
+    pub fn cidrs(&self, allow: bool) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let (key, list) = if allow {
+            ("turn.allow_peers", &self.allow_peers)
+        } else {
+            ("turn.deny_peers", &self.deny_peers)
+        };
+        list.iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::BadValue {
+                        key: key.into(),
+                        origin: "configuration".into(),
+                        reason: format!("`{c}` is not an address or a CIDR like 10.0.0.0/8"),
+                    })
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::BadValue {
+            key: key.into(),
+            origin: "configuration".into(),
+            reason,
+        };
+        self.listen_addr()?;
+        self.public_ip()?;
+        self.cidrs(true)?;
+        self.cidrs(false)?;
+        if self.realm.is_empty() || self.realm.len() > 128 {
+            return Err(bad("turn.realm", "must be 1 to 128 characters".into()));
+        }
+        if self.relay_port_min < 1024
+            || self.relay_port_max > 65535
+            || self.relay_port_min > self.relay_port_max
+        {
+            return Err(bad(
+                "turn.relay_port_min",
+                "relay ports must satisfy 1024 <= relay_port_min <= relay_port_max <= 65535".into(),
+            ));
+        }
+        if !(60..=3600).contains(&self.allocation_lifetime_secs) {
+            return Err(bad(
+                "turn.allocation_lifetime_secs",
+                "must be between 60 and 3600".into(),
+            ));
+        }
+        if !(60..=86_400).contains(&self.credential_ttl_secs) {
+            return Err(bad(
+                "turn.credential_ttl_secs",
+                "must be between 60 and 86400".into(),
+            ));
+        }
+        if !self.secret.is_empty() && self.secret.len() < 16 {
+            return Err(bad(
+                "turn.secret",
+                "must be empty (generated) or at least 16 characters".into(),
+            ));
+        }
+        if self.max_allocations == 0 || self.max_allocations_per_user == 0 {
+            return Err(bad(
+                "turn.max_allocations",
+                "allocation quotas must be at least 1".into(),
+            ));
+        }
+        if self.unauthenticated_per_sec == 0 {
+            return Err(bad(
+                "turn.unauthenticated_per_sec",
+                "must be at least 1".into(),
             ));
         }
         Ok(())

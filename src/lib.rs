@@ -5,6 +5,7 @@
 //! - [`app`]: start and stop the whole server in-process ([`App::start`]);
 //! - [`store`]: sessions, rooms and chat history in sled, with group commit;
 //! - [`signaling`]: the Socket.IO wire contract (chat and call signaling);
+//! - [`relay`]: the built-in STUN/TURN relay (UDP and TCP), its credentials and self-test;
 //! - [`web`]: pages, JSON API, health, metrics and embedded static files;
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`client`]: a small Socket.IO client of the contract, for `noom-load` and tests.
@@ -13,6 +14,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod relay;
 pub mod signaling;
 pub mod store;
 pub mod web;

@@ -31,15 +31,17 @@ pub async fn join_call(
             .emit("peer_joined", &(room.as_str(), &me))
             .await;
     }
-    Ok(ok(
-        json!({ "peers": peers, "iceServers": ice_servers(&hub) }),
-    ))
+    let ice = ice_servers(&hub, &s);
+    Ok(ok(json!({ "peers": peers, "iceServers": ice })))
 }
 
-/// The ICE servers handed to call participants. The built-in STUN/TURN relay
-/// adds its entries here; without it, peers rely on host candidates.
-fn ice_servers(_hub: &Hub) -> Vec<Value> {
-    Vec::new()
+/// The ICE servers handed to a call participant: the built-in relay's STUN and
+/// TURN URLs with credentials minted for this user; none when it is disabled.
+fn ice_servers(hub: &Hub, s: &SocketRef) -> Vec<Value> {
+    match (&hub.relay, hub.user_of(s.id)) {
+        (Some(relay), Some(user)) => relay.ice_servers(&user),
+        _ => Vec::new(),
+    }
 }
 
 pub async fn leave_call(

@@ -76,6 +76,10 @@ pub struct Hub {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The built-in relay, when enabled.
+    pub relay: Option<Arc<crate::relay::Relay>>,
+    /// Why the relay is enabled in the configuration but not running.
+    pub relay_error: Option<String>,
     state: Mutex<State>,
     rooms_changed: Notify,
 }
@@ -105,11 +109,18 @@ pub struct Speaker {
 }
 
 impl Hub {
-    pub fn new(config: Arc<Config>, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        relay: Option<Arc<crate::relay::Relay>>,
+    ) -> Self {
         Self {
             config,
             store,
             metrics,
+            relay,
+            relay_error: None,
             state: Mutex::new(State::default()),
             rooms_changed: Notify::new(),
         }
@@ -364,6 +375,11 @@ impl Hub {
         }
         socket.leave(call_group(room));
         Ok(conn.member(sid))
+    }
+
+    /// The public user id behind a connection.
+    pub fn user_of(&self, sid: Sid) -> Option<String> {
+        self.state.lock().conns.get(&sid).map(|c| c.user.clone())
     }
 
     /// True when `a` and `b` are in the same call.

@@ -68,12 +68,26 @@ pub async fn messages(
 
 pub async fn healthz(State(web): State<Web>) -> Response {
     let store = web.hub.store.healthy();
+    // A relay whose self-test has not finished yet is not reported as failing.
+    let (relay_ok, relay) = match &web.hub.relay {
+        None => match &web.hub.relay_error {
+            Some(e) => (false, json!({ "status": "failing", "detail": e })),
+            None => (true, json!({ "status": "disabled" })),
+        },
+        Some(r) => match r.last_self_test() {
+            None => (true, json!({ "status": "starting" })),
+            Some(t) if t.ok => (true, json!({ "status": "ok" })),
+            Some(t) => (false, json!({ "status": "failing", "detail": t.detail })),
+        },
+    };
+    let up = store && relay_ok;
     let body = json!({
-        "status": if store { "ok" } else { "degraded" },
+        "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
         "store": if store { "ok" } else { "failing" },
+        "relay": relay,
     });
-    let status = if store {
+    let status = if up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -91,12 +105,38 @@ pub async fn metrics(State(web): State<Web>) -> Response {
         rooms_known: web.hub.store.room_count() as u64,
         calls_live,
     };
+    let mut text = web.hub.metrics.render(&gauges);
+    if let Some(relay) = &web.hub.relay {
+        relay.render_metrics(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        web.hub.metrics.render(&gauges),
+        text,
     )
         .into_response()
+}
+
+/// Runs the relay self-test (at most every 10 s; a recent result is reused).
+pub async fn relay_self_test(State(web): State<Web>) -> Response {
+    match &web.hub.relay {
+        None => error(
+            StatusCode::NOT_FOUND,
+            "relay_disabled",
+            "the built-in relay is disabled",
+        ),
+        Some(relay) => {
+            let t = relay
+                .self_test_cached(std::time::Duration::from_secs(10))
+                .await;
+            let status = if t.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(t)).into_response()
+        }
+    }
 }

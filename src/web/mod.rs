@@ -36,6 +36,7 @@ pub fn router(web: Web) -> Router {
         .route("/r/{room}", get(pages::room))
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/messages", get(api::messages))
+        .route("/api/relay/self-test", get(api::relay_self_test))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .route("/static/{*path}", get(assets::serve))

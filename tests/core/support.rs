@@ -22,6 +22,8 @@ pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.http = "127.0.0.1:0".into();
     config.server.data_dir = dir.join("data");
+    // Tests run in parallel: every server gets its own relay port.
+    config.turn.listen = "127.0.0.1:0".into();
     config
 }
 

@@ -1,0 +1,480 @@
+//! The built-in STUN/TURN relay, so calls connect across NATs and firewalls.
+//!
+//! One UDP port serves STUN and TURN (default 3478) and, on the same port, TURN
+//! over TCP. Credentials are coturn-compatible TURN REST credentials minted per
+//! session for `join_call`; peers in private ranges are refused unless allowed.
+//! See `docs/relay.md`.
+
+mod allocation;
+mod auth;
+mod policy;
+mod selftest;
+mod server;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use allocation::{AllocationInfo, ClientKey, Transport};
+pub use auth::{Credentials, Minted};
+pub use selftest::SelfTest;
+pub use server::RelayStats;
+
+use crate::config::{ConfigError, TurnConfig};
+use allocation::Sink;
+use server::{Server, Settings};
+
+/// File in the data directory holding the generated shared secret.
+const SECRET_FILE: &str = "turn_secret";
+/// Largest TURN-over-TCP frame: a STUN message or ChannelData of 64 KiB.
+const TCP_FRAME_MAX: usize = 65_535 + 20;
+/// Frames queued for one TCP client before packets are dropped.
+const TCP_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({transport}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        transport: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot read or write the relay secret {path}: {source}")]
+    Secret {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running relay.
+pub struct Relay {
+    server: Arc<Server>,
+    udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    last_self_test: Mutex<Option<SelfTest>>,
+}
+
+impl Relay {
+    /// Binds the listeners and starts serving.
+    pub async fn start(cfg: &TurnConfig, data_dir: &Path) -> Result<Arc<Relay>, RelayError> {
+        let listen = cfg.listen_addr()?;
+        let secret = match cfg.secret.as_str() {
+            "" => load_or_create_secret(data_dir)?,
+            s => s.as_bytes().to_vec(),
+        };
+        let udp = server::udp_socket(listen).map_err(|source| RelayError::Bind {
+            addr: listen,
+            transport: "udp",
+            source,
+        })?;
+        let udp_addr = udp.local_addr().map_err(|source| RelayError::Bind {
+            addr: listen,
+            transport: "udp",
+            source,
+        })?;
+        let public_ip = match cfg.public_ip()? {
+            Some(ip) => ip,
+            None => detect_public_ip(listen.ip()),
+        };
+        let settings = Settings {
+            public_ip,
+            relay_bind_ip: listen.ip(),
+            port_min: cfg.relay_port_min as u16,
+            port_max: cfg.relay_port_max as u16,
+            max_lifetime: Duration::from_secs(cfg.allocation_lifetime_secs),
+            max_allocations: cfg.max_allocations as usize,
+            max_allocations_per_user: cfg.max_allocations_per_user as usize,
+            bandwidth_bytes_per_sec: cfg.bandwidth_kbps * 1000 / 8,
+            unauthenticated_per_sec: cfg.unauthenticated_per_sec as f64,
+        };
+        let creds = Credentials::new(
+            &secret,
+            &cfg.realm,
+            Duration::from_secs(cfg.credential_ttl_secs),
+        );
+        let mut own = vec![public_ip];
+        if !listen.ip().is_unspecified() {
+            own.push(listen.ip());
+        }
+        let ports = cfg.relay_port_min as u16..=cfg.relay_port_max as u16;
+        let policy = policy::PeerPolicy::new(cfg.cidrs(true)?, cfg.cidrs(false)?, own, ports);
+        let server = Arc::new(Server::new(settings, creds, policy));
+        let stop = CancellationToken::new();
+        let udp = Arc::new(udp);
+        let mut tasks = Vec::new();
+        let loops = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        for _ in 0..loops {
+            tasks.push(tokio::spawn(serve_udp(
+                server.clone(),
+                udp.clone(),
+                stop.clone(),
+            )));
+        }
+        let tcp_addr = if cfg.tcp {
+            let listener =
+                TcpListener::bind(udp_addr)
+                    .await
+                    .map_err(|source| RelayError::Bind {
+                        addr: udp_addr,
+                        transport: "tcp",
+                        source,
+                    })?;
+            let addr = listener.local_addr().ok();
+            tasks.push(tokio::spawn(serve_tcp(
+                server.clone(),
+                listener,
+                stop.clone(),
+            )));
+            addr
+        } else {
+            None
+        };
+        tasks.push(tokio::spawn(sweep(server.clone(), stop.clone())));
+        tracing::info!(%udp_addr, tcp = ?tcp_addr, %public_ip, "STUN/TURN relay listening");
+        Ok(Arc::new(Relay {
+            server,
+            udp_addr,
+            tcp_addr,
+            stop,
+            tasks: Mutex::new(tasks),
+            last_self_test: Mutex::new(None),
+        }))
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The address browsers are told to use.
+    pub fn public_ip(&self) -> IpAddr {
+        self.server.settings.public_ip
+    }
+
+    /// Fresh credentials for `user`.
+    pub fn mint(&self, user: &str) -> Minted {
+        self.server.creds.mint(user)
+    }
+
+    /// The `iceServers` entry list for a call participant.
+    pub fn ice_servers(&self, user: &str) -> Vec<Value> {
+        let host = match self.public_ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        let port = self.udp_addr.port();
+        let minted = self.mint(user);
+        let mut turn = vec![format!("turn:{host}:{port}?transport=udp")];
+        if let Some(tcp) = self.tcp_addr {
+            turn.push(format!("turn:{host}:{}?transport=tcp", tcp.port()));
+        }
+        vec![
+            json!({ "urls": [format!("stun:{host}:{port}")] }),
+            json!({ "urls": turn, "username": minted.username, "credential": minted.password }),
+        ]
+    }
+
+    pub fn allocations(&self) -> Vec<AllocationInfo> {
+        self.server.table.infos()
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.server.table.len()
+    }
+
+    pub fn stats(&self) -> &RelayStats {
+        &self.server.stats
+    }
+
+    /// Allocates from inside the process and relays a packet to a local echo.
+    pub async fn self_test(&self) -> SelfTest {
+        let result = selftest::run(self).await;
+        *self.last_self_test.lock() = Some(result.clone());
+        result
+    }
+
+    /// The last self-test, run again when older than `max_age`.
+    pub async fn self_test_cached(&self, max_age: Duration) -> SelfTest {
+        let cached = self.last_self_test.lock().clone();
+        match cached {
+            Some(t) if t.at.elapsed() < max_age => t,
+            _ => self.self_test().await,
+        }
+    }
+
+    pub fn last_self_test(&self) -> Option<SelfTest> {
+        self.last_self_test.lock().clone()
+    }
+
+    pub(crate) fn policy(&self) -> &policy::PeerPolicy {
+        &self.server.policy
+    }
+
+    /// Stops listening and drops every allocation.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.server.table.clear();
+    }
+
+    /// Prometheus lines for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let s = &self.server.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let healthy = self.last_self_test().is_some_and(|t| t.ok);
+        let lines: [(&str, &str, &str, u64); 10] = [
+            (
+                "noom_relay_up",
+                "gauge",
+                "1 when the last relay self-test passed.",
+                healthy as u64,
+            ),
+            (
+                "noom_relay_allocations",
+                "gauge",
+                "TURN allocations open now.",
+                self.allocation_count() as u64,
+            ),
+            (
+                "noom_relay_allocations_total",
+                "counter",
+                "TURN allocations created.",
+                get(&s.allocations_total),
+            ),
+            (
+                "noom_relay_packets_total",
+                "counter",
+                "Packets relayed, both directions.",
+                get(&s.packets_relayed),
+            ),
+            (
+                "noom_relay_bytes_total",
+                "counter",
+                "Payload bytes relayed, both directions.",
+                get(&s.bytes_relayed),
+            ),
+            (
+                "noom_relay_auth_failures_total",
+                "counter",
+                "Requests refused for bad, expired or stale credentials.",
+                get(&s.auth_failures),
+            ),
+            (
+                "noom_relay_forbidden_peers_total",
+                "counter",
+                "Permissions or channels refused by the peer policy.",
+                get(&s.forbidden_peers),
+            ),
+            (
+                "noom_relay_quota_refusals_total",
+                "counter",
+                "Allocations refused by a quota.",
+                get(&s.quota_refusals),
+            ),
+            (
+                "noom_relay_unauthenticated_dropped_total",
+                "counter",
+                "Unauthenticated requests dropped by the per-source limit.",
+                get(&s.unauthenticated_dropped),
+            ),
+            (
+                "noom_relay_binding_requests_total",
+                "counter",
+                "STUN Binding requests answered.",
+                get(&s.binding_requests),
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+}
+
+fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, RelayError> {
+    let path = data_dir.join(SECRET_FILE);
+    let err = |source| RelayError::Secret {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 16 => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) | Err(_) if path.exists() => {
+            return Err(err(std::io::Error::other(
+                "the file exists but holds no usable secret",
+            )));
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(data_dir).map_err(err)?;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let secret = hex::encode(bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(err)?;
+    std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    tracing::info!(path = %path.display(), "generated the TURN shared secret");
+    Ok(secret.into_bytes())
+}
+
+/// The host's address on its default route: the kernel picks it for a UDP
+/// socket "connected" to a documentation address (nothing is sent).
+fn detect_public_ip(listen: IpAddr) -> IpAddr {
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => {
+            tracing::warn!("no default route: the relay advertises 127.0.0.1; set turn.public_ip");
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>, stop: CancellationToken) {
+    let mut buf = vec![0u8; 65_536];
+    let sink = Sink::Udp(socket.clone());
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = stop.cancelled() => return,
+        };
+        let Ok((n, from)) = received else { continue };
+        let client = ClientKey {
+            transport: Transport::Udp,
+            addr: from,
+        };
+        if let Some(reply) = server.handle(&buf[..n], client, &sink) {
+            let _ = socket.try_send_to(&reply, from);
+        }
+    }
+}
+
+async fn serve_tcp(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.cancelled() => return,
+        };
+        if let Ok((stream, from)) = accepted {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve_tcp_client(server.clone(), stream, from, stop.clone()));
+        }
+    }
+}
+
+/// One TURN-over-TCP client: RFC 8656 framing (STUN messages and padded ChannelData).
+async fn serve_tcp_client(
+    server: Arc<Server>,
+    stream: TcpStream,
+    from: SocketAddr,
+    stop: CancellationToken,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+    let writer_task = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client = ClientKey {
+        transport: Transport::Tcp,
+        addr: from,
+    };
+    let sink = Sink::Tcp(tx.clone());
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = tokio::select! {
+            r = reader.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = stop.cancelled() => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(size) = tcp_frame_size(&buf) {
+            if size > TCP_FRAME_MAX {
+                break 'conn;
+            }
+            if buf.len() < size {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..size).collect();
+            if let Some(reply) = server.handle(&frame, client, &sink)
+                && tx.send(reply).await.is_err()
+            {
+                break 'conn;
+            }
+        }
+    }
+    server.table.remove_client(&client);
+    drop(sink);
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+/// Length of the frame at the start of `buf`, once its header is there.
+fn tcp_frame_size(buf: &[u8]) -> Option<usize> {
+    if buf.len() < 4 {
+        return None;
+    }
+    let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
+    if server::is_channel_data(buf) {
+        Some(4 + len.div_ceil(4) * 4)
+    } else {
+        Some(20 + len)
+    }
+}
+
+async fn sweep(server: Arc<Server>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let gone = server.table.sweep();
+        if gone > 0 {
+            tracing::debug!(gone, "expired TURN allocations removed");
+        }
+        server.sweep_limiter();
+    }
+}

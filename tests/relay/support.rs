@@ -1,0 +1,82 @@
+//! Servers with a relay on loopback, and helpers around them.
+
+use std::net::SocketAddr;
+
+use noom::config::Config;
+use noom::{App, Running};
+use tempfile::TempDir;
+
+pub struct Relayed {
+    pub running: Running,
+    pub turn: SocketAddr,
+    pub base: String,
+    pub _dir: TempDir,
+}
+
+pub const SECRET: &str = "test-secret-0123456789";
+pub const REALM: &str = "noom";
+
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Relayed {
+    let dir = TempDir::new().unwrap();
+    let mut config = Config::default();
+    config.server.http = "127.0.0.1:0".into();
+    config.server.data_dir = dir.path().join("data");
+    config.turn.listen = "127.0.0.1:0".into();
+    config.turn.secret = SECRET.into();
+    tweak(&mut config);
+    let running = App::start(config).await.expect("server starts");
+    let relay = running.relay().expect("relay enabled");
+    // Let the start-up self-test finish, so its allocation does not count in quotas.
+    for _ in 0..200 {
+        if relay.last_self_test().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        relay.last_self_test().is_some_and(|t| t.ok),
+        "relay self-test passes"
+    );
+    let turn = relay.udp_addr();
+    let base = format!("http://{}", running.http_addr());
+    Relayed {
+        running,
+        turn,
+        base,
+        _dir: dir,
+    }
+}
+
+/// Loopback peers are refused by default; most tests relay to local echoes.
+pub fn allow_loopback(c: &mut Config) {
+    c.turn.allow_peers = vec!["127.0.0.0/8".into()];
+}
+
+/// coturn-style REST credentials for `user`, valid for `ttl_secs` (negative: expired).
+pub fn rest_credentials(user: &str, ttl_secs: i64) -> (String, String) {
+    use base64::Engine as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let username = format!("{}:{user}", now + ttl_secs);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, username.as_bytes());
+    (
+        username,
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref()),
+    )
+}
+
+/// A UDP echo peer on loopback.
+pub async fn echo_peer() -> SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let _ = sock.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
