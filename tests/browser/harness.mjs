@@ -29,6 +29,12 @@ function freePort() {
   });
 }
 
+// The server refuses unknown NOOM_* variables (NOOM_BIN, NOOM_TEST_*): pass
+// it only the ones a test sets.
+function serverEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NOOM_")));
+}
+
 /**
  * The real binary on 127.0.0.1:<free port>. It runs in a temporary directory
  * (so no noom.toml of the checkout is read) with its own data directory.
@@ -39,28 +45,35 @@ export async function startServer({ env = {} } = {}) {
   const home = mkdtempSync(join(tmpdir(), "noom-browser-"));
   const dataDir = join(home, "data");
   const port = await freePort();
+  const turnPort = await freePort();
   const base = `http://127.0.0.1:${port}`;
+  // Each server gets its own STUN/TURN port on loopback (the default,
+  // 0.0.0.0:3478, would clash between servers and leave the machine).
+  const turnEnv = { NOOM_TURN_LISTEN: `127.0.0.1:${turnPort}`, NOOM_TURN_PUBLIC_IP: "127.0.0.1" };
   let child = null;
 
   async function up() {
     child = spawn(BIN, ["--http", `127.0.0.1:${port}`, "--data-dir", dataDir], {
       cwd: home,
-      env: { ...process.env, RUST_LOG: "warn", ...env },
+      env: { ...serverEnv(), RUST_LOG: "warn", ...turnEnv, ...env },
       stdio: ["ignore", "ignore", "inherit"],
     });
     const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
     child.exited = exited;
+    let last = null;
     for (let i = 0; i < 300; i++) {
       const done = await Promise.race([exited, sleep(0).then(() => null)]);
       if (done) throw new Error(`noom exited at start: ${JSON.stringify(done)}`);
       try {
-        if ((await fetch(`${base}/healthz`)).ok) return;
+        const res = await fetch(`${base}/healthz`);
+        last = `${res.status} ${await res.text()}`;
+        if (res.ok) return;
       } catch {
         /* not yet */
       }
       await sleep(50);
     }
-    throw new Error("noom did not start within 15 s");
+    throw new Error(`noom did not start within 15 s (healthz: ${last})`);
   }
 
   async function down() {
@@ -105,10 +118,11 @@ export const CHROMIUM_ARGS = [
   "--disable-default-apps",
   "--disable-dev-shm-usage",
   "--mute-audio",
-  // Fake camera (two of them, to test switching), microphone and screen;
+  // Fake cameras (three: fake_device_1 delivers Y16 depth frames, which
+  // WebRTC cannot encode, so switching tests use fake_device_2), microphone and screen;
   // permission prompts answered yes. getDisplayMedia then returns a fake
   // 1280x720 "screen" without any picker.
-  "--use-fake-device-for-media-stream=device-count=2",
+  "--use-fake-device-for-media-stream=device-count=3",
   "--use-fake-ui-for-media-stream",
   "--auto-select-desktop-capture-source=Entire screen",
   "--autoplay-policy=no-user-gesture-required",

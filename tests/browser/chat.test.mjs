@@ -1,0 +1,125 @@
+// Chat between two pages (HTML shown as text), the home page's live room list,
+// the Korean interface, and the chat drawer on a phone-sized screen.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, launchBrowser, openPage, roomPath, waitEntered } from "./harness.mjs";
+
+let server, browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function send(page, text) {
+  await page.fill("#message-input", text);
+  await page.getByTestId("send").click();
+  await page.locator("#messages .message.own .text", { hasText: text }).first().waitFor();
+}
+
+test("two pages chat; HTML in a message is shown as text", async () => {
+  const room = "chat <room>";
+  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben <b>" });
+  await waitEntered(ann);
+  await waitEntered(ben);
+  assert.equal(await ann.locator("#room-name").textContent(), room);
+  await ann.locator("#members li", { hasText: "Ben <b>" }).waitFor();
+
+  await send(ann, "hello Ben");
+  await ben.locator("#messages .message .text", { hasText: "hello Ben" }).waitFor();
+
+  const html = '<img src=x onerror="window.pwned=1"><b>bold</b> & <script>window.pwned=2</script>';
+  await send(ben, html);
+  const shown = ann.locator("#messages .message .text").last();
+  await shown.getByText(html, { exact: true }).waitFor();
+  assert.equal(await shown.textContent(), html);
+  assert.equal(await ann.locator("#messages img, #messages b, #messages script").count(), 0, "no markup made it in");
+  assert.equal(await ann.evaluate(() => window.pwned), undefined);
+  // Own messages are marked; the other's are not.
+  assert.equal(await ben.locator("#messages .message.own").count(), 1);
+  assert.equal(await ann.locator("#messages .message:not(.own)").count(), 1);
+  // Nicknames are text too.
+  assert.equal(await ann.locator("#messages .message:not(.own) .nick").textContent(), "Ben <b>");
+
+  // A newcomer gets the history on entry.
+  const cat = await openPage(browser, server, roomPath(room), { nickname: "Cat" });
+  await waitEntered(cat);
+  await cat.locator("#messages .message .text", { hasText: "hello Ben" }).waitFor();
+  assert.equal(await cat.locator("#messages .message").count(), 2);
+  await ann.locator("#messages .notice", { hasText: "Cat joined" }).waitFor();
+  for (const p of [ann, ben, cat]) {
+    assert.deepEqual(p.errors, []);
+    await p.context().close();
+  }
+});
+
+test("the home page's room list updates live", async () => {
+  const home = await openPage(browser, server, "/");
+  await home.getByTestId("connection").and(home.locator('[data-state="connected"]')).waitFor();
+  const item = (name) => home.locator(`#rooms li[data-room="${name}"]`);
+
+  const visitor = await openPage(browser, server, roomPath("live list"));
+  await waitEntered(visitor);
+  await item("live list").locator(".count", { hasText: "1" }).waitFor();
+  const second = await openPage(browser, server, roomPath("live list"));
+  await waitEntered(second);
+  await item("live list").locator(".count", { hasText: "2" }).waitFor();
+  await second.context().close();
+  await item("live list").locator(".count", { hasText: "1" }).waitFor();
+
+  // Clicking a room enters it.
+  await item("live list").getByRole("link").click();
+  await home.waitForURL(/\/r\/live%20list$/);
+  await waitEntered(home);
+  await visitor.context().close();
+  await home.context().close();
+});
+
+test("Korean interface, English test ids", async () => {
+  const page = await openPage(browser, server, roomPath("한국어 방"), { locale: "ko-KR" });
+  await waitEntered(page);
+  assert.equal(await page.evaluate(() => document.documentElement.lang), "ko");
+  assert.equal((await page.getByTestId("join-call").textContent()).trim(), "통화 참여");
+  assert.equal((await page.getByTestId("send").textContent()).trim(), "보내기");
+  await page.getByRole("button", { name: "통화 참여" }).click();
+  await page.getByRole("button", { name: "통화 나가기" }).waitFor();
+  for (const [id, name] of [
+    ["mute", "음소거"],
+    ["camera", "카메라 끄기"],
+    ["share-screen", "화면 공유"],
+  ]) {
+    assert.equal((await page.getByTestId(id).textContent()).trim(), name, id);
+  }
+  await page.getByTestId("leave-call").click();
+  await page.getByTestId("join-call").waitFor();
+  await page.context().close();
+});
+
+test("on a phone the chat is a drawer with an unread count", async () => {
+  const phone = await openPage(browser, server, roomPath("drawer"), {
+    viewport: { width: 390, height: 760 },
+    nickname: "Phone",
+  });
+  const desk = await openPage(browser, server, roomPath("drawer"), { nickname: "Desk" });
+  await waitEntered(phone);
+  await waitEntered(desk);
+  assert.equal(await phone.locator("#message-input").isVisible(), false, "drawer closed");
+  await send(desk, "ping");
+  await phone.getByTestId("unread").getByText("1").waitFor();
+  await phone.getByTestId("chat-toggle").click();
+  await phone.locator("#message-input").waitFor({ state: "visible" });
+  await phone.locator("#messages .message .text", { hasText: "ping" }).waitFor({ state: "visible" });
+  assert.equal(await phone.getByTestId("unread").isVisible(), false);
+  await send(phone, "pong");
+  await desk.locator("#messages .message .text", { hasText: "pong" }).waitFor();
+  await phone.keyboard.press("Escape");
+  await phone.locator("#message-input").waitFor({ state: "hidden" });
+  await phone.context().close();
+  await desk.context().close();
+});

@@ -1,0 +1,174 @@
+// In-call controls, as the other side sees them: mute, camera off/on, camera
+// and microphone switch (the call keeps going, the muted state stays), and
+// screen share start/stop.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, launchBrowser, openPage, roomPath, joinCall, expectLiveTiles, until, sleep } from "./harness.mjs";
+
+let server, browser, ann, ben;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+  ann = await openPage(browser, server, roomPath("controls"), { nickname: "Ann" });
+  ben = await openPage(browser, server, roomPath("controls"), { nickname: "Ben" });
+  await joinCall(ann);
+  await joinCall(ben);
+  await expectLiveTiles(ann, ["Ben"]);
+  await expectLiveTiles(ben, ["Ann"]);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Ben's view of Ann: her tile's data attributes and what his connection receives. */
+async function annSeenByBen() {
+  return ben.evaluate(async () => {
+    const tile = [...document.querySelectorAll('[data-testid="tile"]')].find(
+      (t) => t.querySelector(".tile-name").textContent === "Ann",
+    );
+    const [s] = (await window.noomCall.stats()).filter((x) => x.nickname === "Ann");
+    return {
+      audio: tile.dataset.audio,
+      video: tile.dataset.video,
+      screen: tile.dataset.screen,
+      micIconShown: !tile.querySelector('[data-testid="tile-muted"]').hidden,
+      label: tile.getAttribute("aria-label"),
+      remote: s.remote,
+      framesDecoded: s.framesDecoded,
+      frameWidth: s.frameWidth,
+      totalAudioEnergy: s.totalAudioEnergy,
+    };
+  });
+}
+
+/** What Ann's connection to Ben sends. */
+async function annSending() {
+  const [s] = await ann.evaluate(() => window.noomCall.stats());
+  return s.sending;
+}
+
+async function benSeesAnnVideoAdvance() {
+  const a = (await annSeenByBen()).framesDecoded;
+  await until(ben, async (a) => {
+    const [s] = (await window.noomCall.stats()).filter((x) => x.nickname === "Ann");
+    return s.framesDecoded > a + 3;
+  }, a, { what: "Ann's video advancing at Ben", timeout: 15000 });
+}
+
+test("mute is seen by the peer: track disabled, indicator, silence", async () => {
+  const before = await annSeenByBen();
+  assert.equal(before.audio, "on");
+  assert.equal(before.micIconShown, false);
+
+  await ann.getByRole("button", { name: "Mute", exact: true }).click();
+  await ann.getByRole("button", { name: "Unmute", exact: true }).waitFor();
+  assert.equal((await annSending()).audio.enabled, false, "Ann's microphone track is disabled");
+  await until(ben, () => {
+    const tile = document.querySelector('[data-testid="tile"]');
+    return tile.dataset.audio === "off" && !tile.querySelector('[data-testid="tile-muted"]').hidden;
+  }, null, { what: "muted indicator at Ben" });
+  const muted = await annSeenByBen();
+  assert.equal(muted.remote.audio, false);
+  assert.match(muted.label, /Muted/);
+  // What arrives is silence: the audio energy stops growing (the fake mic beeps).
+  await sleep(600);
+  const e1 = (await annSeenByBen()).totalAudioEnergy;
+  await sleep(1500);
+  const e2 = (await annSeenByBen()).totalAudioEnergy;
+  assert.ok(e2 - e1 < 0.001, `silence while muted (energy grew by ${e2 - e1})`);
+
+  await ann.getByRole("button", { name: "Unmute", exact: true }).click();
+  await until(ben, () => document.querySelector('[data-testid="tile"]').dataset.audio === "on", null, {
+    what: "unmuted at Ben",
+  });
+  assert.equal((await annSending()).audio.enabled, true);
+});
+
+test("camera off and on is seen by the peer", async () => {
+  await ann.getByRole("button", { name: "Camera off", exact: true }).click();
+  await ann.getByRole("button", { name: "Camera on", exact: true }).waitFor();
+  assert.equal((await annSending()).video, null, "no video track goes out");
+  assert.equal(await ann.evaluate(() => window.noomCall.local().videoTrack), null, "camera released");
+  await until(ben, () => document.querySelector('[data-testid="tile"]').dataset.video === "off", null, {
+    what: "camera-off tile at Ben",
+  });
+  assert.equal((await annSeenByBen()).remote.video, false);
+  // Ben's tile shows Ann's initials instead of a frozen picture.
+  assert.equal(await ben.locator('[data-testid="tile"] .video-off').isVisible(), true);
+  assert.equal(await ben.locator('[data-testid="tile"] video').isVisible(), false);
+
+  await ann.getByRole("button", { name: "Camera on", exact: true }).click();
+  await until(ben, () => document.querySelector('[data-testid="tile"]').dataset.video === "on", null, {
+    what: "camera back at Ben",
+  });
+  await benSeesAnnVideoAdvance();
+});
+
+test("camera and microphone switch keep the call going and the muted state", async () => {
+  const first = await annSending();
+  assert.match(first.video.label, /fake_device_0/);
+
+  // The pickers live in the "Devices" panel during the call.
+  await ann.getByTestId("devices").click();
+  const cameras = await ann
+    .locator("#camera-select option")
+    .evaluateAll((os) => os.map((o) => ({ id: o.value, label: o.textContent })));
+  assert.equal(cameras.length, 3, "three fake cameras");
+  await ann.selectOption("#camera-select", cameras.find((c) => c.label === "fake_device_2").id);
+  await until(ann, async () => {
+    const [s] = await window.noomCall.stats();
+    return s.sending.video && /fake_device_2/.test(s.sending.video.label);
+  }, null, { what: "Ann sending from another camera" });
+  await benSeesAnnVideoAdvance();
+
+  // Mute, then switch the microphone: the new one is muted too.
+  await ann.getByRole("button", { name: "Mute", exact: true }).click();
+  const mics = await ann.locator("#mic-select option").evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(mics.length >= 2, "several fake microphones");
+  const oldLabel = (await annSending()).audio.label;
+  const current = await ann.inputValue("#mic-select");
+  const other = mics.find((id) => id !== current && id !== "default");
+  await ann.selectOption("#mic-select", other);
+  const after = await until(ann, async (oldLabel) => {
+    const [s] = await window.noomCall.stats();
+    return s.sending.audio && s.sending.audio.label !== oldLabel && s.sending.audio;
+  }, oldLabel, { what: "Ann sending from another microphone" });
+  assert.equal(after.enabled, false, "still muted after the switch");
+  assert.equal((await annSeenByBen()).audio, "off");
+  await ann.getByRole("button", { name: "Unmute", exact: true }).click();
+  await until(ben, () => document.querySelector('[data-testid="tile"]').dataset.audio === "on", null, {
+    what: "unmuted at Ben",
+  });
+  await ann.getByTestId("devices").click();
+  await benSeesAnnVideoAdvance();
+  assert.deepEqual(ann.errors, []);
+});
+
+test("screen share replaces the camera and reverts when it stops", async () => {
+  await ann.getByRole("button", { name: "Share screen", exact: true }).click();
+  await ann.getByRole("button", { name: "Stop sharing", exact: true }).waitFor();
+  const sharing = await annSending();
+  assert.match(sharing.video.label, /screen|window|tab/i, `sending ${sharing.video.label}`);
+  // Ben receives the fake 1280x720 screen instead of the 640x360 camera.
+  await until(ben, async () => {
+    const tile = document.querySelector('[data-testid="tile"]');
+    const [s] = await window.noomCall.stats();
+    return tile.dataset.screen === "true" && s.frameWidth > 640;
+  }, null, { what: "screen at Ben", timeout: 20000 });
+  await benSeesAnnVideoAdvance();
+
+  await ann.getByRole("button", { name: "Stop sharing", exact: true }).click();
+  await ann.getByRole("button", { name: "Share screen", exact: true }).waitFor();
+  assert.match((await annSending()).video.label, /fake_device/);
+  await until(ben, async () => {
+    const tile = document.querySelector('[data-testid="tile"]');
+    const [s] = await window.noomCall.stats();
+    return tile.dataset.screen === "false" && s.frameWidth > 0 && s.frameWidth <= 640;
+  }, null, { what: "camera back at Ben", timeout: 20000 });
+  await benSeesAnnVideoAdvance();
+  assert.deepEqual(ann.errors, []);
+  assert.deepEqual(ben.errors, []);
+});
