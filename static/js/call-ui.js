@@ -485,7 +485,8 @@ export function setupCall({ client, room, lookup, notice }) {
     });
   }
 
-  // The test and benchmark hook: read-only views, nothing that changes state.
+  // The test and benchmark hook: read-only views, plus an ICE restart (what
+  // the page does by itself when a connection fails).
   window.noomCall = {
     phase: () => phase,
     local: () => ({
@@ -498,6 +499,8 @@ export function setupCall({ client, room, lookup, notice }) {
     peers: () => [...call.peers.values()].map((p) => ({ id: p.id, nickname: p.nickname, state: p.state, remote: { ...p.remote } })),
     stats: () => call.stats(),
     timings: () => JSON.parse(JSON.stringify(timings)),
+    // The one action: an ICE restart of every connection, as on a failure.
+    renegotiate: () => call.renegotiate(),
   };
 
   /** After a reconnect (new socket id): rebuild the call if we were in it. */

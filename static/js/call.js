@@ -67,6 +67,7 @@ class Peer {
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.settingAnswer = false;
+    this.collisions = 0; // offers that crossed ours (resolved by the roles)
     this.queue = Promise.resolve();
     this.closed = false;
     this.restartTimer = null;
@@ -222,6 +223,7 @@ class Peer {
     const pc = this.pc;
     const readyForOffer = !this.makingOffer && (pc.signalingState === "stable" || this.settingAnswer);
     const collision = description.type === "offer" && !readyForOffer;
+    if (collision) this.collisions += 1;
     this.ignoreOffer = !this.polite && collision;
     if (this.ignoreOffer) return;
     this.settingAnswer = description.type === "answer";
@@ -598,6 +600,16 @@ export class Call extends EventTarget {
     peer.handleSignal(signal);
   }
 
+  /**
+   * Renegotiate every connection now with an ICE restart, as a failure
+   * would (used by the tests to make both sides offer at once).
+   */
+  renegotiate() {
+    for (const peer of this.peers.values()) {
+      if (!peer.closed) peer.pc.restartIce();
+    }
+  }
+
   /** Forget everything (page unload). */
   destroy() {
     for (const peer of this.peers.values()) peer.close();
@@ -614,6 +626,7 @@ export class Call extends EventTarget {
         id: peer.id,
         nickname: peer.nickname,
         polite: peer.polite,
+        collisions: peer.collisions,
         connectionState: peer.pc.connectionState,
         signalingState: peer.pc.signalingState,
         remote: { ...peer.remote },

@@ -90,7 +90,9 @@ test("mute is seen by the peer: track disabled, indicator, silence", async () =>
 test("camera off and on is seen by the peer", async () => {
   await ann.getByRole("button", { name: "Camera off", exact: true }).click();
   await ann.getByRole("button", { name: "Camera on", exact: true }).waitFor();
-  assert.equal((await annSending()).video, null, "no video track goes out");
+  await until(ann, async () => (await window.noomCall.stats())[0].sending.video === null, null, {
+    what: "no video track going out",
+  });
   assert.equal(await ann.evaluate(() => window.noomCall.local().videoTrack), null, "camera released");
   await until(ben, () => document.querySelector('[data-testid="tile"]').dataset.video === "off", null, {
     what: "camera-off tile at Ben",
@@ -150,8 +152,10 @@ test("camera and microphone switch keep the call going and the muted state", asy
 test("screen share replaces the camera and reverts when it stops", async () => {
   await ann.getByRole("button", { name: "Share screen", exact: true }).click();
   await ann.getByRole("button", { name: "Stop sharing", exact: true }).waitFor();
-  const sharing = await annSending();
-  assert.match(sharing.video.label, /screen|window|tab/i, `sending ${sharing.video.label}`);
+  await until(ann, async () => {
+    const [s] = await window.noomCall.stats();
+    return s.sending.video && /^(screen|window|tab|web-contents)/i.test(s.sending.video.label);
+  }, null, { what: "Ann sending her screen" });
   // Ben receives the fake 1280x720 screen instead of the 640x360 camera.
   await until(ben, async () => {
     const tile = document.querySelector('[data-testid="tile"]');
@@ -162,13 +166,37 @@ test("screen share replaces the camera and reverts when it stops", async () => {
 
   await ann.getByRole("button", { name: "Stop sharing", exact: true }).click();
   await ann.getByRole("button", { name: "Share screen", exact: true }).waitFor();
-  assert.match((await annSending()).video.label, /fake_device/);
+  await until(ann, async () => {
+    const [s] = await window.noomCall.stats();
+    return s.sending.video && /fake_device/.test(s.sending.video.label);
+  }, null, { what: "Ann sending her camera again" });
   await until(ben, async () => {
     const tile = document.querySelector('[data-testid="tile"]');
     const [s] = await window.noomCall.stats();
     return tile.dataset.screen === "false" && s.frameWidth > 0 && s.frameWidth <= 640;
   }, null, { what: "camera back at Ben", timeout: 20000 });
   await benSeesAnnVideoAdvance();
+  assert.deepEqual(ann.errors, []);
+  assert.deepEqual(ben.errors, []);
+});
+
+test("both sides renegotiate at once (ICE restart): roles resolve the collision", async () => {
+  await Promise.all([ann.evaluate(() => window.noomCall.renegotiate()), ben.evaluate(() => window.noomCall.renegotiate())]);
+  for (const page of [ann, ben]) {
+    await until(page, async () => {
+      const [s] = await window.noomCall.stats();
+      return s.signalingState === "stable" && s.connectionState === "connected";
+    }, null, { what: "stable and connected after the collision" });
+  }
+  const [a] = await ann.evaluate(() => window.noomCall.stats());
+  const [b] = await ben.evaluate(() => window.noomCall.stats());
+  assert.notEqual(a.polite, b.polite, "one polite, one impolite");
+  assert.ok(a.collisions + b.collisions >= 1, "the offers did cross");
+  await benSeesAnnVideoAdvance();
+  const annBefore = (await ann.evaluate(() => window.noomCall.stats()))[0].framesDecoded;
+  await until(ann, async (n) => (await window.noomCall.stats())[0].framesDecoded > n + 3, annBefore, {
+    what: "Ben's video advancing at Ann",
+  });
   assert.deepEqual(ann.errors, []);
   assert.deepEqual(ben.errors, []);
 });
