@@ -2,7 +2,7 @@
 // the Korean interface, and the chat drawer on a phone-sized screen.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, openPage, roomPath, waitEntered } from "./harness.mjs";
+import { startServer, launchBrowser, openPage, roomPath, waitEntered, until } from "./harness.mjs";
 
 let server, browser;
 
@@ -122,4 +122,23 @@ test("on a phone the chat is a drawer with an unread count", async () => {
   await phone.locator("#message-input").waitFor({ state: "hidden" });
   await phone.context().close();
   await desk.context().close();
+});
+
+test("pre-join preview: camera and microphone pickers, live level meter", async () => {
+  const page = await openPage(browser, server, roomPath("preview"));
+  await waitEntered(page);
+  await page.waitForFunction(() => document.getElementById("preview-video").readyState >= 2);
+  const cams = await page.locator("#camera-select option").allTextContents();
+  const mics = await page.locator("#mic-select option").allTextContents();
+  assert.deepEqual(cams, ["fake_device_0", "fake_device_1", "fake_device_2"]);
+  assert.ok(mics.length >= 2 && mics.every((m) => m.startsWith("Fake")), mics.join());
+  // The fake microphone beeps: the meter must move.
+  await page.waitForFunction(() => Number(document.getElementById("level").getAttribute("aria-valuenow")) > 10);
+  // Picking another camera before joining changes the preview.
+  const id = await page.locator("#camera-select option", { hasText: "fake_device_2" }).getAttribute("value");
+  await page.selectOption("#camera-select", id);
+  await until(page, () => window.noomCall.local().videoTrack?.label === "fake_device_2", null, {
+    what: "preview from fake_device_2",
+  });
+  await page.context().close();
 });
