@@ -570,6 +570,14 @@ fn parse_scalar(key: &str, origin: &str, default: &Value, raw: &str) -> Result<V
                 .parse::<f64>()
                 .map_err(|_| bad(format!("expected a number, found `{raw}`")))?,
         ),
+        // Lists come as comma-separated strings: NOOM_TURN_ALLOW_PEERS=10.0.0.0/8,192.168.1.5
+        Value::Array(_) => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ),
         other => {
             return Err(bad(format!(
                 "cannot be set from the environment ({})",

@@ -449,7 +449,7 @@ impl Server {
                 "only UDP relaying",
             );
         }
-        if m.contains(ATTR_RESERVATION_TOKEN) || m.contains(ATTR_EVEN_PORT) {
+        if m.contains(ATTR_RESERVATION_TOKEN) {
             return self.failure(
                 m,
                 Some(&auth),
@@ -457,6 +457,9 @@ impl Server {
                 "port reservations are not offered",
             );
         }
+        // EVEN-PORT is honoured; its R bit (reserve the next port too) is not,
+        // which RFC 8656 allows: no RESERVATION-TOKEN comes back.
+        let even = m.contains(ATTR_EVEN_PORT);
         if self.table.len() >= self.settings.max_allocations {
             self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
             return self.failure(
@@ -475,7 +478,7 @@ impl Server {
                 "allocation quota reached",
             );
         }
-        let socket = match self.bind_relay_socket() {
+        let socket = match self.bind_relay_socket(even) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::warn!(error = %e, "no relay port available");
@@ -521,7 +524,7 @@ impl Server {
     }
 
     /// A UDP socket on a free port of the relay range, with large buffers.
-    fn bind_relay_socket(&self) -> std::io::Result<UdpSocket> {
+    fn bind_relay_socket(&self, even: bool) -> std::io::Result<UdpSocket> {
         use rand::Rng;
         let (min, max) = (self.settings.port_min, self.settings.port_max);
         let span = u32::from(max - min) + 1;
@@ -529,7 +532,14 @@ impl Server {
         let attempts = span.min(64);
         let mut last_err = std::io::Error::other("relay port range exhausted");
         for i in 0..attempts {
-            let port = min as u32 + (start + i * 7919) % span;
+            let mut port = min as u32 + (start + i * 7919) % span;
+            if even && port % 2 == 1 {
+                port = if port < max as u32 {
+                    port + 1
+                } else {
+                    port - 1
+                };
+            }
             let addr = SocketAddr::new(self.settings.relay_bind_ip, port as u16);
             match udp_socket(addr) {
                 Ok(s) => return Ok(s),

@@ -77,6 +77,22 @@ fn precedence_is_defaults_file_env_flags() {
         c.server.data_dir,
         std::path::PathBuf::from("/tmp/elsewhere")
     );
+    // Lists are comma-separated in the environment.
+    let c = Config::load(
+        &Overrides::default(),
+        env(&[("NOOM_TURN_ALLOW_PEERS", "10.0.0.0/8, 192.168.1.5")]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.turn.allow_peers,
+        vec!["10.0.0.0/8".to_string(), "192.168.1.5".to_string()]
+    );
+    let err = Config::load(
+        &Overrides::default(),
+        env(&[("NOOM_TURN_ALLOW_PEERS", "10.0.0.0/33")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("`turn.allow_peers`"), "{err}");
     // Variables outside our prefix are none of our business.
     assert!(
         Config::load(

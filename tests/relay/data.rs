@@ -241,3 +241,50 @@ async fn the_turn_crate_client_relays_through_noom() {
     relay.close().await.unwrap();
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_port_is_honoured_and_reservations_are_refused() {
+    let r = start(|_| {}).await;
+    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let even = c
+        .authed(METHOD_ALLOCATE, || {
+            vec![
+                Box::new(turn::proto::reqtrans::RequestedTransport {
+                    protocol: turn::proto::PROTO_UDP,
+                }),
+                // EVEN-PORT with the R bit: "reserve the next port too".
+                Box::new(RawAttr(
+                    stun::attributes::ATTR_EVEN_PORT,
+                    vec![0x80, 0, 0, 0],
+                )),
+            ]
+        })
+        .await;
+    assert!(is_success(&even), "{:?}", error_code(&even));
+    assert_eq!(relayed(&even).port() % 2, 0);
+    assert!(!even.contains(stun::attributes::ATTR_RESERVATION_TOKEN));
+    let mut other = Raw::udp(r.turn).await.creds(rest_credentials("bob", 600));
+    let token = other
+        .authed(METHOD_ALLOCATE, || {
+            vec![
+                Box::new(turn::proto::reqtrans::RequestedTransport {
+                    protocol: turn::proto::PROTO_UDP,
+                }),
+                Box::new(turn::proto::rsrvtoken::ReservationToken(vec![
+                    1, 2, 3, 4, 5, 6, 7, 8,
+                ])),
+            ]
+        })
+        .await;
+    assert_eq!(error_code(&token), Some(508));
+}
+
+/// Any attribute, as raw bytes.
+struct RawAttr(stun::attributes::AttrType, Vec<u8>);
+
+impl Setter for RawAttr {
+    fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
+        m.add(self.0, &self.1);
+        Ok(())
+    }
+}
