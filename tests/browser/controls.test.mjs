@@ -181,15 +181,24 @@ test("screen share replaces the camera and reverts when it stops", async () => {
 });
 
 test("both sides renegotiate at once (ICE restart): roles resolve the collision", async () => {
-  await Promise.all([ann.evaluate(() => window.noomCall.renegotiate()), ben.evaluate(() => window.noomCall.renegotiate())]);
-  for (const page of [ann, ben]) {
-    await until(page, async () => {
-      const [s] = await window.noomCall.stats();
-      return s.signalingState === "stable" && s.connectionState === "connected";
-    }, null, { what: "stable and connected after the collision" });
+  // Both pages restart ICE at the same wall-clock moment, so each makes an
+  // offer before the other's arrives (tried a few times in case one wins the race).
+  let a, b;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const at = Date.now() + 400;
+    const fire = (at) => setTimeout(() => window.noomCall.renegotiate(), Math.max(0, at - Date.now()));
+    await Promise.all([ann.evaluate(fire, at), ben.evaluate(fire, at)]);
+    await sleep(500);
+    for (const page of [ann, ben]) {
+      await until(page, async () => {
+        const [s] = await window.noomCall.stats();
+        return s.signalingState === "stable" && s.connectionState === "connected";
+      }, null, { what: "stable and connected after the collision" });
+    }
+    [a] = await ann.evaluate(() => window.noomCall.stats());
+    [b] = await ben.evaluate(() => window.noomCall.stats());
+    if (a.collisions + b.collisions >= 1) break;
   }
-  const [a] = await ann.evaluate(() => window.noomCall.stats());
-  const [b] = await ben.evaluate(() => window.noomCall.stats());
   assert.notEqual(a.polite, b.polite, "one polite, one impolite");
   assert.ok(a.collisions + b.collisions >= 1, "the offers did cross");
   await benSeesAnnVideoAdvance();
