@@ -72,6 +72,7 @@ class Peer {
     this.closed = false;
     this.restartTimer = null;
     this.giveUpTimer = null;
+    this.restarting = false;
     this.connectedOnce = false;
     this.createdAt = performance.now();
     this.firstFrameAt = null;
@@ -320,6 +321,7 @@ export class Call extends EventTarget {
     this.mediaFailure = null;
     this.peers = new Map(); // socket id -> Peer
     this.active = false; // in the call (join_call acked)
+    this.joining = false; // join_call in flight
     this.iceServers = [];
     this.lookup = null; // (socket id) -> Member, set by the page
     this._subs = [
@@ -506,7 +508,14 @@ export class Call extends EventTarget {
 
   /** join_call, then an offer to every peer. Throws a ProtocolError (e.g. room_full). */
   async join() {
-    const ack = await this.client.joinCall(this.room);
+    // While the request is in flight, a later joiner may already offer to us.
+    this.joining = true;
+    let ack;
+    try {
+      ack = await this.client.joinCall(this.room);
+    } finally {
+      this.joining = false;
+    }
     this.active = true;
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
     for (const member of ack.peers || []) {
@@ -575,7 +584,7 @@ export class Call extends EventTarget {
   }
 
   _onPeerJoined(member) {
-    if (!this.active || !member || member.id === this.client.id) return;
+    if (!(this.active || this.joining) || !member || member.id === this.client.id) return;
     const old = this.peers.get(member.id);
     if (old) return; // its offer came first
     this._addPeer(member); // its offer follows
@@ -589,7 +598,7 @@ export class Call extends EventTarget {
   }
 
   _onSignal(signal) {
-    if (!this.active || !signal || signal.from === this.client.id) return;
+    if (!(this.active || this.joining) || !signal || signal.from === this.client.id) return;
     let peer = this.peers.get(signal.from);
     if (!peer) {
       // Only an offer opens a connection; stray answers/candidates of a dropped one are ignored.
