@@ -84,6 +84,14 @@ pub struct TurnConfig {
     /// kept in the data directory.
     pub secret: String,
     pub tcp: bool,
+    /// Host name used in `iceServers` URLs instead of the IP (needed for TURNS:
+    /// browsers check the certificate against it); empty: the public IP.
+    pub public_host: String,
+    /// TURN over TLS (TURNS) address; empty: off. Needs `tls_cert` and `tls_key`.
+    pub tls_listen: String,
+    /// PEM certificate chain and private key for TURNS.
+    pub tls_cert: String,
+    pub tls_key: String,
     /// CIDRs the relay may reach even though they are in a refused range.
     pub allow_peers: Vec<String>,
     /// CIDRs the relay must never reach.
@@ -161,6 +169,10 @@ impl Default for TurnConfig {
             credential_ttl_secs: 600,
             secret: String::new(),
             tcp: true,
+            public_host: String::new(),
+            tls_listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             allow_peers: Vec::new(),
             deny_peers: Vec::new(),
             max_allocations: 1000,
@@ -363,6 +375,21 @@ impl TurnConfig {
             })
     }
 
+    /// The TURNS address, when TLS is configured.
+    pub fn tls_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.tls_listen.is_empty() {
+            return Ok(None);
+        }
+        self.tls_listen
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::BadValue {
+                key: "turn.tls_listen".into(),
+                origin: "configuration".into(),
+                reason: format!("`{}` is not an address like 0.0.0.0:5349", self.tls_listen),
+            })
+    }
+
     /// Parses `allow_peers` or `deny_peers`.
     pub fn cidrs(&self, allow: bool) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         let (key, list) = if allow {
@@ -391,6 +418,16 @@ impl TurnConfig {
         };
         self.listen_addr()?;
         self.public_ip()?;
+        if self.tls_listen_addr()?.is_some() {
+            for (key, path) in [
+                ("turn.tls_cert", &self.tls_cert),
+                ("turn.tls_key", &self.tls_key),
+            ] {
+                if path.is_empty() {
+                    return Err(bad(key, "is required when turn.tls_listen is set".into()));
+                }
+            }
+        }
         self.cidrs(true)?;
         self.cidrs(false)?;
         if self.realm.is_empty() || self.realm.len() > 128 {

@@ -24,6 +24,7 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Transport {
@@ -31,6 +32,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 }
@@ -46,7 +48,7 @@ pub struct ClientKey {
 #[derive(Clone)]
 pub enum Sink {
     Udp(Arc<UdpSocket>),
-    /// Frames for the TCP connection's writer task (already framed).
+    /// Frames for the TCP or TLS connection's writer task (already framed).
     Tcp(mpsc::Sender<Vec<u8>>),
 }
 

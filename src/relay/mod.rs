@@ -20,7 +20,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,8 @@ const SECRET_FILE: &str = "turn_secret";
 const TCP_FRAME_MAX: usize = 65_535 + 20;
 /// Frames queued for one TCP client before packets are dropped.
 const TCP_QUEUE: usize = 1024;
+/// Longest TLS handshake a TURNS client gets.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -51,6 +53,8 @@ pub enum RelayError {
         transport: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot load the TURNS certificate or key: {0}")]
+    Tls(String),
     #[error("cannot read or write the relay secret {path}: {source}")]
     Secret {
         path: std::path::PathBuf,
@@ -63,6 +67,9 @@ pub struct Relay {
     server: Arc<Server>,
     udp_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    /// Host put in `iceServers` URLs.
+    host: String,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     last_self_test: Mutex<Option<SelfTest>>,
@@ -145,12 +152,44 @@ impl Relay {
         } else {
             None
         };
+        let tls_addr = match cfg.tls_listen_addr()? {
+            Some(addr) => {
+                let acceptor = tls_acceptor(&cfg.tls_cert, &cfg.tls_key)?;
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| RelayError::Bind {
+                            addr,
+                            transport: "tls",
+                            source,
+                        })?;
+                let bound = listener.local_addr().ok();
+                tasks.push(tokio::spawn(serve_tls(
+                    server.clone(),
+                    listener,
+                    acceptor,
+                    stop.clone(),
+                )));
+                bound
+            }
+            None => None,
+        };
         tasks.push(tokio::spawn(sweep(server.clone(), stop.clone())));
-        tracing::info!(%udp_addr, tcp = ?tcp_addr, %public_ip, "STUN/TURN relay listening");
+        tracing::info!(%udp_addr, tcp = ?tcp_addr, tls = ?tls_addr, %public_ip, "STUN/TURN relay listening");
+        let host = if !cfg.public_host.is_empty() {
+            cfg.public_host.clone()
+        } else {
+            match public_ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                ip => ip.to_string(),
+            }
+        };
         Ok(Arc::new(Relay {
             server,
             udp_addr,
             tcp_addr,
+            tls_addr,
+            host,
             stop,
             tasks: Mutex::new(tasks),
             last_self_test: Mutex::new(None),
@@ -165,6 +204,10 @@ impl Relay {
         self.tcp_addr
     }
 
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// The address browsers are told to use.
     pub fn public_ip(&self) -> IpAddr {
         self.server.settings.public_ip
@@ -177,15 +220,15 @@ impl Relay {
 
     /// The `iceServers` entry list for a call participant.
     pub fn ice_servers(&self, user: &str) -> Vec<Value> {
-        let host = match self.public_ip() {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            ip => ip.to_string(),
-        };
+        let host = &self.host;
         let port = self.udp_addr.port();
         let minted = self.mint(user);
         let mut turn = vec![format!("turn:{host}:{port}?transport=udp")];
         if let Some(tcp) = self.tcp_addr {
             turn.push(format!("turn:{host}:{}?transport=tcp", tcp.port()));
+        }
+        if let Some(tls) = self.tls_addr {
+            turn.push(format!("turns:{host}:{}?transport=tcp", tls.port()));
         }
         vec![
             json!({ "urls": [format!("stun:{host}:{port}")] }),
@@ -393,19 +436,78 @@ async fn serve_tcp(server: Arc<Server>, listener: TcpListener, stop: Cancellatio
         };
         if let Ok((stream, from)) = accepted {
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_tcp_client(server.clone(), stream, from, stop.clone()));
+            tokio::spawn(serve_stream(
+                server.clone(),
+                stream,
+                from,
+                Transport::Tcp,
+                stop.clone(),
+            ));
         }
     }
 }
 
-/// One TURN-over-TCP client: RFC 8656 framing (STUN messages and padded ChannelData).
-async fn serve_tcp_client(
+/// Accepts TURN-over-TLS clients; the handshake gets a deadline so half-open
+/// connections cannot pile up.
+async fn serve_tls(
     server: Arc<Server>,
-    stream: TcpStream,
-    from: SocketAddr,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
     stop: CancellationToken,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.cancelled() => return,
+        };
+        let Ok((stream, from)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (server, acceptor, stop) = (server.clone(), acceptor.clone(), stop.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_stream(server, tls, from, Transport::Tls, stop).await,
+                Ok(Err(e)) => tracing::debug!(%from, error = %e, "TURNS handshake failed"),
+                Err(_) => tracing::debug!(%from, "TURNS handshake timed out"),
+            }
+        });
+    }
+}
+
+fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, RelayError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| RelayError::Tls(format!("{cert}: {e}")))?;
+    if certs.is_empty() {
+        return Err(RelayError::Tls(format!(
+            "{cert}: no certificate in the file"
+        )));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| RelayError::Tls(format!("{key}: {e}")))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| RelayError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// One TURN client on a stream (TCP or TLS): RFC 8656 framing (STUN messages
+/// and padded ChannelData).
+async fn serve_stream<S>(
+    server: Arc<Server>,
+    stream: S,
+    from: SocketAddr,
+    transport: Transport,
+    stop: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
     let writer_task = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
@@ -413,9 +515,10 @@ async fn serve_tcp_client(
                 break;
             }
         }
+        let _ = writer.shutdown().await;
     });
     let client = ClientKey {
-        transport: Transport::Tcp,
+        transport,
         addr: from,
     };
     let sink = Sink::Tcp(tx.clone());

@@ -125,7 +125,7 @@ fn peer_addresses(m: &Message) -> Option<Vec<SocketAddr>> {
 /// ChannelData framing; over TCP the frame is padded to a multiple of 4.
 pub fn channel_frame(number: u16, payload: &[u8], transport: Transport) -> Vec<u8> {
     let pad = match transport {
-        Transport::Tcp => (4 - payload.len() % 4) % 4,
+        Transport::Tcp | Transport::Tls => (4 - payload.len() % 4) % 4,
         Transport::Udp => 0,
     };
     let mut frame = Vec::with_capacity(4 + payload.len() + pad);

@@ -125,6 +125,42 @@ async fn relays_both_ways_over_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_both_ways_over_tls() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["turn.test".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let r = start(|c| {
+        allow_loopback(c);
+        c.turn.tls_listen = "127.0.0.1:0".into();
+        c.turn.tls_cert = cert_path.to_string_lossy().into();
+        c.turn.tls_key = key_path.to_string_lossy().into();
+        c.turn.public_host = "turn.test".into();
+    })
+    .await;
+    let relay = r.running.relay().unwrap();
+    let tls = relay.tls_addr().expect("TURNS listening");
+    let servers = relay.ice_servers("someone");
+    assert!(
+        servers[1]["urls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == &format!("turns:turn.test:{}?transport=tcp", tls.port())),
+        "{servers:?}"
+    );
+    relay_both_ways(
+        Raw::tls(tls, cert.der().to_vec(), "turn.test")
+            .await
+            .creds(rest_credentials("alice", 600)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_and_loopback_peers_are_refused_by_default() {
     let r = start(|_| {}).await;
     let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));

@@ -16,9 +16,13 @@ use tokio::net::{TcpStream, UdpSocket};
 
 pub const WAIT: Duration = Duration::from_secs(3);
 
+/// A byte stream TURN can be framed on: TCP or TLS.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 enum Link {
     Udp(UdpSocket),
-    Tcp(TcpStream, Vec<u8>),
+    Tcp(Box<dyn Stream>, Vec<u8>, SocketAddr),
 }
 
 pub struct Raw {
@@ -62,7 +66,31 @@ impl Raw {
 
     pub async fn tcp(server: SocketAddr) -> Raw {
         let stream = TcpStream::connect(server).await.unwrap();
-        Self::with(Link::Tcp(stream, Vec::new()))
+        let local = stream.local_addr().unwrap();
+        Self::with(Link::Tcp(Box::new(stream), Vec::new(), local))
+    }
+
+    /// TURN over TLS, trusting only `root` (DER) and checking the name `host`.
+    pub async fn tls(server: SocketAddr, root: Vec<u8>, host: &str) -> Raw {
+        use tokio_rustls::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from(root))
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(server).await.unwrap();
+        let local = tcp.local_addr().unwrap();
+        let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the relay");
+        Self::with(Link::Tcp(Box::new(tls), Vec::new(), local))
     }
 
     fn with(link: Link) -> Raw {
@@ -85,7 +113,7 @@ impl Raw {
     pub fn local_addr(&self) -> SocketAddr {
         match &self.link {
             Link::Udp(s) => s.local_addr().unwrap(),
-            Link::Tcp(s, _) => s.local_addr().unwrap(),
+            Link::Tcp(_, _, local) => *local,
         }
     }
 
@@ -94,7 +122,7 @@ impl Raw {
             Link::Udp(s) => {
                 s.send(bytes).await.unwrap();
             }
-            Link::Tcp(s, _) => s.write_all(bytes).await.unwrap(),
+            Link::Tcp(s, _, _) => s.write_all(bytes).await.unwrap(),
         }
     }
 
@@ -117,7 +145,7 @@ impl Raw {
                 buf.truncate(n);
                 Some(buf)
             }
-            Link::Tcp(s, pending) => loop {
+            Link::Tcp(s, pending, _) => loop {
                 if pending.len() >= 4 {
                     let len = u16::from_be_bytes([pending[2], pending[3]]) as usize;
                     let size = if pending[0] & 0xC0 == 0x40 {
