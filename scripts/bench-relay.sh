@@ -43,8 +43,14 @@ run() { # name pid port
             n, s, r, lost, wall, relayed / wall, cpu, cpu * 1e6 / (relayed > 0 ? relayed : 1) }'
 }
 echo "load: $clients clients x $messages messages of 170 B, -z 1, channels (turnutils_uclient -c)"
-run coturn "$coturn" 3578
-run noom "$noom" 3579
+# Alternate which server goes first (RELAY_BENCH_ORDER=noom-first) to rule out order effects.
+if [ "${RELAY_BENCH_ORDER:-coturn-first}" = noom-first ]; then
+    run noom "$noom" 3579
+    run coturn "$coturn" 3578
+else
+    run coturn "$coturn" 3578
+    run noom "$noom" 3579
+fi
 
 if [ "$flood" -gt 0 ]; then
     echo "unauthenticated Allocate flood, $flood s, one source:"

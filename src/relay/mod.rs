@@ -123,6 +123,7 @@ impl Relay {
         let stop = CancellationToken::new();
         let udp = Arc::new(udp);
         let mut tasks = Vec::new();
+        // One receive loop per core on the same socket.
         let loops = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8);
@@ -413,17 +414,27 @@ async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>, stop: Cancellati
     let mut buf = vec![0u8; 65_536];
     let sink = Sink::Udp(socket.clone());
     loop {
-        let received = tokio::select! {
+        let first = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
             _ = stop.cancelled() => return,
         };
-        let Ok((n, from)) = received else { continue };
-        let client = ClientKey {
-            transport: Transport::Udp,
-            addr: from,
-        };
-        if let Some(reply) = server.handle(&buf[..n], client, &sink) {
-            let _ = socket.try_send_to(&reply, from);
+        // Drain what is queued before waiting again: one wake-up, many packets.
+        let mut next = first.ok();
+        let mut handled = 0;
+        while let Some((n, from)) = next {
+            let client = ClientKey {
+                transport: Transport::Udp,
+                addr: from,
+            };
+            if let Some(reply) = server.handle(&buf[..n], client, &sink) {
+                let _ = socket.try_send_to(&reply, from);
+            }
+            handled += 1;
+            next = if handled < 64 {
+                socket.try_recv_from(&mut buf).ok()
+            } else {
+                None
+            };
         }
     }
 }
