@@ -51,6 +51,31 @@ function maxBitrateFor(connections) {
   return 500_000;
 }
 
+/**
+ * The RTCPeerConnection configuration. By default every path is tried (host,
+ * STUN, TURN). The preference `localStorage["noom.relay"]` forces the relay,
+ * which hides one's own addresses from the other participants and is how to
+ * check a relay: "on" (any TURN transport), "udp" or "tcp" (only that one).
+ */
+export function rtcConfiguration(iceServers, preference = relayPreference()) {
+  const servers = Array.isArray(iceServers) ? iceServers : [];
+  if (!["on", "udp", "tcp"].includes(preference)) return { iceServers: servers };
+  const keep = (url) =>
+    /^turns?:/.test(url) && (preference === "on" || url.endsWith(`transport=${preference}`) || (preference === "tcp" && url.startsWith("turns:")));
+  const relays = servers
+    .map((s) => ({ ...s, urls: [].concat(s.urls || []).filter(keep) }))
+    .filter((s) => s.urls.length > 0);
+  return { iceServers: relays, iceTransportPolicy: "relay" };
+}
+
+function relayPreference() {
+  try {
+    return localStorage.getItem("noom.relay") || "";
+  } catch {
+    return "";
+  }
+}
+
 class Peer {
   constructor(call, member, iceServers) {
     this.call = call;
@@ -58,7 +83,7 @@ class Peer {
     this.user = member.user;
     this.nickname = member.nickname || "";
     this.polite = call.client.id < member.id;
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.pc = new RTCPeerConnection(rtcConfiguration(iceServers));
     this.audioTx = null;
     this.videoTx = null;
     this.dc = null;
@@ -646,6 +671,9 @@ export class Call extends EventTarget {
         },
         framesDecoded: 0,
         frameWidth: 0,
+        // The candidate pair in use: its local side's type ("host", "srflx",
+        // "relay") and, for a relay, the transport to the TURN server.
+        path: null,
         totalAudioEnergy: 0,
         audioLevel: 0,
         firstFrameMs: peer.firstFrameAt,
@@ -653,6 +681,11 @@ export class Call extends EventTarget {
       try {
         const report = await peer.pc.getStats();
         report.forEach((s) => {
+          if (s.type === "transport" && s.selectedCandidatePairId) {
+            const pair = report.get(s.selectedCandidatePairId);
+            const local = pair && report.get(pair.localCandidateId);
+            if (local) row.path = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol || null };
+          }
           if (s.type !== "inbound-rtp") return;
           if (s.kind === "video") {
             row.framesDecoded += s.framesDecoded || 0;
