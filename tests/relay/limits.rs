@@ -105,3 +105,35 @@ async fn junk_packets_are_ignored_and_the_relay_keeps_serving() {
     let mut t = Raw::tcp(r.turn).await.creds(rest_credentials("alice", 600));
     assert!(is_success(&t.allocate().await));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_per_allocation_is_capped() {
+    // 8 kbit/s = 1,000 bytes/s, with one second of burst.
+    let r = start(|c| {
+        allow_loopback(c);
+        c.turn.bandwidth_kbps = 8;
+    })
+    .await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    assert!(is_success(&c.allocate().await));
+    assert!(is_success(&c.channel_bind(0x4000, peer_addr).await));
+    for _ in 0..20 {
+        c.channel_data(0x4000, &[7u8; 400]).await;
+    }
+    let mut received = 0;
+    let mut buf = [0u8; 1500];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await
+    {
+        received += 1;
+    }
+    // 20 x 400 B offered at once: only about the one-second burst passes.
+    assert!(
+        (1..=3).contains(&received),
+        "{received} of 20 passed the 1,000 B/s cap"
+    );
+    let relayed: u64 = r.running.relay().unwrap().allocations()[0].bytes_to_peers;
+    assert!(relayed <= 1200, "bytes relayed {relayed}");
+}
