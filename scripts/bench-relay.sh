@@ -2,6 +2,7 @@
 # Relay benchmark: coturn and Noom on the same machine, same client
 # (coturn's turnutils_uclient), same load. Loopback only. Not a test.
 # Usage: scripts/bench-relay.sh [clients] [messages] [flood-seconds]
+# BENCH_SERVER_ENV="VAR=value ..." adds environment to Noom only (e.g. TOKIO_WORKER_THREADS=1).
 # Needs: the coturn package, `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port=357
 
 NOOM_TURN_LISTEN=127.0.0.1:3579 NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
 NOOM_TURN_BANDWIDTH_KBPS=0 NOOM_TURN_MAX_ALLOCATIONS_PER_USER=1000 RUST_LOG=warn \
-    ./target/release/noom --http 127.0.0.1:3580 --data-dir "$data/noom" >"$data/noom.log" 2>&1 & noom=$!; pids+=($noom)
+    env ${BENCH_SERVER_ENV:-} ./target/release/noom --http 127.0.0.1:3580 --data-dir "$data/noom" >"$data/noom.log" 2>&1 & noom=$!; pids+=($noom)
 sleep 2
 
 run() { # name pid port

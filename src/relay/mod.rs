@@ -83,11 +83,7 @@ impl Relay {
             "" => load_or_create_secret(data_dir)?,
             s => s.as_bytes().to_vec(),
         };
-        let udp = server::udp_socket(listen).map_err(|source| RelayError::Bind {
-            addr: listen,
-            transport: "udp",
-            source,
-        })?;
+        let (udp, tcp) = bind_listeners(listen, cfg.tcp)?;
         let udp_addr = udp.local_addr().map_err(|source| RelayError::Bind {
             addr: listen,
             transport: "udp",
@@ -134,24 +130,17 @@ impl Relay {
                 stop.clone(),
             )));
         }
-        let tcp_addr = if cfg.tcp {
-            let listener =
-                TcpListener::bind(udp_addr)
-                    .await
-                    .map_err(|source| RelayError::Bind {
-                        addr: udp_addr,
-                        transport: "tcp",
-                        source,
-                    })?;
-            let addr = listener.local_addr().ok();
-            tasks.push(tokio::spawn(serve_tcp(
-                server.clone(),
-                listener,
-                stop.clone(),
-            )));
-            addr
-        } else {
-            None
+        let tcp_addr = match tcp {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                tasks.push(tokio::spawn(serve_tcp(
+                    server.clone(),
+                    listener,
+                    stop.clone(),
+                )));
+                addr
+            }
+            None => None,
         };
         let tls_addr = match cfg.tls_listen_addr()? {
             Some(addr) => {
@@ -358,6 +347,49 @@ impl Relay {
             );
         }
     }
+}
+
+/// Binds UDP and (when asked) TCP on the same port. With port 0 the UDP port
+/// is picked by the kernel and may be taken for TCP: then another is tried.
+fn bind_listeners(
+    listen: SocketAddr,
+    tcp: bool,
+) -> Result<(UdpSocket, Option<TcpListener>), RelayError> {
+    let attempts = if listen.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = server::udp_socket(listen).map_err(|source| RelayError::Bind {
+            addr: listen,
+            transport: "udp",
+            source,
+        })?;
+        if !tcp {
+            return Ok((udp, None));
+        }
+        let addr = udp.local_addr().map_err(|source| RelayError::Bind {
+            addr: listen,
+            transport: "udp",
+            source,
+        })?;
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std);
+        match listener {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(source) => {
+                last = Some(RelayError::Bind {
+                    addr,
+                    transport: "tcp",
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or(RelayError::Bind {
+        addr: listen,
+        transport: "tcp",
+        source: std::io::Error::other("no free port"),
+    }))
 }
 
 fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, RelayError> {

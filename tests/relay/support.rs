@@ -27,15 +27,29 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Relayed {
     let running = App::start(config).await.expect("server starts");
     let relay = running.relay().expect("relay enabled");
     // Let the start-up self-test finish, so its allocation does not count in quotas.
-    for _ in 0..200 {
+    for _ in 0..600 {
         if relay.last_self_test().is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let test = relay.last_self_test();
+    if !test.as_ref().is_some_and(|t| t.ok) {
+        let mut probe = crate::raw::Raw::udp(relay.udp_addr()).await;
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            probe.request(stun::message::METHOD_BINDING, vec![], false),
+        )
+        .await
+        .is_ok();
+        let again = relay.self_test().await;
+        panic!(
+            "self-test failed; binding answered afterwards: {answered}; second self-test: {again:?}"
+        );
+    }
     assert!(
-        relay.last_self_test().is_some_and(|t| t.ok),
-        "relay self-test passes"
+        test.as_ref().is_some_and(|t| t.ok),
+        "relay self-test passes: {test:?}"
     );
     let turn = relay.udp_addr();
     let base = format!("http://{}", running.http_addr());
