@@ -91,6 +91,8 @@ pub struct Allocation {
     pub bytes_to_client: AtomicU64,
     pub packets_dropped: AtomicU64,
     pub stop: CancellationToken,
+    /// Transaction id and response of the Allocate that made it, for retransmissions.
+    allocate: Mutex<Option<([u8; 12], Vec<u8>)>>,
 }
 
 impl Allocation {
@@ -126,6 +128,19 @@ impl Allocation {
             bytes_to_client: AtomicU64::new(0),
             packets_dropped: AtomicU64::new(0),
             stop: CancellationToken::new(),
+            allocate: Mutex::new(None),
+        }
+    }
+
+    pub fn remember_allocate(&self, transaction: [u8; 12], reply: Vec<u8>) {
+        *self.allocate.lock() = Some((transaction, reply));
+    }
+
+    /// The response to resend when `transaction` is the Allocate that made this.
+    pub fn allocate_reply(&self, transaction: &[u8; 12]) -> Option<Vec<u8>> {
+        match &*self.allocate.lock() {
+            Some((id, reply)) if id == transaction => Some(reply.clone()),
+            _ => None,
         }
     }
 

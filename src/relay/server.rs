@@ -424,7 +424,12 @@ impl Server {
             Ok(a) => a,
             Err(reply) => return reply,
         };
-        if self.table.get(&client).is_some() {
+        if let Some(existing) = self.table.get(&client) {
+            // A retransmission of the request that made it (its response was
+            // lost or outrun): the same success again, as RFC 8656 asks.
+            if let Some(reply) = existing.allocate_reply(&m.transaction_id.0) {
+                return Some(reply);
+            }
             return self.failure(
                 m,
                 Some(&auth),
@@ -502,11 +507,7 @@ impl Server {
             lifetime,
             self.settings.bandwidth_bytes_per_sec,
         ));
-        self.table.insert(alloc.clone());
-        self.stats.allocations_total.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(relay_peers(self.clone(), alloc));
-        tracing::debug!(client = %client.addr, %relayed, user = %auth.user, "allocation created");
-        self.success(
+        let reply = self.success(
             m,
             &auth,
             vec![
@@ -520,7 +521,15 @@ impl Server {
                 }),
                 Box::new(Lifetime(lifetime)),
             ],
-        )
+        );
+        if let Some(reply) = &reply {
+            alloc.remember_allocate(m.transaction_id.0, reply.clone());
+        }
+        self.table.insert(alloc.clone());
+        self.stats.allocations_total.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(relay_peers(self.clone(), alloc));
+        tracing::debug!(client = %client.addr, %relayed, user = %auth.user, "allocation created");
+        reply
     }
 
     /// A UDP socket on a free port of the relay range, with large buffers.

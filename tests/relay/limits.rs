@@ -40,6 +40,34 @@ async fn allocation_quotas_per_user_and_in_total() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmitted_allocate_gets_the_same_success() {
+    let r = start(|_| {}).await;
+    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let attrs = || -> Vec<Box<dyn Setter>> {
+        vec![Box::new(turn::proto::reqtrans::RequestedTransport {
+            protocol: turn::proto::PROTO_UDP,
+        })]
+    };
+    let challenge = c.request(METHOD_ALLOCATE, attrs(), false).await;
+    c.nonce = Some(
+        stun::textattrs::TextAttribute::get_from_as(&challenge, stun::attributes::ATTR_NONCE)
+            .unwrap()
+            .text,
+    );
+    let id = stun::agent::TransactionId::new();
+    let first = c.request_as(id, METHOD_ALLOCATE, attrs(), true).await;
+    assert!(is_success(&first));
+    let again = c.request_as(id, METHOD_ALLOCATE, attrs(), true).await;
+    assert!(
+        is_success(&again),
+        "a retransmission is not a mismatch: {:?}",
+        error_code(&again)
+    );
+    assert_eq!(relayed(&again), relayed(&first));
+    assert_eq!(r.running.relay().unwrap().allocation_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_floods_are_rate_limited_per_source() {
     let r = start(|c| c.turn.unauthenticated_per_sec = 10).await;
     let flooder = UdpSocket::bind("127.0.0.1:0").await.unwrap();

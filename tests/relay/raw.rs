@@ -174,8 +174,20 @@ impl Raw {
         attrs: Vec<Box<dyn Setter>>,
         integrity: bool,
     ) -> Message {
+        self.request_as(TransactionId::new(), method, attrs, integrity)
+            .await
+    }
+
+    /// `request` with a chosen transaction id (to retransmit one).
+    pub async fn request_as(
+        &mut self,
+        id: TransactionId,
+        method: Method,
+        attrs: Vec<Box<dyn Setter>>,
+        integrity: bool,
+    ) -> Message {
         let mut setters: Vec<Box<dyn Setter>> = vec![
-            Box::new(TransactionId::new()),
+            Box::new(id),
             Box::new(MessageType::new(method, CLASS_REQUEST)),
         ];
         setters.extend(attrs);
