@@ -406,6 +406,17 @@ impl Server {
         }
     }
 
+    /// Authenticates a request on an existing allocation and finds it.
+    fn authed_allocation(
+        &self,
+        m: &mut Message,
+        client: ClientKey,
+    ) -> Result<(Authed, Arc<Allocation>), Option<Vec<u8>>> {
+        let auth = self.authenticate(m, client)?;
+        let alloc = self.owned(m, client, &auth)?;
+        Ok((auth, alloc))
+    }
+
     fn lifetime(&self, m: &Message) -> Duration {
         let mut requested = Lifetime::default();
         match requested.get_from(m) {
@@ -559,12 +570,8 @@ impl Server {
     }
 
     fn refresh(&self, m: &mut Message, client: ClientKey) -> Option<Vec<u8>> {
-        let auth = match self.authenticate(m, client) {
-            Ok(a) => a,
-            Err(reply) => return reply,
-        };
-        let alloc = match self.owned(m, client, &auth) {
-            Ok(a) => a,
+        let (auth, alloc) = match self.authed_allocation(m, client) {
+            Ok(found) => found,
             Err(reply) => return reply,
         };
         let lifetime = self.lifetime(m);
@@ -577,12 +584,8 @@ impl Server {
     }
 
     fn create_permission(&self, m: &mut Message, client: ClientKey) -> Option<Vec<u8>> {
-        let auth = match self.authenticate(m, client) {
-            Ok(a) => a,
-            Err(reply) => return reply,
-        };
-        let alloc = match self.owned(m, client, &auth) {
-            Ok(a) => a,
+        let (auth, alloc) = match self.authed_allocation(m, client) {
+            Ok(found) => found,
             Err(reply) => return reply,
         };
         let peers = match peer_addresses(m) {
@@ -608,12 +611,8 @@ impl Server {
     }
 
     fn channel_bind(&self, m: &mut Message, client: ClientKey) -> Option<Vec<u8>> {
-        let auth = match self.authenticate(m, client) {
-            Ok(a) => a,
-            Err(reply) => return reply,
-        };
-        let alloc = match self.owned(m, client, &auth) {
-            Ok(a) => a,
+        let (auth, alloc) = match self.authed_allocation(m, client) {
+            Ok(found) => found,
             Err(reply) => return reply,
         };
         let mut number = turn::proto::channum::ChannelNumber::default();
