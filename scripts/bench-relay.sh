@@ -52,6 +52,7 @@ else
     run coturn "$coturn" 3578
     run noom "$noom" 3579
 fi
+echo "noom: $(curl -s http://127.0.0.1:3580/metrics | grep -E '^noom_relay_unauthenticated_dropped_total')"
 
 if [ "$flood" -gt 0 ]; then
     echo "unauthenticated Allocate flood, $flood s, one source:"

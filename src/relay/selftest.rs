@@ -17,6 +17,9 @@ use webrtc_util::Conn;
 use super::Relay;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Echo round trips tried, and how long each waits.
+const ECHO_ATTEMPTS: usize = 4;
+const ECHO_WAIT: Duration = Duration::from_millis(800);
 /// The user id of the self-test's credentials (never a real session's: those are hex).
 const SELF_TEST_USER: &str = "self-test";
 
@@ -32,13 +35,20 @@ pub struct SelfTest {
 
 pub async fn run(relay: &Relay) -> SelfTest {
     let started = Instant::now();
-    let result = tokio::time::timeout(TIMEOUT, attempt(relay)).await;
+    let step = std::sync::Arc::new(parking_lot::Mutex::new("start"));
+    let result = tokio::time::timeout(TIMEOUT, attempt(relay, step.clone())).await;
     let (ok, detail) = match result {
-        Ok(Ok(())) => (true, "allocated and relayed a packet to a local echo".to_string()),
+        Ok(Ok(())) => (
+            true,
+            "allocated and relayed a packet to a local echo".to_string(),
+        ),
         Ok(Err(e)) => (false, e),
         Err(_) => (
             false,
-            "no answer within 5 s: is the relay port blocked by a firewall, or turn.listen unreachable from this host?".into(),
+            format!(
+                "no answer within 5 s (at step {}): is the relay port blocked by a firewall, or turn.listen unreachable from this host?",
+                step.lock()
+            ),
         ),
     };
     if ok {
@@ -67,7 +77,10 @@ fn server_addr(relay: &Relay) -> SocketAddr {
     }
 }
 
-async fn attempt(relay: &Relay) -> Result<(), String> {
+async fn attempt(
+    relay: &Relay,
+    step: std::sync::Arc<parking_lot::Mutex<&'static str>>,
+) -> Result<(), String> {
     let server = server_addr(relay);
     let echo = UdpSocket::bind(SocketAddr::new(server.ip(), 0))
         .await
@@ -81,7 +94,7 @@ async fn attempt(relay: &Relay) -> Result<(), String> {
             let _ = echo.send_to(&buf[..n], from).await;
         }
     });
-    let outcome = relay_round_trip(relay, server, echo_addr).await;
+    let outcome = relay_round_trip(relay, server, echo_addr, &step).await;
     // Whatever the client managed to close, the test leaves no allocation behind.
     relay.server.table.remove_user(SELF_TEST_USER);
     echo_task.abort();
@@ -93,7 +106,9 @@ async fn relay_round_trip(
     relay: &Relay,
     server: SocketAddr,
     echo: SocketAddr,
+    step: &parking_lot::Mutex<&'static str>,
 ) -> Result<(), String> {
+    *step.lock() = "client";
     let conn = UdpSocket::bind(SocketAddr::new(server.ip(), 0))
         .await
         .map_err(|e| format!("cannot open the client socket: {e}"))?;
@@ -119,15 +134,25 @@ async fn relay_round_trip(
         let allocation = client.allocate().await.map_err(|e| {
             format!("Allocate failed ({e}): check turn.relay_port_min/max and the secret")
         })?;
-        allocation
-            .send_to(b"noom-self-test", echo)
-            .await
-            .map_err(|e| format!("sending through the relay failed: {e}"))?;
+        // UDP may lose a packet, and the `turn` client drops ChannelData that
+        // arrives while its own ChannelBind is still settling: send a few times.
         let mut buf = [0u8; 64];
-        let (n, from) = allocation
-            .recv_from(&mut buf)
-            .await
-            .map_err(|e| format!("no echo through the relay: {e}"))?;
+        let mut echoed = None;
+        for _ in 0..ECHO_ATTEMPTS {
+            *step.lock() = "send";
+            allocation
+                .send_to(b"noom-self-test", echo)
+                .await
+                .map_err(|e| format!("sending through the relay failed: {e}"))?;
+            *step.lock() = "receive";
+            if let Ok(received) = tokio::time::timeout(ECHO_WAIT, allocation.recv_from(&mut buf)).await {
+                echoed = Some(received.map_err(|e| format!("no echo through the relay: {e}"))?);
+                break;
+            }
+        }
+        let Some((n, from)) = echoed else {
+            return Err("the echo never came back through the relay: is the relay port range (turn.relay_port_min..max) blocked?".to_string());
+        };
         let _ = allocation.close().await;
         if &buf[..n] == b"noom-self-test" && from == echo {
             Ok(())

@@ -32,6 +32,9 @@ use super::auth::{Credentials, unix_now};
 use super::policy::PeerPolicy;
 
 const SOFTWARE: &str = concat!("noom ", env!("CARGO_PKG_VERSION"));
+/// Seconds' worth of unauthenticated requests one source may send at once
+/// (many clients behind one NAT joining together).
+const LIMITER_BURST_SECS: f64 = 3.0;
 /// Most unauthenticated sources tracked for rate limiting at once.
 const LIMITER_SOURCES_MAX: usize = 65_536;
 
@@ -238,11 +241,12 @@ impl Server {
     /// authenticated; the table of sources is bounded.
     fn admit_unauthenticated(&self, ip: IpAddr) -> bool {
         let rate = self.settings.unauthenticated_per_sec;
+        let burst = rate * LIMITER_BURST_SECS;
         let now = Instant::now();
         let mut table = self.limiter.lock();
         if table.len() >= LIMITER_SOURCES_MAX && !table.contains_key(&ip) {
             table.retain(|_, (tokens, last)| {
-                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < rate
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
             });
             if table.len() >= LIMITER_SOURCES_MAX {
                 self.stats
@@ -251,8 +255,8 @@ impl Server {
                 return false;
             }
         }
-        let (tokens, last) = table.entry(ip).or_insert((rate, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(rate);
+        let (tokens, last) = table.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -268,9 +272,10 @@ impl Server {
     /// Forgets limiter entries that are full again (nothing to remember).
     pub fn sweep_limiter(&self) {
         let rate = self.settings.unauthenticated_per_sec;
+        let burst = rate * LIMITER_BURST_SECS;
         let now = Instant::now();
         self.limiter.lock().retain(|_, (tokens, last)| {
-            *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < rate
+            *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
         });
     }
 

@@ -44,7 +44,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Relayed {
         .is_ok();
         let again = relay.self_test().await;
         panic!(
-            "self-test failed; binding answered afterwards: {answered}; second self-test: {again:?}"
+            "self-test failed: {test:?}; binding answered afterwards: {answered}; second self-test: {again:?}"
         );
     }
     assert!(
