@@ -3,6 +3,7 @@
 # (coturn's turnutils_uclient), same load. Loopback only. Not a test.
 # Usage: scripts/bench-relay.sh [clients] [messages] [flood-seconds]
 # BENCH_SERVER_ENV="VAR=value ..." adds environment to Noom only (e.g. TOKIO_WORKER_THREADS=1).
+# RELAY_BENCH_INTERVAL=0 lets the clients send unpaced (turnutils_uclient -z 0; default 1 ms).
 # Needs: the coturn package, `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ run() { # name pid port
     local c0 t0 t1 c1 out
     c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
     out=$(turnutils_uclient -p "$port" -e 127.0.0.1 -r 3480 -W "$secret" -u bench \
-        -n "$messages" -m "$clients" -l 170 -z 1 -c 127.0.0.1 2>&1)
+        -n "$messages" -m "$clients" -l 170 -z "${RELAY_BENCH_INTERVAL:-1}" -c 127.0.0.1 2>&1)
     t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
     local sent recv lost
     sent=$(grep -Eo "tot_send_msgs=[0-9]+" <<<"$out" | tail -1 | cut -d= -f2)
