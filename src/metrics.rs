@@ -71,11 +71,7 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in lines {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
+            write_metric(&mut out, name, kind, help, lines);
         };
         let one = |v: u64| vec![(String::new(), v as f64)];
         metric(
@@ -205,6 +201,22 @@ impl Metrics {
             &one(p.open_fds),
         );
         out
+    }
+}
+
+/// Appends one metric family in the Prometheus text format: HELP, TYPE, then
+/// one sample per (labels, value) pair (labels like `{transport="udp"}`, or empty).
+pub fn write_metric(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, f64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
     }
 }
 

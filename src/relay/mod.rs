@@ -311,7 +311,6 @@ impl Relay {
 
     /// Prometheus lines for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
         let s = &self.server.stats;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let healthy = self.last_self_test().is_some_and(|t| t.ok);
@@ -378,10 +377,7 @@ impl Relay {
             ),
         ];
         for (name, kind, help, value) in lines {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            crate::metrics::write_metric(out, name, kind, help, &[(String::new(), value as f64)]);
         }
     }
 }
