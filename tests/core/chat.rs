@@ -245,13 +245,6 @@ async fn history_pages_by_seq_and_enter_room_resumes_after_last_seq() {
     for i in 1..=210 {
         a.say("log", &format!("m{i}")).await;
     }
-    let seqs = |v: &serde_json::Value| -> Vec<u64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect()
-    };
 
     let b = s.client().await;
     let entered = b.enter("log").await;

@@ -57,13 +57,6 @@ async fn retention_trims_history_without_reusing_seqs() {
     for i in 1..=8 {
         a.say("short memory", &format!("m{i}")).await;
     }
-    let seqs = |v: &serde_json::Value| -> Vec<u64> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect()
-    };
     let mut kept = Vec::new();
     for _ in 0..40 {
         kept = seqs(&a.ok("history", &[json!("short memory")]).await["messages"]);

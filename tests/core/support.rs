@@ -146,3 +146,13 @@ pub async fn get_json(url: &str) -> (u16, Value) {
     let body = resp.json().await.unwrap_or(Value::Null);
     (status, body)
 }
+
+/// The `seq` of each message in a JSON array of messages.
+pub fn seqs(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .expect("an array of messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("a seq"))
+        .collect()
+}
