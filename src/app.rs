@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, Admin};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::relay::Relay;
@@ -33,6 +34,8 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("admin password: {0}")]
+    AdminPassword(#[from] admin::PasswordError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -72,6 +75,15 @@ impl App {
             let metrics = metrics.clone();
             tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics)).await??
         };
+        let admin_password = if config.admin.enabled {
+            let configured = config.admin.password_hash.clone();
+            let dir = config.server.data_dir.clone();
+            let hash = tokio::task::spawn_blocking(move || admin::load_password(&configured, &dir))
+                .await??;
+            Some(hash)
+        } else {
+            None
+        };
         let listener = listen(addr).map_err(|source| AppError::Bind { addr, source })?;
         let http_addr = listener
             .local_addr()
@@ -101,9 +113,18 @@ impl App {
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
         let (sio_layer, io) = signaling::layer(&hub);
+        let admin = match admin_password {
+            Some(hash) => {
+                let admin = Arc::new(Admin::new(hub.clone(), io.clone(), hash, false));
+                admin::live::register(&io, &admin);
+                Some(admin)
+            }
+            None => None,
+        };
         let router = web::router(Web {
             hub: hub.clone(),
             io: io.clone(),
+            admin: admin.clone(),
         })
         .layer(sio_layer);
 
@@ -114,7 +135,7 @@ impl App {
             let stop = stop_store.clone();
             tokio::spawn(async move { store.run_committer(stop).await })
         };
-        let background = [
+        let mut background = vec![
             tokio::spawn(signaling::broadcast_room_changes(
                 hub.clone(),
                 io.clone(),
@@ -122,6 +143,9 @@ impl App {
             )),
             tokio::spawn(retention(hub.clone(), shutdown.clone())),
         ];
+        if let Some(admin) = admin {
+            background.push(tokio::spawn(admin::live::run(admin, shutdown.clone())));
+        }
 
         let stop_http = CancellationToken::new();
         let server = {

@@ -22,6 +22,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub store: StoreConfig,
     pub turn: TurnConfig,
+    pub admin: AdminConfig,
     pub log: LogConfig,
 }
 
@@ -104,6 +105,25 @@ pub struct TurnConfig {
     pub unauthenticated_per_sec: u64,
 }
 
+/// The admin page and its JSON API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    /// Argon2id hash of the admin password (`noom hash-password`); empty: a
+    /// random password is generated once, stored hashed in the data directory
+    /// and printed in the log.
+    pub password_hash: String,
+    /// Bearer token for `/admin/api/` scripts; empty: only the login cookie works.
+    pub api_token: String,
+    /// How long a login lasts, in seconds.
+    pub session_ttl_secs: u64,
+    /// Failed logins allowed from one address before it must wait.
+    pub login_failures_max: u64,
+    /// How long an address that used up its failed logins waits, in seconds.
+    pub login_lockout_secs: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -179,6 +199,19 @@ impl Default for TurnConfig {
             max_allocations_per_user: 10,
             bandwidth_kbps: 8000,
             unauthenticated_per_sec: 20,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            password_hash: String::new(),
+            api_token: String::new(),
+            session_ttl_secs: 12 * 3600,
+            login_failures_max: 5,
+            login_lockout_secs: 300,
         }
     }
 }
@@ -342,10 +375,58 @@ impl Config {
             return Err(bad("store.retention_interval_secs", "must be at least 1"));
         }
         self.turn.validate()?;
+        self.admin.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
                 "must be a level (error, warn, info, debug, trace) or a RUST_LOG-style filter",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AdminConfig {
+    /// Shortest accepted `api_token`: it is the only secret in front of the API.
+    pub const TOKEN_MIN: usize = 24;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| ConfigError::BadValue {
+            key: key.into(),
+            origin: "configuration".into(),
+            reason: reason.into(),
+        };
+        if !self.password_hash.is_empty() && !self.password_hash.starts_with("$argon2id$") {
+            return Err(bad(
+                "admin.password_hash",
+                "must be an Argon2id hash (`$argon2id$...`); make one with `noom hash-password`",
+            ));
+        }
+        if !self.api_token.is_empty()
+            && (self.api_token.len() < Self::TOKEN_MIN
+                || !self.api_token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(bad(
+                "admin.api_token",
+                "must be at least 24 printable characters without spaces (e.g. `openssl rand -hex 24`)",
+            ));
+        }
+        if self.session_ttl_secs < 60 || self.session_ttl_secs > 30 * 86_400 {
+            return Err(bad(
+                "admin.session_ttl_secs",
+                "must be between 60 and 2592000 (30 days)",
+            ));
+        }
+        if self.login_failures_max == 0 || self.login_failures_max > 1000 {
+            return Err(bad(
+                "admin.login_failures_max",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.login_lockout_secs == 0 || self.login_lockout_secs > 86_400 {
+            return Err(bad(
+                "admin.login_lockout_secs",
+                "must be between 1 and 86400",
             ));
         }
         Ok(())

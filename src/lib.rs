@@ -7,9 +7,11 @@
 //! - [`signaling`]: the Socket.IO wire contract (chat and call signaling);
 //! - [`relay`]: the built-in STUN/TURN relay (UDP and TCP), its credentials and self-test;
 //! - [`web`]: pages, JSON API, health, metrics and embedded static files;
+//! - [`admin`]: the admin page and API behind a login: inspect and manage everything;
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`client`]: a small Socket.IO client of the contract, for `noom-load` and tests.
 
+pub mod admin;
 pub mod app;
 pub mod client;
 pub mod config;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use noom::config::{Config, Overrides};
 use tracing_subscriber::EnvFilter;
 
@@ -20,10 +20,22 @@ struct Cli {
     /// Data directory (overrides server.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the Argon2id hash of an admin password, for `admin.password_hash`.
+    /// Reads the password from the terminal (not echoed) or from standard input.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let overrides = Overrides {
         config: cli.config,
         http: cli.http,
@@ -40,7 +52,12 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-files limit");
     }
@@ -79,6 +96,48 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `noom hash-password`: the hash for `admin.password_hash`.
+fn hash_password() -> ExitCode {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let read = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Admin password: ").and_then(|first| {
+            let again = rpassword::prompt_password("Again: ")?;
+            if first == again {
+                Ok(first)
+            } else {
+                Err(std::io::Error::other("the two passwords differ"))
+            }
+        })
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map(|_| line.trim_end_matches(['\r', '\n']).to_string())
+    };
+    let password = match read {
+        Ok(p) if p.chars().count() >= 8 => p,
+        Ok(_) => {
+            eprintln!("noom: the password must have at least 8 characters");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("noom: cannot read the password: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match noom::admin::password::hash(&password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("noom: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,4 +1,4 @@
-//! A small Socket.IO v5 client (WebSocket transport, default namespace) that
+//! A small Socket.IO v5 client (WebSocket transport, one namespace) that
 //! speaks Noom's wire contract: used by `noom-load` and by the tests.
 //!
 //! It implements just what the contract needs: the Engine.IO v4 handshake and
@@ -43,9 +43,22 @@ pub struct Event {
 
 type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<Value>>>>>;
 
+/// How to connect, beyond the server's address.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The namespace, e.g. `/admin`; empty or `/`: the default one.
+    pub namespace: String,
+    /// The handshake `auth` object.
+    pub auth: Option<Value>,
+    /// Extra HTTP headers of the WebSocket handshake (e.g. `Cookie`, `Origin`).
+    pub headers: Vec<(String, String)>,
+}
+
 pub struct Client {
     /// The Socket.IO id of this connection (what others see as `Member.id`).
     pub sid: String,
+    /// `"/ns,"` for a namespace other than `/`, else empty: every packet starts with it.
+    prefix: String,
     out: mpsc::UnboundedSender<Frame>,
     acks: Acks,
     next_id: AtomicU64,
@@ -57,11 +70,38 @@ pub struct Client {
 impl Client {
     /// Connects to `base` (`http://host:port`) with an optional handshake `auth` object.
     pub async fn connect(base: &str, auth: Option<Value>) -> Result<Client, ClientError> {
+        let options = ConnectOptions {
+            auth,
+            ..ConnectOptions::default()
+        };
+        Self::connect_with(base, options).await
+    }
+
+    /// Connects to `base` with a namespace, `auth` and handshake headers.
+    pub async fn connect_with(base: &str, options: ConnectOptions) -> Result<Client, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
         let url = format!(
             "{}/socket.io/?EIO=4&transport=websocket",
             base.trim_end_matches('/').replacen("http", "ws", 1)
         );
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        for (name, value) in &options.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| ClientError::Connect(e.to_string()))?;
+            request.headers_mut().append(name, value);
+        }
+        let prefix = match options.namespace.as_str() {
+            "" | "/" => String::new(),
+            ns => format!("{ns},"),
+        };
+        let auth = options.auth;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
@@ -71,14 +111,14 @@ impl Client {
             return Err(ClientError::Protocol(format!("expected OPEN, got {open}")));
         }
         let connect = match &auth {
-            Some(auth) => format!("40{auth}"),
-            None => "40".to_string(),
+            Some(auth) => format!("40{prefix}{auth}"),
+            None => format!("40{prefix}"),
         };
         sink.send(Frame::text(connect))
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let sid = loop {
-            let text = next_text(&mut stream).await?;
+            let text = without_namespace(&next_text(&mut stream).await?, &prefix);
             if let Some(body) = text.strip_prefix("40") {
                 let v: Value = serde_json::from_str(body)
                     .map_err(|e| ClientError::Protocol(format!("bad CONNECT: {e}")))?;
@@ -111,6 +151,7 @@ impl Client {
         let (events_tx, events) = mpsc::unbounded_channel();
         {
             let acks = acks.clone();
+            let prefix_in = prefix.clone();
             // Weak: dropping the `Client` must end the writer, and so the connection.
             let out = out.downgrade();
             tokio::spawn(async move {
@@ -122,7 +163,8 @@ impl Client {
                         continue;
                     };
                     let Some(out) = out.upgrade() else { break };
-                    if !dispatch(text.as_str(), &out, &acks, &events_tx) {
+                    let text = without_namespace(text.as_str(), &prefix_in);
+                    if !dispatch(&text, &out, &acks, &events_tx) {
                         break;
                     }
                 }
@@ -136,6 +178,7 @@ impl Client {
         }
         Ok(Client {
             sid,
+            prefix,
             out,
             acks,
             next_id: AtomicU64::new(1),
@@ -167,13 +210,13 @@ impl Client {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.acks.lock().insert(id, tx);
-        self.send_raw(format!("42{id}{}", encode(event, args)))?;
+        self.send_raw(format!("42{}{id}{}", self.prefix, encode(event, args)))?;
         Ok(rx)
     }
 
     /// Sends an event without asking for an acknowledgement.
     pub fn emit(&self, event: &str, args: &[Value]) -> Result<(), ClientError> {
-        self.send_raw(format!("42{}", encode(event, args)))
+        self.send_raw(format!("42{}{}", self.prefix, encode(event, args)))
     }
 
     /// Sends a raw Engine.IO text packet (for tests of malformed input).
@@ -219,6 +262,18 @@ impl Client {
     /// Closes the connection (the server sees a transport close).
     pub fn close(&self) {
         let _ = self.out.send(Frame::Close(None));
+    }
+}
+
+/// A Socket.IO packet of namespace `prefix` (`"/ns,"`) rewritten as if it
+/// were of the default namespace, so one parser serves both.
+fn without_namespace(text: &str, prefix: &str) -> String {
+    if prefix.is_empty() || !text.starts_with('4') || text.len() < 2 {
+        return text.to_string();
+    }
+    match text[2..].strip_prefix(prefix) {
+        Some(rest) => format!("{}{rest}", &text[..2]),
+        None => text.to_string(),
     }
 }
 

@@ -20,6 +20,9 @@ pub struct Credentials {
     nonce_key: hmac::Key,
     pub realm: String,
     pub ttl: Duration,
+    /// Users whose credentials an administrator revoked: credentials expiring at
+    /// or before the value (all those minted before the revocation) are refused.
+    revoked: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A username/password pair for `iceServers`.
@@ -36,6 +39,8 @@ pub enum Refusal {
     /// Not of the form `expiry:user`.
     Malformed,
     Expired,
+    /// Minted before an administrator revoked the user.
+    Revoked,
 }
 
 pub fn unix_now() -> u64 {
@@ -54,7 +59,16 @@ impl Credentials {
             nonce_key: hmac::Key::new(hmac::HMAC_SHA256, &nonce_secret),
             realm: realm.to_string(),
             ttl,
+            revoked: Default::default(),
         }
+    }
+
+    /// Refuses every credential of `user` minted until now.
+    pub fn revoke(&self, user: &str) {
+        let now = unix_now();
+        let mut revoked = self.revoked.lock();
+        revoked.retain(|_, until| *until > now);
+        revoked.insert(user.to_string(), now + self.ttl.as_secs());
     }
 
     /// Credentials for `user`, valid for the configured lifetime.
@@ -85,6 +99,10 @@ impl Credentials {
         let expiry: u64 = expiry.parse().map_err(|_| Refusal::Malformed)?;
         if expiry <= now {
             return Err(Refusal::Expired);
+        }
+        let revoked = self.revoked.lock().get(user).copied();
+        if revoked.is_some_and(|until| expiry <= until) {
+            return Err(Refusal::Revoked);
         }
         Ok((self.password(username), user))
     }

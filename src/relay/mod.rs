@@ -267,6 +267,12 @@ impl Relay {
         self.server.table.len()
     }
 
+    /// Ends the allocations of `user` and refuses the credentials it was given.
+    pub fn revoke_user(&self, user: &str) {
+        self.server.creds.revoke(user);
+        self.server.table.remove_user(user);
+    }
+
     pub fn stats(&self) -> &RelayStats {
         &self.server.stats
     }

@@ -6,6 +6,7 @@
 //! membership kept here and serve only as broadcast groups.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +47,10 @@ struct Conn {
     rooms: Vec<String>,
     calls: Vec<String>,
     limiter: TokenBucket,
+    /// The client's address, for the admin page.
+    addr: Option<IpAddr>,
+    /// When the connection was opened, ms since the Unix epoch.
+    since: i64,
 }
 
 impl Conn {
@@ -126,7 +131,14 @@ impl Hub {
         }
     }
 
-    pub fn register(&self, sid: Sid, key: SessionKey, session: Session, token: String) {
+    pub fn register(
+        &self,
+        sid: Sid,
+        key: SessionKey,
+        session: Session,
+        token: String,
+        addr: Option<IpAddr>,
+    ) {
         let limits = &self.config.limits;
         self.state.lock().conns.insert(
             sid,
@@ -138,6 +150,8 @@ impl Hub {
                 rooms: Vec::new(),
                 calls: Vec::new(),
                 limiter: TokenBucket::new(limits.events_per_sec, limits.events_burst),
+                addr,
+                since: now_ms(),
             },
         );
     }
@@ -442,6 +456,114 @@ impl Hub {
         list.into_iter()
             .map(|(count, _, name)| RoomInfo { name, count })
             .collect()
+    }
+}
+
+/// A member of a room as the admin page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberDetail {
+    pub id: String,
+    pub user: String,
+    pub nickname: String,
+    pub address: Option<String>,
+    /// ms since the Unix epoch.
+    pub connected_since: i64,
+    pub in_call: bool,
+}
+
+/// Members and call participants of a live room.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveCounts {
+    pub members: usize,
+    pub in_call: usize,
+}
+
+/// Administration: what the admin page reads and the state changes it makes.
+/// Emitting and socketioxide group changes are the caller's (`crate::admin`).
+impl Hub {
+    /// Members and call size of every room with members now.
+    pub fn live_room_counts(&self) -> HashMap<String, LiveCounts> {
+        self.state
+            .lock()
+            .rooms
+            .iter()
+            .map(|(name, r)| {
+                let counts = LiveCounts {
+                    members: r.members.len(),
+                    in_call: r.call.len(),
+                };
+                (name.clone(), counts)
+            })
+            .collect()
+    }
+
+    /// The members of `room`, in order of entry.
+    pub fn room_members(&self, room: &str) -> Vec<MemberDetail> {
+        let state = self.state.lock();
+        let Some(live) = state.rooms.get(room) else {
+            return Vec::new();
+        };
+        live.members
+            .iter()
+            .filter_map(|sid| {
+                let c = state.conns.get(sid)?;
+                Some(MemberDetail {
+                    id: sid.to_string(),
+                    user: c.user.clone(),
+                    nickname: c.nickname.clone(),
+                    address: c.addr.map(|a| a.to_string()),
+                    connected_since: c.since,
+                    in_call: live.call.contains(sid),
+                })
+            })
+            .collect()
+    }
+
+    /// True when `sid` is a connection of the main namespace.
+    pub fn is_connected(&self, sid: Sid) -> bool {
+        self.state.lock().conns.contains_key(&sid)
+    }
+
+    /// The connections of the public user id `user`.
+    pub fn connections_of_user(&self, user: &str) -> Vec<Sid> {
+        self.state
+            .lock()
+            .conns
+            .iter()
+            .filter(|(_, c)| c.user == user)
+            .map(|(sid, _)| *sid)
+            .collect()
+    }
+
+    /// Empties the call of `room`; returns who was in it.
+    pub fn end_call(&self, room: &str) -> Vec<Sid> {
+        let mut state = self.state.lock();
+        let State { conns, rooms } = &mut *state;
+        let Some(live) = rooms.get_mut(room) else {
+            return Vec::new();
+        };
+        let ended = std::mem::take(&mut live.call);
+        for sid in &ended {
+            if let Some(c) = conns.get_mut(sid) {
+                c.calls.retain(|r| r != room);
+            }
+        }
+        ended
+    }
+
+    /// Removes every member of `room` (and its call); returns who was there.
+    pub fn clear_room(&self, room: &str) -> Vec<Sid> {
+        let mut state = self.state.lock();
+        let members = state
+            .rooms
+            .get(room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        for sid in &members {
+            Self::leave_locked(&mut state, *sid, room);
+        }
+        state.rooms.remove(room);
+        members
     }
 }
 

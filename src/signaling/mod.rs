@@ -135,7 +135,12 @@ async fn authenticate(
         }
     };
     tracing::debug!(sid = %s.id, user = %session.user, "connected");
-    hub.register(s.id, key, session, token);
+    let addr = s
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    hub.register(s.id, key, session, token, addr);
     Metrics::inc(&hub.metrics.connections_total);
 
     route(&s, "nickname", chat::nickname);

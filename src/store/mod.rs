@@ -191,6 +191,32 @@ impl Store {
         self.rooms.history(room, query)
     }
 
+    /// How many messages `room` holds (counted once, then maintained).
+    pub fn stored_messages(&self, room: &str) -> Result<u64, StoreError> {
+        self.rooms.stored(room)
+    }
+
+    /// Deletes a room's whole history; returns how many messages went.
+    pub fn clear_history(&self, room: &str) -> Result<u64, StoreError> {
+        self.rooms.clear(room)
+    }
+
+    /// Deletes one message; `false` when the room has no message with that seq.
+    pub fn delete_message(&self, room: &str, seq: u64) -> Result<bool, StoreError> {
+        self.rooms.delete_message(room, seq)
+    }
+
+    /// Deletes a room's history and unlists it until someone enters it again.
+    pub fn close_room(&self, room: &str) -> Result<u64, StoreError> {
+        self.rooms.close(room)
+    }
+
+    /// Deletes every session of the public user id `user`; returns how many.
+    /// Their tokens stop working: a client that comes back gets a new identity.
+    pub fn revoke_user(&self, user: &str) -> Result<u64, StoreError> {
+        self.sessions.revoke_user(user)
+    }
+
     /// Deletes what the retention policy no longer keeps; returns how many messages went.
     pub fn enforce_retention(&self, policy: &Retention, now_ms: i64) -> Result<u64, StoreError> {
         let removed = retention::enforce(&self.rooms, policy, now_ms)?;

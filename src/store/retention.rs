@@ -58,6 +58,7 @@ pub fn enforce(rooms: &Rooms, policy: &Retention, now_ms: i64) -> Result<u64, St
             n += 1;
         }
         rooms.messages.apply_batch(batch)?;
+        rooms.expired(&room.name, n as u64);
         removed += n as u64;
     }
     Ok(removed)

@@ -24,6 +24,17 @@ pub struct RoomMeta {
     pub last_seq: u64,
 }
 
+impl RoomMeta {
+    /// A room closed by an administrator and not entered since: unlisted.
+    pub fn closed(&self) -> bool {
+        self.last_activity == CLOSED
+    }
+}
+
+/// `last_activity` of a closed room: older than any active window, so the room
+/// leaves the lists, and raised by the next entry like any other timestamp.
+const CLOSED: i64 = 0;
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Record {
     created: i64,
@@ -38,6 +49,11 @@ struct Counters {
     last_seq: u64,
     /// `seq_floor` as persisted in the record.
     floor: u64,
+    /// Messages stored, once counted (counting reads the whole history, so it
+    /// happens on first demand, not at start-up); kept exact afterwards.
+    stored: Option<u64>,
+    /// Bumped by every deletion, so a count taken meanwhile is thrown away.
+    deletions: u64,
 }
 
 pub struct Rooms {
@@ -63,6 +79,8 @@ impl Rooms {
                 last_activity: record.last_activity,
                 last_seq: record.seq_floor,
                 floor: record.seq_floor,
+                stored: None,
+                deletions: 0,
             };
             if let Some(item) = messages.range(start..end).next_back() {
                 let (k, v) = item?;
@@ -91,6 +109,8 @@ impl Rooms {
                     last_activity: now_ms,
                     last_seq: 0,
                     floor: 0,
+                    stored: Some(0),
+                    deletions: 0,
                 };
                 index.insert(name.to_string(), c);
                 c
@@ -130,6 +150,9 @@ impl Rooms {
         self.messages.insert(messages::key(room, seq), value)?;
         counters.last_seq = seq;
         counters.last_activity = counters.last_activity.max(now_ms);
+        if let Some(n) = &mut counters.stored {
+            *n += 1;
+        }
         let message = Message {
             room: room.to_string(),
             seq,
@@ -172,6 +195,94 @@ impl Rooms {
             index.remove(name);
         }
         Ok(doomed.len() as u64)
+    }
+
+    /// How many messages `room` holds. The first call per room counts them
+    /// (without blocking writers); later calls read the maintained number.
+    pub fn stored(&self, room: &str) -> Result<u64, StoreError> {
+        let (upto, deletions) = {
+            let index = self.index.lock();
+            let c = index.get(room).ok_or(StoreError::NoSuchRoom)?;
+            if let Some(n) = c.stored {
+                return Ok(n);
+            }
+            (c.last_seq, c.deletions)
+        };
+        // Every message up to `upto` is in the tree: appends write it before
+        // raising `last_seq`, under the index lock.
+        let (start, _) = messages::room_range(room);
+        let end = messages::key(room, upto.saturating_add(1));
+        let mut counted = 0u64;
+        for item in self.messages.range(start..end) {
+            item?;
+            counted += 1;
+        }
+        let mut index = self.index.lock();
+        let c = index.get_mut(room).ok_or(StoreError::NoSuchRoom)?;
+        // Appends since the snapshot each added one message after `upto`.
+        let total = counted + (c.last_seq - upto);
+        if c.deletions == deletions {
+            c.stored = Some(total);
+        }
+        Ok(total)
+    }
+
+    /// Records that `n` messages of `room` were deleted.
+    fn deleted(&self, room: &str, n: u64) {
+        if let Some(c) = self.index.lock().get_mut(room) {
+            c.deletions += 1;
+            c.stored = c.stored.map(|s| s.saturating_sub(n));
+        }
+    }
+
+    /// Deletes every message of `room` (its seqs are never handed out again);
+    /// returns how many went.
+    pub fn clear(&self, room: &str) -> Result<u64, StoreError> {
+        self.raise_floor(room)?;
+        let (start, end) = messages::room_range(room);
+        let mut removed = 0u64;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0u64;
+            for item in self.messages.range(start.clone()..end.clone()).take(10_000) {
+                let (k, _) = item?;
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.messages.apply_batch(batch)?;
+            removed += n;
+        }
+        self.deleted(room, removed);
+        Ok(removed)
+    }
+
+    /// Deletes one message; `false` when there was none with that seq.
+    pub fn delete_message(&self, room: &str, seq: u64) -> Result<bool, StoreError> {
+        self.raise_floor(room)?;
+        let gone = self.messages.remove(messages::key(room, seq))?.is_some();
+        if gone {
+            self.deleted(room, 1);
+        }
+        Ok(gone)
+    }
+
+    /// Empties `room` and takes it off the lists until someone enters it again.
+    /// Its record stays (with the seq floor), so seqs keep growing if it reopens.
+    pub fn close(&self, room: &str) -> Result<u64, StoreError> {
+        let removed = self.clear(room)?;
+        let mut index = self.index.lock();
+        let c = index.get_mut(room).ok_or(StoreError::NoSuchRoom)?;
+        c.last_activity = CLOSED;
+        self.records.insert(room.as_bytes(), encode(c))?;
+        Ok(removed)
+    }
+
+    /// Called by retention after it deleted `n` messages of `room`.
+    pub fn expired(&self, room: &str, n: u64) {
+        self.deleted(room, n);
     }
 
     /// Persists `seq_floor = last_seq` for `room` before some of its messages are

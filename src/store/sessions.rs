@@ -76,6 +76,21 @@ impl Sessions {
         self.tree.insert(key.0, encode(&session))?;
         Ok(session)
     }
+
+    /// Deletes every session of `user` (a full scan: an administrator's action).
+    pub fn revoke_user(&self, user: &str) -> Result<u64, StoreError> {
+        let mut doomed = Vec::new();
+        for item in self.tree.iter() {
+            let (key, raw) = item?;
+            if decode(&raw)?.user == user {
+                doomed.push(key);
+            }
+        }
+        for key in &doomed {
+            self.tree.remove(key)?;
+        }
+        Ok(doomed.len() as u64)
+    }
 }
 
 fn encode(session: &Session) -> Vec<u8> {

@@ -9,7 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Web;
+use socketioxide::SocketIo;
+
 use crate::metrics::Gauges;
+use crate::signaling::Hub;
 use crate::signaling::protocol::{ApiError, ErrorCode};
 use crate::signaling::{page_query, validate};
 
@@ -95,26 +98,31 @@ pub async fn healthz(State(web): State<Web>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub async fn metrics(State(web): State<Web>) -> Response {
-    let (ws, polling) = crate::signaling::connections_by_transport(&web.io);
-    let (rooms_live, calls_live) = web.hub.live_counts();
+/// The whole Prometheus exposition: the core's metrics, then the relay's.
+pub fn exposition(hub: &Hub, io: &SocketIo) -> String {
+    let (ws, polling) = crate::signaling::connections_by_transport(io);
+    let (rooms_live, calls_live) = hub.live_counts();
     let gauges = Gauges {
         connections_websocket: ws,
         connections_polling: polling,
         rooms_live,
-        rooms_known: web.hub.store.room_count() as u64,
+        rooms_known: hub.store.room_count() as u64,
         calls_live,
     };
-    let mut text = web.hub.metrics.render(&gauges);
-    if let Some(relay) = &web.hub.relay {
+    let mut text = hub.metrics.render(&gauges);
+    if let Some(relay) = &hub.relay {
         relay.render_metrics(&mut text);
     }
+    text
+}
+
+pub async fn metrics(State(web): State<Web>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        text,
+        exposition(&web.hub, &web.io),
     )
         .into_response()
 }

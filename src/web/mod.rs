@@ -17,13 +17,18 @@ use socketioxide::SocketIo;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::admin::AdminRef;
 use crate::signaling::Hub;
+
+pub use api::{error as json_error, exposition};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct Web {
     pub hub: Arc<Hub>,
     pub io: SocketIo,
+    /// The admin side, when enabled.
+    pub admin: Option<AdminRef>,
 }
 
 /// Pages may load only what the server itself serves.
@@ -31,7 +36,8 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn router(web: Web) -> Router {
-    Router::new()
+    let admin = web.admin.clone();
+    let app = Router::new()
         .route("/", get(pages::home))
         .route("/r/{room}", get(pages::room))
         .route("/api/rooms", get(api::rooms))
@@ -41,8 +47,12 @@ pub fn router(web: Web) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/static/{*path}", get(assets::serve))
         .fallback(fallback)
-        .with_state(web)
-        .layer(CompressionLayer::new())
+        .with_state(web);
+    let app = match admin {
+        Some(admin) => app.merge(crate::admin::router(admin)),
+        None => app,
+    };
+    app.layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

@@ -505,6 +505,12 @@ export function setupCall({ client, room, lookup, notice }) {
 
   /** After a reconnect (new socket id): rebuild the call if we were in it. */
   return {
+    /** The call was ended from outside (an administrator): back to the preview. */
+    async end(text) {
+      if (phase !== "incall") return;
+      await leave();
+      showCallStatus(text, { sticky: true });
+    },
     async rejoin() {
       if (phase !== "incall") return;
       try {

@@ -15,12 +15,18 @@
  *   new_message  { message }
  *   peer_joined  { room, member }          someone joined a call we are in
  *   peer_left    { room, member }          someone left it (before their `bye`)
+ *   kicked       { reason, message }      an administrator closed this connection
+ *                                        (no automatic reconnect follows)
+ *   room_closed  { room }                 an administrator closed the room
+ *   call_ended   { room }                 an administrator ended the room's call
+ *   history_cleared { room }              an administrator deleted the history
+ *   message_deleted { room, seq }         an administrator deleted one message
  *   signal       { kind, from, description?, candidate? }
  *                kind: offer | answer | ice (WebRTC negotiation relayed by the server)
  *   connect      { reconnect: boolean }   every (re)connection
  *   reconnect    {}                       only after a previous connection
  *   disconnect   { reason }
- *   status       { state }  connecting | connected | reconnecting | reconnected | failed
+ *   status       { state }  connecting | connected | reconnecting | reconnected | failed | kicked
  */
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 
@@ -64,6 +70,7 @@ export class NoomClient extends EventTarget {
     this.state = "connecting";
     this._everConnected = false;
     this._droppedToken = false;
+    this._kicked = false;
 
     const options = {
       // Function form: every (re)connection sends the latest stored token.
@@ -120,6 +127,10 @@ export class NoomClient extends EventTarget {
         this._setState("failed");
         return;
       }
+      if (this._kicked) {
+        this._setState("kicked");
+        return;
+      }
       this._setState("reconnecting");
       // The client does not reconnect by itself after a server-side
       // disconnect (e.g. a graceful shutdown): try again shortly.
@@ -168,6 +179,16 @@ export class NoomClient extends EventTarget {
       this._emit("member_update", { room, member });
     });
     s.on("new_message", (message) => this._emit("new_message", { message }));
+
+    s.on("kicked", (info) => {
+      this._kicked = true;
+      const detail = info && typeof info === "object" ? info : {};
+      this._emit("kicked", { reason: detail.reason ?? "disconnected", message: detail.message ?? "" });
+    });
+    s.on("room_closed", (room) => this._emit("room_closed", { room }));
+    s.on("call_ended", (room) => this._emit("call_ended", { room }));
+    s.on("history_cleared", (room) => this._emit("history_cleared", { room }));
+    s.on("message_deleted", (room, seq) => this._emit("message_deleted", { room, seq }));
 
     s.on("peer_joined", (room, member) => this._emit("peer_joined", { room, member }));
     s.on("peer_left", (room, member) => this._emit("peer_left", { room, member }));

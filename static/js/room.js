@@ -49,6 +49,7 @@ let entered = false; // at least one successful enter_room
 let reachedStart = false; // history has nothing before firstSeq
 let loadingOlder = false;
 let gapTimer = null;
+let closed = false; // an administrator closed the room: never re-enter it
 const members = new Map(); // socket id -> Member
 
 // ---- messages ----------------------------------------------------------
@@ -150,6 +151,9 @@ function scheduleGapCheck() {
         try {
           const ack = await client.history(room, { after: seq - 1, limit: CATCH_UP_PAGE });
           addMessages(ack.messages);
+          // Seqs the server no longer has (deleted) are not holes to refetch.
+          const next = ack.messages.length ? ack.messages[0].seq : lastSeq;
+          for (let s = seq; s < next; s += 1) seen.add(s);
         } catch {
           /* retried on the next message or reconnect */
         }
@@ -233,6 +237,7 @@ async function enter() {
 
 client.on("status", ({ state }) => showConnection(connection, state));
 client.on("connect", async ({ reconnect }) => {
+  if (closed) return;
   const ok = await enter();
   if (ok && reconnect) callUi.rejoin();
 });
@@ -280,6 +285,46 @@ client.on("member_update", ({ room: name, member }) => {
   if (old && old.nickname !== member.nickname) {
     addNotice(t("room.renamed", { old: old.nickname, new: member.nickname }));
   }
+});
+
+// ---- administration ----------------------------------------------------------
+
+function endChat(text) {
+  addNotice(text);
+  messageInput.disabled = true;
+  for (const button of sendForm.querySelectorAll("button")) button.disabled = true;
+}
+
+client.on("kicked", ({ reason }) => {
+  callUi.end(t("admin.callEnded"));
+  endChat(t(reason === "session_revoked" ? "admin.revoked" : "admin.kicked"));
+});
+client.on("room_closed", ({ room: name }) => {
+  if (name !== room) return;
+  closed = true;
+  callUi.end(t("admin.callEnded"));
+  members.clear();
+  setCount(0);
+  renderMembers();
+  endChat(t("admin.roomClosed"));
+});
+client.on("call_ended", ({ room: name }) => {
+  if (name === room) callUi.end(t("admin.callEnded"));
+});
+client.on("history_cleared", ({ room: name }) => {
+  if (name !== room) return;
+  for (const li of messageList.querySelectorAll(".message")) li.remove();
+  // Keep `seen` and lastSeq: the deleted seqs are never handed out again.
+  firstSeq = Infinity;
+  reachedStart = true;
+  updateOlderButton();
+  addNotice(t("admin.historyCleared"));
+});
+client.on("message_deleted", ({ room: name, seq }) => {
+  if (name !== room || typeof seq !== "number") return;
+  seen.add(seq);
+  const li = messageList.querySelector(`.message[data-seq="${seq}"]`);
+  if (li) li.remove();
 });
 
 // ---- user actions ----------------------------------------------------------

@@ -1,0 +1,206 @@
+//! What the admin page shows, gathered from the live hub, the store, the relay
+//! and the metrics: one snapshot type per view, serialized as-is by the JSON
+//! API and the live `/admin` namespace.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use socketioxide::TransportType;
+use socketioxide::socket::Sid;
+
+use super::Admin;
+use crate::relay::AllocationInfo;
+use crate::signaling::hub::MemberDetail;
+use crate::store::StoreError;
+
+/// Most rooms listed in the overview (busiest first); the total is given too.
+pub const ROOMS_SHOWN: usize = 500;
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub version: &'static str,
+    pub uptime_secs: u64,
+    pub connections: Connections,
+    pub rooms_total: usize,
+    pub rooms: Vec<RoomRow>,
+    pub relay: RelayView,
+    pub metrics: Vec<Sample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connections {
+    pub websocket: u64,
+    pub polling: u64,
+    pub total: u64,
+    /// Admin pages connected for live updates.
+    pub admin: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomRow {
+    pub name: String,
+    pub members: usize,
+    pub in_call: usize,
+    pub messages: u64,
+    pub last_seq: u64,
+    /// ms since the Unix epoch.
+    pub last_activity: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RelayView {
+    /// disabled, starting, ok or failing
+    pub status: &'static str,
+    pub detail: Option<String>,
+    pub allocations: Vec<AllocationInfo>,
+}
+
+/// One line of the `/metrics` exposition: name with labels, and value.
+#[derive(Debug, Serialize)]
+pub struct Sample {
+    pub name: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomDetail {
+    pub name: String,
+    pub members: Vec<MemberRow>,
+    pub in_call: usize,
+    pub messages: u64,
+    pub last_seq: u64,
+    pub last_activity: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberRow {
+    #[serde(flatten)]
+    pub member: MemberDetail,
+    /// websocket or polling
+    pub transport: &'static str,
+}
+
+fn transport_name(t: TransportType) -> &'static str {
+    match t {
+        TransportType::Websocket => "websocket",
+        TransportType::Polling => "polling",
+    }
+}
+
+impl Admin {
+    /// The whole overview. May count a room's messages the first time it is
+    /// shown (a range scan): call it from the blocking pool.
+    pub fn overview(&self) -> Result<Overview, StoreError> {
+        let hub = &self.hub;
+        let (websocket, polling) = crate::signaling::connections_by_transport(&self.io);
+        let admin = self.io.of("/admin").map_or(0, |ns| ns.sockets().len()) as u64;
+        let live = hub.live_room_counts();
+        let mut rooms: Vec<RoomRow> = Vec::new();
+        let mut all = hub.store.rooms();
+        all.retain(|m| !m.closed() || live.contains_key(&m.name));
+        let rooms_total = all.len();
+        all.sort_by(|a, b| {
+            let members = |name: &str| live.get(name).map_or(0, |c| c.members);
+            members(&b.name)
+                .cmp(&members(&a.name))
+                .then(b.last_activity.cmp(&a.last_activity))
+                .then(a.name.cmp(&b.name))
+        });
+        for meta in all.into_iter().take(ROOMS_SHOWN) {
+            let counts = live.get(&meta.name).copied().unwrap_or_default();
+            rooms.push(RoomRow {
+                messages: hub.store.stored_messages(&meta.name)?,
+                name: meta.name,
+                members: counts.members,
+                in_call: counts.in_call,
+                last_seq: meta.last_seq,
+                last_activity: meta.last_activity,
+            });
+        }
+        Ok(Overview {
+            version: crate::VERSION,
+            uptime_secs: self.started.elapsed().as_secs(),
+            connections: Connections {
+                websocket,
+                polling,
+                total: websocket + polling,
+                admin,
+            },
+            rooms_total,
+            rooms,
+            relay: self.relay_view(),
+            metrics: self.metrics(),
+        })
+    }
+
+    pub fn relay_view(&self) -> RelayView {
+        let hub = &self.hub;
+        let (status, detail) = match (&hub.relay, &hub.relay_error) {
+            (None, Some(e)) => ("failing", Some(e.clone())),
+            (None, None) => ("disabled", None),
+            (Some(r), _) => match r.last_self_test() {
+                None => ("starting", None),
+                Some(t) if t.ok => ("ok", None),
+                Some(t) => ("failing", Some(t.detail)),
+            },
+        };
+        let mut allocations = hub
+            .relay
+            .as_ref()
+            .map(|r| r.allocations())
+            .unwrap_or_default();
+        allocations.sort_by_key(|a| std::cmp::Reverse(a.age_secs));
+        RelayView {
+            status,
+            detail,
+            allocations,
+        }
+    }
+
+    /// Every sample `/metrics` exports, parsed back from its text.
+    pub fn metrics(&self) -> Vec<Sample> {
+        crate::web::exposition(&self.hub, &self.io)
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .filter_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                Some(Sample {
+                    name: name.to_string(),
+                    value: value.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// A room's members and counters; `None` for a room that does not exist
+    /// (or was closed and nobody is in it).
+    pub fn room_detail(&self, room: &str) -> Result<Option<RoomDetail>, StoreError> {
+        let hub = &self.hub;
+        let Some(meta) = hub.store.room(room) else {
+            return Ok(None);
+        };
+        let members = hub.room_members(room);
+        if meta.closed() && members.is_empty() {
+            return Ok(None);
+        }
+        let in_call = members.iter().filter(|m| m.in_call).count();
+        let members = members
+            .into_iter()
+            .map(|member| {
+                let transport = Sid::from_str(&member.id)
+                    .ok()
+                    .and_then(|sid| self.io.get_socket(sid))
+                    .map_or("gone", |s| transport_name(s.transport_type()));
+                MemberRow { member, transport }
+            })
+            .collect();
+        Ok(Some(RoomDetail {
+            name: meta.name.clone(),
+            members,
+            in_call,
+            messages: hub.store.stored_messages(room)?,
+            last_seq: meta.last_seq,
+            last_activity: meta.last_activity,
+        }))
+    }
+}

@@ -1,0 +1,267 @@
+/**
+ * admin.js: the admin page (GET /admin), the UI half.
+ *
+ * It shows what admin-api.js receives (the overview every second, the watched
+ * room's members) and turns buttons into API calls, each confirmed first.
+ * Text from users (room names, nicknames, messages) reaches the DOM only
+ * through textContent.
+ */
+import { AdminClient } from "/static/js/admin-api.js";
+import { showConnection, showStatus } from "/static/js/ui.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("admin");
+const client = new AdminClient(root.dataset.csrf);
+const statusLine = $("admin-status");
+
+const HISTORY_PAGE = 50;
+const HISTORY_RELOAD_MAX = 200;
+
+let selected = null; // room name
+let lastDetail = null;
+let messages = []; // ascending seq
+let olderLeft = false;
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function button(label, testid, onClick, className = "ghost small") {
+  const b = el("button", label, className);
+  b.type = "button";
+  if (testid) b.dataset.testid = testid;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (cell instanceof Node) td.append(cell);
+    else td.textContent = cell === undefined || cell === null ? "" : String(cell);
+    tr.append(td);
+  }
+  return tr;
+}
+
+function duration(secs) {
+  const s = Math.max(0, Math.floor(secs));
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d) return `${d}d ${h}h`;
+  if (h) return `${h}h ${m}m`;
+  if (m) return `${m}m ${s % 60}s`;
+  return `${s}s`;
+}
+
+function time(ms) {
+  if (!ms) return "—";
+  return new Date(ms).toLocaleString();
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Runs a confirmed action and reports its outcome in the status line. */
+async function act(question, action, done) {
+  if (!window.confirm(question)) return;
+  try {
+    await action();
+    showStatus(statusLine, done);
+    if (selected) refreshRoom(selected, true);
+  } catch (e) {
+    showStatus(statusLine, e.message, e.code || "error");
+  }
+}
+
+function renderOverview(o) {
+  $("stat-version").textContent = o.version;
+  $("stat-uptime").textContent = duration(o.uptime_secs);
+  $("stat-connections").textContent = String(o.connections.total);
+  $("stat-transports").textContent = `${o.connections.websocket} / ${o.connections.polling}`;
+  $("stat-rooms").textContent =
+    o.rooms_total > o.rooms.length ? `${o.rooms.length} of ${o.rooms_total}` : String(o.rooms_total);
+  $("stat-relay").textContent =
+    o.relay.status + (o.relay.detail ? `: ${o.relay.detail}` : "");
+
+  const rooms = $("rooms");
+  rooms.replaceChildren(
+    ...o.rooms.map((r) => {
+      const open = el("a", r.name);
+      open.href = "#";
+      open.dataset.testid = "admin-room";
+      open.addEventListener("click", (event) => {
+        event.preventDefault();
+        select(r.name);
+      });
+      const tr = row([open, r.members, r.in_call, r.messages, time(r.last_activity)]);
+      tr.dataset.room = r.name;
+      if (r.name === selected) tr.classList.add("selected");
+      return tr;
+    }),
+  );
+  $("rooms-empty").hidden = o.rooms.length > 0;
+
+  const allocations = $("allocations");
+  allocations.replaceChildren(
+    ...o.relay.allocations.map((a) =>
+      row([a.user, a.transport, a.client, a.relayed, bytes(a.bytes_to_peers), bytes(a.bytes_to_client), duration(a.age_secs)]),
+    ),
+  );
+  $("allocations-empty").hidden = o.relay.allocations.length > 0;
+
+  $("metrics").replaceChildren(...o.metrics.map((m) => row([m.name, m.value])));
+}
+
+function renderRoom(detail) {
+  const section = $("room-detail");
+  if (!detail) {
+    if (selected) showStatus(statusLine, `Room ${selected} is closed or gone.`);
+    section.hidden = true;
+    lastDetail = null;
+    return;
+  }
+  section.hidden = false;
+  $("room-title").textContent = detail.name;
+  $("room-counts").textContent =
+    `${detail.members.length} members, ${detail.in_call} in call, ${detail.messages} messages stored`;
+  $("end-call").disabled = detail.in_call === 0;
+  $("members").replaceChildren(
+    ...detail.members.map((m) => {
+      const actions = document.createElement("span");
+      actions.className = "actions";
+      actions.append(
+        button("Disconnect", "disconnect", () =>
+          act(`Disconnect ${m.nickname} (${m.id})?`, () => client.disconnect(m.id), `Disconnected ${m.nickname}.`),
+        ),
+        button("Revoke session", "revoke", () =>
+          act(
+            `Revoke every session of ${m.nickname} (user ${m.user})? Their connections close and they come back as someone new.`,
+            () => client.revokeUser(m.user),
+            `Revoked the sessions of ${m.nickname}.`,
+          ),
+        ),
+      );
+      const tr = row([
+        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no", actions,
+      ]);
+      tr.dataset.member = m.id;
+      return tr;
+    }),
+  );
+  const changed = !lastDetail || lastDetail.name !== detail.name ||
+    lastDetail.last_seq !== detail.last_seq || lastDetail.messages !== detail.messages;
+  lastDetail = detail;
+  if (changed) loadHistory(detail.name, false);
+}
+
+function renderHistory() {
+  const list = $("history");
+  list.replaceChildren(
+    ...messages.map((m) => {
+      const li = el("li");
+      li.dataset.seq = String(m.seq);
+      li.dataset.testid = "admin-message";
+      const meta = el("span", `#${m.seq} ${time(m.ts)} ${m.nickname}`, "meta");
+      const text = el("span", m.text, "text");
+      const del = button("Delete", "delete-message", () =>
+        act(`Delete message #${m.seq} by ${m.nickname}?`, () => client.deleteMessage(selected, m.seq), `Deleted message #${m.seq}.`),
+      );
+      li.append(meta, text, del);
+      return li;
+    }),
+  );
+  $("history-empty").hidden = messages.length > 0;
+  $("older").hidden = !olderLeft;
+}
+
+/** Reloads what is shown (or the newest page); `older` prepends a page. */
+async function loadHistory(name, older) {
+  try {
+    let page;
+    if (older && messages.length) {
+      page = await client.messages(name, { before: messages[0].seq, limit: HISTORY_PAGE });
+      if (name !== selected) return;
+      olderLeft = page.length === HISTORY_PAGE;
+      messages = page.concat(messages);
+    } else if (messages.length && messages.length <= HISTORY_RELOAD_MAX) {
+      const from = messages[0].seq;
+      page = await client.messages(name, { after: from - 1, limit: HISTORY_RELOAD_MAX });
+      if (name !== selected) return;
+      messages = page;
+    } else {
+      page = await client.messages(name, { limit: HISTORY_PAGE });
+      if (name !== selected) return;
+      olderLeft = page.length === HISTORY_PAGE;
+      messages = page;
+    }
+    renderHistory();
+  } catch (e) {
+    if (e.status === 404) messages = [];
+    else showStatus(statusLine, e.message, e.code || "error");
+    renderHistory();
+  }
+}
+
+async function refreshRoom(name, force) {
+  try {
+    const detail = await client.room(name);
+    if (name !== selected) return;
+    if (force) lastDetail = null;
+    renderRoom(detail);
+  } catch (e) {
+    if (e.status === 404) renderRoom(null);
+    else showStatus(statusLine, e.message, e.code || "error");
+  }
+}
+
+async function select(name) {
+  selected = name;
+  messages = [];
+  olderLeft = false;
+  lastDetail = null;
+  for (const tr of $("rooms").children) tr.classList.toggle("selected", tr.dataset.room === name);
+  try {
+    renderRoom(await client.watch(name));
+  } catch (e) {
+    showStatus(statusLine, e.message, e.code || "error");
+  }
+}
+
+$("older").addEventListener("click", () => selected && loadHistory(selected, true));
+$("end-call").addEventListener("click", () =>
+  act(`End the call in ${selected} for everyone?`, () => client.endCall(selected), `Ended the call in ${selected}.`),
+);
+$("clear-history").addEventListener("click", () =>
+  act(`Delete the whole history of ${selected}?`, () => client.clearHistory(selected), `Deleted the history of ${selected}.`),
+);
+$("close-room").addEventListener("click", () => {
+  const name = selected;
+  act(
+    `Close ${name}? Everyone in it is taken out, its history is deleted and it leaves the lists.`,
+    async () => {
+      await client.closeRoom(name);
+      selected = null;
+      await client.watch(null);
+      $("room-detail").hidden = true;
+    },
+    `Closed ${name}.`,
+  );
+});
+
+client.on("overview", renderOverview);
+client.on("room", (detail) => {
+  if (selected && (!detail || detail.name === selected)) renderRoom(detail);
+});
+client.on("status", ({ state }) => {
+  showConnection($("connection"), state);
+  if (state === "failed") location.assign("/admin/login");
+});

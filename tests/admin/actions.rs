@@ -1,0 +1,245 @@
+//! Each admin action has its effect on real connected clients, through the
+//! contract's events, and is refused cleanly when its target does not exist.
+
+use serde_json::json;
+
+use crate::admin::{self, Admin};
+use crate::support::{connect, get_json, seqs};
+
+#[tokio::test]
+async fn deleting_a_message_removes_it_everywhere() {
+    let server = admin::server().await;
+    let ana = server.client().await;
+    let mut bo = server.client().await;
+    ana.enter("lobby").await;
+    bo.enter("lobby").await;
+    for text in ["one", "two", "three"] {
+        ana.say("lobby", text).await;
+    }
+    let admin = Admin::login(&server).await;
+    let (status, body) = admin.delete("/admin/api/rooms/lobby/messages/2").await;
+    assert_eq!(status, 200, "{body}");
+    let e = bo.event("message_deleted").await;
+    assert_eq!(e.args, [json!("lobby"), json!(2)]);
+
+    let (_, history) = get_json(&server.url("/api/rooms/lobby/messages")).await;
+    assert_eq!(seqs(&history), [1, 3]);
+    let ack = bo.ok("history", &[json!("lobby"), json!({})]).await;
+    assert_eq!(seqs(&ack["messages"]), [1, 3]);
+    let (_, room) = admin.get("/admin/api/rooms/lobby").await;
+    assert_eq!(room["messages"], 2);
+
+    // Twice, or a seq that never was: 404, nothing announced.
+    assert_eq!(
+        admin.delete("/admin/api/rooms/lobby/messages/2").await.0,
+        404
+    );
+    assert_eq!(
+        admin.delete("/admin/api/rooms/lobby/messages/99").await.0,
+        404
+    );
+    assert_eq!(
+        admin.delete("/admin/api/rooms/lobby/messages/x").await.0,
+        400
+    );
+    assert_eq!(
+        admin.delete("/admin/api/rooms/nowhere/messages/1").await.0,
+        404
+    );
+    bo.no_event("message_deleted").await;
+
+    // Deleting the newest message never lets its seq be handed out again,
+    // even across a restart.
+    assert_eq!(
+        admin.delete("/admin/api/rooms/lobby/messages/3").await.0,
+        200
+    );
+    let mut server = server;
+    server.stop().await;
+    let dir = server.dir.path().to_path_buf();
+    let running = crate::support::start_in(&dir, |c| {
+        c.admin.password_hash = noom::admin::password::hash(admin::PASSWORD).expect("hash");
+    })
+    .await;
+    let base = format!("http://{}", running.http_addr());
+    let ana = connect(&base, Some(&ana.token)).await;
+    ana.enter("lobby").await;
+    assert_eq!(ana.say("lobby", "four").await["seq"], 4);
+    running.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn clearing_history_empties_the_room_and_keeps_seqs_growing() {
+    let server = admin::server().await;
+    let ana = server.client().await;
+    let mut bo = server.client().await;
+    ana.enter("lobby").await;
+    bo.enter("lobby").await;
+    for i in 0..5 {
+        ana.say("lobby", &format!("m{i}")).await;
+    }
+    let admin = Admin::login(&server).await;
+    let (status, body) = admin.delete("/admin/api/rooms/lobby/messages").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["messages"], 5);
+    assert_eq!(bo.event("history_cleared").await.args, [json!("lobby")]);
+    let (_, history) = get_json(&server.url("/api/rooms/lobby/messages")).await;
+    assert_eq!(history, json!([]));
+    assert_eq!(ana.say("lobby", "after").await["seq"], 6);
+    let (_, room) = admin.get("/admin/api/rooms/lobby").await;
+    assert_eq!(room["messages"], 1);
+}
+
+#[tokio::test]
+async fn ending_a_call_tells_its_participants() {
+    let server = admin::server().await;
+    let mut ana = server.client().await;
+    let mut bo = server.client().await;
+    let mut cy = server.client().await;
+    for c in [&ana, &bo, &cy] {
+        c.enter("lobby").await;
+    }
+    ana.ok("join_call", &[json!("lobby")]).await;
+    bo.ok("join_call", &[json!("lobby")]).await;
+    let admin = Admin::login(&server).await;
+    let (status, body) = admin.post("/admin/api/rooms/lobby/end-call").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["participants"], 2);
+    assert_eq!(ana.event("call_ended").await.args, [json!("lobby")]);
+    assert_eq!(bo.event("call_ended").await.args, [json!("lobby")]);
+    cy.no_event("call_ended").await;
+    // Out of the call: signals are refused, and joining again starts afresh.
+    ana.err(
+        "offer",
+        &[json!({ "to": bo.c.sid, "description": { "type": "offer", "sdp": "x" } })],
+        "not_in_call",
+    )
+    .await;
+    let (_, room) = admin.get("/admin/api/rooms/lobby").await;
+    assert_eq!(room["in_call"], 0);
+    let ack = bo.ok("join_call", &[json!("lobby")]).await;
+    assert_eq!(ack["peers"], json!([]));
+    // Everyone is still in the chat.
+    ana.say("lobby", "still chatting").await;
+    assert_eq!(admin.post("/admin/api/rooms/quiet/end-call").await.0, 404);
+}
+
+#[tokio::test]
+async fn disconnecting_a_member_tells_it_why() {
+    let server = admin::server().await;
+    let mut ana = server.client().await;
+    let mut bo = server.client().await;
+    ana.enter("lobby").await;
+    bo.enter("lobby").await;
+    let admin = Admin::login(&server).await;
+    let (status, _) = admin
+        .post(&format!("/admin/api/connections/{}/disconnect", bo.c.sid))
+        .await;
+    assert_eq!(status, 200);
+    let kicked = bo.event("kicked").await;
+    assert_eq!(kicked.args[0]["reason"], "disconnected");
+    assert!(
+        kicked.args[0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    bo.event("disconnect").await;
+    let bye = ana.event("bye").await;
+    assert_eq!(bye.args[1]["id"], bo.c.sid.as_str());
+    // The same session may come back (this is not a ban).
+    let back = connect(&server.base, Some(&bo.token)).await;
+    assert_eq!(back.user, bo.user);
+    assert_eq!(
+        admin
+            .post("/admin/api/connections/nosuchsocket/disconnect")
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn closing_a_room_empties_and_unlists_it() {
+    let server = admin::server().await;
+    let mut ana = server.client().await;
+    let mut bo = server.client().await;
+    let mut outside = server.client().await;
+    ana.enter("lobby").await;
+    bo.enter("lobby").await;
+    ana.ok("join_call", &[json!("lobby")]).await;
+    // The list everyone sees shows the room first (changes within one
+    // coalescing window that end where they began are not announced).
+    let listed = json!([{ "name": "lobby", "count": 2 }]);
+    while outside.event("room_change").await.args[0] != listed {}
+    ana.say("lobby", "bye all").await;
+    ana.say("lobby", "really").await;
+    let admin = Admin::login(&server).await;
+    let (status, body) = admin.post("/admin/api/rooms/lobby/close").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["members"], 2);
+    assert_eq!(body["messages"], 2);
+    assert_eq!(ana.event("room_closed").await.args, [json!("lobby")]);
+    assert_eq!(bo.event("room_closed").await.args, [json!("lobby")]);
+    // Out of the room: no longer members, the lists no longer show it.
+    ana.err(
+        "new_message",
+        &[json!("lobby"), json!("hello?")],
+        "not_in_room",
+    )
+    .await;
+    let (_, rooms) = get_json(&server.url("/api/rooms")).await;
+    assert_eq!(rooms, json!([]));
+    // The room list pushed to everyone drops it.
+    let mut last = json!(null);
+    for _ in 0..4 {
+        last = outside.event("room_change").await.args[0].clone();
+        if last == json!([]) {
+            break;
+        }
+    }
+    assert_eq!(last, json!([]));
+    let (_, o) = admin.get("/admin/api/overview").await;
+    assert_eq!(o["rooms_total"], 0);
+    assert_eq!(admin.get("/admin/api/rooms/lobby").await.0, 404);
+    // Entering again opens it afresh; seqs keep growing.
+    let ack = bo.enter("lobby").await;
+    assert_eq!(ack["messages"], json!([]));
+    assert_eq!(bo.say("lobby", "new start").await["seq"], 3);
+    assert_eq!(admin.post("/admin/api/rooms/nowhere/close").await.0, 404);
+    assert_eq!(admin.post("/admin/api/rooms/%01bad/close").await.0, 400);
+}
+
+#[tokio::test]
+async fn revoking_a_session_ends_its_identity() {
+    let server = admin::server().await;
+    let mut ana = server.client().await;
+    let mut ana_tab2 = connect(&server.base, Some(&ana.token)).await;
+    let bo = server.client().await;
+    ana.enter("lobby").await;
+    bo.enter("lobby").await;
+    let admin = Admin::login(&server).await;
+    let (status, body) = admin
+        .post(&format!("/admin/api/users/{}/revoke", ana.user))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions"], 1);
+    assert_eq!(body["connections"], 2);
+    for c in [&mut ana, &mut ana_tab2] {
+        assert_eq!(c.event("kicked").await.args[0]["reason"], "session_revoked");
+        c.event("disconnect").await;
+    }
+    // The old token no longer names that user.
+    let again = connect(&server.base, Some(&ana.token)).await;
+    assert_ne!(again.user, ana.user);
+    assert_ne!(again.token, ana.token);
+    // Unknown or malformed users.
+    assert_eq!(
+        admin
+            .post("/admin/api/users/abcdef0123456789/revoke")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(admin.post("/admin/api/users/not-hex!/revoke").await.0, 400);
+    bo.say("lobby", "unaffected").await;
+}
