@@ -1,0 +1,98 @@
+// The admin page in a real browser: log in with a password hashed by
+// `noom hash-password`, watch a room fill up live, delete a message (it
+// disappears from the members' pages too), disconnect a member and close the
+// room (the pages explain what happened and do not come back by themselves).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { BIN, startServer, launchBrowser, openPage, roomPath, waitEntered } from "./harness.mjs";
+
+const PASSWORD = "browser admin secret";
+let server, browser;
+
+before(async () => {
+  const hashed = spawnSync(BIN, ["hash-password"], { input: PASSWORD + "\n", encoding: "utf8" });
+  assert.equal(hashed.status, 0, hashed.stderr);
+  server = await startServer({ env: { NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim() } });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function send(page, text) {
+  await page.fill("#message-input", text);
+  await page.getByTestId("send").click();
+  await page.locator("#messages .message.own .text", { hasText: text }).first().waitFor();
+}
+
+test("an administrator logs in, watches a room live and manages it", async () => {
+  const admin = await openPage(browser, server, "/admin");
+  // Not logged in: the login page, and a wrong password is refused.
+  await admin.waitForURL("**/admin/login");
+  await admin.getByTestId("password").fill("not the password");
+  await admin.getByTestId("login").click();
+  await admin.getByTestId("login-error").getByText("Wrong password").waitFor();
+  await admin.getByTestId("password").fill(PASSWORD);
+  await admin.getByTestId("login").click();
+  await admin.waitForURL(/\/admin$/);
+  await admin.getByTestId("connection").and(admin.locator('[data-state="connected"]')).waitFor();
+  // Every action asks first; the test says yes.
+  admin.on("dialog", (dialog) => dialog.accept());
+
+  const room = "ops <room>";
+  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
+  await waitEntered(ann);
+  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben" });
+  await waitEntered(ben);
+  await send(ann, "keep this");
+  await send(ann, "remove <b>this</b>");
+  await ben.locator("#messages .message .text", { hasText: "remove <b>this</b>" }).waitFor();
+
+  // The room appears live with its two members.
+  const row = admin.locator(`#rooms tr[data-room="${room}"]`);
+  await row.locator("td:nth-child(2)", { hasText: "2" }).waitFor();
+  await row.getByTestId("admin-room").click();
+  await admin.getByTestId("room-detail").waitFor();
+  assert.equal(await admin.locator("#room-title").textContent(), room);
+  const members = admin.getByTestId("admin-members");
+  await members.locator("tr", { hasText: "Ann" }).waitFor();
+  await members.locator("tr", { hasText: "Ben" }).waitFor();
+  assert.equal(await members.locator("tr").count(), 2);
+  assert.match(await members.locator("tr", { hasText: "Ben" }).textContent(), /websocket/);
+
+  // Delete one message: gone from the admin history and from both pages.
+  const history = admin.getByTestId("admin-history");
+  const doomed = history.locator("li", { hasText: "remove <b>this</b>" });
+  await doomed.waitFor();
+  await doomed.getByTestId("delete-message").click();
+  await doomed.waitFor({ state: "detached" });
+  for (const page of [ann, ben]) {
+    await page.locator("#messages .message .text", { hasText: "remove <b>this</b>" }).waitFor({ state: "detached" });
+    assert.equal(await page.locator("#messages .message .text", { hasText: "keep this" }).count(), 1);
+  }
+  assert.equal(await history.locator("li").count(), 1);
+  assert.equal(await admin.locator("#history b").count(), 0, "message text stays text");
+
+  // Disconnect Ben: his page says so and stays disconnected.
+  await members.locator("tr", { hasText: "Ben" }).getByTestId("disconnect").click();
+  await ben.getByTestId("connection").and(ben.locator('[data-state="kicked"]')).waitFor();
+  await ben.locator("#messages .notice", { hasText: "administrator disconnected you" }).waitFor();
+  await members.locator("tr", { hasText: "Ben" }).waitFor({ state: "detached" });
+  await ann.locator("#members li", { hasText: "Ben" }).waitFor({ state: "detached" });
+
+  // Close the room: Ann is told, cannot post, and the room leaves the lists.
+  await admin.getByTestId("close-room").click();
+  await ann.locator("#messages .notice", { hasText: "closed this room" }).waitFor();
+  assert.equal(await ann.locator("#message-input").isDisabled(), true);
+  await row.waitFor({ state: "detached" });
+  const rooms = await (await fetch(server.url("/api/rooms"))).json();
+  assert.deepEqual(rooms, []);
+
+  for (const page of [admin, ann, ben]) {
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  }
+});
