@@ -11,7 +11,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::auth::Caller;
-use super::{Admin, AdminError};
+use super::{Admin, AdminError, blocking};
 use crate::signaling::hub::{call_group, chat_group};
 
 /// Why a connection was closed, as `kicked` tells it.
@@ -113,9 +113,7 @@ impl Admin {
         }
         let store = self.hub.store.clone();
         let name = room.to_string();
-        let removed = tokio::task::spawn_blocking(move || store.close_room(&name))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        let removed = blocking(move || Ok(store.close_room(&name)?)).await?;
         self.hub.store.durable().await?;
         self.hub.rooms_changed();
         log(
@@ -134,9 +132,7 @@ impl Admin {
         }
         let store = self.hub.store.clone();
         let name = room.to_string();
-        let removed = tokio::task::spawn_blocking(move || store.clear_history(&name))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        let removed = blocking(move || Ok(store.clear_history(&name)?)).await?;
         self.hub.store.durable().await?;
         let _ = self
             .io
@@ -183,9 +179,7 @@ impl Admin {
     pub async fn revoke_user(&self, caller: &Caller, user: &str) -> Result<Value, AdminError> {
         let store = self.hub.store.clone();
         let name = user.to_string();
-        let sessions = tokio::task::spawn_blocking(move || store.revoke_user(&name))
-            .await
-            .map_err(|e| AdminError::Internal(e.to_string()))??;
+        let sessions = blocking(move || Ok(store.revoke_user(&name)?)).await?;
         let connections = self.hub.connections_of_user(user);
         if sessions == 0 && connections.is_empty() {
             return Err(AdminError::NotFound(format!("no session of user `{user}`")));

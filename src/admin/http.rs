@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::auth::{self, ApiCaller, Via, client_addr};
 use super::session::Gate;
-use super::{AdminError, AdminRef};
+use super::{AdminError, AdminRef, blocking};
 use crate::signaling::validate;
 
 /// Longest password checked (hashing cost grows with the input).
@@ -198,14 +198,6 @@ fn json<T: serde::Serialize>(value: T) -> Response {
 fn room_name(admin: &AdminRef, raw: &str) -> Result<String, AdminError> {
     validate::room_name(raw, admin.hub.config.limits.room_name_max)
         .map_err(|e| AdminError::BadRequest(e.message))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
-) -> Result<T, AdminError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
 }
 
 async fn overview(State(admin): State<AdminRef>, _: ApiCaller) -> Result<Response, AdminError> {

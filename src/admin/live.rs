@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Admin;
 use super::auth::{self, Via};
+use crate::store::StoreError;
 
 /// The namespace of the live admin page.
 pub const NAMESPACE: &str = "/admin";
@@ -97,31 +98,28 @@ async fn on_connect(admin: Weak<Admin>, s: SocketRef) {
     );
 }
 
-async fn overview(admin: &Arc<Admin>) -> Option<Value> {
+/// A view built on the blocking pool, as JSON; `None` (logged) on failure.
+async fn view<T: serde::Serialize + Send + 'static>(
+    admin: &Arc<Admin>,
+    build: impl FnOnce(&Admin) -> Result<T, StoreError> + Send + 'static,
+) -> Option<Value> {
     let admin = admin.clone();
-    let result = tokio::task::spawn_blocking(move || admin.overview()).await;
-    match result {
-        Ok(Ok(o)) => serde_json::to_value(o).ok(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot build the admin overview");
+    match super::blocking(move || Ok(build(&admin)?)).await {
+        Ok(v) => serde_json::to_value(v).ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build a view for the admin page");
             None
         }
-        Err(_) => None,
     }
+}
+
+async fn overview(admin: &Arc<Admin>) -> Option<Value> {
+    view(admin, Admin::overview).await
 }
 
 /// A room's detail as JSON (`null` when the room is gone).
 async fn detail(admin: &Arc<Admin>, room: String) -> Option<Value> {
-    let admin = admin.clone();
-    let result = tokio::task::spawn_blocking(move || admin.room_detail(&room)).await;
-    match result {
-        Ok(Ok(d)) => serde_json::to_value(d).ok(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot build a room view for the admin page");
-            None
-        }
-        Err(_) => None,
-    }
+    view(admin, move |a| a.room_detail(&room)).await
 }
 
 async fn push_overview(admin: &Arc<Admin>, s: &SocketRef) {

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { BIN, startServer, launchBrowser, openPage, roomPath, waitEntered } from "./harness.mjs";
+import { BIN, startServer, launchBrowser, openPage, roomPath, waitEntered, sendMessage } from "./harness.mjs";
 
 const PASSWORD = "browser admin secret";
 let server, browser;
@@ -21,12 +21,6 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
-
-async function send(page, text) {
-  await page.fill("#message-input", text);
-  await page.getByTestId("send").click();
-  await page.locator("#messages .message.own .text", { hasText: text }).first().waitFor();
-}
 
 test("an administrator logs in, watches a room live and manages it", async () => {
   const admin = await openPage(browser, server, "/admin");
@@ -47,8 +41,8 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   await waitEntered(ann);
   const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben" });
   await waitEntered(ben);
-  await send(ann, "keep this");
-  await send(ann, "remove <b>this</b>");
+  await sendMessage(ann, "keep this");
+  await sendMessage(ann, "remove <b>this</b>");
   await ben.locator("#messages .message .text", { hasText: "remove <b>this</b>" }).waitFor();
 
   // The room appears live with its two members.

@@ -2,7 +2,7 @@
 // the Korean interface, and the chat drawer on a phone-sized screen.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, openPage, roomPath, waitEntered, until } from "./harness.mjs";
+import { startServer, launchBrowser, openPage, roomPath, waitEntered, until, sendMessage } from "./harness.mjs";
 
 let server, browser;
 
@@ -16,12 +16,6 @@ after(async () => {
   await server?.stop();
 });
 
-async function send(page, text) {
-  await page.fill("#message-input", text);
-  await page.getByTestId("send").click();
-  await page.locator("#messages .message.own .text", { hasText: text }).first().waitFor();
-}
-
 test("two pages chat; HTML in a message is shown as text", async () => {
   const room = "chat <room>";
   const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
@@ -31,11 +25,11 @@ test("two pages chat; HTML in a message is shown as text", async () => {
   assert.equal(await ann.locator("#room-name").textContent(), room);
   await ann.locator("#members li", { hasText: "Ben <b>" }).waitFor();
 
-  await send(ann, "hello Ben");
+  await sendMessage(ann, "hello Ben");
   await ben.locator("#messages .message .text", { hasText: "hello Ben" }).waitFor();
 
   const html = '<img src=x onerror="window.pwned=1"><b>bold</b> & <script>window.pwned=2</script>';
-  await send(ben, html);
+  await sendMessage(ben, html);
   const shown = ann.locator("#messages .message .text").last();
   await shown.getByText(html, { exact: true }).waitFor();
   assert.equal(await shown.textContent(), html);
@@ -110,13 +104,13 @@ test("on a phone the chat is a drawer with an unread count", async () => {
   await waitEntered(phone);
   await waitEntered(desk);
   assert.equal(await phone.locator("#message-input").isVisible(), false, "drawer closed");
-  await send(desk, "ping");
+  await sendMessage(desk, "ping");
   await phone.getByTestId("unread").getByText("1").waitFor();
   await phone.getByTestId("chat-toggle").click();
   await phone.locator("#message-input").waitFor({ state: "visible" });
   await phone.locator("#messages .message .text", { hasText: "ping" }).waitFor({ state: "visible" });
   assert.equal(await phone.getByTestId("unread").isVisible(), false);
-  await send(phone, "pong");
+  await sendMessage(phone, "pong");
   await desk.locator("#messages .message .text", { hasText: "pong" }).waitFor();
   await phone.keyboard.press("Escape");
   await phone.locator("#message-input").waitFor({ state: "hidden" });

@@ -200,6 +200,13 @@ export async function waitEntered(page) {
   });
 }
 
+/** Send a chat message from a room page and wait until it shows as sent. */
+export async function sendMessage(page, text) {
+  await page.fill("#message-input", text);
+  await page.getByTestId("send").click();
+  await page.locator("#messages .message.own .text", { hasText: text }).first().waitFor();
+}
+
 /** Click "Join call" and wait for the call phase. */
 export async function joinCall(page) {
   await waitEntered(page);

@@ -12,6 +12,7 @@ import {
   joinCall,
   expectLiveTiles,
   until,
+  sendMessage,
 } from "./harness.mjs";
 
 let server, browser;
@@ -37,12 +38,6 @@ const recordBanner = () => {
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
 };
 
-async function send(page, text) {
-  await page.fill("#message-input", text);
-  await page.getByTestId("send").click();
-  await page.locator("#messages .message.own .text", { hasText: text }).first().waitFor();
-}
-
 /** Message texts shown, in order, and whether any seq is shown twice. */
 function shown(page) {
   return page.evaluate(() => {
@@ -61,8 +56,8 @@ test("restart: banners, missed messages once, call rebuilt", async () => {
   await joinCall(ann);
   await joinCall(ben);
   await expectLiveTiles(ann, ["Ben"]);
-  await send(ann, "before 1");
-  await send(ben, "before 2");
+  await sendMessage(ann, "before 1");
+  await sendMessage(ben, "before 2");
   await ann.locator("#messages .message .text", { hasText: "before 2" }).waitFor();
 
   // Ben's page is frozen (as a phone freezes a background tab) for the whole
@@ -76,7 +71,7 @@ test("restart: banners, missed messages once, call rebuilt", async () => {
     what: "Ann reconnected",
     timeout: 20000,
   });
-  for (let i = 1; i <= 3; i++) await send(ann, `meanwhile ${i}`);
+  for (let i = 1; i <= 3; i++) await sendMessage(ann, `meanwhile ${i}`);
 
   await cdp.send("Page.setWebLifecycleState", { state: "active" });
   await until(ben, () => window.__banner.includes("reconnecting") && window.__banner.at(-1) === "reconnected", null, {
@@ -84,7 +79,7 @@ test("restart: banners, missed messages once, call rebuilt", async () => {
     timeout: 20000,
   });
   await ben.locator("#messages .message .text", { hasText: "meanwhile 3" }).waitFor();
-  await send(ben, "after");
+  await sendMessage(ben, "after");
   await ann.locator("#messages .message .text", { hasText: "after" }).waitFor();
 
   const want = ["before 1", "before 2", "meanwhile 1", "meanwhile 2", "meanwhile 3", "after"];
