@@ -126,7 +126,13 @@ async fn login(
         tracing::warn!(target: "noom::admin", client = %addr, "cross-site login attempt refused");
         return login_refused(StatusCode::FORBIDDEN, "Cross-site login refused.");
     }
-    if let Gate::Closed(wait) = admin.limiter.check(addr) {
+    let Ok(Form(form)) = form else {
+        return login_refused(
+            StatusCode::BAD_REQUEST,
+            "Send the password field of the form.",
+        );
+    };
+    if let Gate::Closed(wait) = admin.limiter.attempt(addr) {
         let secs = wait.as_secs().max(1);
         let mut response = login_refused(
             StatusCode::TOO_MANY_REQUESTS,
@@ -137,15 +143,8 @@ async fn login(
         }
         return response;
     }
-    let Ok(Form(form)) = form else {
-        return login_refused(
-            StatusCode::BAD_REQUEST,
-            "Send the password field of the form.",
-        );
-    };
     let ok = form.password.len() <= PASSWORD_MAX && admin.password_matches(form.password).await;
     if !ok {
-        admin.limiter.failed(addr);
         tracing::warn!(target: "noom::admin", client = %addr, "failed admin login");
         return login_refused(StatusCode::UNAUTHORIZED, "Wrong password.");
     }

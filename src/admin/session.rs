@@ -112,7 +112,8 @@ struct Failures {
 }
 
 /// Counts failed logins per client address: after `max` failures within
-/// `lockout`, the address waits `lockout` before it may try again.
+/// `lockout`, the address waits `lockout` before it may try again. A success
+/// forgets the address's failures.
 pub struct LoginLimiter {
     max: u64,
     lockout: Duration,
@@ -128,17 +129,17 @@ impl LoginLimiter {
         }
     }
 
-    pub fn check(&self, addr: IpAddr) -> Gate {
-        let now = Instant::now();
-        match self.map.lock().get(&addr).and_then(|f| f.locked_until) {
-            Some(until) if until > now => Gate::Closed(until - now),
-            _ => Gate::Open,
-        }
-    }
-
-    pub fn failed(&self, addr: IpAddr) {
+    /// Admits a login attempt from `addr`, counting it as a failure until it
+    /// succeeds: parallel attempts cannot slip past the limit while their
+    /// passwords are being checked.
+    pub fn attempt(&self, addr: IpAddr) -> Gate {
         let now = Instant::now();
         let mut map = self.map.lock();
+        if let Some(until) = map.get(&addr).and_then(|f| f.locked_until)
+            && until > now
+        {
+            return Gate::Closed(until - now);
+        }
         if map.len() >= MAX_TRACKED {
             let lockout = self.lockout;
             map.retain(|_, f| {
@@ -150,8 +151,7 @@ impl LoginLimiter {
             first: now,
             locked_until: None,
         });
-        let stale =
-            now.duration_since(f.first) >= self.lockout || f.locked_until.is_some_and(|u| u <= now);
+        let stale = now.duration_since(f.first) >= self.lockout || f.locked_until.is_some();
         if stale {
             *f = Failures {
                 count: 0,
@@ -163,6 +163,7 @@ impl LoginLimiter {
         if f.count >= self.max {
             f.locked_until = Some(now + self.lockout);
         }
+        Gate::Open
     }
 
     pub fn succeeded(&self, addr: IpAddr) {
@@ -192,14 +193,13 @@ mod tests {
         let limiter = LoginLimiter::new(3, Duration::from_secs(60));
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let b: IpAddr = "192.0.2.2".parse().expect("ip");
-        for _ in 0..2 {
-            limiter.failed(a);
+        for _ in 0..3 {
+            assert_eq!(limiter.attempt(a), Gate::Open);
         }
-        assert_eq!(limiter.check(a), Gate::Open);
-        limiter.failed(a);
-        assert!(matches!(limiter.check(a), Gate::Closed(d) if d <= Duration::from_secs(60)));
-        assert_eq!(limiter.check(b), Gate::Open);
+        assert!(matches!(limiter.attempt(a), Gate::Closed(d) if d <= Duration::from_secs(60)));
+        assert_eq!(limiter.attempt(b), Gate::Open);
+        limiter.succeeded(b);
         limiter.succeeded(a);
-        assert_eq!(limiter.check(a), Gate::Open);
+        assert_eq!(limiter.attempt(a), Gate::Open);
     }
 }
