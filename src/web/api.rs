@@ -66,6 +66,20 @@ pub async fn messages(
     }
 }
 
+/// The address and scheme the server sees for this request: to check a
+/// reverse-proxy set-up (`server.trusted_proxies`) from outside.
+pub async fn whoami(
+    State(web): State<Web>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    Json(json!({
+        "ip": web.proxies.client_ip(peer, &headers).to_string(),
+        "https": web.proxies.is_https(peer, &headers),
+    }))
+    .into_response()
+}
+
 pub async fn healthz(State(web): State<Web>) -> Response {
     let store = web.hub.store.healthy();
     // A relay whose self-test has not finished yet is not reported as failing.

@@ -1,10 +1,13 @@
 //! The HTTP side: pages, the JSON API, health, metrics and embedded static files.
 //!
 //! Routes follow `docs/protocol.md` ("HTTP"). Socket.IO is mounted around this
-//! router by [`crate::app`]; everything else is answered here.
+//! router by [`crate::app`]; everything else is answered here. HTTPS, the
+//! redirect port and reverse proxies are in [`https`] and [`client_addr`].
 
 mod api;
 mod assets;
+pub mod client_addr;
+pub mod https;
 mod pages;
 
 use std::sync::Arc;
@@ -24,6 +27,8 @@ use crate::signaling::Hub;
 pub struct Web {
     pub hub: Arc<Hub>,
     pub io: SocketIo,
+    /// Trusted proxies and whether the listener is HTTPS: see [`client_addr`].
+    pub proxies: client_addr::Proxies,
 }
 
 /// Pages may load only what the server itself serves.
@@ -37,6 +42,8 @@ pub fn router(web: Web) -> Router {
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/messages", get(api::messages))
         .route("/api/relay/self-test", get(api::relay_self_test))
+        .route("/api/whoami", get(api::whoami))
+        .route("/docs/deploy.md", get(assets::deploy_doc))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .route("/static/{*path}", get(assets::serve))
