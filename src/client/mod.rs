@@ -57,13 +57,64 @@ pub struct Client {
 impl Client {
     /// Connects to `base` (`http://host:port`) with an optional handshake `auth` object.
     pub async fn connect(base: &str, auth: Option<Value>) -> Result<Client, ClientError> {
+        Self::connect_with(base, auth, None).await
+    }
+
+    /// Like [`Client::connect`]; with `tls`, `base` is `https://host:port` and
+    /// the WebSocket runs over TLS (wss) with that rustls configuration.
+    pub async fn connect_with(
+        base: &str,
+        auth: Option<Value>,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> Result<Client, ClientError> {
         let url = format!(
             "{}/socket.io/?EIO=4&transport=websocket",
             base.trim_end_matches('/').replacen("http", "ws", 1)
         );
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let connect = |e: &dyn std::fmt::Display| ClientError::Connect(e.to_string());
+        match tls {
+            None => {
+                let (ws, _) =
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+                        .await
+                        .map_err(|e| connect(&e))?;
+                Self::handshake(ws, auth).await
+            }
+            Some(tls) => {
+                let uri: tokio_tungstenite::tungstenite::http::Uri =
+                    url.parse().map_err(|e| connect(&e))?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| ClientError::Connect(format!("no host in {url}")))?
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let port = uri.port_u16().unwrap_or(443);
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .map_err(|e| connect(&e))?;
+                let _ = tcp.set_nodelay(true);
+                let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| connect(&e))?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| connect(&e))?;
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(url.as_str(), stream, None)
+                        .await
+                        .map_err(|e| connect(&e))?;
+                Self::handshake(ws, auth).await
+            }
+        }
+    }
+
+    async fn handshake<S>(
+        ws: tokio_tungstenite::WebSocketStream<S>,
+        auth: Option<Value>,
+    ) -> Result<Client, ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sink, mut stream) = ws.split();
 
         let open = next_text(&mut stream).await?;
