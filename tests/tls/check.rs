@@ -142,3 +142,23 @@ fn a_bad_config_fails_with_the_key_named() {
     assert!(!out.status.success(), "{text}");
     assert!(fail_line(&text, "tls.").is_some(), "{text}");
 }
+
+#[test]
+fn the_shipped_deploy_config_loads() {
+    let overrides = noom::config::Overrides {
+        config: Some("deploy/noom.toml".into()),
+        ..Default::default()
+    };
+    let config =
+        noom::config::Config::load(&overrides, Vec::new()).expect("deploy/noom.toml loads");
+    assert!(config.tls_enabled());
+    assert_eq!(config.server.http, "0.0.0.0:443");
+    assert_eq!(
+        config.turns_addr().expect("valid"),
+        Some("0.0.0.0:5349".parse().expect("addr"))
+    );
+    assert_eq!(
+        config.http_redirect_addr().expect("valid"),
+        Some("0.0.0.0:80".parse().expect("addr"))
+    );
+}
