@@ -166,6 +166,13 @@ impl App {
         ];
 
         let stop_http = CancellationToken::new();
+        let public = config.public_url()?;
+        let target = RedirectTarget {
+            base: public.as_ref().filter(|u| u.https).map(|u| u.base.clone()),
+            https_port: http_addr.port(),
+            host: crate::tls::host_of(http_addr),
+            data_dir: config.server.data_dir.clone(),
+        };
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = {
             let stop = stop_http.clone();
@@ -182,25 +189,26 @@ impl App {
                 Some(cert) => {
                     // HTTP/1.1 only: WebSocket upgrades (Socket.IO) need it.
                     let tls = cert.server_config(&[b"http/1.1"]);
-                    let incoming = TlsIncoming::new(listener, tls, stop.clone())
-                        .map_err(|source| AppError::Bind { addr, source })?
-                        .tap_io(|_| {});
+                    let (incoming, plain) = TlsIncoming::new(listener, tls, stop.clone())
+                        .map_err(|source| AppError::Bind { addr, source })?;
+                    let incoming = incoming.tap_io(|_| {});
+                    let redirect = redirect_router(target.clone());
                     tokio::spawn(async move {
-                        axum::serve(incoming, service)
+                        // Plain HTTP on the HTTPS port gets a redirect, not a broken handshake.
+                        let wrong_scheme = axum::serve(plain, redirect)
+                            .with_graceful_shutdown(stop.clone().cancelled_owned());
+                        let wrong_scheme = tokio::spawn(async move { wrong_scheme.await });
+                        let served = axum::serve(incoming, service)
                             .with_graceful_shutdown(async move { stop.cancelled().await })
-                            .await
+                            .await;
+                        let _ = wrong_scheme.await;
+                        served
                     })
                 }
             }
         };
-        let public = config.public_url()?;
         let redirect = redirect_listener.map(|listener| {
-            let target = RedirectTarget {
-                base: public.as_ref().filter(|u| u.https).map(|u| u.base.clone()),
-                https_port: http_addr.port(),
-                host: crate::tls::host_of(http_addr),
-                data_dir: config.server.data_dir.clone(),
-            };
+            let target = target.clone();
             let stop = stop_http.clone();
             tokio::spawn(async move {
                 axum::serve(listener, redirect_router(target))

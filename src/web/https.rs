@@ -4,7 +4,10 @@
 //!
 //! TLS handshakes run in tasks of their own (with a deadline), so a slow or
 //! silent client cannot hold up the accept loop; finished connections are
-//! handed to axum like plain TCP ones, with the same `ConnectInfo`.
+//! handed to axum like plain TCP ones, with the same `ConnectInfo`. A client
+//! that speaks plain HTTP to the HTTPS port (someone typing `http://host:3000`)
+//! is recognised by its first byte and redirected instead of getting a broken
+//! handshake.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 const HANDSHAKE: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for axum to take them.
 const QUEUE: usize = 1024;
+/// The first byte of a TLS record carrying a handshake (ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Where `certbot --webroot` puts its HTTP-01 tokens, inside the data directory.
 pub const ACME_DIR: &str = "acme-challenge";
 
@@ -36,16 +41,25 @@ pub struct TlsIncoming {
     local: SocketAddr,
 }
 
+/// Connections to the HTTPS port that spoke plain HTTP, as an axum listener
+/// (served by [`redirect_router`]).
+pub struct PlainIncoming {
+    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
 impl TlsIncoming {
     /// Accepts on `listener` until `stop`; each connection gets TCP_NODELAY
-    /// and a TLS handshake with `config`.
+    /// and a TLS handshake with `config`, or goes to the returned
+    /// [`PlainIncoming`] when it does not start with a TLS handshake.
     pub fn new(
         listener: TcpListener,
         config: Arc<ServerConfig>,
         stop: CancellationToken,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<(Self, PlainIncoming)> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (plain_tx, plain_rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
@@ -64,19 +78,53 @@ impl TlsIncoming {
                 };
                 // Chat frames are small and latency-bound: no Nagle delay.
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, plain_tx) = (acceptor.clone(), tx.clone(), plain_tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
+                    let handshake = async {
+                        let mut first = [0u8; 1];
+                        match tcp.peek(&mut first).await {
+                            Ok(1) if first[0] != TLS_HANDSHAKE_RECORD => Err(tcp),
+                            _ => Ok(acceptor.accept(tcp).await),
+                        }
+                    };
+                    match tokio::time::timeout(HANDSHAKE, handshake).await {
+                        Ok(Ok(Ok(tls))) => {
                             let _ = tx.send((tls, from)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%from, error = %e, "TLS handshake failed"),
+                        Ok(Ok(Err(e))) => {
+                            tracing::debug!(%from, error = %e, "TLS handshake failed")
+                        }
+                        Ok(Err(plain)) => {
+                            let _ = plain_tx.send((plain, from)).await;
+                        }
                         Err(_) => tracing::debug!(%from, "TLS handshake timed out"),
                     }
                 });
             }
         });
-        Ok(Self { rx, local })
+        Ok((
+            Self { rx, local },
+            PlainIncoming {
+                rx: plain_rx,
+                local,
+            },
+        ))
+    }
+}
+
+impl axum::serve::Listener for PlainIncoming {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
     }
 }
 

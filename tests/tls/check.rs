@@ -135,6 +135,25 @@ fn reports_a_relay_port_held_by_another_program() {
     drop(squatter);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_a_running_noom_when_it_holds_the_ports_and_data() {
+    let s = Server::start(|c, _| c.tls.self_signed = true).await;
+    let relay = s.running.relay().expect("relay").udp_addr();
+    let toml = format!(
+        "[server]\nhttp = \"{}\"\ndata_dir = {:?}\n\n[turn]\nlisten = \"{relay}\"\ntls_listen = \"off\"\n\n[tls]\nself_signed = true\n",
+        s.addr(),
+        s.dir.path().join("data").display().to_string()
+    );
+    let dir = s.dir.path().to_path_buf();
+    let (out, text) = tokio::task::spawn_blocking(move || check(&dir, &toml))
+        .await
+        .expect("check ran");
+    assert!(out.status.success(), "exit {:?}:\n{text}", out.status);
+    assert!(text.contains("in use by a running noom"), "{text}");
+    assert!(text.contains("served by a running noom"), "{text}");
+    assert!(text.contains("whose relay self-test passed"), "{text}");
+}
+
 #[test]
 fn a_bad_config_fails_with_the_key_named() {
     let dir = tempfile::TempDir::new().expect("dir");

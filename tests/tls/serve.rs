@@ -178,13 +178,56 @@ async fn plain_http_port_redirects_to_https_and_answers_acme_challenges() {
         .expect("challenge");
     assert_eq!(resp.status(), 404);
 
-    // The HTTPS port itself does not speak plain HTTP.
-    assert!(
-        http.get(format!("http://{}/healthz", s.addr()))
-            .send()
-            .await
-            .is_err()
+    // Plain HTTP on the HTTPS port itself is redirected too, instead of
+    // failing as a broken TLS handshake.
+    let resp = http
+        .get(format!("http://{}/r/lobby", s.addr()))
+        .send()
+        .await
+        .expect("plain HTTP on the HTTPS port");
+    assert_eq!(resp.status(), 308);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://127.0.0.1:{}/r/lobby", s.addr().port()).as_str()
     );
+    // And HTTPS still works there.
+    let resp = insecure()
+        .get(format!("https://{}/healthz", s.addr()))
+        .send()
+        .await
+        .expect("HTTPS");
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificate_is_made_again_when_the_configured_names_change() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let with_hosts = |hosts: &[&str]| {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        move |c: &mut noom::config::Config, _: &std::path::Path| {
+            c.tls.self_signed = true;
+            c.tls.hosts = hosts;
+        }
+    };
+    let first = Server::start_in(dir.path(), with_hosts(&["a.test"])).await;
+    let a = first.cert().expect("cert").fingerprint();
+    first.shutdown().await.expect("shutdown");
+    // A subset of the names: the same certificate.
+    let again = Server::start_in(dir.path(), with_hosts(&[])).await;
+    assert_eq!(again.cert().expect("cert").fingerprint(), a);
+    again.shutdown().await.expect("shutdown");
+    // A new name: a new certificate that covers it.
+    let other = Server::start_in(dir.path(), with_hosts(&["b.test"])).await;
+    let b = other.cert().expect("cert").current();
+    assert_ne!(b.fingerprint, a);
+    let info = noom::tls::inspect(b.leaf()).expect("parses");
+    assert!(info.names.iter().any(|n| n == "b.test"), "{:?}", info.names);
+    assert!(
+        info.names.iter().any(|n| n == "localhost"),
+        "{:?}",
+        info.names
+    );
+    other.shutdown().await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
