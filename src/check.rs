@@ -426,6 +426,14 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
         turn.secret = format!("check-{:032x}", rand::random::<u128>());
     }
     let turns = config.turns_addr().ok().flatten();
+    if turns.is_some() && config.turn.public_host.is_empty() {
+        r.warn(
+            "relay",
+            "TURNS is on but turn.public_host is empty: browsers get turns: URLs with an IP \
+             address, which the certificate must name",
+            "set turn.public_host to the certificate's host name (e.g. the host of server.public_url)",
+        );
+    }
     if let Some(addr) = turns {
         match std::net::TcpListener::bind(addr) {
             Ok(_) => r.ok("relay", format!("{addr} (TURNS) is free")),
