@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         }
     };
     let public_https = matches!(config.public_url(), Ok(Some(u)) if u.https);
+    let config_public_url = Some(config.server.public_url.clone());
     runtime.block_on(async move {
         let running = match noom::App::start(config).await {
             Ok(running) => running,
@@ -89,6 +90,15 @@ fn main() -> ExitCode {
             }
         };
         println!("noom {} listening on {}", noom::VERSION, running.url());
+        let addr = running.http_addr();
+        if addr.ip().is_unspecified()
+            && !matches!(config_public_url.as_deref(), Some(u) if !u.is_empty())
+            && let Some(ip) = noom::tls::default_route_ip()
+        {
+            let scheme = if running.is_https() { "https" } else { "http" };
+            let shown = std::net::SocketAddr::new(ip, addr.port());
+            println!("other devices on this network: {scheme}://{shown}");
+        }
         if let Some(redirect) = running.redirect_addr() {
             println!("plain HTTP on {redirect} redirects to HTTPS");
         }
