@@ -181,3 +181,57 @@ fn the_shipped_deploy_config_loads() {
         Some("0.0.0.0:80".parse().expect("addr"))
     );
 }
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused_at_load() {
+    let load = |toml: &str| {
+        let dir = tempfile::TempDir::new().expect("dir");
+        let path = dir.path().join("noom.toml");
+        std::fs::write(&path, toml).expect("write");
+        let overrides = noom::config::Overrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        noom::config::Config::load(&overrides, Vec::new()).map_err(|e| e.to_string())
+    };
+    for (toml, key) in [
+        ("[tls]\ncert = \"c.pem\"\n", "tls.cert"),
+        (
+            "[tls]\nself_signed = true\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+            "tls.self_signed",
+        ),
+        (
+            "[tls]\nself_signed = true\nhttp_redirect = \"port 80\"\n",
+            "tls.http_redirect",
+        ),
+        ("[tls]\nreload_secs = 0\n", "tls.reload_secs"),
+        ("[turn]\ntls_listen = \"0.0.0.0:5349\"\n", "turn.tls_listen"),
+        (
+            "[server]\ntrusted_proxies = [\"nginx\"]\n",
+            "server.trusted_proxies",
+        ),
+        (
+            "[server]\npublic_url = \"noom.example.org\"\n",
+            "server.public_url",
+        ),
+    ] {
+        let err = load(toml).expect_err(toml);
+        assert!(err.contains(key), "{toml}: {err}");
+    }
+    // The environment reaches the new section like the others.
+    let config = noom::config::Config::load(
+        &noom::config::Overrides::default(),
+        vec![
+            ("NOOM_TLS_SELF_SIGNED".to_string(), "true".to_string()),
+            ("NOOM_TLS_HOSTS".to_string(), "a.test, b.test".to_string()),
+            (
+                "NOOM_SERVER_TRUSTED_PROXIES".to_string(),
+                "10.0.0.0/8".to_string(),
+            ),
+        ],
+    )
+    .expect("loads");
+    assert!(config.tls.self_signed);
+    assert_eq!(config.tls.hosts, ["a.test", "b.test"]);
+    assert_eq!(config.server.trusted_proxies, ["10.0.0.0/8"]);
+}
