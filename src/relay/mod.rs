@@ -201,20 +201,25 @@ impl Relay {
                 };
                 let listener = std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(TcpListener::from_std)
-                    .map_err(|source| RelayError::Bind {
-                        addr,
-                        transport: "tls",
-                        source,
-                    })?;
-                let bound = listener.local_addr().ok();
-                tasks.push(tokio::spawn(serve_tls(
-                    server.clone(),
-                    listener,
-                    acceptor,
-                    stop.clone(),
-                )));
-                bound
+                    .and_then(TcpListener::from_std);
+                match listener {
+                    Ok(listener) => {
+                        let bound = listener.local_addr().ok();
+                        tasks.push(tokio::spawn(serve_tls(
+                            server.clone(),
+                            listener,
+                            acceptor,
+                            stop.clone(),
+                        )));
+                        bound
+                    }
+                    // TURNS is the last resort of a few networks: without its
+                    // port the relay still serves UDP and TCP, not advertising it.
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "TURNS is NOT listening (port taken?); the relay runs without it");
+                        None
+                    }
+                }
             }
             None => None,
         };

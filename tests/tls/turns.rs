@@ -70,3 +70,28 @@ fn turns_defaults_to_port_5349_when_tls_is_on() {
     c.turn.tls_listen = "off".into();
     assert_eq!(c.turns_addr().expect("valid"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_turns_port_leaves_the_relay_running_without_turns() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = squatter.local_addr().expect("addr");
+    let s = Server::start(|c, _| {
+        c.tls.self_signed = true;
+        c.turn.tls_listen = taken.to_string();
+    })
+    .await;
+    let relay = s.running.relay().expect("the relay still runs");
+    assert_eq!(relay.tls_addr(), None);
+    let servers = relay.ice_servers("someone");
+    let urls = servers[1]["urls"].as_array().expect("urls");
+    assert!(
+        urls.iter()
+            .all(|u| !u.as_str().unwrap_or("").starts_with("turns:")),
+        "{servers:?}"
+    );
+    let mut c = Raw::udp(relay.udp_addr())
+        .await
+        .creds(rest_credentials("alice", 600));
+    assert!(is_success(&c.allocate().await));
+    drop(squatter);
+}
