@@ -469,6 +469,17 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
                     "check turn.listen / turn.public_ip and that the firewall lets UDP 3478 and the relay range in",
                 );
             }
+            if !public.is_loopback()
+                && !tls::local_addresses().is_empty()
+                && !tls::local_addresses().contains(&public)
+            {
+                r.warn(
+                    "relay",
+                    format!("the relay advertises {public}, which is not an address of this machine"),
+                    "fine behind a 1:1 NAT (most clouds) when UDP/TCP 3478, TCP 5349 and the relay range \
+                     are forwarded; otherwise correct turn.public_ip",
+                );
+            }
             if public.is_loopback() || is_private(public) {
                 r.warn(
                     "relay",
