@@ -131,6 +131,7 @@ impl App {
             hub: hub.clone(),
             io: io.clone(),
             proxies,
+            cert: cert.clone(),
         })
         .layer(sio_layer);
         if cert.as_ref().is_some_and(|c| !c.is_self_signed()) && config.tls.hsts {

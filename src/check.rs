@@ -22,7 +22,7 @@ use crate::relay::Relay;
 use crate::tls;
 
 /// Certificates expiring sooner than this are reported.
-const EXPIRY_WARN: Duration = Duration::from_secs(14 * 86_400);
+const EXPIRY_WARN: Duration = Duration::from_secs(tls::EXPIRY_WARN_SECS as u64);
 /// How long a probe of a running noom may take.
 const PROBE: Duration = Duration::from_secs(8);
 

@@ -31,6 +31,8 @@ pub const SELF_SIGNED_KEY: &str = "tls-self-signed.key";
 const SELF_SIGNED_NAMES: &str = "tls-self-signed.names";
 /// How long a generated certificate is valid.
 const SELF_SIGNED_DAYS: u64 = 3650;
+/// A certificate expiring sooner than this is reported (log, `/healthz`, `noom check`).
+pub const EXPIRY_WARN_SECS: i64 = 14 * 86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -64,6 +66,8 @@ pub struct Loaded {
     pub fingerprint: String,
     /// Hash of the two files' bytes, to notice changes.
     digest: [u8; 32],
+    /// When the leaf certificate expires (`None` when it cannot be read).
+    pub not_after: Option<SystemTime>,
 }
 
 impl Loaded {
@@ -134,10 +138,14 @@ fn parse(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8]) -> Result<Loa
             reason: e.to_string(),
         })?;
     let fingerprint = fingerprint(certified.cert[0].as_ref());
+    let not_after = inspect(certified.cert[0].as_ref())
+        .ok()
+        .map(|i| i.not_after);
     Ok(Loaded {
         key: Arc::new(certified),
         fingerprint,
         digest: digest_of(cert_pem, key_pem),
+        not_after,
     })
 }
 
@@ -232,6 +240,15 @@ impl CertStore {
         self.current.read().clone()
     }
 
+    /// Seconds until the certificate served now expires (negative: expired).
+    pub fn expires_in_secs(&self) -> Option<i64> {
+        let not_after = self.current.read().not_after?;
+        Some(match not_after.duration_since(SystemTime::now()) {
+            Ok(left) => left.as_secs() as i64,
+            Err(past) => -(past.duration().as_secs() as i64),
+        })
+    }
+
     /// A rustls server configuration resolving through this store.
     pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
@@ -280,7 +297,20 @@ impl CertStore {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut warned: Option<std::time::Instant> = None;
         loop {
+            // A renewal that keeps failing shows in the log a day at a time.
+            if let Some(left) = self.expires_in_secs()
+                && left < EXPIRY_WARN_SECS
+                && warned.is_none_or(|at| at.elapsed() > Duration::from_secs(86_400))
+            {
+                warned = Some(std::time::Instant::now());
+                tracing::warn!(
+                    days = left / 86_400,
+                    cert = %self.source.cert.display(),
+                    "the TLS certificate expires soon (or has expired): is its renewal running?"
+                );
+            }
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,

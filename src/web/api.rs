@@ -94,12 +94,34 @@ pub async fn healthz(State(web): State<Web>) -> Response {
             Some(t) => (false, json!({ "status": "failing", "detail": t.detail })),
         },
     };
-    let up = store && relay_ok;
+    // An expired certificate fails every visitor; one about to expire is a warning.
+    let (tls_ok, tls) = match &web.cert {
+        None => (true, json!({ "status": "off" })),
+        Some(cert) => {
+            let left = cert.expires_in_secs();
+            let status = match left {
+                Some(s) if s <= 0 => "expired",
+                Some(s) if s < crate::tls::EXPIRY_WARN_SECS => "expiring",
+                _ => "ok",
+            };
+            (
+                status != "expired",
+                json!({
+                    "status": status,
+                    "self_signed": cert.is_self_signed(),
+                    "days_left": left.map(|s| s / 86_400),
+                    "fingerprint": cert.fingerprint(),
+                }),
+            )
+        }
+    };
+    let up = store && relay_ok && tls_ok;
     let body = json!({
         "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
         "store": if store { "ok" } else { "failing" },
         "relay": relay,
+        "tls": tls,
     });
     let status = if up {
         StatusCode::OK
@@ -122,6 +144,15 @@ pub async fn metrics(State(web): State<Web>) -> Response {
     let mut text = web.hub.metrics.render(&gauges);
     if let Some(relay) = &web.hub.relay {
         relay.render_metrics(&mut text);
+    }
+    if let Some(left) = web.cert.as_ref().and_then(|c| c.expires_in_secs()) {
+        crate::metrics::write_metric(
+            &mut text,
+            "noom_tls_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until the served TLS certificate expires (negative: expired).",
+            &[(String::new(), left as f64)],
+        );
     }
     (
         [(

@@ -29,6 +29,8 @@ pub struct Web {
     pub io: SocketIo,
     /// Trusted proxies and whether the listener is HTTPS: see [`client_addr`].
     pub proxies: client_addr::Proxies,
+    /// The certificate served, when `[tls]` is on (expiry in health and metrics).
+    pub cert: Option<Arc<crate::tls::CertStore>>,
 }
 
 /// Pages may load only what the server itself serves.

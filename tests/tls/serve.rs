@@ -304,3 +304,50 @@ async fn socketio_works_over_wss() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_show_when_the_certificate_expires() {
+    let ca = Ca::new();
+    let soon = ca.leaf(&[HOST], -80, 5);
+    let s = Server::start(|c, dir| {
+        let (cert, key) = soon.write(dir);
+        c.tls.cert = cert.to_string_lossy().into();
+        c.tls.key = key.to_string_lossy().into();
+    })
+    .await;
+    let client = trusting(&ca.der, s.addr());
+    let health: Value = client
+        .get(s.named("/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["status"], "ok", "expiring is a warning: {health}");
+    assert_eq!(health["tls"]["status"], "expiring", "{health}");
+    assert_eq!(health["tls"]["self_signed"], false, "{health}");
+    assert!(
+        matches!(health["tls"]["days_left"].as_i64(), Some(4 | 5)),
+        "{health}"
+    );
+    assert_eq!(health["tls"]["fingerprint"], soon.fingerprint().as_str());
+    let metrics = client
+        .get(s.named("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("noom_tls_certificate_expiry_seconds "))
+        .unwrap_or_else(|| panic!("no expiry gauge:\n{metrics}"));
+    let secs: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    assert!((4.0 * 86_400.0..=5.0 * 86_400.0).contains(&secs), "{line}");
+}
