@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::signaling::{self, Hub};
 use crate::store::{Retention, Store, StoreError, StoreOptions};
+use crate::tls::{CertStore, TlsError};
+use crate::web::client_addr::Proxies;
+use crate::web::https::{RedirectTarget, TlsIncoming, redirect_router};
 use crate::web::{self, Web};
 
 /// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
@@ -36,6 +39,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("admin password: {0}")]
     AdminPassword(#[from] admin::PasswordError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -53,6 +58,9 @@ pub struct App;
 /// A started server.
 pub struct Running {
     http_addr: SocketAddr,
+    redirect_addr: Option<SocketAddr>,
+    cert: Option<Arc<CertStore>>,
+    url: String,
     relay: Option<Arc<Relay>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), AppError>>,
@@ -84,15 +92,32 @@ impl App {
         } else {
             None
         };
+        let cert = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || CertStore::from_config(&config)).await??
+        };
         let listener = listen(addr).map_err(|source| AppError::Bind { addr, source })?;
         let http_addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
+        let redirect_listener = match config.http_redirect_addr()? {
+            Some(addr) => Some(listen(addr).map_err(|source| AppError::Bind { addr, source })?),
+            None => None,
+        };
+        let redirect_addr = match &redirect_listener {
+            Some(l) => Some(l.local_addr().map_err(|source| AppError::Bind {
+                addr: http_addr,
+                source,
+            })?),
+            None => None,
+        };
 
         // A relay that cannot start (port taken, bad secret file) leaves chat and
         // LAN calls working: it is reported in the log and in /healthz instead.
         let (relay, relay_error) = if config.turn.enabled {
-            match Relay::start(&config.turn, &config.server.data_dir).await {
+            let turns = config.turns_addr()?;
+            let shared = cert.as_ref().map(|c| c.server_config(&[]));
+            match Relay::start(&config.turn, &config.server.data_dir, turns, shared).await {
                 Ok(relay) => {
                     let probe = relay.clone();
                     tokio::spawn(async move {
@@ -108,25 +133,43 @@ impl App {
         } else {
             (None, None)
         };
+        let proxies = Proxies::new(config.trusted_proxies()?, cert.is_some());
         let mut hub = Hub::new(config.clone(), store.clone(), metrics, relay.clone());
         hub.relay_error = relay_error;
+        hub.proxies = proxies.clone();
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
         let (sio_layer, io) = signaling::layer(&hub);
         let admin = match admin_password {
             Some(hash) => {
-                let admin = Arc::new(Admin::new(hub.clone(), io.clone(), hash, false));
+                let admin = Arc::new(Admin::new(
+                    hub.clone(),
+                    io.clone(),
+                    hash,
+                    proxies.clone(),
+                    cert.clone(),
+                ));
                 admin::live::register(&io, &admin);
                 Some(admin)
             }
             None => None,
         };
-        let router = web::router(Web {
+        let mut router = web::router(Web {
             hub: hub.clone(),
             io: io.clone(),
             admin: admin.clone(),
+            proxies,
+            cert: cert.clone(),
         })
         .layer(sio_layer);
+        if cert.as_ref().is_some_and(|c| !c.is_self_signed()) && config.tls.hsts {
+            // Only with a certificate browsers trust: HSTS on a self-signed one
+            // would lock visitors out of the "proceed anyway" page.
+            router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                axum::http::header::STRICT_TRANSPORT_SECURITY,
+                axum::http::HeaderValue::from_static("max-age=31536000"),
+            ));
+        }
 
         let shutdown = CancellationToken::new();
         let stop_store = CancellationToken::new();
@@ -142,26 +185,80 @@ impl App {
                 shutdown.clone(),
             )),
             tokio::spawn(retention(hub.clone(), shutdown.clone())),
+            match &cert {
+                Some(cert) => tokio::spawn(cert.clone().watch(
+                    Duration::from_secs(config.tls.reload_secs),
+                    shutdown.clone(),
+                )),
+                None => tokio::spawn(async {}),
+            },
         ];
         if let Some(admin) = admin {
             background.push(tokio::spawn(admin::live::run(admin, shutdown.clone())));
         }
 
         let stop_http = CancellationToken::new();
+        let public = config.public_url()?;
+        let target = RedirectTarget {
+            base: public.as_ref().filter(|u| u.https).map(|u| u.base.clone()),
+            https_port: http_addr.port(),
+            host: crate::tls::host_of(http_addr),
+            data_dir: config.server.data_dir.clone(),
+        };
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = {
             let stop = stop_http.clone();
+            match &cert {
+                None => tokio::spawn(async move {
+                    // Chat frames are small and latency-bound: no Nagle delay.
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, service)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                }),
+                Some(cert) => {
+                    // HTTP/1.1 only: WebSocket upgrades (Socket.IO) need it.
+                    let tls = cert.server_config(&[b"http/1.1"]);
+                    let (incoming, plain) = TlsIncoming::new(listener, tls, stop.clone())
+                        .map_err(|source| AppError::Bind { addr, source })?;
+                    let incoming = incoming.tap_io(|_| {});
+                    let redirect = redirect_router(target.clone());
+                    tokio::spawn(async move {
+                        // Plain HTTP on the HTTPS port gets a redirect, not a broken handshake.
+                        let wrong_scheme = axum::serve(plain, redirect)
+                            .with_graceful_shutdown(stop.clone().cancelled_owned());
+                        let wrong_scheme = tokio::spawn(async move { wrong_scheme.await });
+                        let served = axum::serve(incoming, service)
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await;
+                        let _ = wrong_scheme.await;
+                        served
+                    })
+                }
+            }
+        };
+        let redirect = redirect_listener.map(|listener| {
+            let target = target.clone();
+            let stop = stop_http.clone();
             tokio::spawn(async move {
-                // Chat frames are small and latency-bound: no Nagle delay.
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+                axum::serve(listener, redirect_router(target))
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
             })
+        });
+        let url = match &public {
+            Some(u) => u.base.clone(),
+            None => {
+                let scheme = if cert.is_some() { "https" } else { "http" };
+                let shown = if http_addr.ip().is_unspecified() {
+                    SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), http_addr.port())
+                } else {
+                    http_addr
+                };
+                format!("{scheme}://{shown}")
+            }
         };
 
         let task = {
@@ -182,6 +279,9 @@ impl App {
                         Ok(())
                     }
                 };
+                if let Some(redirect) = redirect {
+                    let _ = tokio::time::timeout(DRAIN, redirect).await;
+                }
                 if let Some(relay) = &relay {
                     relay.shutdown().await;
                 }
@@ -192,9 +292,20 @@ impl App {
                 served
             })
         };
-        tracing::info!(%http_addr, data_dir = %config.server.data_dir.display(), "noom is listening");
+        tracing::info!(%http_addr, https = cert.is_some(), ?redirect_addr, data_dir = %config.server.data_dir.display(), "noom is listening");
+        if let Some(cert) = &cert {
+            tracing::info!(
+                fingerprint = %cert.fingerprint(),
+                self_signed = cert.is_self_signed(),
+                cert = %cert.source().cert.display(),
+                "serving HTTPS"
+            );
+        }
         Ok(Running {
             http_addr,
+            redirect_addr,
+            cert,
+            url,
             relay: hub_relay,
             shutdown,
             task,
@@ -206,6 +317,27 @@ impl Running {
     /// The address the HTTP server (and Socket.IO) listens on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The plain-HTTP port that redirects to HTTPS, when configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_addr
+    }
+
+    /// The certificate served, when TLS is on (fingerprint, reloads).
+    pub fn cert(&self) -> Option<&Arc<CertStore>> {
+        self.cert.as_ref()
+    }
+
+    /// Whether the main listener serves HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.cert.is_some()
+    }
+
+    /// The URL to open: `server.public_url`, else the listen address
+    /// (loopback when listening on all addresses).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The relay, when enabled (its addresses, allocations, self-test).

@@ -22,6 +22,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub store: StoreConfig,
     pub turn: TurnConfig,
+    pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
 }
@@ -33,6 +34,33 @@ pub struct ServerConfig {
     pub http: String,
     /// Directory holding the database; created when missing.
     pub data_dir: PathBuf,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` / `X-Forwarded-Proto`
+    /// are believed; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The URL people open, e.g. `https://noom.example.org`; empty: derived
+    /// from the listen address. Used for redirects and what is printed.
+    pub public_url: String,
+}
+
+/// HTTPS built in: a certificate from files (reloaded when they change) or a
+/// self-signed one generated into the data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Generate a self-signed certificate once (kept in the data directory).
+    pub self_signed: bool,
+    /// PEM certificate chain (leaf first) and its private key.
+    pub cert: String,
+    pub key: String,
+    /// Names the self-signed certificate covers besides localhost and the
+    /// machine's addresses; `noom check` also checks a given certificate against them.
+    pub hosts: Vec<String>,
+    /// Plain-HTTP address that redirects to HTTPS, e.g. `0.0.0.0:80`; empty: off.
+    pub http_redirect: String,
+    /// How often the certificate files are checked for changes, in seconds.
+    pub reload_secs: u64,
+    /// Send Strict-Transport-Security (only ever with a real certificate).
+    pub hsts: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +163,22 @@ impl Default for ServerConfig {
         Self {
             http: "0.0.0.0:3000".into(),
             data_dir: PathBuf::from("data"),
+            trusted_proxies: Vec::new(),
+            public_url: String::new(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            self_signed: false,
+            cert: String::new(),
+            key: String::new(),
+            hosts: Vec::new(),
+            http_redirect: String::new(),
+            reload_secs: 5,
+            hsts: true,
         }
     }
 }
@@ -375,12 +419,185 @@ impl Config {
             return Err(bad("store.retention_interval_secs", "must be at least 1"));
         }
         self.turn.validate()?;
+        self.tls.validate()?;
         self.admin.validate()?;
+        if self.turn.tls_listen_addr()?.is_some()
+            && self.turn.tls_cert.is_empty()
+            && !self.tls_enabled()
+        {
+            return Err(bad(
+                "turn.tls_listen",
+                "needs a certificate: turn on [tls] (shared) or set turn.tls_cert and turn.tls_key",
+            ));
+        }
+        self.trusted_proxies()?;
+        self.public_url()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
                 "must be a level (error, warn, info, debug, trace) or a RUST_LOG-style filter",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a list of CIDRs or bare addresses named `key`.
+fn parse_cidrs(key: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::BadValue {
+                    key: key.into(),
+                    origin: "configuration".into(),
+                    reason: format!("`{c}` is not an address or a CIDR like 10.0.0.0/8"),
+                })
+        })
+        .collect()
+}
+
+impl Config {
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_cidrs("server.trusted_proxies", &self.server.trusted_proxies)
+    }
+
+    /// `server.public_url`, parsed (`None` when empty).
+    pub fn public_url(&self) -> Result<Option<PublicUrl>, ConfigError> {
+        let raw = self.server.public_url.trim();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let bad = |reason: &str| ConfigError::BadValue {
+            key: "server.public_url".into(),
+            origin: "configuration".into(),
+            reason: format!("`{raw}` {reason}"),
+        };
+        let uri: axum::http::Uri = raw
+            .parse()
+            .map_err(|_| bad("is not a URL like https://noom.example.org"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("must start with https:// or http://")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("has no host name"))?;
+        Ok(Some(PublicUrl {
+            https,
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            base: raw.trim_end_matches('/').to_string(),
+        }))
+    }
+
+    /// Whether the main listener serves HTTPS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.enabled()
+    }
+
+    /// The address of the plain-HTTP redirect listener, when TLS is on and one is configured.
+    pub fn http_redirect_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if !self.tls_enabled() || self.tls.http_redirect.is_empty() {
+            return Ok(None);
+        }
+        self.tls
+            .http_redirect
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::BadValue {
+                key: "tls.http_redirect".into(),
+                origin: "configuration".into(),
+                reason: format!(
+                    "`{}` is not an address like 0.0.0.0:80",
+                    self.tls.http_redirect
+                ),
+            })
+    }
+
+    /// The TURNS address: `turn.tls_listen` when set ("off" turns it off),
+    /// else port 5349 on the relay's IP when TLS is on (port 0 when the relay's
+    /// port is 0, as in tests).
+    pub fn turns_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.turn.tls_listen.as_str() {
+            "off" => Ok(None),
+            "" if self.tls_enabled() || !self.turn.tls_cert.is_empty() => {
+                let listen = self.turn.listen_addr()?;
+                let port = if listen.port() == 0 {
+                    0
+                } else {
+                    DEFAULT_TURNS_PORT
+                };
+                Ok(Some(SocketAddr::new(listen.ip(), port)))
+            }
+            _ => self.turn.tls_listen_addr(),
+        }
+    }
+}
+
+/// The TURNS port used when `[tls]` is on and `turn.tls_listen` is empty.
+pub const DEFAULT_TURNS_PORT: u16 = 5349;
+
+/// `server.public_url`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicUrl {
+    pub https: bool,
+    /// The host name (or IP) alone.
+    pub host: String,
+    /// The URL without a trailing slash, to which paths are appended.
+    pub base: String,
+}
+
+impl TlsConfig {
+    /// TLS is on with a self-signed certificate or a given one.
+    pub fn enabled(&self) -> bool {
+        self.self_signed || !self.cert.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| ConfigError::BadValue {
+            key: key.into(),
+            origin: "configuration".into(),
+            reason: reason.into(),
+        };
+        if self.cert.is_empty() != self.key.is_empty() {
+            let key = if self.cert.is_empty() {
+                "tls.cert"
+            } else {
+                "tls.key"
+            };
+            return Err(bad(
+                key,
+                "tls.cert and tls.key go together: set both or neither",
+            ));
+        }
+        if self.self_signed && !self.cert.is_empty() {
+            return Err(bad(
+                "tls.self_signed",
+                "choose one: self_signed = true or a certificate (tls.cert and tls.key)",
+            ));
+        }
+        if !(1..=3600).contains(&self.reload_secs) {
+            return Err(bad("tls.reload_secs", "must be between 1 and 3600"));
+        }
+        if !self.http_redirect.is_empty() && self.http_redirect.parse::<SocketAddr>().is_err() {
+            return Err(bad(
+                "tls.http_redirect",
+                "must be empty (off) or an address like 0.0.0.0:80",
+            ));
+        }
+        for host in &self.hosts {
+            if host.is_empty()
+                || host.contains(['/', ' ', ':']) && host.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(bad(
+                    "tls.hosts",
+                    &format!("`{host}` is not a host name or an IP address"),
+                ));
+            }
         }
         Ok(())
     }
@@ -458,7 +675,7 @@ impl TurnConfig {
 
     /// The TURNS address, when TLS is configured.
     pub fn tls_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        if self.tls_listen.is_empty() {
+        if self.tls_listen.is_empty() || self.tls_listen == "off" {
             return Ok(None);
         }
         self.tls_listen
@@ -473,22 +690,11 @@ impl TurnConfig {
 
     /// Parses `allow_peers` or `deny_peers`.
     pub fn cidrs(&self, allow: bool) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        let (key, list) = if allow {
-            ("turn.allow_peers", &self.allow_peers)
+        if allow {
+            parse_cidrs("turn.allow_peers", &self.allow_peers)
         } else {
-            ("turn.deny_peers", &self.deny_peers)
-        };
-        list.iter()
-            .map(|c| {
-                c.parse::<ipnet::IpNet>()
-                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| ConfigError::BadValue {
-                        key: key.into(),
-                        origin: "configuration".into(),
-                        reason: format!("`{c}` is not an address or a CIDR like 10.0.0.0/8"),
-                    })
-            })
-            .collect()
+            parse_cidrs("turn.deny_peers", &self.deny_peers)
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -499,15 +705,12 @@ impl TurnConfig {
         };
         self.listen_addr()?;
         self.public_ip()?;
-        if self.tls_listen_addr()?.is_some() {
-            for (key, path) in [
-                ("turn.tls_cert", &self.tls_cert),
-                ("turn.tls_key", &self.tls_key),
-            ] {
-                if path.is_empty() {
-                    return Err(bad(key, "is required when turn.tls_listen is set".into()));
-                }
-            }
+        self.tls_listen_addr()?;
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(bad(
+                "turn.tls_cert",
+                "turn.tls_cert and turn.tls_key go together: set both or neither".into(),
+            ));
         }
         self.cidrs(true)?;
         self.cidrs(false)?;

@@ -12,14 +12,15 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "noom", version, about)]
 struct Cli {
     /// Config file (default: ./noom.toml when present).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
     /// HTTP listen address, e.g. 0.0.0.0:3000 (overrides server.http).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     http: Option<String>,
     /// Data directory (overrides server.data_dir).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// What to do; without one, serve.
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -29,6 +30,9 @@ enum Command {
     /// Print the Argon2id hash of an admin password, for `admin.password_hash`.
     /// Reads the password from the terminal (not echoed) or from standard input.
     HashPassword,
+    /// Check the configuration, certificate, data directory, ports and relay;
+    /// print what is wrong and how to fix it (exit code 1 when something fails).
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,11 @@ fn main() -> ExitCode {
     if let Some(Command::HashPassword) = cli.command {
         return hash_password();
     }
+    let origin = match &cli.config {
+        Some(path) => path.display().to_string(),
+        None if std::path::Path::new("noom.toml").is_file() => "noom.toml".into(),
+        None => "built-in defaults, no noom.toml".into(),
+    };
     let overrides = Overrides {
         config: cli.config,
         http: cli.http,
@@ -45,11 +54,22 @@ fn main() -> ExitCode {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let config = match Config::load(&overrides, env) {
         Ok(config) => config,
+        Err(e) if matches!(cli.command, Some(Command::Check)) => {
+            println!("FAIL  {:<11} {e}", "config");
+            println!(
+                "      {:<11} fix: correct that key (noom.toml lists every key with its default)",
+                ""
+            );
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("noom: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Check) = cli.command {
+        return check(&config, &origin);
+    }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     // Colours only on a terminal: journald and log files get plain text.
@@ -69,6 +89,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let public_https = matches!(config.public_url(), Ok(Some(u)) if u.https);
+    let config_public_url = Some(config.server.public_url.clone());
     runtime.block_on(async move {
         let running = match noom::App::start(config).await {
             Ok(running) => running,
@@ -78,11 +100,34 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!(
-            "noom {} listening on http://{}",
-            noom::VERSION,
-            running.http_addr()
-        );
+        println!("noom {} listening on {}", noom::VERSION, running.url());
+        let addr = running.http_addr();
+        if addr.ip().is_unspecified()
+            && !matches!(config_public_url.as_deref(), Some(u) if !u.is_empty())
+            && let Some(ip) = noom::tls::default_route_ip()
+        {
+            let scheme = if running.is_https() { "https" } else { "http" };
+            let shown = std::net::SocketAddr::new(ip, addr.port());
+            println!("other devices on this network: {scheme}://{shown}");
+        }
+        if let Some(redirect) = running.redirect_addr() {
+            println!("plain HTTP on {redirect} redirects to HTTPS");
+        }
+        if let Some(cert) = running.cert() {
+            if cert.is_self_signed() {
+                println!(
+                    "self-signed certificate {} (browsers warn once; compare this SHA-256 fingerprint):\n  {}",
+                    cert.source().cert.display(),
+                    cert.fingerprint()
+                );
+            }
+        } else if !public_https && !running.http_addr().ip().is_loopback() {
+            println!(
+                "HTTPS is off: browsers allow calls only on https:// or http://localhost. \
+                 For calls from other devices set `[tls] self_signed = true` (or cert and key) \
+                 in noom.toml; see docs/deploy.md."
+            );
+        }
         let token = running.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -137,6 +182,26 @@ fn hash_password() -> ExitCode {
             eprintln!("noom: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `noom check`: quiet logs (the relay's own self-test logs its result), a report on stdout.
+fn check(config: &Config, origin: &str) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("noom: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("noom {} check ({origin})", noom::VERSION);
+    let findings = runtime.block_on(noom::check::run(config, origin));
+    if noom::check::print(&findings) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -71,14 +71,6 @@ impl IntoResponse for Refused {
     }
 }
 
-/// The client address of a request (the TCP peer).
-pub fn client_addr(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
-}
-
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -117,7 +109,28 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
+fn peer(parts: &Parts) -> SocketAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), |c| {
+            c.0
+        })
+}
+
 impl Admin {
+    /// The client address of a request: the TCP peer, or what a trusted
+    /// reverse proxy says (`server.trusted_proxies`).
+    pub fn client_addr(&self, parts: &Parts) -> IpAddr {
+        self.proxies.client_ip(peer(parts), &parts.headers)
+    }
+
+    /// True when the browser reached the server over HTTPS (directly or
+    /// through a trusted proxy): the cookie is then marked `Secure`.
+    pub fn over_https(&self, parts: &Parts) -> bool {
+        self.proxies.is_https(peer(parts), &parts.headers)
+    }
+
     /// The administrator behind a request, without the forgery checks.
     pub fn identify(&self, headers: &HeaderMap, addr: IpAddr) -> Option<Caller> {
         if let Some(auth) = headers.get(header::AUTHORIZATION) {
@@ -143,7 +156,7 @@ impl Admin {
     /// anything but GET and HEAD.
     pub fn authorize(&self, parts: &Parts) -> Result<Caller, Refused> {
         let caller = self
-            .identify(&parts.headers, client_addr(parts))
+            .identify(&parts.headers, self.client_addr(parts))
             .ok_or(Refused::Unauthenticated)?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         if let (false, Via::Session { csrf, .. }) = (safe, &caller.via) {
@@ -160,25 +173,25 @@ impl Admin {
     }
 
     /// `Set-Cookie` value that opens a session in the browser.
-    pub fn session_cookie(&self, token: &str) -> String {
+    pub fn session_cookie(&self, token: &str, secure: bool) -> String {
         let max_age = i64::try_from(self.sessions.ttl().as_secs()).unwrap_or(i64::MAX);
         Cookie::build((COOKIE, token.to_string()))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Strict)
-            .secure(self.secure_cookies)
+            .secure(secure)
             .max_age(cookie::time::Duration::seconds(max_age))
             .build()
             .to_string()
     }
 
     /// `Set-Cookie` value that ends the session in the browser.
-    pub fn clear_cookie(&self) -> String {
+    pub fn clear_cookie(&self, secure: bool) -> String {
         Cookie::build((COOKIE, ""))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Strict)
-            .secure(self.secure_cookies)
+            .secure(secure)
             .max_age(cookie::time::Duration::ZERO)
             .build()
             .to_string()

@@ -15,7 +15,7 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::{self, ApiCaller, Via, client_addr};
+use super::auth::{self, ApiCaller, Via};
 use super::session::Gate;
 use super::{AdminError, AdminRef, blocking};
 use crate::signaling::validate;
@@ -71,7 +71,7 @@ fn no_store(mut response: Response) -> Response {
 }
 
 async fn page(State(admin): State<AdminRef>, parts: Parts) -> Response {
-    match admin.identify(&parts.headers, client_addr(&parts)) {
+    match admin.identify(&parts.headers, admin.client_addr(&parts)) {
         Some(auth::Caller {
             via: Via::Session { csrf, .. },
             ..
@@ -90,7 +90,7 @@ async fn login_page(State(admin): State<AdminRef>, parts: Parts) -> Response {
     if let Some(auth::Caller {
         via: Via::Session { .. },
         ..
-    }) = admin.identify(&parts.headers, client_addr(&parts))
+    }) = admin.identify(&parts.headers, admin.client_addr(&parts))
     {
         return Redirect::to("/admin").into_response();
     }
@@ -121,7 +121,7 @@ async fn login(
     parts: Parts,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let addr = client_addr(&parts);
+    let addr = admin.client_addr(&parts);
     if !auth::same_origin(&parts.headers) {
         tracing::warn!(target: "noom::admin", client = %addr, "cross-site login attempt refused");
         return login_refused(StatusCode::FORBIDDEN, "Cross-site login refused.");
@@ -152,7 +152,7 @@ async fn login(
     let (token, _) = admin.sessions.create();
     tracing::info!(target: "noom::admin", admin = %addr, "admin logged in");
     let mut response = Redirect::to("/admin").into_response();
-    if let Ok(v) = HeaderValue::from_str(&admin.session_cookie(&token)) {
+    if let Ok(v) = HeaderValue::from_str(&admin.session_cookie(&token, admin.over_https(&parts))) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     no_store(response)
@@ -168,7 +168,7 @@ async fn logout(
     parts: Parts,
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
-    let addr = client_addr(&parts);
+    let addr = admin.client_addr(&parts);
     let caller = admin.identify(&parts.headers, addr);
     let Some(auth::Caller {
         via: Via::Session { token, csrf },
@@ -184,7 +184,7 @@ async fn logout(
     admin.sessions.remove(&token);
     tracing::info!(target: "noom::admin", admin = %addr, "admin logged out");
     let mut response = Redirect::to("/admin/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&admin.clear_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&admin.clear_cookie(admin.over_https(&parts))) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response

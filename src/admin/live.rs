@@ -55,7 +55,7 @@ fn authenticate(admin: &Weak<Admin>, s: &SocketRef) -> Result<(), NotAdmin> {
     let admin = admin.upgrade().ok_or(NotAdmin)?;
     let parts = s.req_parts();
     let caller = admin
-        .identify(&parts.headers, auth::client_addr(parts))
+        .identify(&parts.headers, admin.client_addr(parts))
         .ok_or(NotAdmin)?;
     // The cookie is ambient: only the admin page's own origin may use it here.
     if matches!(caller.via, Via::Session { .. }) && !auth::same_origin(&parts.headers) {

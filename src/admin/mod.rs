@@ -32,6 +32,8 @@ pub use password::PasswordError;
 
 use crate::signaling::Hub;
 use crate::store::StoreError;
+use crate::tls::CertStore;
+use crate::web::client_addr::Proxies;
 
 /// Password checks running at once (each takes ~19 MiB and tens of ms).
 const VERIFY_CONCURRENCY: usize = 2;
@@ -46,15 +48,23 @@ pub struct Admin {
     limiter: session::LoginLimiter,
     verifying: tokio::sync::Semaphore,
     started: Instant,
-    /// Mark the cookie `Secure` (the server is reached over HTTPS).
-    secure_cookies: bool,
+    /// Trusted reverse proxies: the client's address and scheme.
+    proxies: Proxies,
+    /// The certificate served, when HTTPS is on (its expiry is a metric).
+    cert: Option<Arc<CertStore>>,
 }
 
 /// The admin router's state.
 pub type AdminRef = Arc<Admin>;
 
 impl Admin {
-    pub fn new(hub: Arc<Hub>, io: SocketIo, password_hash: String, secure_cookies: bool) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        io: SocketIo,
+        password_hash: String,
+        proxies: Proxies,
+        cert: Option<Arc<CertStore>>,
+    ) -> Self {
         let cfg = &hub.config.admin;
         let sessions = session::Sessions::new(Duration::from_secs(cfg.session_ttl_secs));
         let limiter = session::LoginLimiter::new(
@@ -71,7 +81,8 @@ impl Admin {
             limiter,
             verifying: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
             started: Instant::now(),
-            secure_cookies,
+            proxies,
+            cert,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct ConnectOptions {
     pub auth: Option<Value>,
     /// Extra HTTP headers of the WebSocket handshake (e.g. `Cookie`, `Origin`).
     pub headers: Vec<(String, String)>,
+    /// For an `https://` base: the TLS configuration of the wss connection.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 pub struct Client {
@@ -77,7 +79,8 @@ impl Client {
         Self::connect_with(base, options).await
     }
 
-    /// Connects to `base` with a namespace, `auth` and handshake headers.
+    /// Connects to `base` with a namespace, `auth`, handshake headers and,
+    /// for `https://` bases, TLS (wss) with the given rustls configuration.
     pub async fn connect_with(base: &str, options: ConnectOptions) -> Result<Client, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -85,15 +88,14 @@ impl Client {
             "{}/socket.io/?EIO=4&transport=websocket",
             base.trim_end_matches('/').replacen("http", "ws", 1)
         );
+        let connect = |e: &dyn std::fmt::Display| ClientError::Connect(e.to_string());
         let mut request = url
             .as_str()
             .into_client_request()
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+            .map_err(|e| connect(&e))?;
         for (name, value) in &options.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| ClientError::Connect(e.to_string()))?;
-            let value =
-                HeaderValue::from_str(value).map_err(|e| ClientError::Connect(e.to_string()))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| connect(&e))?;
+            let value = HeaderValue::from_str(value).map_err(|e| connect(&e))?;
             request.headers_mut().append(name, value);
         }
         let prefix = match options.namespace.as_str() {
@@ -101,9 +103,47 @@ impl Client {
             ns => format!("{ns},"),
         };
         let auth = options.auth;
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        match options.tls {
+            None => {
+                let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+                    .await
+                    .map_err(|e| connect(&e))?;
+                Self::handshake(ws, auth, prefix).await
+            }
+            Some(tls) => {
+                let uri = request.uri().clone();
+                let host = uri
+                    .host()
+                    .ok_or_else(|| ClientError::Connect(format!("no host in {url}")))?
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let port = uri.port_u16().unwrap_or(443);
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .map_err(|e| connect(&e))?;
+                let _ = tcp.set_nodelay(true);
+                let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| connect(&e))?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| connect(&e))?;
+                let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, None)
+                    .await
+                    .map_err(|e| connect(&e))?;
+                Self::handshake(ws, auth, prefix).await
+            }
+        }
+    }
+
+    async fn handshake<S>(
+        ws: tokio_tungstenite::WebSocketStream<S>,
+        auth: Option<Value>,
+        prefix: String,
+    ) -> Result<Client, ClientError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sink, mut stream) = ws.split();
 
         let open = next_text(&mut stream).await?;

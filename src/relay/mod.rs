@@ -85,7 +85,16 @@ impl Relay {
     /// wake-ups across threads (measured: about 15% less CPU per relayed
     /// packet than on the shared runtime, on par with coturn), and chat load
     /// cannot delay relayed media.
-    pub async fn start(cfg: &TurnConfig, data_dir: &Path) -> Result<Arc<Relay>, RelayError> {
+    ///
+    /// `turns`: the TURNS address (see [`crate::config::Config::turns_addr`]);
+    /// its certificate is `turn.tls_cert` when set, else `shared` (the web
+    /// server's, so a reload reaches both).
+    pub async fn start(
+        cfg: &TurnConfig,
+        data_dir: &Path,
+        turns: Option<SocketAddr>,
+        shared: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> Result<Arc<Relay>, RelayError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("noom-relay")
@@ -101,7 +110,7 @@ impl Relay {
         let started = {
             // Sockets register with the runtime they are created in.
             let _inside = runtime.enter();
-            Self::start_in(cfg, data_dir)
+            Self::start_in(cfg, data_dir, turns, shared)
         };
         match started {
             Ok(relay) => {
@@ -115,7 +124,12 @@ impl Relay {
         }
     }
 
-    fn start_in(cfg: &TurnConfig, data_dir: &Path) -> Result<Arc<Relay>, RelayError> {
+    fn start_in(
+        cfg: &TurnConfig,
+        data_dir: &Path,
+        turns: Option<SocketAddr>,
+        shared: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ) -> Result<Arc<Relay>, RelayError> {
         let listen = cfg.listen_addr()?;
         let secret = match cfg.secret.as_str() {
             "" => load_or_create_secret(data_dir)?,
@@ -174,25 +188,38 @@ impl Relay {
             }
             None => None,
         };
-        let tls_addr = match cfg.tls_listen_addr()? {
+        let tls_addr = match turns {
             Some(addr) => {
-                let acceptor = tls_acceptor(&cfg.tls_cert, &cfg.tls_key)?;
+                let acceptor = match shared {
+                    _ if !cfg.tls_cert.is_empty() => tls_acceptor(&cfg.tls_cert, &cfg.tls_key)?,
+                    Some(config) => tokio_rustls::TlsAcceptor::from(config),
+                    None => {
+                        return Err(RelayError::Tls(
+                            "TURNS needs a certificate: turn on [tls] or set turn.tls_cert and turn.tls_key".into(),
+                        ));
+                    }
+                };
                 let listener = std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(TcpListener::from_std)
-                    .map_err(|source| RelayError::Bind {
-                        addr,
-                        transport: "tls",
-                        source,
-                    })?;
-                let bound = listener.local_addr().ok();
-                tasks.push(tokio::spawn(serve_tls(
-                    server.clone(),
-                    listener,
-                    acceptor,
-                    stop.clone(),
-                )));
-                bound
+                    .and_then(TcpListener::from_std);
+                match listener {
+                    Ok(listener) => {
+                        let bound = listener.local_addr().ok();
+                        tasks.push(tokio::spawn(serve_tls(
+                            server.clone(),
+                            listener,
+                            acceptor,
+                            stop.clone(),
+                        )));
+                        bound
+                    }
+                    // TURNS is the last resort of a few networks: without its
+                    // port the relay still serves UDP and TCP, not advertising it.
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "TURNS is NOT listening (port taken?); the relay runs without it");
+                        None
+                    }
+                }
             }
             None => None,
         };

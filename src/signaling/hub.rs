@@ -85,6 +85,8 @@ pub struct Hub {
     pub relay: Option<Arc<crate::relay::Relay>>,
     /// Why the relay is enabled in the configuration but not running.
     pub relay_error: Option<String>,
+    /// Trusted reverse proxies: where client addresses come from.
+    pub proxies: crate::web::client_addr::Proxies,
     state: Mutex<State>,
     rooms_changed: Notify,
 }
@@ -126,6 +128,7 @@ impl Hub {
             metrics,
             relay,
             relay_error: None,
+            proxies: Default::default(),
             state: Mutex::new(State::default()),
             rooms_changed: Notify::new(),
         }

@@ -135,11 +135,11 @@ async fn authenticate(
         }
     };
     tracing::debug!(sid = %s.id, user = %session.user, "connected");
-    let addr = s
-        .req_parts()
+    let parts = s.req_parts();
+    let addr = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
+        .map(|info| hub.proxies.client_ip(info.0, &parts.headers));
     hub.register(s.id, key, session, token, addr);
     Metrics::inc(&hub.metrics.connections_total);
 

@@ -69,6 +69,20 @@ pub async fn messages(
     }
 }
 
+/// The address and scheme the server sees for this request: to check a
+/// reverse-proxy set-up (`server.trusted_proxies`) from outside.
+pub async fn whoami(
+    State(web): State<Web>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    Json(json!({
+        "ip": web.proxies.client_ip(peer, &headers).to_string(),
+        "https": web.proxies.is_https(peer, &headers),
+    }))
+    .into_response()
+}
+
 pub async fn healthz(State(web): State<Web>) -> Response {
     let store = web.hub.store.healthy();
     // A relay whose self-test has not finished yet is not reported as failing.
@@ -83,12 +97,34 @@ pub async fn healthz(State(web): State<Web>) -> Response {
             Some(t) => (false, json!({ "status": "failing", "detail": t.detail })),
         },
     };
-    let up = store && relay_ok;
+    // An expired certificate fails every visitor; one about to expire is a warning.
+    let (tls_ok, tls) = match &web.cert {
+        None => (true, json!({ "status": "off" })),
+        Some(cert) => {
+            let left = cert.expires_in_secs();
+            let status = match left {
+                Some(s) if s <= 0 => "expired",
+                Some(s) if s < crate::tls::EXPIRY_WARN_SECS => "expiring",
+                _ => "ok",
+            };
+            (
+                status != "expired",
+                json!({
+                    "status": status,
+                    "self_signed": cert.is_self_signed(),
+                    "days_left": left.map(|s| s / 86_400),
+                    "fingerprint": cert.fingerprint(),
+                }),
+            )
+        }
+    };
+    let up = store && relay_ok && tls_ok;
     let body = json!({
         "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
         "store": if store { "ok" } else { "failing" },
         "relay": relay,
+        "tls": tls,
     });
     let status = if up {
         StatusCode::OK
@@ -98,8 +134,9 @@ pub async fn healthz(State(web): State<Web>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The whole Prometheus exposition: the core's metrics, then the relay's.
-pub fn exposition(hub: &Hub, io: &SocketIo) -> String {
+/// The whole Prometheus exposition: the core's metrics, the relay's, and the
+/// certificate's expiry when HTTPS is on.
+pub fn exposition(hub: &Hub, io: &SocketIo, cert: Option<&crate::tls::CertStore>) -> String {
     let (ws, polling) = crate::signaling::connections_by_transport(io);
     let (rooms_live, calls_live) = hub.live_counts();
     let gauges = Gauges {
@@ -113,6 +150,15 @@ pub fn exposition(hub: &Hub, io: &SocketIo) -> String {
     if let Some(relay) = &hub.relay {
         relay.render_metrics(&mut text);
     }
+    if let Some(left) = cert.and_then(|c| c.expires_in_secs()) {
+        crate::metrics::write_metric(
+            &mut text,
+            "noom_tls_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until the served TLS certificate expires (negative: expired).",
+            &[(String::new(), left as f64)],
+        );
+    }
     text
 }
 
@@ -122,7 +168,7 @@ pub async fn metrics(State(web): State<Web>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        exposition(&web.hub, &web.io),
+        exposition(&web.hub, &web.io, web.cert.as_deref()),
     )
         .into_response()
 }

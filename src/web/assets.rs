@@ -43,3 +43,13 @@ pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Response {
     )
         .into_response()
 }
+
+/// The deployment guide, so the "calls need HTTPS" hint of the room page can
+/// link to instructions that match this build, even without internet access.
+pub async fn deploy_doc() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        include_str!("../../docs/deploy.md"),
+    )
+        .into_response()
+}

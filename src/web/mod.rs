@@ -1,10 +1,13 @@
 //! The HTTP side: pages, the JSON API, health, metrics and embedded static files.
 //!
 //! Routes follow `docs/protocol.md` ("HTTP"). Socket.IO is mounted around this
-//! router by [`crate::app`]; everything else is answered here.
+//! router by [`crate::app`]; everything else is answered here. HTTPS, the
+//! redirect port and reverse proxies are in [`https`] and [`client_addr`].
 
 mod api;
 mod assets;
+pub mod client_addr;
+pub mod https;
 mod pages;
 
 use std::sync::Arc;
@@ -29,6 +32,10 @@ pub struct Web {
     pub io: SocketIo,
     /// The admin side, when enabled.
     pub admin: Option<AdminRef>,
+    /// Trusted proxies and whether the listener is HTTPS: see [`client_addr`].
+    pub proxies: client_addr::Proxies,
+    /// The certificate served, when `[tls]` is on (expiry in health and metrics).
+    pub cert: Option<Arc<crate::tls::CertStore>>,
 }
 
 /// Pages may load only what the server itself serves.
@@ -43,6 +50,8 @@ pub fn router(web: Web) -> Router {
         .route("/api/rooms", get(api::rooms))
         .route("/api/rooms/{room}/messages", get(api::messages))
         .route("/api/relay/self-test", get(api::relay_self_test))
+        .route("/api/whoami", get(api::whoami))
+        .route("/docs/deploy.md", get(assets::deploy_doc))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .route("/static/{*path}", get(assets::serve))

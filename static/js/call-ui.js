@@ -33,6 +33,8 @@ export function setupCall({ client, room, lookup, notice }) {
   const level = $("level");
   const levelBar = $("level-bar");
   const mediaError = $("media-error");
+  // Shown with the insecure-origin error: how the operator turns HTTPS on.
+  const httpsHelp = $("https-help");
   const startPreviewButton = $("start-preview");
   const joinButton = $("join-call");
   const grid = $("grid");
@@ -73,6 +75,7 @@ export function setupCall({ client, room, lookup, notice }) {
     mediaError.hidden = !text;
     if (reason) mediaError.dataset.reason = reason;
     else delete mediaError.dataset.reason;
+    httpsHelp.hidden = reason !== "insecure";
   }
 
   let statusTimer = null;

@@ -92,6 +92,9 @@ const STRINGS = {
 
     "err.insecure":
       "Calls need HTTPS: this browser only allows the camera and microphone on a secure (https://) address. Chat still works.",
+    "err.insecureHow":
+      "To make calls work, whoever runs this server turns HTTPS on: `[tls] self_signed = true` (or a certificate: `cert` and `key`) in noom.toml, then a restart; everyone then opens the https:// address.",
+    "err.insecureLink": "How to turn on HTTPS",
     "err.denied":
       "Camera and microphone access was denied. Allow it in the browser's site settings, then try again. Chat still works.",
     "err.noDevice": "No camera or microphone was found. You can still join to watch and listen, and chat.",
@@ -183,6 +186,9 @@ const STRINGS = {
 
     "err.insecure":
       "통화에는 HTTPS가 필요합니다: 브라우저는 보안(https://) 주소에서만 카메라와 마이크를 허용합니다. 채팅은 계속 쓸 수 있습니다.",
+    "err.insecureHow":
+      "통화를 쓰려면 서버 운영자가 HTTPS를 켜야 합니다: noom.toml에 `[tls] self_signed = true`(또는 인증서 `cert`와 `key`)를 넣고 다시 시작한 뒤, 모두 https:// 주소로 접속하세요.",
+    "err.insecureLink": "HTTPS 켜는 방법",
     "err.denied":
       "카메라와 마이크 권한이 거부되었습니다. 브라우저의 사이트 설정에서 허용한 뒤 다시 시도하세요. 채팅은 계속 쓸 수 있습니다.",
     "err.noDevice": "카메라나 마이크를 찾을 수 없습니다. 참여해서 보고 들을 수 있고, 채팅도 됩니다.",

@@ -149,8 +149,8 @@ pub async fn live(
         base,
         ConnectOptions {
             namespace: "/admin".into(),
-            auth: None,
             headers,
+            ..Default::default()
         },
     )
     .await

@@ -6,6 +6,7 @@
 // NOOM_TEST_HEADFUL=1 to watch.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -35,25 +36,48 @@ function serverEnv() {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NOOM_")));
 }
 
+/** GET over HTTPS without checking the certificate (the test servers' are self-signed). */
+function insecureGet(url) {
+  return new Promise((resolveGet, reject) => {
+    const req = httpsRequest(url, { rejectUnauthorized: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolveGet({ ok: res.statusCode === 200, status: res.statusCode, text: async () => body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 /**
- * The real binary on 127.0.0.1:<free port>. It runs in a temporary directory
+ * The real binary on <host>:<free port> (host 127.0.0.1 unless given; with
+ * `https: true` it serves HTTPS with a self-signed certificate). It runs in a temporary directory
  * (so no noom.toml of the checkout is read) with its own data directory.
  * `restart()` stops it with SIGTERM and starts it again on the same port and
  * data; `stop()` stops it and removes the data.
  */
-export async function startServer({ env = {} } = {}) {
+export async function startServer({ env = {}, host = "127.0.0.1", https = false } = {}) {
   const home = mkdtempSync(join(tmpdir(), "noom-browser-"));
   const dataDir = join(home, "data");
   const port = await freePort();
   const turnPort = await freePort();
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${https ? "https" : "http"}://${host}:${port}`;
   // Each server gets its own STUN/TURN port on loopback (the default,
   // 0.0.0.0:3478, would clash between servers and leave the machine).
   const turnEnv = { NOOM_TURN_LISTEN: `127.0.0.1:${turnPort}`, NOOM_TURN_PUBLIC_IP: "127.0.0.1" };
+  if (https) {
+    Object.assign(turnEnv, {
+      NOOM_TLS_SELF_SIGNED: "true",
+      NOOM_TLS_HOSTS: host,
+      NOOM_TURN_TLS_LISTEN: `127.0.0.1:${await freePort()}`,
+    });
+  }
+  const get = https ? insecureGet : fetch;
   let child = null;
 
   async function up() {
-    child = spawn(BIN, ["--http", `127.0.0.1:${port}`, "--data-dir", dataDir], {
+    child = spawn(BIN, ["--http", `${host}:${port}`, "--data-dir", dataDir], {
       cwd: home,
       env: { ...serverEnv(), RUST_LOG: "warn", ...turnEnv, ...env },
       stdio: ["ignore", "ignore", "inherit"],
@@ -65,7 +89,7 @@ export async function startServer({ env = {} } = {}) {
       const done = await Promise.race([exited, sleep(0).then(() => null)]);
       if (done) throw new Error(`noom exited at start: ${JSON.stringify(done)}`);
       try {
-        const res = await fetch(`${base}/healthz`);
+        const res = await get(`${base}/healthz`);
         last = `${res.status} ${await res.text()}`;
         if (res.ok) return;
       } catch {
@@ -156,6 +180,7 @@ export async function openPage(browser, server, path, options = {}) {
     viewport: options.viewport ?? { width: 1280, height: 720 },
     permissions: options.permissions ?? ["camera", "microphone"],
     baseURL: server.base,
+    ignoreHTTPSErrors: options.ignoreHTTPSErrors ?? false,
     colorScheme: options.colorScheme ?? "light",
   });
   if (options.init) await context.addInitScript(options.init);
