@@ -102,6 +102,7 @@ pub async fn run(config: &Config, origin: &str) -> Vec<Finding> {
     r.ok("config", format!("loaded ({origin})"));
     check_https(config, &mut r);
     let in_use = check_data_dir(&config.server.data_dir, &mut r);
+    check_admin(config, &mut r);
     let noom_running = check_ports(config, in_use, &mut r).await;
     check_relay(config, noom_running, &mut r).await;
     r.0
@@ -339,6 +340,62 @@ fn check_data_dir(dir: &Path, r: &mut Report) -> bool {
         r.ok("data", format!("{} is writable", dir.display()));
     }
     locked
+}
+
+/// The admin password: configured, generated earlier, or to be generated.
+fn check_admin(config: &Config, r: &mut Report) {
+    let admin = &config.admin;
+    if !admin.enabled {
+        r.ok("admin", "the admin page is off (admin.enabled = false)");
+        return;
+    }
+    let token = if admin.api_token.is_empty() {
+        ""
+    } else {
+        "; API token set"
+    };
+    if !admin.password_hash.is_empty() {
+        match crate::admin::password::check_hash(&admin.password_hash, "admin.password_hash") {
+            Ok(()) => r.ok("admin", format!("password from admin.password_hash{token}")),
+            Err(e) => r.fail(
+                "admin",
+                e.to_string(),
+                "put the line `noom hash-password` prints in admin.password_hash",
+            ),
+        }
+        return;
+    }
+    let file = config
+        .server
+        .data_dir
+        .join(crate::admin::password::PASSWORD_FILE);
+    let origin = file.display().to_string();
+    match std::fs::read_to_string(&file) {
+        Ok(text) if crate::admin::password::check_hash(text.trim(), &origin).is_ok() => r.ok(
+            "admin",
+            format!(
+                "password generated at first start (hash in {}; printed in the log of that start){token}",
+                file.display()
+            ),
+        ),
+        Ok(_) => r.fail(
+            "admin",
+            format!("{} does not hold an Argon2id hash", file.display()),
+            "delete it to have a new password generated and printed at the next start, \
+             or set admin.password_hash (`noom hash-password`)",
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => r.ok(
+            "admin",
+            format!(
+                "a password will be generated at the first start and printed once in the log{token}"
+            ),
+        ),
+        Err(e) => r.fail(
+            "admin",
+            format!("cannot read {}: {e}", file.display()),
+            "let the user running noom read the data directory",
+        ),
+    }
 }
 
 fn probe_writable(dir: &Path) -> std::io::Result<()> {

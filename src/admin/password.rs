@@ -51,7 +51,8 @@ pub fn verify(hash: &str, password: &str) -> bool {
     }
 }
 
-fn check_hash(hash: &str, origin: &str) -> Result<(), PasswordError> {
+/// Checks that `hash` (from `origin`, for the message) is an Argon2id PHC string.
+pub fn check_hash(hash: &str, origin: &str) -> Result<(), PasswordError> {
     let parsed = PasswordHash::new(hash).map_err(|e| PasswordError::BadHash {
         origin: origin.to_string(),
         reason: e.to_string(),

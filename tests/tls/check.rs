@@ -235,3 +235,22 @@ fn tls_settings_that_cannot_work_are_refused_at_load() {
     assert_eq!(config.tls.hosts, ["a.test", "b.test"]);
     assert_eq!(config.server.trusted_proxies, ["10.0.0.0/8"]);
 }
+
+#[test]
+fn the_admin_password_file_is_checked() {
+    let dir = tempfile::TempDir::new().expect("dir");
+    let (out, text) = check(dir.path(), &base(""));
+    assert!(out.status.success(), "exit {:?}:\n{text}", out.status);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("password will be generated")),
+        "{text}"
+    );
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    std::fs::write(dir.path().join("data/admin_password"), "not a hash\n").expect("write");
+    let (out, text) = check(dir.path(), &base(""));
+    assert!(!out.status.success(), "{text}");
+    let line = fail_line(&text, "admin_password").unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("Argon2id"), "{line}");
+    assert!(text.contains("noom hash-password"), "{text}");
+}

@@ -97,7 +97,11 @@ async fn the_admin_cookie_is_secure_when_the_browser_came_over_https() {
     let url = format!("https://{}/admin/login", tls.addr());
     let resp = admin_login(&insecure(), &url, &[], ADMIN_PASSWORD).await;
     assert_eq!(resp.status(), 303);
-    assert!(set_cookie(&resp).contains("; Secure"), "{}", set_cookie(&resp));
+    assert!(
+        set_cookie(&resp).contains("; Secure"),
+        "{}",
+        set_cookie(&resp)
+    );
 
     // Behind a trusted proxy that terminated TLS: Secure too; plain HTTP: not.
     let proxied = Server::start(move |c, _| {
@@ -109,10 +113,18 @@ async fn the_admin_cookie_is_secure_when_the_browser_came_over_https() {
     let client = insecure();
     let https = [("x-forwarded-proto", "https")];
     let resp = admin_login(&client, &url, &https, ADMIN_PASSWORD).await;
-    assert!(set_cookie(&resp).contains("; Secure"), "{}", set_cookie(&resp));
+    assert!(
+        set_cookie(&resp).contains("; Secure"),
+        "{}",
+        set_cookie(&resp)
+    );
     let resp = admin_login(&client, &url, &[], ADMIN_PASSWORD).await;
     assert_eq!(resp.status(), 303);
-    assert!(!set_cookie(&resp).contains("Secure"), "{}", set_cookie(&resp));
+    assert!(
+        !set_cookie(&resp).contains("Secure"),
+        "{}",
+        set_cookie(&resp)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
