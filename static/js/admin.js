@@ -171,11 +171,23 @@ function renderHistory() {
       li.dataset.seq = String(m.seq);
       li.dataset.testid = "admin-message";
       const meta = el("span", `#${m.seq} ${time(m.ts)} ${m.nickname}`, "meta");
+      meta.title = `user ${m.user}`;
       const text = el("span", m.text, "text");
-      const del = button("Delete", "delete-message", () =>
-        act(`Delete message #${m.seq} by ${m.nickname}?`, () => client.deleteMessage(selected, m.seq), `Deleted message #${m.seq}.`),
+      const actions = el("span", null, "actions");
+      actions.append(
+        button("Delete", "delete-message", () =>
+          act(`Delete message #${m.seq} by ${m.nickname}?`, () => client.deleteMessage(selected, m.seq), `Deleted message #${m.seq}.`),
+        ),
+        // The author may have left: their user id is still on the message.
+        button("Revoke author", "revoke-author", () =>
+          act(
+            `Revoke every session of ${m.nickname} (user ${m.user})? Their connections close and they come back as someone new.`,
+            () => client.revokeUser(m.user),
+            `Revoked the sessions of ${m.nickname}.`,
+          ),
+        ),
       );
-      li.append(meta, text, del);
+      li.append(meta, text, actions);
       return li;
     }),
   );
