@@ -1,7 +1,8 @@
 // The admin page in a real browser: log in with a password hashed by
 // `noom hash-password`, watch a room fill up live, delete a message (it
-// disappears from the members' pages too), disconnect a member and close the
-// room (the pages explain what happened and do not come back by themselves).
+// disappears from the members' pages too), disconnect a member, revoke a
+// message's author and close the room (the pages explain what happened and do
+// not come back by themselves).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -77,6 +78,18 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   await members.locator("tr", { hasText: "Ben" }).waitFor({ state: "detached" });
   await ann.locator("#members li", { hasText: "Ben" }).waitFor({ state: "detached" });
 
+  // Revoke the author of a message from the history: Cat's page is told her
+  // session ended and does not come back by itself.
+  const cat = await openPage(browser, server, roomPath(room), { nickname: "Cat" });
+  await waitEntered(cat);
+  await sendMessage(cat, "spam spam spam");
+  const spam = history.locator("li", { hasText: "spam spam spam" });
+  await spam.waitFor();
+  await spam.getByTestId("revoke-author").click();
+  await cat.getByTestId("connection").and(cat.locator('[data-state="kicked"]')).waitFor();
+  await cat.locator("#messages .notice", { hasText: "ended your session" }).waitFor();
+  await members.locator("tr", { hasText: "Cat" }).waitFor({ state: "detached" });
+
   // Close the room: Ann is told, cannot post, and the room leaves the lists.
   await admin.getByTestId("close-room").click();
   await ann.locator("#messages .notice", { hasText: "closed this room" }).waitFor();
@@ -85,7 +98,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   const rooms = await (await fetch(server.url("/api/rooms"))).json();
   assert.deepEqual(rooms, []);
 
-  for (const page of [admin, ann, ben]) {
+  for (const page of [admin, ann, ben, cat]) {
     assert.deepEqual(page.errors, []);
     await page.context().close();
   }
