@@ -28,6 +28,11 @@ pub const TICK: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 struct Watched(String);
 
+/// How the socket's administrator logged in (socket extension), so that a
+/// logout or an expired session also ends the live connection.
+#[derive(Clone)]
+struct LoggedIn(Via);
+
 #[derive(Debug, thiserror::Error)]
 #[error("not logged in as an administrator (log in at /admin/login)")]
 struct NotAdmin;
@@ -62,6 +67,7 @@ fn authenticate(admin: &Weak<Admin>, s: &SocketRef) -> Result<(), NotAdmin> {
         tracing::warn!(target: "noom::admin", client = %caller.addr, "cross-site admin socket refused");
         return Err(NotAdmin);
     }
+    s.extensions.insert(LoggedIn(caller.via));
     Ok(())
 }
 
@@ -140,7 +146,18 @@ pub async fn run(admin: Arc<Admin>, shutdown: CancellationToken) {
         let Some(ns) = admin.io.of(NAMESPACE) else {
             continue;
         };
-        let sockets = ns.clone().sockets();
+        let mut sockets = ns.clone().sockets();
+        // A session that ended (logout, expiry) takes its live pages with it.
+        sockets.retain(|s| match s.extensions.get::<LoggedIn>() {
+            Some(LoggedIn(Via::Token)) => true,
+            Some(LoggedIn(Via::Session { token, .. })) if admin.sessions.get(&token).is_some() => {
+                true
+            }
+            _ => {
+                let _ = s.clone().disconnect();
+                false
+            }
+        });
         if sockets.is_empty() {
             continue;
         }

@@ -32,7 +32,12 @@ export class AdminClient extends EventTarget {
       // A reconnection forgets what this page was looking at.
       if (this.watched !== null) this.watch(this.watched).catch(() => {});
     });
-    this.socket.on("disconnect", () => this._emit("status", { state: "reconnecting" }));
+    this.socket.on("disconnect", (reason) => {
+      this._emit("status", { state: "reconnecting" });
+      // The server closed it (a logout elsewhere, an expired session, a
+      // restart): try again; a refused handshake then leads to the login.
+      if (reason === "io server disconnect") setTimeout(() => this.socket.connect(), 1000);
+    });
     this.socket.on("connect_error", () => {
       // Refused handshakes mean the login expired: the page goes back to it.
       this._emit("status", { state: this.socket.active ? "reconnecting" : "failed" });

@@ -8,6 +8,7 @@ use noom::client::ClientError;
 use reqwest::header::{AUTHORIZATION, COOKIE, ORIGIN, SET_COOKIE};
 
 use crate::admin::{self, API_TOKEN, Admin, PASSWORD, http, live, login_as};
+use crate::support::WAIT;
 
 /// Every admin route a script or the page uses, with its method.
 const ROUTES: [(&str, &str); 12] = [
@@ -112,6 +113,12 @@ async fn login_sets_a_strict_cookie_and_logout_ends_it() {
     assert_eq!(status, 200);
     assert_eq!(overview["version"], noom::VERSION);
 
+    let mut live_page = admin.live().await.expect("live page");
+    live_page
+        .wait_event("overview", WAIT)
+        .await
+        .expect("overview");
+
     // Logout needs the CSRF token too.
     let forged = admin
         .http
@@ -142,6 +149,11 @@ async fn login_sets_a_strict_cookie_and_logout_ends_it() {
     );
     assert_eq!(admin.get("/admin/api/overview").await.0, 401);
     assert!(matches!(admin.live().await, Err(ClientError::Refused(_))));
+    // The page that was open loses its live connection too.
+    live_page
+        .wait_event("disconnect", WAIT)
+        .await
+        .expect("the live page is disconnected after logout");
 }
 
 #[tokio::test]

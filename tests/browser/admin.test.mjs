@@ -103,3 +103,22 @@ test("an administrator logs in, watches a room live and manages it", async () =>
     await page.context().close();
   }
 });
+
+test("logging out in one tab sends the other admin tab back to the login", async () => {
+  const first = await openPage(browser, server, "/admin/login");
+  await first.getByTestId("password").fill(PASSWORD);
+  await first.getByTestId("login").click();
+  await first.waitForURL(/\/admin$/);
+  await first.getByTestId("connection").and(first.locator('[data-state="connected"]')).waitFor();
+  // A second tab of the same browser shares the session cookie.
+  const second = await first.context().newPage();
+  second.errors = [];
+  second.on("pageerror", (err) => second.errors.push(String(err)));
+  await second.goto("/admin");
+  await second.getByTestId("connection").and(second.locator('[data-state="connected"]')).waitFor();
+  await first.getByTestId("logout").click();
+  await first.waitForURL("**/admin/login");
+  await second.waitForURL("**/admin/login", { timeout: 10000 });
+  assert.deepEqual(second.errors, []);
+  await first.context().close();
+});
