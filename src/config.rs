@@ -288,6 +288,15 @@ pub enum ConfigError {
     },
 }
 
+/// A value of the right type but out of range, in the merged configuration.
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.into(),
+        origin: "configuration".into(),
+        reason: reason.into(),
+    }
+}
+
 /// The inputs that select and override a configuration, besides the environment.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -358,24 +367,20 @@ impl Config {
         self.server
             .http
             .parse()
-            .map_err(|e: std::net::AddrParseError| ConfigError::BadValue {
-                key: "server.http".into(),
-                origin: "configuration".into(),
-                reason: format!(
-                    "`{}` is not an address like 0.0.0.0:3000 ({e})",
-                    self.server.http
-                ),
+            .map_err(|e: std::net::AddrParseError| {
+                bad(
+                    "server.http",
+                    format!(
+                        "`{}` is not an address like 0.0.0.0:3000 ({e})",
+                        self.server.http
+                    ),
+                )
             })
     }
 
     /// Checks the values that have the right type but are out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.http_addr()?;
-        let bad = |key: &str, reason: &str| ConfigError::BadValue {
-            key: key.into(),
-            origin: "configuration".into(),
-            reason: reason.into(),
-        };
         if self.server.data_dir.as_os_str().is_empty() {
             return Err(bad("server.data_dir", "must not be empty"));
         }
@@ -403,7 +408,7 @@ impl Config {
         ];
         for (key, value, min, max) in ranges {
             if value < min || value > max {
-                return Err(bad(key, &format!("must be between {min} and {max}")));
+                return Err(bad(key, format!("must be between {min} and {max}")));
             }
         }
         if self.rooms.list_max == 0 {
@@ -448,10 +453,11 @@ fn parse_cidrs(key: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigEr
         .map(|c| {
             c.parse::<ipnet::IpNet>()
                 .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| ConfigError::BadValue {
-                    key: key.into(),
-                    origin: "configuration".into(),
-                    reason: format!("`{c}` is not an address or a CIDR like 10.0.0.0/8"),
+                .map_err(|_| {
+                    bad(
+                        key,
+                        format!("`{c}` is not an address or a CIDR like 10.0.0.0/8"),
+                    )
                 })
         })
         .collect()
@@ -469,11 +475,7 @@ impl Config {
         if raw.is_empty() {
             return Ok(None);
         }
-        let bad = |reason: &str| ConfigError::BadValue {
-            key: "server.public_url".into(),
-            origin: "configuration".into(),
-            reason: format!("`{raw}` {reason}"),
-        };
+        let bad = |reason: &str| bad("server.public_url", format!("`{raw}` {reason}"));
         let uri: axum::http::Uri = raw
             .parse()
             .map_err(|_| bad("is not a URL like https://noom.example.org"))?;
@@ -504,18 +506,15 @@ impl Config {
         if !self.tls_enabled() || self.tls.http_redirect.is_empty() {
             return Ok(None);
         }
-        self.tls
-            .http_redirect
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError::BadValue {
-                key: "tls.http_redirect".into(),
-                origin: "configuration".into(),
-                reason: format!(
+        self.tls.http_redirect.parse().map(Some).map_err(|_| {
+            bad(
+                "tls.http_redirect",
+                format!(
                     "`{}` is not an address like 0.0.0.0:80",
                     self.tls.http_redirect
                 ),
-            })
+            )
+        })
     }
 
     /// The TURNS address: `turn.tls_listen` when set ("off" turns it off),
@@ -558,11 +557,6 @@ impl TlsConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: &str| ConfigError::BadValue {
-            key: key.into(),
-            origin: "configuration".into(),
-            reason: reason.into(),
-        };
         if self.cert.is_empty() != self.key.is_empty() {
             let key = if self.cert.is_empty() {
                 "tls.cert"
@@ -595,7 +589,7 @@ impl TlsConfig {
             {
                 return Err(bad(
                     "tls.hosts",
-                    &format!("`{host}` is not a host name or an IP address"),
+                    format!("`{host}` is not a host name or an IP address"),
                 ));
             }
         }
@@ -608,11 +602,6 @@ impl AdminConfig {
     pub const TOKEN_MIN: usize = 24;
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: &str| ConfigError::BadValue {
-            key: key.into(),
-            origin: "configuration".into(),
-            reason: reason.into(),
-        };
         if !self.password_hash.is_empty() && !self.password_hash.starts_with("$argon2id$") {
             return Err(bad(
                 "admin.password_hash",
@@ -652,10 +641,11 @@ impl AdminConfig {
 
 impl TurnConfig {
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|_| ConfigError::BadValue {
-            key: "turn.listen".into(),
-            origin: "configuration".into(),
-            reason: format!("`{}` is not an address like 0.0.0.0:3478", self.listen),
+        self.listen.parse().map_err(|_| {
+            bad(
+                "turn.listen",
+                format!("`{}` is not an address like 0.0.0.0:3478", self.listen),
+            )
         })
     }
 
@@ -663,14 +653,12 @@ impl TurnConfig {
         if self.public_ip.is_empty() {
             return Ok(None);
         }
-        self.public_ip
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError::BadValue {
-                key: "turn.public_ip".into(),
-                origin: "configuration".into(),
-                reason: format!("`{}` is not an IP address", self.public_ip),
-            })
+        self.public_ip.parse().map(Some).map_err(|_| {
+            bad(
+                "turn.public_ip",
+                format!("`{}` is not an IP address", self.public_ip),
+            )
+        })
     }
 
     /// The TURNS address, when TLS is configured.
@@ -678,14 +666,12 @@ impl TurnConfig {
         if self.tls_listen.is_empty() || self.tls_listen == "off" {
             return Ok(None);
         }
-        self.tls_listen
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError::BadValue {
-                key: "turn.tls_listen".into(),
-                origin: "configuration".into(),
-                reason: format!("`{}` is not an address like 0.0.0.0:5349", self.tls_listen),
-            })
+        self.tls_listen.parse().map(Some).map_err(|_| {
+            bad(
+                "turn.tls_listen",
+                format!("`{}` is not an address like 0.0.0.0:5349", self.tls_listen),
+            )
+        })
     }
 
     /// Parses `allow_peers` or `deny_peers`.
@@ -698,24 +684,19 @@ impl TurnConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::BadValue {
-            key: key.into(),
-            origin: "configuration".into(),
-            reason,
-        };
         self.listen_addr()?;
         self.public_ip()?;
         self.tls_listen_addr()?;
         if self.tls_cert.is_empty() != self.tls_key.is_empty() {
             return Err(bad(
                 "turn.tls_cert",
-                "turn.tls_cert and turn.tls_key go together: set both or neither".into(),
+                "turn.tls_cert and turn.tls_key go together: set both or neither",
             ));
         }
         self.cidrs(true)?;
         self.cidrs(false)?;
         if self.realm.is_empty() || self.realm.len() > 128 {
-            return Err(bad("turn.realm", "must be 1 to 128 characters".into()));
+            return Err(bad("turn.realm", "must be 1 to 128 characters"));
         }
         if self.relay_port_min < 1024
             || self.relay_port_max > 65535
@@ -723,38 +704,35 @@ impl TurnConfig {
         {
             return Err(bad(
                 "turn.relay_port_min",
-                "relay ports must satisfy 1024 <= relay_port_min <= relay_port_max <= 65535".into(),
+                "relay ports must satisfy 1024 <= relay_port_min <= relay_port_max <= 65535",
             ));
         }
         if !(60..=3600).contains(&self.allocation_lifetime_secs) {
             return Err(bad(
                 "turn.allocation_lifetime_secs",
-                "must be between 60 and 3600".into(),
+                "must be between 60 and 3600",
             ));
         }
         if !(60..=86_400).contains(&self.credential_ttl_secs) {
             return Err(bad(
                 "turn.credential_ttl_secs",
-                "must be between 60 and 86400".into(),
+                "must be between 60 and 86400",
             ));
         }
         if !self.secret.is_empty() && self.secret.len() < 16 {
             return Err(bad(
                 "turn.secret",
-                "must be empty (generated) or at least 16 characters".into(),
+                "must be empty (generated) or at least 16 characters",
             ));
         }
         if self.max_allocations == 0 || self.max_allocations_per_user == 0 {
             return Err(bad(
                 "turn.max_allocations",
-                "allocation quotas must be at least 1".into(),
+                "allocation quotas must be at least 1",
             ));
         }
         if self.unauthenticated_per_sec == 0 {
-            return Err(bad(
-                "turn.unauthenticated_per_sec",
-                "must be at least 1".into(),
-            ));
+            return Err(bad("turn.unauthenticated_per_sec", "must be at least 1"));
         }
         Ok(())
     }

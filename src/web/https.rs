@@ -35,20 +35,20 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Where `certbot --webroot` puts its HTTP-01 tokens, inside the data directory.
 pub const ACME_DIR: &str = "acme-challenge";
 
-/// Accepted, handshaken TLS connections, as an axum listener.
-pub struct TlsIncoming {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+/// Connections handed over by the accept loop, as an axum listener.
+pub struct Incoming<Io> {
+    rx: mpsc::Receiver<(Io, SocketAddr)>,
     local: SocketAddr,
 }
 
-/// Connections to the HTTPS port that spoke plain HTTP, as an axum listener
-/// (served by [`redirect_router`]).
-pub struct PlainIncoming {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
-    local: SocketAddr,
-}
+/// Accepted, handshaken TLS connections.
+pub type TlsIncoming = Incoming<TlsStream<TcpStream>>;
 
-impl TlsIncoming {
+/// Connections to the HTTPS port that spoke plain HTTP (served by
+/// [`redirect_router`]).
+pub type PlainIncoming = Incoming<TcpStream>;
+
+impl Incoming<TlsStream<TcpStream>> {
     /// Accepts on `listener` until `stop`; each connection gets TCP_NODELAY
     /// and a TLS handshake with `config`, or goes to the returned
     /// [`PlainIncoming`] when it does not start with a TLS handshake.
@@ -103,8 +103,8 @@ impl TlsIncoming {
             }
         });
         Ok((
-            Self { rx, local },
-            PlainIncoming {
+            Incoming { rx, local },
+            Incoming {
                 rx: plain_rx,
                 local,
             },
@@ -112,24 +112,11 @@ impl TlsIncoming {
     }
 }
 
-impl axum::serve::Listener for PlainIncoming {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl axum::serve::Listener for TlsIncoming {
-    type Io = TlsStream<TcpStream>;
+impl<Io> axum::serve::Listener for Incoming<Io>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Io;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -1,29 +1,11 @@
 // The mesh call: three pages see each other's video, a departure removes the
 // tile everywhere within 2 s, a late fourth sees everyone, and a page that
 // drops (closed) is removed the same way.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  startServer,
-  launchBrowser,
-  openPage,
-  roomPath,
-  joinCall,
-  expectLiveTiles,
-  tileNames,
-} from "./harness.mjs";
+import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, useServerAndBrowser } from "./harness.mjs";
 
-let server, browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 /** Resolves with the ms it took `page` to lose the tile of `nick`; fails after 2 s. */
 async function tileGoneWithin2s(page, nick) {
@@ -38,9 +20,9 @@ async function tileGoneWithin2s(page, nick) {
 
 test("three join, one leaves, a fourth joins late, one drops", async () => {
   const room = "mesh call";
-  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
-  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben" });
-  const cat = await openPage(browser, server, roomPath(room), { nickname: "Cat" });
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
 
   await joinCall(ann);
   await joinCall(ben);
@@ -71,7 +53,7 @@ test("three join, one leaves, a fourth joins late, one drops", async () => {
   await cat.context().close();
 
   // Dan joins late and sees everyone; everyone sees Dan.
-  const dan = await openPage(browser, server, roomPath(room), { nickname: "Dan" });
+  const dan = await openPage(env.browser, env.server, roomPath(room), { nickname: "Dan" });
   await joinCall(dan);
   await expectLiveTiles(dan, ["Ann", "Ben"]);
   await expectLiveTiles(ann, ["Ben", "Dan"]);

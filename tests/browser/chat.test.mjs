@@ -1,25 +1,15 @@
 // Chat between two pages (HTML shown as text), the home page's live room list,
 // the Korean interface, and the chat drawer on a phone-sized screen.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, openPage, roomPath, waitEntered, until, sendMessage } from "./harness.mjs";
+import { openPage, roomPath, waitEntered, until, sendMessage, useServerAndBrowser } from "./harness.mjs";
 
-let server, browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 test("two pages chat; HTML in a message is shown as text", async () => {
   const room = "chat <room>";
-  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
-  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben <b>" });
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben <b>" });
   await waitEntered(ann);
   await waitEntered(ben);
   assert.equal(await ann.locator("#room-name").textContent(), room);
@@ -42,7 +32,7 @@ test("two pages chat; HTML in a message is shown as text", async () => {
   assert.equal(await ann.locator("#messages .message:not(.own) .nick").textContent(), "Ben <b>");
 
   // A newcomer gets the history on entry.
-  const cat = await openPage(browser, server, roomPath(room), { nickname: "Cat" });
+  const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
   await waitEntered(cat);
   await cat.locator("#messages .message .text", { hasText: "hello Ben" }).waitFor();
   assert.equal(await cat.locator("#messages .message").count(), 2);
@@ -54,14 +44,14 @@ test("two pages chat; HTML in a message is shown as text", async () => {
 });
 
 test("the home page's room list updates live", async () => {
-  const home = await openPage(browser, server, "/");
+  const home = await openPage(env.browser, env.server, "/");
   await home.getByTestId("connection").and(home.locator('[data-state="connected"]')).waitFor();
   const item = (name) => home.locator(`#rooms li[data-room="${name}"]`);
 
-  const visitor = await openPage(browser, server, roomPath("live list"));
+  const visitor = await openPage(env.browser, env.server, roomPath("live list"));
   await waitEntered(visitor);
   await item("live list").locator(".count", { hasText: "1" }).waitFor();
-  const second = await openPage(browser, server, roomPath("live list"));
+  const second = await openPage(env.browser, env.server, roomPath("live list"));
   await waitEntered(second);
   await item("live list").locator(".count", { hasText: "2" }).waitFor();
   await second.context().close();
@@ -76,7 +66,7 @@ test("the home page's room list updates live", async () => {
 });
 
 test("Korean interface, English test ids", async () => {
-  const page = await openPage(browser, server, roomPath("한국어 방"), { locale: "ko-KR" });
+  const page = await openPage(env.browser, env.server, roomPath("한국어 방"), { locale: "ko-KR" });
   await waitEntered(page);
   assert.equal(await page.evaluate(() => document.documentElement.lang), "ko");
   assert.equal((await page.getByTestId("join-call").textContent()).trim(), "통화 참여");
@@ -96,11 +86,11 @@ test("Korean interface, English test ids", async () => {
 });
 
 test("on a phone the chat is a drawer with an unread count", async () => {
-  const phone = await openPage(browser, server, roomPath("drawer"), {
+  const phone = await openPage(env.browser, env.server, roomPath("drawer"), {
     viewport: { width: 390, height: 760 },
     nickname: "Phone",
   });
-  const desk = await openPage(browser, server, roomPath("drawer"), { nickname: "Desk" });
+  const desk = await openPage(env.browser, env.server, roomPath("drawer"), { nickname: "Desk" });
   await waitEntered(phone);
   await waitEntered(desk);
   assert.equal(await phone.locator("#message-input").isVisible(), false, "drawer closed");
@@ -119,7 +109,7 @@ test("on a phone the chat is a drawer with an unread count", async () => {
 });
 
 test("pre-join preview: camera and microphone pickers, live level meter", async () => {
-  const page = await openPage(browser, server, roomPath("preview"));
+  const page = await openPage(env.browser, env.server, roomPath("preview"));
   await waitEntered(page);
   await page.waitForFunction(() => document.getElementById("preview-video").readyState >= 2);
   const cams = await page.locator("#camera-select option").allTextContents();

@@ -4,6 +4,7 @@
 //
 // Env: NOOM_BIN (default target/debug/noom), CHROMIUM (default /usr/bin/chromium),
 // NOOM_TEST_HEADFUL=1 to watch.
+import { before, after } from "node:test";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
@@ -223,6 +224,24 @@ export async function waitEntered(page) {
     const b = document.getElementById("connection");
     return b && /connected|reconnected/.test(b.dataset.state) && document.querySelector("#members li.self");
   });
+}
+
+/**
+ * One server and one browser for a test file: registers the before() and
+ * after() hooks and returns an object whose `server` and `browser` are set
+ * once the tests run. `server` options may be a function, called in before().
+ */
+export function useServerAndBrowser({ server = {}, browserArgs = [] } = {}) {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer(typeof server === "function" ? server() : server);
+    env.browser = await launchBrowser(browserArgs);
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
 
 /** Send a chat message from a room page and wait until it shows as sent. */

@@ -1,31 +1,11 @@
 // The server restarts (SIGTERM, same data directory and port) under two open
 // pages in a call: both show the reconnecting banner and come back, the
 // messages sent meanwhile appear exactly once, and the call is rebuilt.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  startServer,
-  launchBrowser,
-  openPage,
-  roomPath,
-  waitEntered,
-  joinCall,
-  expectLiveTiles,
-  until,
-  sendMessage,
-} from "./harness.mjs";
+import { openPage, roomPath, waitEntered, joinCall, expectLiveTiles, until, sendMessage, useServerAndBrowser } from "./harness.mjs";
 
-let server, browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 // Records every state the connection banner shows, from the first paint on.
 const recordBanner = () => {
@@ -49,8 +29,8 @@ function shown(page) {
 
 test("restart: banners, missed messages once, call rebuilt", async () => {
   const room = "restart room";
-  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann", init: recordBanner });
-  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben", init: recordBanner });
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann", init: recordBanner });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben", init: recordBanner });
   await waitEntered(ann);
   await waitEntered(ben);
   await joinCall(ann);
@@ -65,7 +45,7 @@ test("restart: banners, missed messages once, call rebuilt", async () => {
   const cdp = await ben.context().newCDPSession(ben);
   await cdp.send("Page.setWebLifecycleState", { state: "frozen" });
 
-  await server.restart({ downMs: 1500 });
+  await env.server.restart({ downMs: 1500 });
 
   await until(ann, () => window.__banner.includes("reconnecting") && window.__banner.at(-1) === "reconnected", null, {
     what: "Ann reconnected",

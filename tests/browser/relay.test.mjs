@@ -2,24 +2,14 @@
 // `iceTransportPolicy: "relay"` (the `noom.relay` preference), over UDP and
 // over TCP to the relay, and the connection's selected candidate pair must be
 // a relay one. The server's relay counters must have moved.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, openPage, roomPath, joinCall, expectLiveTiles } from "./harness.mjs";
+import { openPage, roomPath, joinCall, expectLiveTiles, useServerAndBrowser } from "./harness.mjs";
 
-let server, browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = useServerAndBrowser();
 
 async function relayedPackets() {
-  const text = await (await fetch(`${server.base}/metrics`)).text();
+  const text = await (await fetch(`${env.server.base}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith("noom_relay_packets_total "));
   return Number(line?.split(" ")[1] ?? 0);
 }
@@ -32,7 +22,7 @@ for (const transport of ["udp", "tcp"]) {
     try {
       const before = await relayedPackets();
       for (const nickname of [`R${transport}1`, `R${transport}2`]) {
-        pages.push(await openPage(browser, server, roomPath(room), { nickname, init }));
+        pages.push(await openPage(env.browser, env.server, roomPath(room), { nickname, init }));
       }
       for (const page of pages) await joinCall(page);
       await expectLiveTiles(pages[0], [`R${transport}2`]);

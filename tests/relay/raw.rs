@@ -311,3 +311,20 @@ pub fn relayed(m: &Message) -> SocketAddr {
     a.get_from(m).unwrap();
     SocketAddr::new(a.ip, a.port)
 }
+
+/// coturn-style REST credentials for `user` under `secret`, valid for
+/// `ttl_secs` (negative: expired), computed here independently of the server.
+pub fn credentials(secret: &str, user: &str, ttl_secs: i64) -> (String, String) {
+    use base64::Engine as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    let username = format!("{}:{user}", now + ttl_secs);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, username.as_bytes());
+    (
+        username,
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref()),
+    )
+}

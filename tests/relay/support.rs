@@ -68,18 +68,7 @@ pub fn allow_loopback(c: &mut Config) {
 
 /// coturn-style REST credentials for `user`, valid for `ttl_secs` (negative: expired).
 pub fn rest_credentials(user: &str, ttl_secs: i64) -> (String, String) {
-    use base64::Engine as _;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let username = format!("{}:{user}", now + ttl_secs);
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, SECRET.as_bytes());
-    let tag = ring::hmac::sign(&key, username.as_bytes());
-    (
-        username,
-        base64::engine::general_purpose::STANDARD.encode(tag.as_ref()),
-    )
+    crate::raw::credentials(SECRET, user, ttl_secs)
 }
 
 /// A UDP echo peer on loopback.

@@ -77,9 +77,7 @@ async fn given_certificate_is_served_and_replaced_on_disk_without_restart() {
     let ca = Ca::new();
     let first = ca.leaf(&[HOST], -1, 90);
     let s = Server::start(|c, dir| {
-        let (cert, key) = first.write(dir);
-        c.tls.cert = cert.to_string_lossy().into();
-        c.tls.key = key.to_string_lossy().into();
+        first.install(c, dir);
         c.tls.reload_secs = 1;
     })
     .await;
@@ -257,9 +255,7 @@ async fn socketio_works_over_wss() {
     let ca = Ca::new();
     let leaf = ca.leaf(&[HOST, "127.0.0.1"], -1, 90);
     let s = Server::start(|c, dir| {
-        let (cert, key) = leaf.write(dir);
-        c.tls.cert = cert.to_string_lossy().into();
-        c.tls.key = key.to_string_lossy().into();
+        leaf.install(c, dir);
     })
     .await;
     let base = format!("https://127.0.0.1:{}", s.addr().port());
@@ -318,9 +314,7 @@ async fn health_and_metrics_show_when_the_certificate_expires() {
     let ca = Ca::new();
     let soon = ca.leaf(&[HOST], -80, 5);
     let s = Server::start(|c, dir| {
-        let (cert, key) = soon.write(dir);
-        c.tls.cert = cert.to_string_lossy().into();
-        c.tls.key = key.to_string_lossy().into();
+        soon.install(c, dir);
     })
     .await;
     let client = trusting(&ca.der, s.addr());

@@ -98,6 +98,13 @@ impl Leaf {
         replace(&cert, self.cert_pem.as_bytes());
         (cert, key)
     }
+
+    /// Writes the pair into `dir` and points `[tls] cert` and `key` at it.
+    pub fn install(&self, c: &mut Config, dir: &Path) {
+        let (cert, key) = self.write(dir);
+        c.tls.cert = cert.to_string_lossy().into();
+        c.tls.key = key.to_string_lossy().into();
+    }
 }
 
 /// Replaces a file by a rename, as certbot's symlink swap does.
@@ -180,17 +187,9 @@ pub fn served_fingerprint(resp: &reqwest::Response) -> String {
 
 /// The leaf certificate a bare TLS handshake with `addr` gets (any protocol on top).
 pub async fn handshake_fingerprint(addr: SocketAddr) -> String {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert))
-    .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = rustls_pki_types::ServerName::try_from(HOST).expect("name");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(noom::tls::client_accepting_any_certificate())
         .connect(name, tcp)
         .await
         .expect("TLS handshake");
@@ -236,66 +235,5 @@ where
 
 /// coturn-style REST credentials for `user`, valid for `ttl_secs`.
 pub fn rest_credentials(user: &str, ttl_secs: i64) -> (String, String) {
-    use base64::Engine as _;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let username = format!("{}:{user}", now + ttl_secs);
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, SECRET.as_bytes());
-    let tag = ring::hmac::sign(&key, username.as_bytes());
-    (
-        username,
-        base64::engine::general_purpose::STANDARD.encode(tag.as_ref()),
-    )
-}
-
-#[derive(Debug)]
-struct AnyCert;
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &[rustls_pki_types::CertificateDer<'_>],
-        _: &rustls_pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    crate::raw::credentials(SECRET, user, ttl_secs)
 }

@@ -11,9 +11,7 @@ async fn turn_client_allocates_over_tls_with_the_shared_certificate() {
     let ca = Ca::new();
     let first = ca.leaf(&[HOST], -1, 90);
     let s = Server::start(|c, dir| {
-        let (cert, key) = first.write(dir);
-        c.tls.cert = cert.to_string_lossy().into();
-        c.tls.key = key.to_string_lossy().into();
+        first.install(c, dir);
         c.tls.reload_secs = 1;
         // turn.tls_listen stays empty: [tls] turns TURNS on by itself.
         c.turn.public_host = HOST.into();
