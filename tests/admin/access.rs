@@ -434,3 +434,36 @@ async fn hash_password_prints_a_hash_the_server_accepts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
 }
+
+#[tokio::test]
+async fn a_login_without_a_password_field_is_refused_clearly() {
+    let server = admin::server().await;
+    let resp = http()
+        .post(server.url("/admin/login"))
+        .form(&[("pass", PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    assert!(resp.text().await.expect("page").contains("password field"));
+}
+
+#[tokio::test]
+async fn a_disabled_admin_side_is_not_there_at_all() {
+    let server = crate::support::Server::start_with(|c| c.admin.enabled = false).await;
+    let http = http();
+    for path in ["/admin", "/admin/login", "/admin/api/overview"] {
+        let resp = http.get(server.url(path)).send().await.expect("GET");
+        assert_eq!(resp.status(), 303, "{path}");
+        assert_eq!(resp.headers()["location"], "/", "{path}");
+    }
+    let resp = login_as(&server.base, "anything").await;
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    assert!(matches!(
+        live(&server.base, None, Some(&server.base)).await,
+        Err(ClientError::Refused(_))
+    ));
+    // No password was generated for a page that does not exist.
+    assert!(!server.dir.path().join("data/admin_password").exists());
+}

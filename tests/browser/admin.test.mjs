@@ -1,30 +1,24 @@
 // The admin page in a real browser: log in with a password hashed by
 // `noom hash-password`, watch a room fill up live, delete a message (it
-// disappears from the members' pages too), disconnect a member, revoke a
-// message's author and close the room (the pages explain what happened and do
-// not come back by themselves).
-import { test, before, after } from "node:test";
+// disappears from the members' pages too), end the call, delete the history,
+// disconnect a member, revoke a message's author and close the room (the pages
+// explain what happened and do not come back by themselves).
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { BIN, startServer, launchBrowser, openPage, roomPath, waitEntered, sendMessage } from "./harness.mjs";
+import { BIN, openPage, roomPath, waitEntered, sendMessage, joinCall, expectLiveTiles, useServerAndBrowser } from "./harness.mjs";
 
 const PASSWORD = "browser admin secret";
-let server, browser;
-
-before(async () => {
-  const hashed = spawnSync(BIN, ["hash-password"], { input: PASSWORD + "\n", encoding: "utf8" });
-  assert.equal(hashed.status, 0, hashed.stderr);
-  server = await startServer({ env: { NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim() } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
+const env = useServerAndBrowser({
+  server: () => {
+    const hashed = spawnSync(BIN, ["hash-password"], { input: PASSWORD + "\n", encoding: "utf8" });
+    assert.equal(hashed.status, 0, hashed.stderr);
+    return { env: { NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim() } };
+  },
 });
 
 test("an administrator logs in, watches a room live and manages it", async () => {
-  const admin = await openPage(browser, server, "/admin");
+  const admin = await openPage(env.browser, env.server, "/admin");
   // Not logged in: the login page, and a wrong password is refused.
   await admin.waitForURL("**/admin/login");
   await admin.getByTestId("password").fill("not the password");
@@ -38,9 +32,9 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   admin.on("dialog", (dialog) => dialog.accept());
 
   const room = "ops <room>";
-  const ann = await openPage(browser, server, roomPath(room), { nickname: "Ann" });
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
   await waitEntered(ann);
-  const ben = await openPage(browser, server, roomPath(room), { nickname: "Ben" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
   await waitEntered(ben);
   await sendMessage(ann, "keep this");
   await sendMessage(ann, "remove <b>this</b>");
@@ -71,6 +65,28 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   assert.equal(await history.locator("li").count(), 1);
   assert.equal(await admin.locator("#history b").count(), 0, "message text stays text");
 
+  // End the call: both pages leave it (back to the preview) and say why.
+  await joinCall(ann);
+  await joinCall(ben);
+  await expectLiveTiles(ann, ["Ben"]);
+  await admin.getByTestId("room-counts").getByText("2 in call").waitFor();
+  await admin.getByTestId("end-call").click();
+  for (const page of [ann, ben]) {
+    await page.waitForFunction(() => window.noomCall.phase() === "prejoin");
+    await page.getByTestId("call-status").getByText("administrator ended the call").waitFor();
+  }
+  await admin.getByTestId("room-counts").getByText("0 in call").waitFor();
+
+  // Delete the whole history: both pages empty their chat; new messages go on.
+  await admin.getByTestId("clear-history").click();
+  for (const page of [ann, ben]) {
+    await page.locator("#messages .notice", { hasText: "deleted the chat history" }).waitFor();
+    assert.equal(await page.locator("#messages .message").count(), 0);
+  }
+  await history.locator("li").first().waitFor({ state: "detached" });
+  await sendMessage(ann, "after the purge");
+  await ben.locator("#messages .message .text", { hasText: "after the purge" }).waitFor();
+
   // Disconnect Ben: his page says so and stays disconnected.
   await members.locator("tr", { hasText: "Ben" }).getByTestId("disconnect").click();
   await ben.getByTestId("connection").and(ben.locator('[data-state="kicked"]')).waitFor();
@@ -80,7 +96,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
 
   // Revoke the author of a message from the history: Cat's page is told her
   // session ended and does not come back by itself.
-  const cat = await openPage(browser, server, roomPath(room), { nickname: "Cat" });
+  const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
   await waitEntered(cat);
   await sendMessage(cat, "spam spam spam");
   const spam = history.locator("li", { hasText: "spam spam spam" });
@@ -95,7 +111,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   await ann.locator("#messages .notice", { hasText: "closed this room" }).waitFor();
   assert.equal(await ann.locator("#message-input").isDisabled(), true);
   await row.waitFor({ state: "detached" });
-  const rooms = await (await fetch(server.url("/api/rooms"))).json();
+  const rooms = await (await fetch(env.server.url("/api/rooms"))).json();
   assert.deepEqual(rooms, []);
 
   for (const page of [admin, ann, ben, cat]) {
@@ -105,7 +121,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
 });
 
 test("logging out in one tab sends the other admin tab back to the login", async () => {
-  const first = await openPage(browser, server, "/admin/login");
+  const first = await openPage(env.browser, env.server, "/admin/login");
   await first.getByTestId("password").fill(PASSWORD);
   await first.getByTestId("login").click();
   await first.waitForURL(/\/admin$/);

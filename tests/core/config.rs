@@ -114,6 +114,20 @@ fn unknown_keys_and_bad_values_name_the_key() {
         ("[server]\nhttp = \"localhost\"\n", "server.http"),
         ("[log]\nlevel = \"loud[\"\n", "log.level"),
         ("limits = 3\n", "limits"),
+        (
+            "[admin]\npassword_hash = \"$2b$12$bcrypt\"\n",
+            "admin.password_hash",
+        ),
+        ("[admin]\napi_token = \"short\"\n", "admin.api_token"),
+        ("[admin]\nsession_ttl_secs = 5\n", "admin.session_ttl_secs"),
+        (
+            "[admin]\nlogin_failures_max = 0\n",
+            "admin.login_failures_max",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"not-a-net\"]\n",
+            "server.trusted_proxies",
+        ),
     ];
     for (text, key) in cases {
         let (_d, path) = file(text);
