@@ -438,20 +438,25 @@ async fn check_ports(config: &Config, data_in_use: bool, r: &mut Report) -> bool
         );
     }
     if let Ok(Some(redirect)) = config.http_redirect_addr() {
-        match std::net::TcpListener::bind(redirect) {
-            Ok(_) => r.ok("ports", format!("{redirect} (HTTP redirect) is free")),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && running => r.ok(
-                "ports",
-                format!("{redirect} (HTTP redirect) is in use (by the running noom?)"),
-            ),
-            Err(e) => r.fail(
-                "ports",
-                format!("cannot listen on {redirect} (HTTP redirect): {e}"),
-                bind_fix(redirect),
-            ),
-        }
+        check_tcp_port(r, "ports", redirect, "HTTP redirect", running);
     }
     running
+}
+
+/// A TCP port noom will listen on: free, or held by the running noom (`running`).
+fn check_tcp_port(r: &mut Report, area: &'static str, addr: SocketAddr, what: &str, running: bool) {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => r.ok(area, format!("{addr} ({what}) is free")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && running => r.ok(
+            area,
+            format!("{addr} ({what}) is in use by the running noom"),
+        ),
+        Err(e) => r.fail(
+            area,
+            format!("cannot listen on {addr} ({what}): {e}"),
+            bind_fix(addr),
+        ),
+    }
 }
 
 fn bind_fix(addr: SocketAddr) -> String {
@@ -490,18 +495,7 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
         );
     }
     if let Some(addr) = turns {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => r.ok("relay", format!("{addr} (TURNS) is free")),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && noom_running => r.ok(
-                "relay",
-                format!("{addr} (TURNS) is in use by the running noom"),
-            ),
-            Err(e) => r.fail(
-                "relay",
-                format!("cannot listen on {addr} (TURNS): {e}"),
-                bind_fix(addr),
-            ),
-        }
+        check_tcp_port(r, "relay", addr, "TURNS", noom_running);
     }
     let dir = std::env::temp_dir();
     match Relay::start(&turn, &dir, None, None).await {

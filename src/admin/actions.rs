@@ -54,18 +54,11 @@ fn kick(socket: SocketRef, reason: KickReason) {
 }
 
 impl Admin {
-    fn main_socket(&self, sid: Sid) -> Option<SocketRef> {
-        self.hub
-            .is_connected(sid)
-            .then(|| self.io.get_socket(sid))
-            .flatten()
-    }
-
     /// Disconnects one connection (socket id).
     pub async fn disconnect(&self, caller: &Caller, id: &str) -> Result<Value, AdminError> {
         let socket = Sid::from_str(id)
             .ok()
-            .and_then(|sid| self.main_socket(sid))
+            .and_then(|sid| self.io.get_socket(sid))
             .ok_or_else(|| AdminError::NotFound(format!("no connection `{id}`")))?;
         kick(socket, KickReason::Disconnected);
         log(caller, "disconnect", id, "");

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::auth::{self, ApiCaller, Via};
 use super::session::Gate;
@@ -223,24 +222,9 @@ async fn messages(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, AdminError> {
     let room = room_name(&admin, &room)?;
-    let mut opts = serde_json::Map::new();
-    for (name, raw) in params {
-        if !matches!(name.as_str(), "before" | "after" | "limit") {
-            return Err(AdminError::BadRequest(format!(
-                "unknown parameter `{name}` (expected before, after, limit)"
-            )));
-        }
-        let n: u64 = raw.parse().map_err(|_| {
-            AdminError::BadRequest(format!("`{name}` must be a non-negative integer"))
-        })?;
-        opts.insert(name, Value::from(n));
-    }
     let query =
-        crate::signaling::page_query(&opts).map_err(|e| AdminError::BadRequest(e.message))?;
-    let messages = admin.hub.store.history(&room, query).map_err(|e| match e {
-        crate::store::StoreError::NoSuchRoom => AdminError::NotFound(format!("no room `{room}`")),
-        other => AdminError::Store(other),
-    })?;
+        crate::web::history_params(params).map_err(|e| AdminError::BadRequest(e.message))?;
+    let messages = admin.hub.store.history(&room, query)?;
     Ok(json(messages))
 }
 

@@ -522,11 +522,6 @@ impl Hub {
             .collect()
     }
 
-    /// True when `sid` is a connection of the main namespace.
-    pub fn is_connected(&self, sid: Sid) -> bool {
-        self.state.lock().conns.contains_key(&sid)
-    }
-
     /// The connections of the public user id `user`.
     pub fn connections_of_user(&self, user: &str) -> Vec<Sid> {
         self.state

@@ -7,14 +7,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use socketioxide::SocketIo;
 
 use super::Web;
-use socketioxide::SocketIo;
 
 use crate::metrics::Gauges;
 use crate::signaling::Hub;
 use crate::signaling::protocol::{ApiError, ErrorCode};
 use crate::signaling::{page_query, validate};
+use crate::store::HistoryQuery;
 
 /// A JSON error body in the same shape as a failed acknowledgement.
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -38,6 +39,27 @@ pub async fn rooms(State(web): State<Web>) -> Response {
     Json(web.hub.room_list()).into_response()
 }
 
+/// Reads `?before=&after=&limit=` of a history page (empty means absent), with
+/// the same rules as the `history` event.
+pub fn history_params(params: HashMap<String, String>) -> Result<HistoryQuery, ApiError> {
+    let mut opts = serde_json::Map::new();
+    for (name, raw) in params {
+        if !matches!(name.as_str(), "before" | "after" | "limit") {
+            return Err(ApiError::invalid_argument(format!(
+                "unknown parameter `{name}` (expected before, after, limit)"
+            )));
+        }
+        if raw.is_empty() {
+            continue;
+        }
+        let n: u64 = raw.parse().map_err(|_| {
+            ApiError::invalid_argument(format!("`{name}` must be a non-negative integer"))
+        })?;
+        opts.insert(name, Value::from(n));
+    }
+    page_query(&opts)
+}
+
 pub async fn messages(
     State(web): State<Web>,
     Path(room): Path<String>,
@@ -45,23 +67,7 @@ pub async fn messages(
 ) -> Response {
     let result = (|| {
         let room = validate::room_name(&room, web.hub.config.limits.room_name_max)?;
-        let mut opts = serde_json::Map::new();
-        for (name, raw) in params {
-            if !matches!(name.as_str(), "before" | "after" | "limit") {
-                return Err(ApiError::invalid_argument(format!(
-                    "unknown parameter `{name}` (expected before, after, limit)"
-                )));
-            }
-            if raw.is_empty() {
-                continue;
-            }
-            let n: u64 = raw.parse().map_err(|_| {
-                ApiError::invalid_argument(format!("`{name}` must be a non-negative integer"))
-            })?;
-            opts.insert(name, Value::from(n));
-        }
-        let query = page_query(&opts)?;
-        Ok(web.hub.store.history(&room, query)?)
+        Ok(web.hub.store.history(&room, history_params(params)?)?)
     })();
     match result {
         Ok(messages) => Json(messages).into_response(),

@@ -23,7 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::admin::AdminRef;
 use crate::signaling::Hub;
 
-pub use api::{error as json_error, exposition};
+pub use api::{error as json_error, exposition, history_params};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]

@@ -18,6 +18,15 @@ fn file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// Loads `path` as the config file, with no environment and no flags.
+fn load_file(path: impl Into<std::path::PathBuf>) -> Result<Config, ConfigError> {
+    let overrides = Overrides {
+        config: Some(path.into()),
+        ..Default::default()
+    };
+    Config::load(&overrides, env(&[]))
+}
+
 #[test]
 fn the_shipped_noom_toml_lists_every_key_with_its_default() {
     let shipped: toml::Table = std::fs::read_to_string("noom.toml")
@@ -26,14 +35,7 @@ fn the_shipped_noom_toml_lists_every_key_with_its_default() {
         .unwrap();
     let defaults = toml::Table::try_from(Config::default()).unwrap();
     assert_eq!(shipped, defaults);
-    let loaded = Config::load(
-        &Overrides {
-            config: Some("noom.toml".into()),
-            ..Default::default()
-        },
-        env(&[]),
-    )
-    .unwrap();
+    let loaded = load_file("noom.toml").unwrap();
     assert_eq!(loaded, Config::default());
 }
 
@@ -131,28 +133,14 @@ fn unknown_keys_and_bad_values_name_the_key() {
     ];
     for (text, key) in cases {
         let (_d, path) = file(text);
-        let err = Config::load(
-            &Overrides {
-                config: Some(path),
-                ..Default::default()
-            },
-            env(&[]),
-        )
-        .unwrap_err();
+        let err = load_file(path).unwrap_err();
         assert!(
             err.to_string().contains(&format!("`{key}`")),
             "{text:?} -> {err}"
         );
     }
     let (_d, path) = file("[server\n");
-    let err = Config::load(
-        &Overrides {
-            config: Some(path),
-            ..Default::default()
-        },
-        env(&[]),
-    )
-    .unwrap_err();
+    let err = load_file(path).unwrap_err();
     assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
 
     let err = Config::load(
@@ -167,14 +155,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
     );
     let err = Config::load(&Overrides::default(), env(&[("NOOM_SERVER_PORT", "1")])).unwrap_err();
     assert!(err.to_string().contains("NOOM_SERVER_PORT"), "{err}");
-    let err = Config::load(
-        &Overrides {
-            config: Some("/no/such/noom.toml".into()),
-            ..Default::default()
-        },
-        env(&[]),
-    )
-    .unwrap_err();
+    let err = load_file("/no/such/noom.toml").unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
 }
 
