@@ -16,7 +16,9 @@ trap cleanup EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
 
-turnutils_peer -L 127.0.0.1 -p 3480 >/dev/null 2>&1 & pids+=($!)
+# The peer is on loopback (this host): Noom relays to its own addresses only on
+# relay ports (49152-65535), so the peer takes one of them.
+turnutils_peer -L 127.0.0.1 -p 49480 >/dev/null 2>&1 & pids+=($!)
 
 turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port=3578 \
     --allow-loopback-peers --no-cli --no-tls --no-dtls --use-auth-secret \
@@ -32,7 +34,7 @@ run() { # name pid port
     local name=$1 pid=$2 port=$3
     local c0 t0 t1 c1 out
     c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
-    out=$(turnutils_uclient -p "$port" -e 127.0.0.1 -r 3480 -W "$secret" -u bench \
+    out=$(turnutils_uclient -p "$port" -e 127.0.0.1 -r 49480 -W "$secret" -u bench \
         -n "$messages" -m "$clients" -l 170 -z "${RELAY_BENCH_INTERVAL:-1}" -c 127.0.0.1 2>&1)
     t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
     local sent recv lost

@@ -519,8 +519,8 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
                 );
             }
             if !public.is_loopback()
-                && !tls::local_addresses().is_empty()
-                && !tls::local_addresses().contains(&public)
+                && !crate::net::local_addresses().is_empty()
+                && !crate::net::local_addresses().contains(&public)
             {
                 r.warn(
                     "relay",

@@ -14,6 +14,7 @@
 //! - [`check`]: `noom check`, which validates a deployment and says how to fix it;
 //! - [`admin`]: the admin page and API behind a login: inspect and manage everything;
 //! - [`metrics`]: counters and their Prometheus rendering;
+//! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: a small Socket.IO client of the contract, for `noom-load` and tests.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod net;
 pub mod relay;
 pub mod signaling;
 pub mod store;

@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         let addr = running.http_addr();
         if addr.ip().is_unspecified()
             && !matches!(config_public_url.as_deref(), Some(u) if !u.is_empty())
-            && let Some(ip) = noom::tls::default_route_ip()
+            && let Some(ip) = noom::net::default_route_ip()
         {
             let scheme = if running.is_https() { "https" } else { "http" };
             let shown = std::net::SocketAddr::new(ip, addr.port());

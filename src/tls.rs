@@ -429,62 +429,14 @@ pub fn self_signed_names(config: &Config) -> (Vec<String>, Vec<String>) {
             machine.push(name.to_string());
         }
     }
-    if let Some(ip) = default_route_ip() {
+    if let Some(ip) = crate::net::default_route_ip() {
         machine.push(ip.to_string());
     }
-    machine.extend(local_addresses().iter().map(IpAddr::to_string));
+    machine.extend(crate::net::local_addresses().iter().map(IpAddr::to_string));
     let mut seen = std::collections::BTreeSet::new();
     configured.retain(|n| seen.insert(n.to_ascii_lowercase()));
     machine.retain(|n| seen.insert(n.to_ascii_lowercase()));
     (configured, machine)
-}
-
-/// The addresses of this machine's interfaces (Linux: from /proc, so no
-/// system call wrappers are needed), without IPv6 link-local ones (they need a
-/// zone, which certificates cannot name). Empty elsewhere.
-pub fn local_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    // IPv4: /proc/net/fib_trie lists every local address as "|-- a.b.c.d"
-    // followed by "/32 host LOCAL".
-    if let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") {
-        let mut last: Option<IpAddr> = None;
-        for line in trie.lines() {
-            let line = line.trim();
-            if let Some(addr) = line.strip_prefix("|-- ") {
-                last = addr.parse().ok();
-            } else if line.starts_with("/32 host LOCAL")
-                && let Some(ip) = last.take()
-                && !out.contains(&ip)
-            {
-                out.push(ip);
-            }
-        }
-    }
-    // IPv6: /proc/net/if_inet6 starts each line with 32 hex digits.
-    if let Ok(list) = std::fs::read_to_string("/proc/net/if_inet6") {
-        for line in list.lines() {
-            let Some(hex) = line.split_whitespace().next() else {
-                continue;
-            };
-            if let Ok(bits) = u128::from_str_radix(hex, 16)
-                && hex.len() == 32
-            {
-                let ip = std::net::Ipv6Addr::from(bits);
-                if !ip.is_unicast_link_local() && !out.contains(&IpAddr::V6(ip)) {
-                    out.push(IpAddr::V6(ip));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// This machine's address on its default route (nothing is sent).
-pub fn default_route_ip() -> Option<IpAddr> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("192.0.2.1:9").ok()?;
-    let ip = s.local_addr().ok()?.ip();
-    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// Generates the self-signed certificate unless one covering the configured
@@ -665,13 +617,6 @@ mod tests {
         assert!(!name_covers("*.example.org", "a.b.example.org"));
         assert!(name_covers("2001:db8::1", "[2001:db8::1]"));
         assert!(!name_covers("10.0.0.1", "10.0.0.2"));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn local_addresses_include_loopback() {
-        let all = local_addresses();
-        assert!(all.contains(&IpAddr::from([127, 0, 0, 1])), "{all:?}");
     }
 
     #[test]

@@ -506,18 +506,10 @@ fn detect_public_ip(listen: IpAddr) -> IpAddr {
     if !listen.is_unspecified() {
         return listen;
     }
-    let probe = || -> std::io::Result<IpAddr> {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
-        s.connect("192.0.2.1:9")?;
-        Ok(s.local_addr()?.ip())
-    };
-    match probe() {
-        Ok(ip) if !ip.is_unspecified() => ip,
-        _ => {
-            tracing::warn!("no default route: the relay advertises 127.0.0.1; set turn.public_ip");
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        }
-    }
+    crate::net::default_route_ip().unwrap_or_else(|| {
+        tracing::warn!("no default route: the relay advertises 127.0.0.1; set turn.public_ip");
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    })
 }
 
 async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>, stop: CancellationToken) {
@@ -700,5 +692,6 @@ async fn sweep(server: Arc<Server>, stop: CancellationToken) {
             tracing::debug!(gone, "expired TURN allocations removed");
         }
         server.sweep_limiter();
+        server.policy.refresh();
     }
 }

@@ -21,7 +21,7 @@ struct Peer {
 impl Peer {
     async fn new() -> Peer {
         Peer {
-            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            sock: crate::support::peer_socket().await,
         }
     }
     fn addr(&self) -> SocketAddr {
@@ -222,8 +222,14 @@ async fn allow_and_deny_lists_override_the_default() {
     .await;
     let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
     assert!(is_success(&c.allocate().await));
+    // Loopback is this host's own: allowed or not, only its relay ports.
+    assert_eq!(
+        error_code(&c.create_permission(&["127.0.0.1:9".parse().unwrap()]).await),
+        Some(403)
+    );
     assert!(is_success(
-        &c.create_permission(&["127.0.0.1:9".parse().unwrap()]).await
+        &c.create_permission(&["127.0.0.1:50000".parse().unwrap()])
+            .await
     ));
     assert!(is_success(
         &c.create_permission(&["10.2.3.4:9".parse().unwrap()]).await

@@ -143,7 +143,7 @@ async fn bandwidth_per_allocation_is_capped() {
         c.turn.bandwidth_kbps = 8;
     })
     .await;
-    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer = crate::support::peer_socket().await;
     let peer_addr = peer.local_addr().unwrap();
     let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
     assert!(is_success(&c.allocate().await));

@@ -71,9 +71,22 @@ pub fn rest_credentials(user: &str, ttl_secs: i64) -> (String, String) {
     crate::raw::credentials(SECRET, user, ttl_secs)
 }
 
+/// A UDP socket for a peer on loopback. Loopback is this host's own address,
+/// which the relay reaches only on its relay ports: the peer binds one of them.
+pub async fn peer_socket() -> tokio::net::UdpSocket {
+    use rand::Rng;
+    for _ in 0..1000 {
+        let port: u16 = rand::rng().random_range(49152..=65535);
+        if let Ok(sock) = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await {
+            return sock;
+        }
+    }
+    panic!("no free port in the relay range");
+}
+
 /// A UDP echo peer on loopback.
 pub async fn echo_peer() -> SocketAddr {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = peer_socket().await;
     let addr = sock.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];

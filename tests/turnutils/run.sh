@@ -10,9 +10,20 @@ for tool in turnutils_uclient turnutils_peer turnutils_stunclient; do
 done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# The peer is on loopback, one of this host's own addresses, which the relay
+# reaches only on its relay ports (49152-65535): the peer takes one of them.
+relay_range_udp_port() { python3 -c '
+import random, socket
+for _ in range(1000):
+    p = random.randint(49152, 65535)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass'; }
 
 secret="turnutils-shared-secret-$RANDOM$RANDOM"
-http=$(free_port); turn=$(free_udp_port); peer=$(free_udp_port)
+http=$(free_port); turn=$(free_udp_port); peer=$(relay_range_udp_port)
 data=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
