@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +21,9 @@ use crate::signaling::{self, Hub};
 use crate::store::{Retention, Store, StoreError, StoreOptions};
 use crate::tls::{CertStore, TlsError};
 use crate::web::client_addr::Proxies;
+use crate::web::conn::{ConnLimits, Gate};
 use crate::web::https::{RedirectTarget, TlsIncoming, redirect_router};
+use crate::web::serve::{Tcp, Timeouts, serve};
 use crate::web::{self, Web};
 
 /// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
@@ -46,8 +47,6 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
     #[error("a server task panicked: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -73,6 +72,7 @@ impl App {
         let addr = config.http_addr()?;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
+        let metrics_store = metrics.clone();
 
         let store = {
             let dir = config.server.data_dir.clone();
@@ -80,8 +80,7 @@ impl App {
                 cache_bytes: config.store.cache_mb << 20,
                 commit_window: Duration::from_millis(config.store.commit_window_ms),
             };
-            let metrics = metrics.clone();
-            tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics)).await??
+            tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics_store)).await??
         };
         let admin_password = if config.admin.enabled {
             let configured = config.admin.password_hash.clone();
@@ -134,7 +133,7 @@ impl App {
             (None, None)
         };
         let proxies = Proxies::new(config.trusted_proxies()?, cert.is_some());
-        let mut hub = Hub::new(config.clone(), store.clone(), metrics, relay.clone());
+        let mut hub = Hub::new(config.clone(), store.clone(), metrics.clone(), relay.clone());
         hub.relay_error = relay_error;
         hub.proxies = proxies.clone();
         let hub = Arc::new(hub);
@@ -205,36 +204,46 @@ impl App {
             host: crate::tls::host_of(http_addr),
             data_dir: config.server.data_dir.clone(),
         };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let gate = Gate::new(
+            ConnLimits {
+                per_ip: config.server.connections_per_ip as usize,
+                exempt: config.trusted_proxies()?,
+                slow_consumer: Duration::from_secs(config.limits.slow_consumer_secs),
+            },
+            metrics.clone(),
+        );
+        let timeouts = Timeouts {
+            header: Duration::from_secs(config.server.header_timeout_secs),
+            body: Duration::from_secs(config.server.body_timeout_secs),
+        };
         let server = {
             let stop = stop_http.clone();
+            let metrics = metrics.clone();
             match &cert {
-                None => tokio::spawn(async move {
-                    // Chat frames are small and latency-bound: no Nagle delay.
-                    let listener = listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    axum::serve(listener, service)
-                        .with_graceful_shutdown(async move { stop.cancelled().await })
-                        .await
-                }),
+                None => tokio::spawn(serve(
+                    Tcp::new(listener, gate.clone()),
+                    router,
+                    timeouts,
+                    metrics,
+                    stop,
+                )),
                 Some(cert) => {
                     // HTTP/1.1 only: WebSocket upgrades (Socket.IO) need it.
                     let tls = cert.server_config(&[b"http/1.1"]);
-                    let (incoming, plain) = TlsIncoming::new(listener, tls, stop.clone())
-                        .map_err(|source| AppError::Bind { addr, source })?;
-                    let incoming = incoming.tap_io(|_| {});
+                    let (incoming, plain) =
+                        TlsIncoming::new(listener, tls, gate.clone(), stop.clone());
                     let redirect = redirect_router(target.clone());
                     tokio::spawn(async move {
                         // Plain HTTP on the HTTPS port gets a redirect, not a broken handshake.
-                        let wrong_scheme = axum::serve(plain, redirect)
-                            .with_graceful_shutdown(stop.clone().cancelled_owned());
-                        let wrong_scheme = tokio::spawn(async move { wrong_scheme.await });
-                        let served = axum::serve(incoming, service)
-                            .with_graceful_shutdown(async move { stop.cancelled().await })
-                            .await;
+                        let wrong_scheme = tokio::spawn(serve(
+                            plain,
+                            redirect,
+                            timeouts,
+                            metrics.clone(),
+                            stop.clone(),
+                        ));
+                        serve(incoming, router, timeouts, metrics, stop).await;
                         let _ = wrong_scheme.await;
-                        served
                     })
                 }
             }
@@ -242,11 +251,13 @@ impl App {
         let redirect = redirect_listener.map(|listener| {
             let target = target.clone();
             let stop = stop_http.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, redirect_router(target))
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            })
+            tokio::spawn(serve(
+                Tcp::new(listener, gate.clone()),
+                redirect_router(target),
+                timeouts,
+                metrics.clone(),
+                stop,
+            ))
         });
         let url = match &public {
             Some(u) => u.base.clone(),
@@ -273,7 +284,7 @@ impl App {
                 }
                 io.close().await;
                 let served = match tokio::time::timeout(DRAIN, server).await {
-                    Ok(joined) => joined?.map_err(AppError::Serve),
+                    Ok(joined) => joined.map_err(AppError::Task),
                     Err(_) => {
                         tracing::warn!("some HTTP connections did not close in time");
                         Ok(())

@@ -40,6 +40,14 @@ pub struct ServerConfig {
     /// The URL people open, e.g. `https://noom.example.org`; empty: derived
     /// from the listen address. Used for redirects and what is printed.
     pub public_url: String,
+    /// HTTP(S) connections open at once from one client address (trusted
+    /// proxies are exempt).
+    pub connections_per_ip: u64,
+    /// A request head must arrive within this many seconds; also how long an
+    /// idle kept-alive connection stays open.
+    pub header_timeout_secs: u64,
+    /// A request body must arrive within this many seconds from its first read.
+    pub body_timeout_secs: u64,
 }
 
 /// HTTPS built in: a certificate from files (reloaded when they change) or a
@@ -75,6 +83,9 @@ pub struct LimitsConfig {
     pub events_per_sec: u64,
     pub events_burst: u64,
     pub max_payload_bytes: u64,
+    /// A connection whose outgoing data waits this many seconds on a client
+    /// that takes less than 2 KiB/s of it is closed.
+    pub slow_consumer_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +138,15 @@ pub struct TurnConfig {
     pub deny_peers: Vec<String>,
     pub max_allocations: u64,
     pub max_allocations_per_user: u64,
+    /// Allocations open at once from one client IP address.
+    pub max_allocations_per_ip: u64,
+    /// New allocations per second from one client IP address (bursts of 5 s worth).
+    pub allocations_per_ip_per_sec: u64,
+    /// TURN credentials minted for `join_call` per minute for one client IP address.
+    pub credentials_per_ip_per_min: u64,
+    /// A TURN-over-TCP/TLS connection without an allocation is closed after this
+    /// many seconds (from its start, or from the end of its allocation).
+    pub tcp_idle_secs: u64,
     /// Per allocation, both directions together; 0: unlimited.
     pub bandwidth_kbps: u64,
     /// Unauthenticated requests per second from one source address.
@@ -165,6 +185,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             trusted_proxies: Vec::new(),
             public_url: String::new(),
+            connections_per_ip: 256,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
         }
     }
 }
@@ -195,6 +218,7 @@ impl Default for LimitsConfig {
             events_per_sec: 50,
             events_burst: 100,
             max_payload_bytes: 64 * 1024,
+            slow_consumer_secs: 10,
         }
     }
 }
@@ -241,6 +265,10 @@ impl Default for TurnConfig {
             deny_peers: Vec::new(),
             max_allocations: 1000,
             max_allocations_per_user: 10,
+            max_allocations_per_ip: 100,
+            allocations_per_ip_per_sec: 10,
+            credentials_per_ip_per_min: 60,
+            tcp_idle_secs: 60,
             bandwidth_kbps: 8000,
             unauthenticated_per_sec: 20,
         }
@@ -385,7 +413,17 @@ impl Config {
             return Err(bad("server.data_dir", "must not be empty"));
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 9] = [
+        let s = &self.server;
+        let ranges: [(&str, u64, u64, u64); 13] = [
+            (
+                "server.connections_per_ip",
+                s.connections_per_ip,
+                1,
+                1_000_000,
+            ),
+            ("server.header_timeout_secs", s.header_timeout_secs, 1, 3600),
+            ("server.body_timeout_secs", s.body_timeout_secs, 1, 3600),
+            ("limits.slow_consumer_secs", l.slow_consumer_secs, 1, 3600),
             ("limits.room_name_max", l.room_name_max, 1, 1024),
             ("limits.nickname_max", l.nickname_max, 1, 256),
             ("limits.message_max", l.message_max, 1, 100_000),
@@ -733,6 +771,18 @@ impl TurnConfig {
         }
         if self.unauthenticated_per_sec == 0 {
             return Err(bad("turn.unauthenticated_per_sec", "must be at least 1"));
+        }
+        if self.max_allocations_per_ip == 0 {
+            return Err(bad("turn.max_allocations_per_ip", "must be at least 1"));
+        }
+        if self.allocations_per_ip_per_sec == 0 {
+            return Err(bad("turn.allocations_per_ip_per_sec", "must be at least 1"));
+        }
+        if self.credentials_per_ip_per_min == 0 {
+            return Err(bad("turn.credentials_per_ip_per_min", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&self.tcp_idle_secs) {
+            return Err(bad("turn.tcp_idle_secs", "must be between 1 and 3600"));
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //!   HTTPS and TURNS;
 //! - [`check`]: `noom check`, which validates a deployment and says how to fix it;
 //! - [`admin`]: the admin page and API behind a login: inspect and manage everything;
+//! - [`limit`]: rate limits keyed by source address, in bounded tables;
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: a small Socket.IO client of the contract, for `noom-load` and tests.
@@ -22,6 +23,7 @@ pub mod app;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod limit;
 pub mod metrics;
 pub mod net;
 pub mod relay;

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub flood_disconnects: AtomicU64,
     /// Messages removed by retention.
     pub messages_expired: AtomicU64,
+    /// HTTP(S) connections refused at accept: too many open from one address.
+    pub connections_refused: AtomicU64,
+    /// Connections closed because the client did not read what it was sent.
+    pub slow_consumer_disconnects: AtomicU64,
+    /// HTTP connections closed because a request head did not arrive in time.
+    pub http_timeouts: AtomicU64,
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     flush_count: AtomicU64,
     flush_sum_us: AtomicU64,
@@ -148,6 +154,24 @@ impl Metrics {
             "counter",
             "Connections closed for ignoring the rate limit.",
             &one(get(&self.flood_disconnects)),
+        );
+        metric(
+            "noom_connections_refused_total",
+            "counter",
+            "HTTP(S) connections refused because their address had too many open.",
+            &one(get(&self.connections_refused)),
+        );
+        metric(
+            "noom_slow_consumer_disconnects_total",
+            "counter",
+            "Connections closed because the client did not read what it was sent.",
+            &one(get(&self.slow_consumer_disconnects)),
+        );
+        metric(
+            "noom_http_timeouts_total",
+            "counter",
+            "HTTP connections closed because a request head did not arrive in time.",
+            &one(get(&self.http_timeouts)),
         );
         metric(
             "noom_store_flush_errors_total",

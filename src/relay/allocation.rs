@@ -268,6 +268,15 @@ impl Table {
             .count()
     }
 
+    /// Allocations open now from the client address `ip` (any port, any transport).
+    pub fn count_ip(&self, ip: IpAddr) -> usize {
+        self.by_client
+            .read()
+            .values()
+            .filter(|a| a.client.addr.ip() == ip)
+            .count()
+    }
+
     pub fn insert(&self, alloc: Arc<Allocation>) {
         self.by_client.write().insert(alloc.client, alloc);
     }

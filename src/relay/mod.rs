@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use allocation::{AllocationInfo, ClientKey, Transport};
-pub use auth::{Credentials, Minted};
+pub use auth::{Credentials, Minted, unix_now};
 pub use selftest::SelfTest;
 pub use server::RelayStats;
 
@@ -153,6 +153,9 @@ impl Relay {
             max_lifetime: Duration::from_secs(cfg.allocation_lifetime_secs),
             max_allocations: cfg.max_allocations as usize,
             max_allocations_per_user: cfg.max_allocations_per_user as usize,
+            max_allocations_per_ip: cfg.max_allocations_per_ip as usize,
+            tcp_idle: Duration::from_secs(cfg.tcp_idle_secs),
+            allocations_per_ip_per_sec: cfg.allocations_per_ip_per_sec as f64,
             bandwidth_bytes_per_sec: cfg.bandwidth_kbps * 1000 / 8,
             unauthenticated_per_sec: cfg.unauthenticated_per_sec as f64,
         };
@@ -263,16 +266,25 @@ impl Relay {
         self.server.settings.public_ip
     }
 
+    /// How long minted credentials stay valid.
+    pub fn credential_ttl(&self) -> Duration {
+        self.server.creds.ttl
+    }
+
     /// Fresh credentials for `user`.
     pub fn mint(&self, user: &str) -> Minted {
         self.server.creds.mint(user)
     }
 
-    /// The `iceServers` entry list for a call participant.
+    /// The `iceServers` entry list for a call participant, with fresh credentials.
     pub fn ice_servers(&self, user: &str) -> Vec<Value> {
+        self.ice_servers_with(&self.mint(user))
+    }
+
+    /// The `iceServers` entry list carrying credentials minted earlier.
+    pub fn ice_servers_with(&self, minted: &Minted) -> Vec<Value> {
         let host = &self.host;
         let port = self.udp_addr.port();
-        let minted = self.mint(user);
         let mut turn = vec![format!("turn:{host}:{port}?transport=udp")];
         if let Some(tcp) = self.tcp_addr {
             turn.push(format!("turn:{host}:{}?transport=tcp", tcp.port()));
@@ -347,7 +359,7 @@ impl Relay {
         let s = &self.server.stats;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let healthy = self.last_self_test().is_some_and(|t| t.ok);
-        let lines: [(&str, &str, &str, u64); 10] = [
+        let lines: [(&str, &str, &str, u64); 11] = [
             (
                 "noom_relay_up",
                 "gauge",
@@ -401,6 +413,12 @@ impl Relay {
                 "counter",
                 "Unauthenticated requests dropped by the per-source limit.",
                 get(&s.unauthenticated_dropped),
+            ),
+            (
+                "noom_relay_idle_closed_total",
+                "counter",
+                "TURN TCP/TLS connections closed for having no allocation.",
+                get(&s.idle_closed),
             ),
             (
                 "noom_relay_binding_requests_total",
@@ -543,20 +561,18 @@ async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>, stop: Cancellati
 
 async fn serve_tcp(server: Arc<Server>, listener: TcpListener, stop: CancellationToken) {
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, from) = tokio::select! {
+            accepted = crate::net::accept(&listener) => accepted,
             _ = stop.cancelled() => return,
         };
-        if let Ok((stream, from)) = accepted {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_stream(
-                server.clone(),
-                stream,
-                from,
-                Transport::Tcp,
-                stop.clone(),
-            ));
-        }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_stream(
+            server.clone(),
+            stream,
+            from,
+            Transport::Tcp,
+            stop.clone(),
+        ));
     }
 }
 
@@ -569,12 +585,9 @@ async fn serve_tls(
     stop: CancellationToken,
 ) {
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, from) = tokio::select! {
+            accepted = crate::net::accept(&listener) => accepted,
             _ = stop.cancelled() => return,
-        };
-        let Ok((stream, from)) = accepted else {
-            continue;
         };
         let _ = stream.set_nodelay(true);
         let (server, acceptor, stop) = (server.clone(), acceptor.clone(), stop.clone());
@@ -610,7 +623,10 @@ fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, Rela
 }
 
 /// One TURN client on a stream (TCP or TLS): RFC 8656 framing (STUN messages
-/// and padded ChannelData).
+/// and padded ChannelData). A connection that has no allocation for
+/// `turn.tcp_idle_secs` (from its start, half-sent frames included, or from
+/// the end of its allocation) is closed, like coturn does, so idle or silent
+/// connections cannot pile up.
 async fn serve_stream<S>(
     server: Arc<Server>,
     stream: S,
@@ -635,6 +651,10 @@ async fn serve_stream<S>(
         addr: from,
     };
     let sink = Sink::Tcp(tx.clone());
+    let idle = server.settings.tcp_idle;
+    // Checked twice per idle period: a connection goes within 1.5 of them.
+    let mut last_allocated = tokio::time::Instant::now();
+    let mut check = tokio::time::interval_at(last_allocated + idle / 2, idle / 2);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     'conn: loop {
@@ -643,6 +663,16 @@ async fn serve_stream<S>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
+            now = check.tick() => {
+                if server.table.get(&client).is_some() {
+                    last_allocated = now;
+                } else if now.duration_since(last_allocated) >= idle {
+                    tracing::debug!(%from, "closing a TURN connection without an allocation");
+                    server.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                continue;
+            }
             _ = stop.cancelled() => break,
         };
         buf.extend_from_slice(&chunk[..n]);

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use stun::agent::TransactionId;
 use stun::attributes::*;
 use stun::error_code::*;
@@ -30,12 +29,16 @@ use turn::proto::reqtrans::RequestedTransport;
 use super::allocation::{Allocation, ClientKey, Sink, Table, Transport};
 use super::auth::{Credentials, unix_now};
 use super::policy::PeerPolicy;
+use crate::limit::Buckets;
 
 const SOFTWARE: &str = concat!("noom ", env!("CARGO_PKG_VERSION"));
 /// Seconds' worth of unauthenticated requests one source may send at once
 /// (many clients behind one NAT joining together).
 const LIMITER_BURST_SECS: f64 = 3.0;
-/// Most unauthenticated sources tracked for rate limiting at once.
+/// Seconds' worth of new allocations one source address may make at once
+/// (a household behind one NAT joining a call together).
+const ALLOCATION_BURST_SECS: f64 = 5.0;
+/// Most sources tracked for rate limiting at once.
 const LIMITER_SOURCES_MAX: usize = 65_536;
 
 /// Counters exported in `/metrics`.
@@ -49,6 +52,7 @@ pub struct RelayStats {
     pub quota_refusals: AtomicU64,
     pub unauthenticated_dropped: AtomicU64,
     pub binding_requests: AtomicU64,
+    pub idle_closed: AtomicU64,
 }
 
 /// Settings the server loop needs, resolved from the configuration.
@@ -60,6 +64,12 @@ pub struct Settings {
     pub max_lifetime: Duration,
     pub max_allocations: usize,
     pub max_allocations_per_user: usize,
+    /// Allocations open at once from one client IP address.
+    pub max_allocations_per_ip: usize,
+    /// New allocations per second from one client IP address.
+    pub allocations_per_ip_per_sec: f64,
+    /// How long a TCP/TLS connection may stay without an allocation.
+    pub tcp_idle: Duration,
     pub bandwidth_bytes_per_sec: u64,
     pub unauthenticated_per_sec: f64,
 }
@@ -70,7 +80,10 @@ pub struct Server {
     pub policy: PeerPolicy,
     pub table: Table,
     pub stats: RelayStats,
-    limiter: Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+    /// Unauthenticated requests per source address.
+    limiter: Buckets<IpAddr>,
+    /// New allocations per source address.
+    allocation_rate: Buckets<IpAddr>,
 }
 
 /// A request that passed authentication.
@@ -146,12 +159,21 @@ pub fn is_channel_data(b: &[u8]) -> bool {
 impl Server {
     pub fn new(settings: Settings, creds: Credentials, policy: PeerPolicy) -> Self {
         Self {
-            settings,
             creds,
             policy,
             table: Table::default(),
             stats: RelayStats::default(),
-            limiter: Mutex::new(Default::default()),
+            limiter: Buckets::new(
+                settings.unauthenticated_per_sec,
+                settings.unauthenticated_per_sec * LIMITER_BURST_SECS,
+                LIMITER_SOURCES_MAX,
+            ),
+            allocation_rate: Buckets::new(
+                settings.allocations_per_ip_per_sec,
+                settings.allocations_per_ip_per_sec * ALLOCATION_BURST_SECS,
+                LIMITER_SOURCES_MAX,
+            ),
+            settings,
         }
     }
 
@@ -240,43 +262,20 @@ impl Server {
     /// Token bucket per source address for requests that are not (yet)
     /// authenticated; the table of sources is bounded.
     fn admit_unauthenticated(&self, ip: IpAddr) -> bool {
-        let rate = self.settings.unauthenticated_per_sec;
-        let burst = rate * LIMITER_BURST_SECS;
-        let now = Instant::now();
-        let mut table = self.limiter.lock();
-        if table.len() >= LIMITER_SOURCES_MAX && !table.contains_key(&ip) {
-            table.retain(|_, (tokens, last)| {
-                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
-            });
-            if table.len() >= LIMITER_SOURCES_MAX {
-                self.stats
-                    .unauthenticated_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
-        }
-        let (tokens, last) = table.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
+        let admitted = self.limiter.take(&ip, Instant::now());
+        if !admitted {
             self.stats
                 .unauthenticated_dropped
                 .fetch_add(1, Ordering::Relaxed);
-            false
         }
+        admitted
     }
 
     /// Forgets limiter entries that are full again (nothing to remember).
     pub fn sweep_limiter(&self) {
-        let rate = self.settings.unauthenticated_per_sec;
-        let burst = rate * LIMITER_BURST_SECS;
         let now = Instant::now();
-        self.limiter.lock().retain(|_, (tokens, last)| {
-            *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
-        });
+        self.limiter.sweep(now);
+        self.allocation_rate.sweep(now);
     }
 
     fn challenge(&self, m: &Message, client: ClientKey, code: ErrorCode) -> Option<Vec<u8>> {
@@ -497,6 +496,28 @@ impl Server {
                 Some(&auth),
                 CODE_ALLOC_QUOTA_REACHED,
                 "allocation quota reached",
+            );
+        }
+        // Per source address too: credentials are cheap to come by (every new
+        // session gets some), an address is not.
+        let ip = client.addr.ip();
+        if self.table.count_ip(ip) >= self.settings.max_allocations_per_ip {
+            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %client.addr, "allocation quota of this address reached");
+            return self.failure(
+                m,
+                Some(&auth),
+                CODE_ALLOC_QUOTA_REACHED,
+                "allocation quota of this address reached",
+            );
+        }
+        if !self.allocation_rate.take(&ip, Instant::now()) {
+            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
+            return self.failure(
+                m,
+                Some(&auth),
+                CODE_INSUFFICIENT_CAPACITY,
+                "too many new allocations from this address; retry shortly",
             );
         }
         let socket = match self.bind_relay_socket(even) {

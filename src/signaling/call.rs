@@ -24,6 +24,8 @@ pub async fn join_call(
     args: Args,
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
+    // Credentials first: a join refused for lack of them changes nothing.
+    let ice = ice_servers(&hub, &s)?;
     let (me, peers, already) = hub.join_call(&s, &room)?;
     if !already {
         let _ = s
@@ -31,16 +33,15 @@ pub async fn join_call(
             .emit("peer_joined", &(room.as_str(), &me))
             .await;
     }
-    let ice = ice_servers(&hub, &s);
     Ok(ok(json!({ "peers": peers, "iceServers": ice })))
 }
 
 /// The ICE servers handed to a call participant: the built-in relay's STUN and
-/// TURN URLs with credentials minted for this user; none when it is disabled.
-fn ice_servers(hub: &Hub, s: &SocketRef) -> Vec<Value> {
-    match (&hub.relay, hub.user_of(s.id)) {
-        (Some(relay), Some(user)) => relay.ice_servers(&user),
-        _ => Vec::new(),
+/// TURN URLs with this connection's credentials; none when it is disabled.
+fn ice_servers(hub: &Hub, s: &SocketRef) -> Result<Vec<Value>, ApiError> {
+    match &hub.relay {
+        Some(relay) => Ok(relay.ice_servers_with(&hub.turn_credentials(s.id, relay)?)),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -51,6 +51,8 @@ struct Conn {
     addr: Option<IpAddr>,
     /// When the connection was opened, ms since the Unix epoch.
     since: i64,
+    /// The TURN credentials minted for this connection, reused while fresh.
+    turn: Option<crate::relay::Minted>,
 }
 
 impl Conn {
@@ -89,6 +91,8 @@ pub struct Hub {
     pub proxies: crate::web::client_addr::Proxies,
     state: Mutex<State>,
     rooms_changed: Notify,
+    /// TURN credentials minted per client address: what makes them cost something.
+    credential_rate: crate::limit::Buckets<IpAddr>,
 }
 
 /// The result of `enter`.
@@ -123,15 +127,58 @@ impl Hub {
         relay: Option<Arc<crate::relay::Relay>>,
     ) -> Self {
         Self {
-            config,
             store,
             metrics,
             relay,
             relay_error: None,
             proxies: Default::default(),
+            credential_rate: {
+                let per_min = config.turn.credentials_per_ip_per_min as f64;
+                crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
+            },
+            config,
             state: Mutex::new(State::default()),
             rooms_changed: Notify::new(),
         }
+    }
+
+    /// The TURN credentials of a connection: its own while more than half of
+    /// their lifetime is left, else new ones if its address has budget for
+    /// them (`turn.credentials_per_ip_per_min`), else `rate_limited`.
+    pub fn turn_credentials(
+        &self,
+        sid: Sid,
+        relay: &crate::relay::Relay,
+    ) -> Result<crate::relay::Minted, ApiError> {
+        let now = crate::relay::unix_now();
+        let half = relay.credential_ttl().as_secs() / 2;
+        let (user, addr) = {
+            let state = self.state.lock();
+            let conn = state.conns.get(&sid).ok_or_else(gone)?;
+            if let Some(minted) = &conn.turn
+                && minted.expires > now + half
+            {
+                return Ok(minted.clone());
+            }
+            (conn.user.clone(), conn.addr)
+        };
+        if let Some(ip) = addr
+            && let Err(wait) = self.credential_rate.try_take(&ip, Instant::now())
+        {
+            Metrics::inc(&self.metrics.rate_limited);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many calls joined from your network address; retry in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        let minted = relay.mint(&user);
+        if let Some(conn) = self.state.lock().conns.get_mut(&sid) {
+            conn.turn = Some(minted.clone());
+        }
+        Ok(minted)
     }
 
     pub fn register(
@@ -155,6 +202,7 @@ impl Hub {
                 limiter: TokenBucket::new(limits.events_per_sec, limits.events_burst),
                 addr,
                 since: now_ms(),
+                turn: None,
             },
         );
     }

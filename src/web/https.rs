@@ -26,6 +26,9 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{Gate, Guarded};
+use super::serve::Accept;
+
 /// Longest TLS handshake a client gets.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for axum to take them.
@@ -35,54 +38,48 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Where `certbot --webroot` puts its HTTP-01 tokens, inside the data directory.
 pub const ACME_DIR: &str = "acme-challenge";
 
-/// Connections handed over by the accept loop, as an axum listener.
+/// Connections handed over by the accept loop.
 pub struct Incoming<Io> {
     rx: mpsc::Receiver<(Io, SocketAddr)>,
-    local: SocketAddr,
 }
 
 /// Accepted, handshaken TLS connections.
-pub type TlsIncoming = Incoming<TlsStream<TcpStream>>;
+pub type TlsIncoming = Incoming<TlsStream<Guarded<TcpStream>>>;
 
 /// Connections to the HTTPS port that spoke plain HTTP (served by
 /// [`redirect_router`]).
-pub type PlainIncoming = Incoming<TcpStream>;
+pub type PlainIncoming = Incoming<Guarded<TcpStream>>;
 
-impl Incoming<TlsStream<TcpStream>> {
-    /// Accepts on `listener` until `stop`; each connection gets TCP_NODELAY
-    /// and a TLS handshake with `config`, or goes to the returned
-    /// [`PlainIncoming`] when it does not start with a TLS handshake.
+impl TlsIncoming {
+    /// Accepts on `listener` until `stop`; each connection admitted by `gate`
+    /// gets TCP_NODELAY and a TLS handshake with `config`, or goes to the
+    /// returned [`PlainIncoming`] when it does not start with a TLS handshake.
     pub fn new(
         listener: TcpListener,
         config: Arc<ServerConfig>,
+        gate: Arc<Gate>,
         stop: CancellationToken,
-    ) -> std::io::Result<(Self, PlainIncoming)> {
-        let local = listener.local_addr()?;
+    ) -> (Self, PlainIncoming) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (plain_tx, plain_rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
-                let accepted = tokio::select! {
-                    r = listener.accept() => r,
+                let (tcp, from) = tokio::select! {
+                    accepted = crate::net::accept(&listener) => accepted,
                     _ = stop.cancelled() => return,
                 };
-                let (tcp, from) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: wait instead of spinning.
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+                let Some(permit) = gate.admit(from.ip()) else {
+                    continue;
                 };
                 // Chat frames are small and latency-bound: no Nagle delay.
                 let _ = tcp.set_nodelay(true);
+                let tcp = gate.guard(tcp, permit);
                 let (acceptor, tx, plain_tx) = (acceptor.clone(), tx.clone(), plain_tx.clone());
                 tokio::spawn(async move {
                     let handshake = async {
                         let mut first = [0u8; 1];
-                        match tcp.peek(&mut first).await {
+                        match tcp.tcp().peek(&mut first).await {
                             Ok(1) if first[0] != TLS_HANDSHAKE_RECORD => Err(tcp),
                             _ => Ok(acceptor.accept(tcp).await),
                         }
@@ -102,33 +99,18 @@ impl Incoming<TlsStream<TcpStream>> {
                 });
             }
         });
-        Ok((
-            Incoming { rx, local },
-            Incoming {
-                rx: plain_rx,
-                local,
-            },
-        ))
+        (Incoming { rx }, Incoming { rx: plain_rx })
     }
 }
 
-impl<Io> axum::serve::Listener for Incoming<Io>
+impl<Io> Accept for Incoming<Io>
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     type Io = Io;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept loop stopped (shutdown): never hand out anything again.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+    async fn accept(&mut self) -> Option<(Self::Io, SocketAddr)> {
+        self.rx.recv().await
     }
 }
 

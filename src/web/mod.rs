@@ -7,8 +7,10 @@
 mod api;
 mod assets;
 pub mod client_addr;
+pub mod conn;
 pub mod https;
 mod pages;
+pub mod serve;
 
 use std::sync::Arc;
 

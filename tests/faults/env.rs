@@ -68,3 +68,156 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// The real `noom` binary, killed when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub http: u16,
+    pub turn: u16,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// A free TCP port on loopback (free now; taken by the server right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Options of a [`Binary`].
+#[derive(Default)]
+pub struct Spawn {
+    /// Environment variables (configuration) for the server.
+    pub env: Vec<(String, String)>,
+    /// Soft and hard open-files limit of the server process.
+    pub nofile: Option<u64>,
+}
+
+impl Binary {
+    pub async fn start(opts: Spawn) -> Binary {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        Self::start_in(dir, opts).await
+    }
+
+    /// Starts the server on a data directory that already exists.
+    pub async fn start_in(dir: tempfile::TempDir, opts: Spawn) -> Binary {
+        let (http, turn) = (free_port(), free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_noom"));
+        cmd.args(["--http", &format!("127.0.0.1:{http}"), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .env("NOOM_TURN_LISTEN", format!("127.0.0.1:{turn}"))
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(limit) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rlimit::setrlimit(rlimit::Resource::NOFILE, limit, limit)
+                });
+            }
+        }
+        let child = cmd.spawn().expect("noom binary starts");
+        let base = format!("http://127.0.0.1:{http}");
+        let mut bin = Binary {
+            child,
+            http,
+            turn,
+            base,
+            dir,
+        };
+        bin.wait_healthy().await;
+        bin
+    }
+
+    /// Waits until `/healthz` answers (any status: a degraded server is up).
+    pub async fn wait_healthy(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if reqwest::get(format!("{}/healthz", self.base)).await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("noom exited early: {status}: {}", self.stderr());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("server at {} did not answer", self.base);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time the server has used so far, user and system.
+    pub fn cpu(&self) -> std::time::Duration {
+        cpu_of(self.pid())
+    }
+
+    /// The server's resident memory now, in bytes.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid())
+    }
+
+    /// Stops the server with SIGTERM and waits; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    /// What the server printed on stderr (after it exited).
+    pub fn stderr(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = err.read_to_string(&mut out);
+        }
+        out
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) of process `pid`.
+pub fn cpu_of(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat: the 12th and 13th after the name.
+    let total = ticks(11) + ticks(12);
+    std::time::Duration::from_millis(total * 1000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Resident memory of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

@@ -122,3 +122,200 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
         running.shutdown().await.expect("clean shutdown");
     });
 }
+
+/// Finding 2: one address that mints credentials through many anonymous
+/// sessions cannot take every allocation: the per-address quota stops it,
+/// and a newcomer from another address is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_exhaust_the_relay() {
+    let r = crate::support::start(|c| {
+        c.turn.max_allocations = 40;
+        c.turn.max_allocations_per_user = 10;
+        c.turn.max_allocations_per_ip = 10;
+        c.turn.allocations_per_ip_per_sec = 1000;
+        // Not what this test is about: let the flood's 401 round trips through.
+        c.turn.unauthenticated_per_sec = 1000;
+    })
+    .await;
+    // Credentials from anonymous sessions, as any visitor gets them.
+    let mut creds = Vec::new();
+    for i in 0..8 {
+        let c = crate::core_support::connect(&r.base, None).await;
+        let room = format!("flood-{i}");
+        c.enter(&room).await;
+        let ack = c.ok("join_call", &[serde_json::json!(room)]).await;
+        let turn = &ack["iceServers"][1];
+        creds.push((
+            turn["username"].as_str().unwrap().to_string(),
+            turn["credential"].as_str().unwrap().to_string(),
+        ));
+    }
+    let mut held = Vec::new();
+    let (mut granted, mut refused) = (0, 0);
+    for (username, password) in &creds {
+        for _ in 0..10 {
+            let mut c = Raw::udp(r.turn)
+                .await
+                .creds((username.clone(), password.clone()));
+            let reply = c.allocate().await;
+            if is_success(&reply) {
+                granted += 1;
+                held.push(c);
+            } else {
+                assert_eq!(error_code(&reply), Some(486), "per-address quota");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(granted, 10, "one address holds at most its quota");
+    assert_eq!(refused, 70);
+    // Someone else, from another address, still gets a relay.
+    let mut newcomer = Raw::udp_from(r.turn, "127.0.0.2")
+        .await
+        .creds(rest_credentials("newcomer", 600));
+    let reply = newcomer.allocate().await;
+    assert!(is_success(&reply), "newcomer refused: {:?}", error_code(&reply));
+}
+
+/// Finding 2: new allocations per second from one address are limited too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_allocations_per_address_are_rate_limited() {
+    let r = crate::support::start(|c| {
+        c.turn.max_allocations_per_user = 100;
+        c.turn.allocations_per_ip_per_sec = 2;
+    })
+    .await;
+    let mut held = Vec::new();
+    let (mut granted, mut slowed) = (0, 0);
+    for _ in 0..20 {
+        let mut c = Raw::udp(r.turn).await.creds(rest_credentials("burst", 600));
+        let reply = c.allocate().await;
+        if is_success(&reply) {
+            granted += 1;
+            held.push(c);
+        } else {
+            assert_eq!(error_code(&reply), Some(508));
+            slowed += 1;
+        }
+    }
+    // A burst of 5 seconds' worth (10), the self-test's allocation included,
+    // plus what refilled meanwhile.
+    assert!((8..=11).contains(&granted), "granted {granted}");
+    assert_eq!(granted + slowed, 20);
+    let mut other = Raw::udp_from(r.turn, "127.0.0.2")
+        .await
+        .creds(rest_credentials("other", 600));
+    assert!(is_success(&other.allocate().await));
+}
+
+/// Finding 2: `join_call` credentials cost something: one per connection
+/// (reused when it joins again) and a budget per client address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_call_credentials_are_limited_per_address() {
+    let r = crate::support::start(|c| c.turn.credentials_per_ip_per_min = 3).await;
+    let mut conns = Vec::new();
+    for i in 0..3 {
+        let c = crate::core_support::connect(&r.base, None).await;
+        c.enter(&format!("r{i}")).await;
+        let first = c.ok("join_call", &[serde_json::json!(format!("r{i}"))]).await;
+        c.ok("leave_call", &[serde_json::json!(format!("r{i}"))]).await;
+        // Joining again reuses the connection's credentials: no new mint.
+        let again = c.ok("join_call", &[serde_json::json!(format!("r{i}"))]).await;
+        assert_eq!(first["iceServers"][1], again["iceServers"][1]);
+        conns.push(c);
+    }
+    let fourth = crate::core_support::connect(&r.base, None).await;
+    fourth.enter("r4").await;
+    let refused = fourth
+        .err("join_call", &[serde_json::json!("r4")], "rate_limited")
+        .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("retry")),
+        "{refused}"
+    );
+    // A refused join left the caller out of the call.
+    fourth
+        .err("leave_call", &[serde_json::json!("r4")], "not_in_call")
+        .await;
+}
+
+/// True when the server closes `stream` within `wait` (end of stream or reset).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Finding 3: TURN over TCP and TLS closes connections that have no
+/// allocation: silent ones, half-sent frames, and connections whose
+/// allocation ended; a connection with an allocation stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_turn_tcp_and_tls_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let r = crate::support::start(|c| {
+        c.turn.tcp_idle_secs = 1;
+        c.tls.self_signed = true;
+    })
+    .await;
+    let relay = r.running.relay().unwrap();
+    let tcp = relay.tcp_addr().expect("TURN over TCP");
+    let tls = relay.tls_addr().expect("TURN over TLS");
+
+    let mut silent = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    // Half a STUN header, then nothing.
+    half.write_all(&[0x00, 0x03, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42])
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(noom::tls::client_accepting_any_certificate());
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut silent_tls = connector
+        .connect(name, tokio::net::TcpStream::connect(tls).await.unwrap())
+        .await
+        .expect("TLS handshake");
+    let mut allocated = Raw::tcp(tcp).await.creds(rest_credentials("alice", 600));
+    assert!(is_success(&allocated.allocate().await));
+
+    let wait = Duration::from_secs(4);
+    assert!(closed_within(&mut silent, wait).await, "silent TCP stays open");
+    assert!(closed_within(&mut half, wait).await, "half-sent frame stays open");
+    assert!(closed_within(&mut silent_tls, wait).await, "silent TLS stays open");
+
+    // The allocated connection outlived the idle time and still works.
+    let refreshed = allocated
+        .authed(stun::message::METHOD_REFRESH, || {
+            vec![Box::new(turn::proto::lifetime::Lifetime(Duration::from_secs(600)))]
+        })
+        .await;
+    assert!(is_success(&refreshed), "allocated connection was closed");
+    // Once its allocation is gone, it goes too.
+    let gone = allocated
+        .authed(stun::message::METHOD_REFRESH, || {
+            vec![Box::new(turn::proto::lifetime::Lifetime(Duration::ZERO))]
+        })
+        .await;
+    assert!(is_success(&gone));
+    let started = std::time::Instant::now();
+    assert!(allocated.recv(wait).await.is_none());
+    assert!(
+        started.elapsed() < wait,
+        "connection without allocation stays open"
+    );
+    let mut metrics = String::new();
+    relay.render_metrics(&mut metrics);
+    let closed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("noom_relay_idle_closed_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("idle-closed metric");
+    assert!(closed >= 4.0, "{closed}");
+}
