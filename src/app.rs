@@ -133,7 +133,12 @@ impl App {
             (None, None)
         };
         let proxies = Proxies::new(config.trusted_proxies()?, cert.is_some());
-        let mut hub = Hub::new(config.clone(), store.clone(), metrics.clone(), relay.clone());
+        let mut hub = Hub::new(
+            config.clone(),
+            store.clone(),
+            metrics.clone(),
+            relay.clone(),
+        );
         hub.relay_error = relay_error;
         hub.proxies = proxies.clone();
         let hub = Arc::new(hub);

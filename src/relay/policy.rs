@@ -38,9 +38,7 @@ pub struct PeerPolicy {
 /// tunnelling formats a router may turn back into IPv4.
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let v4 = |hi: u16, lo: u16| {
-        Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
-    };
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     match s {
         // IPv4-mapped ::ffff:a.b.c.d
         [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(v4(hi, lo)),
@@ -251,11 +249,7 @@ mod tests {
 
     #[test]
     fn allow_and_deny_lists_override_and_deny_wins() {
-        let policy = policy(
-            &["10.0.0.0/8"],
-            &["10.9.0.0/16", "8.8.8.8/32"],
-            &[],
-        );
+        let policy = policy(&["10.0.0.0/8"], &["10.9.0.0/16", "8.8.8.8/32"], &[]);
         assert!(policy.permits(p("10.201.33.4:9")));
         assert!(policy.permits(p("[64:ff9b::10.201.33.4]:9")));
         assert!(!policy.permits(p("10.9.0.1:9")));

@@ -36,6 +36,10 @@ const ROOM_CHANGE_COALESCE: Duration = Duration::from_millis(50);
 const ROOM_LIST_RECHECK: Duration = Duration::from_secs(30);
 /// Longest accepted session token (ours are 64 hex characters).
 const TOKEN_MAX: usize = 128;
+/// Binary attachments one packet may announce (they are refused anyway).
+const BINARY_ATTACHMENTS_MAX: usize = 16;
+/// How long the attachments of a binary packet may take to arrive.
+const BINARY_COMPLETION: Duration = Duration::from_secs(5);
 
 /// The hub as socketioxide state: a weak reference, so that connections that
 /// outlive a shutdown (an engine task still closing) never keep the store open.
@@ -57,6 +61,15 @@ pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
         .ws_max_message_size(max_payload as usize)
         .ws_max_frame_size(max_payload as usize)
         .max_buffer_size(1024)
+        // Binary payloads are refused (`invalid_argument`), but their
+        // attachments are buffered before that: at most what one packet may
+        // carry, and only briefly. More closes that connection.
+        .with_parser(
+            socketioxide::ParserConfig::common()
+                .max_incoming_binary_buf_size(max_payload as usize)
+                .max_incoming_binaries(BINARY_ATTACHMENTS_MAX)
+                .packet_completion_timeout(BINARY_COMPLETION),
+        )
         // Most frames are small; the buffer grows for the few large ones (SDP).
         .ws_read_buffer_size(1024)
         .build_layer();

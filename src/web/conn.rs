@@ -200,7 +200,12 @@ impl<Io> Guarded<Io> {
         Ok(())
     }
 
-    fn after_write(&mut self, cx: &mut Context<'_>, offered: usize, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        offered: usize,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         match result {
             Poll::Ready(Ok(n)) => {
                 self.written += n as u64;

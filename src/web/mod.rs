@@ -40,9 +40,11 @@ pub struct Web {
     pub cert: Option<Arc<crate::tls::CertStore>>,
 }
 
-/// Pages may load only what the server itself serves.
+/// Pages may load only what the server itself serves, and connect only to it:
+/// `connect-src 'self'` covers the page's own `ws:`/`wss:` origin (CSP 3), so
+/// an injected script could not open a socket to another host.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn router(web: Web) -> Router {
     let admin = web.admin.clone();

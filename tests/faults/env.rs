@@ -117,9 +117,7 @@ impl Binary {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
-                cmd.pre_exec(move || {
-                    rlimit::setrlimit(rlimit::Resource::NOFILE, limit, limit)
-                });
+                cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, limit, limit));
             }
         }
         let child = cmd.spawn().expect("noom binary starts");
@@ -196,7 +194,12 @@ pub fn cpu_of(pid: u32) -> std::time::Duration {
     // Fields after the command name (which may hold spaces) start after ") ".
     let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of stat: the 12th and 13th after the name.
     let total = ticks(11) + ticks(12);
     std::time::Duration::from_millis(total * 1000 / clock_ticks())
@@ -220,4 +223,51 @@ pub fn rss_of(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// What a normal visitor sees: how long a new connection takes to be ready
+/// (session and room list received) and how long a chat message takes to be
+/// acknowledged. Medians of `rounds` tries.
+#[derive(Debug, Clone, Copy)]
+pub struct Quality {
+    pub connect: std::time::Duration,
+    pub ack: std::time::Duration,
+}
+
+pub async fn measure(base: &str, rounds: usize) -> Quality {
+    let mut connects = Vec::new();
+    let mut acks = Vec::new();
+    for i in 0..rounds {
+        let started = std::time::Instant::now();
+        let c = crate::core_support::connect(base, None).await;
+        connects.push(started.elapsed());
+        let room = format!("probe-{i}");
+        c.enter(&room).await;
+        let started = std::time::Instant::now();
+        c.say(&room, "are you there?").await;
+        acks.push(started.elapsed());
+        c.c.close();
+    }
+    connects.sort();
+    acks.sort();
+    Quality {
+        connect: connects[rounds / 2],
+        ack: acks[rounds / 2],
+    }
+}
+
+/// Asserts that `loaded` is within twice `quiet`, plus a floor for the
+/// scheduling noise of a debug build sharing two cores with other tests.
+pub fn within_twice(what: &str, quiet: Quality, loaded: Quality) {
+    let floor = std::time::Duration::from_millis(25);
+    for (name, q, l) in [
+        ("connect", quiet.connect, loaded.connect),
+        ("ack", quiet.ack, loaded.ack),
+    ] {
+        assert!(
+            l <= q * 2 + floor,
+            "{what}: {name} took {l:?} under abuse against {q:?} when quiet"
+        );
+    }
+    eprintln!("{what}: quiet {quiet:?}, under abuse {loaded:?}");
 }

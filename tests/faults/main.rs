@@ -11,15 +11,18 @@
 //! them as root.
 
 #[allow(dead_code)]
-#[path = "../relay/raw.rs"]
-mod raw;
-#[allow(dead_code)]
 #[path = "../core/support.rs"]
 mod core_support;
+#[allow(dead_code)]
+#[path = "../relay/raw.rs"]
+mod raw;
 #[allow(dead_code)]
 #[path = "../relay/support.rs"]
 mod support;
 
+#[allow(dead_code)]
 mod env;
 
+mod http;
 mod relay;
+mod socketio;

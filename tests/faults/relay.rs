@@ -41,7 +41,10 @@ impl Service {
 /// `allow_peers` says, only on the relay port range.
 #[test]
 fn own_addresses_are_reachable_only_on_relay_ports() {
-    let name = test_name(module_path!(), "own_addresses_are_reachable_only_on_relay_ports");
+    let name = test_name(
+        module_path!(),
+        "own_addresses_are_reachable_only_on_relay_ports",
+    );
     // 11.22.33.44 is advertised; 55.66.77.88 is another address of the host,
     // inside `allow_peers`. Neither is a documentation address.
     let setup = "ip addr add 11.22.33.44/32 dev lo && ip addr add 55.66.77.88/32 dev lo";
@@ -65,7 +68,11 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
 
         let mut alice = Raw::udp(turn).await.creds(rest_credentials("alice", 600));
         let allocated = alice.allocate().await;
-        assert!(is_success(&allocated), "allocate: {:?}", error_code(&allocated));
+        assert!(
+            is_success(&allocated),
+            "allocate: {:?}",
+            error_code(&allocated)
+        );
         assert_eq!(relayed(&allocated).ip().to_string(), "11.22.33.44");
 
         for target in [advertised.addr(), other.addr(), loopback.addr()] {
@@ -100,10 +107,18 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
         let relay_port: SocketAddr = "11.22.33.44:50000".parse().unwrap();
         assert!(is_success(&alice.create_permission(&[relay_port]).await));
         let other_relay_port: SocketAddr = "55.66.77.88:50000".parse().unwrap();
-        assert!(is_success(&alice.create_permission(&[other_relay_port]).await));
-        alice.send_indication(advertised.addr(), b"to the advertised").await;
+        assert!(is_success(
+            &alice.create_permission(&[other_relay_port]).await
+        ));
+        alice
+            .send_indication(advertised.addr(), b"to the advertised")
+            .await;
         alice.send_indication(other.addr(), b"to the other").await;
-        assert_eq!(advertised.received().await, None, "reached 11.22.33.44:5353");
+        assert_eq!(
+            advertised.received().await,
+            None,
+            "reached 11.22.33.44:5353"
+        );
         assert_eq!(other.received().await, None, "reached 55.66.77.88:5353");
         assert_eq!(loopback.received().await, None);
 
@@ -174,7 +189,11 @@ async fn one_address_cannot_exhaust_the_relay() {
         .await
         .creds(rest_credentials("newcomer", 600));
     let reply = newcomer.allocate().await;
-    assert!(is_success(&reply), "newcomer refused: {:?}", error_code(&reply));
+    assert!(
+        is_success(&reply),
+        "newcomer refused: {:?}",
+        error_code(&reply)
+    );
 }
 
 /// Finding 2: new allocations per second from one address are limited too.
@@ -217,10 +236,15 @@ async fn join_call_credentials_are_limited_per_address() {
     for i in 0..3 {
         let c = crate::core_support::connect(&r.base, None).await;
         c.enter(&format!("r{i}")).await;
-        let first = c.ok("join_call", &[serde_json::json!(format!("r{i}"))]).await;
-        c.ok("leave_call", &[serde_json::json!(format!("r{i}"))]).await;
+        let first = c
+            .ok("join_call", &[serde_json::json!(format!("r{i}"))])
+            .await;
+        c.ok("leave_call", &[serde_json::json!(format!("r{i}"))])
+            .await;
         // Joining again reuses the connection's credentials: no new mint.
-        let again = c.ok("join_call", &[serde_json::json!(format!("r{i}"))]).await;
+        let again = c
+            .ok("join_call", &[serde_json::json!(format!("r{i}"))])
+            .await;
         assert_eq!(first["iceServers"][1], again["iceServers"][1]);
         conns.push(c);
     }
@@ -286,14 +310,25 @@ async fn idle_turn_tcp_and_tls_connections_are_closed() {
     assert!(is_success(&allocated.allocate().await));
 
     let wait = Duration::from_secs(4);
-    assert!(closed_within(&mut silent, wait).await, "silent TCP stays open");
-    assert!(closed_within(&mut half, wait).await, "half-sent frame stays open");
-    assert!(closed_within(&mut silent_tls, wait).await, "silent TLS stays open");
+    assert!(
+        closed_within(&mut silent, wait).await,
+        "silent TCP stays open"
+    );
+    assert!(
+        closed_within(&mut half, wait).await,
+        "half-sent frame stays open"
+    );
+    assert!(
+        closed_within(&mut silent_tls, wait).await,
+        "silent TLS stays open"
+    );
 
     // The allocated connection outlived the idle time and still works.
     let refreshed = allocated
         .authed(stun::message::METHOD_REFRESH, || {
-            vec![Box::new(turn::proto::lifetime::Lifetime(Duration::from_secs(600)))]
+            vec![Box::new(turn::proto::lifetime::Lifetime(
+                Duration::from_secs(600),
+            ))]
         })
         .await;
     assert!(is_success(&refreshed), "allocated connection was closed");
