@@ -426,20 +426,21 @@ async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
         let now = signaling::hub::now_ms();
         let window_ms = (hub.config.rooms.active_window_secs as i64).saturating_mul(1000);
         let live = hub.live_rooms();
-        let pass = move || -> Result<(u64, u64), StoreError> {
+        let pass = move || -> Result<(u64, Vec<String>), StoreError> {
             let messages = store.enforce_retention(&policy, now)?;
             let rooms = store.prune_idle_rooms(now.saturating_sub(window_ms), &live)?;
             Ok((messages, rooms))
         };
         match tokio::task::spawn_blocking(pass).await {
-            Ok(Ok((0, 0))) => {}
+            Ok(Ok((0, rooms))) if rooms.is_empty() => {}
             Ok(Ok((messages, rooms))) => {
                 tracing::info!(
                     messages,
-                    rooms,
+                    rooms = rooms.len(),
                     "retention removed old messages and idle empty rooms"
                 );
-                if rooms > 0 {
+                if !rooms.is_empty() {
+                    hub.rooms_forgotten(&rooms);
                     hub.rooms_changed();
                 }
             }

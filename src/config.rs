@@ -93,6 +93,8 @@ pub struct LimitsConfig {
 pub struct RoomsConfig {
     pub active_window_secs: u64,
     pub list_max: u64,
+    /// Least time between two `room_change` broadcasts, in ms.
+    pub broadcast_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +230,7 @@ impl Default for RoomsConfig {
         Self {
             active_window_secs: 24 * 3600,
             list_max: 1000,
+            broadcast_interval_ms: 1000,
         }
     }
 }
@@ -451,6 +454,12 @@ impl Config {
         }
         if self.rooms.list_max == 0 {
             return Err(bad("rooms.list_max", "must be at least 1"));
+        }
+        if self.rooms.broadcast_interval_ms > 60_000 {
+            return Err(bad(
+                "rooms.broadcast_interval_ms",
+                "must be between 0 and 60000",
+            ));
         }
         if self.store.cache_mb == 0 || self.store.cache_mb > 1 << 20 {
             return Err(bad("store.cache_mb", "must be between 1 and 1048576"));

@@ -108,6 +108,7 @@ impl Admin {
         let name = room.to_string();
         let removed = blocking(move || Ok(store.close_room(&name)?)).await?;
         self.hub.store.durable().await?;
+        self.hub.room_closed(room);
         self.hub.rooms_changed();
         log(
             caller,

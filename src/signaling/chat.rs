@@ -7,7 +7,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 
 use super::hub::{Hub, call_group, chat_group, now_ms};
-use super::protocol::{ApiError, Args, ErrorCode, ok, opt_u64};
+use super::protocol::{ApiError, Args, ErrorCode, Reply, ok, opt_u64};
 use super::validate;
 use crate::metrics::Metrics;
 use crate::store::HistoryQuery;
@@ -39,8 +39,8 @@ pub async fn rooms(
     _s: SocketRef,
     _io: SocketIo,
     _args: Args,
-) -> Result<Value, ApiError> {
-    Ok(ok(json!({ "rooms": hub.room_list() })))
+) -> Result<Reply, ApiError> {
+    Ok(Reply::Rooms(hub.room_list()))
 }
 
 pub fn room_arg(hub: &Hub, args: &Args) -> Result<String, ApiError> {
@@ -133,7 +133,7 @@ pub async fn new_message(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let metrics = hub.metrics.clone();
     let sender = s.clone();
-    hub.store.append(
+    let message = hub.store.append(
         &room,
         &speaker.user,
         &speaker.nickname,
@@ -154,6 +154,7 @@ pub async fn new_message(
             })
         },
     )?;
+    hub.room_active(&room, message.ts);
     match rx.await {
         Ok(Some(message)) => Ok(ok(json!({ "message": message }))),
         _ => Err(ApiError::new(

@@ -15,7 +15,8 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
-use super::protocol::{ApiError, ErrorCode, Member, RoomInfo};
+use super::directory::{Directory, Snapshot};
+use super::protocol::{ApiError, ErrorCode, Member};
 use super::rate::{TokenBucket, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -72,10 +73,11 @@ struct LiveRoom {
     call: Vec<Sid>,
 }
 
-#[derive(Default)]
 struct State {
     conns: HashMap<Sid, Conn>,
     rooms: HashMap<String, LiveRoom>,
+    /// The public room list, updated with every count and activity change.
+    directory: Directory,
 }
 
 /// Shared by every handler (socketioxide state) and the HTTP routes.
@@ -126,6 +128,14 @@ impl Hub {
         metrics: Arc<Metrics>,
         relay: Option<Arc<crate::relay::Relay>>,
     ) -> Self {
+        let mut directory = Directory::new(
+            (config.rooms.active_window_secs as i64).saturating_mul(1000),
+            config.rooms.list_max as usize,
+            config.limits.max_payload_bytes as usize,
+        );
+        for room in store.rooms() {
+            directory.insert(&room.name, room.last_activity);
+        }
         Self {
             store,
             metrics,
@@ -137,7 +147,11 @@ impl Hub {
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
             },
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                conns: HashMap::new(),
+                rooms: HashMap::new(),
+                directory,
+            }),
             rooms_changed: Notify::new(),
         }
     }
@@ -260,7 +274,11 @@ impl Hub {
     pub fn enter(&self, socket: &SocketRef, room: &str) -> Result<Entered, ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
-        let State { conns, rooms } = &mut *state;
+        let State {
+            conns,
+            rooms,
+            directory,
+        } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         let already = conn.rooms.iter().any(|r| r == room);
         let per_conn = self.config.limits.rooms_per_connection;
@@ -284,13 +302,17 @@ impl Hub {
                     ),
                 ));
             }
-            if let Err(e) = self.store.touch_room(room, now_ms()) {
-                if live.members.is_empty() {
-                    rooms.remove(room);
+            match self.store.touch_room(room, now_ms()) {
+                Ok(meta) => directory.touch(room, meta.last_activity),
+                Err(e) => {
+                    if live.members.is_empty() {
+                        rooms.remove(room);
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
             }
             live.members.push(sid);
+            directory.set_count(room, live.members.len());
             conn.rooms.push(room.to_string());
             socket.join(chat_group(room));
         }
@@ -319,7 +341,11 @@ impl Hub {
     }
 
     fn leave_locked(state: &mut State, sid: Sid, room: &str) -> Option<Left> {
-        let State { conns, rooms } = state;
+        let State {
+            conns,
+            rooms,
+            directory,
+        } = state;
         let conn = conns.get_mut(&sid)?;
         let at = conn.rooms.iter().position(|r| r == room)?;
         conn.rooms.swap_remove(at);
@@ -339,6 +365,7 @@ impl Hub {
                 if count == 0 {
                     rooms.remove(room);
                 }
+                directory.set_count(room, count);
                 count
             }
             None => 0,
@@ -392,7 +419,7 @@ impl Hub {
     ) -> Result<(Member, Vec<Member>, bool), ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
-        let State { conns, rooms } = &mut *state;
+        let State { conns, rooms, .. } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         if !conn.rooms.iter().any(|r| r == room) {
             return Err(not_in_room(room));
@@ -426,7 +453,7 @@ impl Hub {
     pub fn leave_call(&self, socket: &SocketRef, room: &str) -> Result<Member, ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
-        let State { conns, rooms } = &mut *state;
+        let State { conns, rooms, .. } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         let Some(at) = conn.calls.iter().position(|r| r == room) else {
             return Err(ApiError::new(
@@ -478,35 +505,27 @@ impl Hub {
     }
 
     /// The public room list: rooms with members now or recent activity, most
-    /// members first, then most recently active.
-    pub fn room_list(&self) -> Vec<RoomInfo> {
-        let window_ms = (self.config.rooms.active_window_secs as i64).saturating_mul(1000);
-        let since = now_ms().saturating_sub(window_ms);
-        let counts: HashMap<String, usize> = self
-            .state
-            .lock()
-            .rooms
-            .iter()
-            .map(|(name, r)| (name.clone(), r.members.len()))
-            .collect();
-        let mut list: Vec<(usize, i64, String)> = self
-            .store
-            .rooms()
-            .into_iter()
-            .filter_map(|meta| {
-                let count = counts.get(&meta.name).copied().unwrap_or(0);
-                (count > 0 || meta.last_activity >= since).then_some((
-                    count,
-                    meta.last_activity,
-                    meta.name,
-                ))
-            })
-            .collect();
-        list.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        list.truncate(self.config.rooms.list_max as usize);
-        list.into_iter()
-            .map(|(count, _, name)| RoomInfo { name, count })
-            .collect()
+    /// members first, then most recently active (see [`Directory`]).
+    pub fn room_list(&self) -> Arc<Snapshot> {
+        self.state.lock().directory.snapshot(now_ms())
+    }
+
+    /// A message was stored in `room` at `ts`: it moves up the room list.
+    pub fn room_active(&self, room: &str, ts: i64) {
+        self.state.lock().directory.touch(room, ts);
+    }
+
+    /// An administrator closed `room`: it leaves the room list until entered again.
+    pub fn room_closed(&self, room: &str) {
+        self.state.lock().directory.close(room);
+    }
+
+    /// Retention forgot these rooms.
+    pub fn rooms_forgotten(&self, names: &[String]) {
+        let mut state = self.state.lock();
+        for name in names {
+            state.directory.remove(name);
+        }
     }
 }
 
@@ -584,7 +603,7 @@ impl Hub {
     /// Empties the call of `room`; returns who was in it.
     pub fn end_call(&self, room: &str) -> Vec<Sid> {
         let mut state = self.state.lock();
-        let State { conns, rooms } = &mut *state;
+        let State { conns, rooms, .. } = &mut *state;
         let Some(live) = rooms.get_mut(room) else {
             return Vec::new();
         };
@@ -609,6 +628,7 @@ impl Hub {
             Self::leave_locked(&mut state, *sid, room);
         }
         state.rooms.remove(room);
+        state.directory.set_count(room, 0);
         members
     }
 }

@@ -7,6 +7,7 @@
 
 mod call;
 mod chat;
+pub mod directory;
 pub mod hub;
 pub mod protocol;
 mod rate;
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use chat::{PAGE_DEFAULT, PAGE_MAX, page_query};
 pub use hub::Hub;
-use protocol::{ApiError, Args, ErrorCode};
+use protocol::{ApiError, Args, ErrorCode, Reply};
 use rate::Verdict;
 
 use crate::metrics::Metrics;
@@ -77,26 +78,32 @@ pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
     (layer, io)
 }
 
-/// Emits the room list to everyone when it changes, at most once per coalescing
-/// delay. A periodic recheck catches rooms that age out of the active window.
+/// Emits the room list to everyone when it changes: the first change after a
+/// quiet spell goes out after a short coalescing delay, later ones at most
+/// once per `rooms.broadcast_interval_ms`, so rooms toggled in a loop cannot
+/// make the server send full lists to everyone many times a second. A periodic
+/// recheck catches rooms that age out of the active window.
 pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: CancellationToken) {
-    let mut last = hub.room_list();
+    let interval = Duration::from_millis(hub.config.rooms.broadcast_interval_ms);
+    let mut last = hub.room_list().version;
+    let mut last_sent = tokio::time::Instant::now() - interval;
     let mut recheck = tokio::time::interval(ROOM_LIST_RECHECK);
     loop {
         tokio::select! {
-            _ = hub.wait_rooms_changed() => {
-                tokio::select! {
-                    _ = tokio::time::sleep(ROOM_CHANGE_COALESCE) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
+            _ = hub.wait_rooms_changed() => {}
             _ = recheck.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        let at = (tokio::time::Instant::now() + ROOM_CHANGE_COALESCE).max(last_sent + interval);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = shutdown.cancelled() => return,
+        }
         let list = hub.room_list();
-        if list != last {
-            let _ = io.emit("room_change", &list).await;
-            last = list;
+        if list.version != last {
+            let _ = io.emit("room_change", &*list.json).await;
+            last = list.version;
+            last_sent = tokio::time::Instant::now();
         }
     }
 }
@@ -183,7 +190,7 @@ async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
     if let Some(session) = hub.take_session_event(s.id) {
         let _ = s.emit("session", &session);
     }
-    let _ = s.emit("room_change", &hub.room_list());
+    let _ = s.emit("room_change", &*hub.room_list().json);
 }
 
 async fn on_disconnect(s: SocketRef, State(hub): State<HubRef>) {
@@ -198,10 +205,11 @@ async fn on_disconnect(s: SocketRef, State(hub): State<HubRef>) {
 }
 
 /// Registers a request handler behind the rate limit and the ack convention.
-fn route<F, Fut>(s: &SocketRef, event: &'static str, handler: F)
+fn route<F, Fut, R>(s: &SocketRef, event: &'static str, handler: F)
 where
     F: Fn(Arc<Hub>, SocketRef, SocketIo, Args) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+    R: Into<Reply> + Send + 'static,
 {
     s.on(
         event,
@@ -219,7 +227,7 @@ where
                 };
                 let result = match hub.admit(s.id) {
                     Verdict::Allow => match args {
-                        Ok(args) => handler(hub.clone(), s.clone(), io, args).await,
+                        Ok(args) => handler(hub.clone(), s.clone(), io, args).await.map(Into::into),
                         Err(_) => Err(ApiError::invalid_argument(
                             "arguments must be JSON values (binary payloads are not accepted)",
                         )),
@@ -239,10 +247,10 @@ where
                     }
                 };
                 let reply = match result {
-                    Ok(value) => value,
+                    Ok(reply) => reply,
                     Err(e) => {
                         tracing::debug!(sid = %s.id, event, code = e.code.as_str(), message = %e.message, "request refused");
-                        e.to_ack()
+                        Reply::Value(e.to_ack())
                     }
                 };
                 let _ = ack.send(&reply);

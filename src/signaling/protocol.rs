@@ -93,6 +93,34 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// What a request handler answers: an ack object, or the room list's shared
+/// JSON (sent as is, never encoded again per request).
+pub enum Reply {
+    Value(Value),
+    Rooms(std::sync::Arc<super::directory::Snapshot>),
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Value(v)
+    }
+}
+
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Reply::Value(v) => v.serialize(s),
+            Reply::Rooms(list) => {
+                let mut map = s.serialize_map(Some(2))?;
+                map.serialize_entry("ok", &true)?;
+                map.serialize_entry("rooms", &*list.json)?;
+                map.end()
+            }
+        }
+    }
+}
+
 /// A successful acknowledgement: `{ ok: true, ...fields }`.
 pub fn ok(fields: Value) -> Value {
     match fields {

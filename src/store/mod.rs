@@ -230,7 +230,7 @@ impl Store {
         &self,
         idle_before: i64,
         live: &std::collections::HashSet<String>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         self.rooms.prune_idle(idle_before, live)
     }
 

@@ -173,12 +173,12 @@ impl Rooms {
     }
 
     /// Forgets rooms that never held a message (so have no seq to protect), saw no
-    /// activity since `idle_before` and are not in `live`; returns how many went.
+    /// activity since `idle_before` and are not in `live`; returns their names.
     pub fn prune_idle(
         &self,
         idle_before: i64,
         live: &std::collections::HashSet<String>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let mut index = self.index.lock();
         let doomed: Vec<String> = index
             .iter()
@@ -194,7 +194,7 @@ impl Rooms {
             self.records.remove(name.as_bytes())?;
             index.remove(name);
         }
-        Ok(doomed.len() as u64)
+        Ok(doomed)
     }
 
     /// How many messages `room` holds. The first call per room counts them

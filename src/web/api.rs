@@ -36,7 +36,12 @@ fn api_error(e: ApiError) -> Response {
 }
 
 pub async fn rooms(State(web): State<Web>) -> Response {
-    Json(web.hub.room_list()).into_response()
+    let list = web.hub.room_list();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        list.json.get().to_string(),
+    )
+        .into_response()
 }
 
 /// Reads `?before=&after=&limit=` of a history page (empty means absent), with

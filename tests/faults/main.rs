@@ -25,4 +25,5 @@ mod env;
 
 mod http;
 mod relay;
+mod rooms;
 mod socketio;
