@@ -38,6 +38,8 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("the store could not be made durable at shutdown: {0}; the last changes may be lost")]
+    Flush(StoreError),
     #[error("admin password: {0}")]
     AdminPassword(#[from] admin::PasswordError),
     #[error("TLS: {0}")]
@@ -79,6 +81,8 @@ impl App {
             let options = StoreOptions {
                 cache_bytes: config.store.cache_mb << 20,
                 commit_window: Duration::from_millis(config.store.commit_window_ms),
+                min_free_bytes: config.store.min_free_mb << 20,
+                session_ttl: Duration::from_secs(config.store.session_ttl_secs),
             };
             tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics_store)).await??
         };
@@ -189,6 +193,11 @@ impl App {
                 shutdown.clone(),
             )),
             tokio::spawn(retention(hub.clone(), shutdown.clone())),
+            tokio::spawn(signaling::deliver_late_messages(
+                hub.clone(),
+                io.clone(),
+                shutdown.clone(),
+            )),
             match &cert {
                 Some(cert) => tokio::spawn(cert.clone().watch(
                     Duration::from_secs(config.tls.reload_secs),
@@ -303,7 +312,7 @@ impl App {
                 }
                 stop_store.cancel();
                 committer.await?;
-                store.flush().await?;
+                store.flush().await.map_err(AppError::Flush)?;
                 tracing::info!("store flushed; bye");
                 served
             })
@@ -426,9 +435,22 @@ async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
         let now = signaling::hub::now_ms();
         let window_ms = (hub.config.rooms.active_window_secs as i64).saturating_mul(1000);
         let live = hub.live_rooms();
+        let ttl_ms = (hub.config.store.session_ttl_secs as i64).saturating_mul(1000);
+        let in_use = hub.live_sessions();
         let pass = move || -> Result<(u64, Vec<String>), StoreError> {
+            // Sessions with a connection open are in use, however long ago it opened.
+            for key in &in_use {
+                store.session_used(key, now);
+            }
             let messages = store.enforce_retention(&policy, now)?;
             let rooms = store.prune_idle_rooms(now.saturating_sub(window_ms), &live)?;
+            let sessions = store.expire_sessions(now.saturating_sub(ttl_ms))?;
+            if sessions > 0 {
+                tracing::info!(
+                    sessions,
+                    "deleted sessions unused for store.session_ttl_secs"
+                );
+            }
             Ok((messages, rooms))
         };
         match tokio::task::spawn_blocking(pass).await {
@@ -443,6 +465,10 @@ async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
                     hub.rooms_forgotten(&rooms);
                     hub.rooms_changed();
                 }
+            }
+            // A full disk is reported by /healthz; retention waits for room.
+            Ok(Err(e @ (StoreError::DiskFull { .. } | StoreError::Unavailable { .. }))) => {
+                tracing::debug!(error = %e, "retention pass skipped")
             }
             Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
             Err(e) => tracing::error!(error = %e, "retention task failed"),

@@ -102,6 +102,7 @@ pub async fn run(config: &Config, origin: &str) -> Vec<Finding> {
     let in_use = check_data_dir(&config.server.data_dir, &mut r);
     check_admin(config, &mut r);
     let noom_running = check_ports(config, in_use, &mut r).await;
+    check_store(config, in_use, noom_running, &mut r).await;
     check_relay(config, noom_running, &mut r).await;
     r.0
 }
@@ -338,6 +339,82 @@ fn check_data_dir(dir: &Path, r: &mut Report) -> bool {
         r.ok("data", format!("{} is writable", dir.display()));
     }
     locked
+}
+
+/// The database: opened and read through when no server holds it, else as
+/// the running server's `/healthz` reports it.
+async fn check_store(config: &Config, in_use: bool, noom_running: bool, r: &mut Report) {
+    let dir = config.server.data_dir.clone();
+    if in_use {
+        let http = config.http_addr().ok();
+        let health = match http {
+            Some(http) if noom_running => probe_json(http, config.tls_enabled(), "/healthz").await,
+            _ => None,
+        };
+        match health {
+            Some(h) if h.get("store").and_then(Value::as_str) == Some("ok") => {
+                r.ok("store", "the running noom reports its store ok")
+            }
+            Some(h) => r.fail(
+                "store",
+                format!(
+                    "the running noom reports its store {}: {}",
+                    h.get("store").and_then(Value::as_str).unwrap_or("?"),
+                    h.get("store_detail").and_then(Value::as_str).unwrap_or("")
+                ),
+                "see its log; free disk space, or restore the data directory from a backup",
+            ),
+            None => r.warn(
+                "store",
+                "in use by a running noom that did not answer /healthz",
+                "check that process and its log",
+            ),
+        }
+        return;
+    }
+    if !dir.join(crate::store::DB_DIR).exists() {
+        r.ok("store", "none yet: created at first start");
+        return;
+    }
+    let options = crate::store::StoreOptions {
+        cache_bytes: config.store.cache_mb << 20,
+        ..crate::store::StoreOptions::default()
+    };
+    let verified = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Store::open(
+            &dir,
+            &options,
+            std::sync::Arc::new(crate::metrics::Metrics::default()),
+        )?;
+        let health = store.health();
+        let verified = store.verify()?;
+        Ok::<_, crate::store::StoreError>((health, verified))
+    })
+    .await;
+    match verified {
+        Ok(Ok((_, v))) if v.damaged.is_empty() => r.ok(
+            "store",
+            format!(
+                "{} rooms, {} messages and {} session records, all readable",
+                v.rooms, v.messages, v.sessions
+            ),
+        ),
+        Ok(Ok((_, v))) => r.fail(
+            "store",
+            format!("damaged data: {}", v.damaged.join("; ")),
+            "restore the data directory from a backup; the rest is still served",
+        ),
+        Ok(Err(e)) => r.fail(
+            "store",
+            format!("cannot be opened: {e}"),
+            "restore the data directory from a backup, or move it aside to start empty",
+        ),
+        Err(e) => r.fail(
+            "store",
+            format!("check failed: {e}"),
+            "run noom check again",
+        ),
+    }
 }
 
 /// The admin password: configured, generated earlier, or to be generated.

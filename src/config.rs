@@ -105,6 +105,10 @@ pub struct StoreConfig {
     pub retention_max_messages: u64,
     pub retention_max_age_days: u64,
     pub retention_interval_secs: u64,
+    /// Writes are refused while the data directory's disk has less free space (MiB; 0: never).
+    pub min_free_mb: u64,
+    /// Stored sessions unused this long are deleted, in seconds.
+    pub session_ttl_secs: u64,
 }
 
 /// The built-in STUN/TURN relay.
@@ -243,6 +247,8 @@ impl Default for StoreConfig {
             retention_max_messages: 100_000,
             retention_max_age_days: 0,
             retention_interval_secs: 60,
+            min_free_mb: 64,
+            session_ttl_secs: 90 * 86_400,
         }
     }
 }
@@ -469,6 +475,15 @@ impl Config {
         }
         if self.store.retention_interval_secs == 0 {
             return Err(bad("store.retention_interval_secs", "must be at least 1"));
+        }
+        if self.store.min_free_mb > 1 << 20 {
+            return Err(bad("store.min_free_mb", "must be between 0 and 1048576"));
+        }
+        if self.store.session_ttl_secs == 0 || self.store.session_ttl_secs > 100 * 365 * 86_400 {
+            return Err(bad(
+                "store.session_ttl_secs",
+                "must be between 1 and 3153600000 (100 years)",
+            ));
         }
         self.turn.validate()?;
         self.tls.validate()?;

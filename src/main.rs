@@ -137,6 +137,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
+                eprintln!("noom: {e}");
                 ExitCode::FAILURE
             }
         }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub slow_consumer_disconnects: AtomicU64,
     /// HTTP connections closed because a request head did not arrive in time.
     pub http_timeouts: AtomicU64,
+    /// Stored sessions deleted because they were unused for too long.
+    pub sessions_expired: AtomicU64,
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     flush_count: AtomicU64,
     flush_sum_us: AtomicU64,
@@ -172,6 +174,12 @@ impl Metrics {
             "counter",
             "HTTP connections closed because a request head did not arrive in time.",
             &one(get(&self.http_timeouts)),
+        );
+        metric(
+            "noom_sessions_expired_total",
+            "counter",
+            "Stored sessions deleted because they were unused for store.session_ttl_secs.",
+            &one(get(&self.sessions_expired)),
         );
         metric(
             "noom_store_flush_errors_total",

@@ -1315,6 +1315,7 @@ async fn fill(dir: &Path, rooms: u64, messages: u64) -> Res<FillReport> {
     let options = StoreOptions {
         cache_bytes: 64 << 20,
         commit_window: Duration::ZERO,
+        ..StoreOptions::default()
     };
     let store = Store::open(dir, &options, Arc::new(Metrics::default()))?;
     let stop = CancellationToken::new();

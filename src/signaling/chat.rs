@@ -10,7 +10,7 @@ use super::hub::{Hub, call_group, chat_group, now_ms};
 use super::protocol::{ApiError, Args, ErrorCode, Reply, ok, opt_u64};
 use super::validate;
 use crate::metrics::Metrics;
-use crate::store::HistoryQuery;
+use crate::store::{HistoryQuery, Outcome};
 
 /// Default and maximum page sizes of `enter_room` and `history`.
 pub const PAGE_DEFAULT: usize = 50;
@@ -140,15 +140,15 @@ pub async fn new_message(
         &text,
         now_ms(),
         move |message| {
-            Box::new(move |durable| {
+            Box::new(move |outcome| {
                 Box::pin(async move {
-                    if durable {
+                    if outcome == Outcome::Durable {
                         let group = chat_group(&message.room);
                         let _ = sender.to(group).emit("new_message", &message).await;
                         Metrics::add(&metrics.messages_relayed, speaker.recipients);
-                        let _ = tx.send(Some(message));
+                        let _ = tx.send(Ok(message));
                     } else {
-                        let _ = tx.send(None);
+                        let _ = tx.send(Err(outcome));
                     }
                 })
             })
@@ -156,7 +156,12 @@ pub async fn new_message(
     )?;
     hub.room_active(&room, message.ts);
     match rx.await {
-        Ok(Some(message)) => Ok(ok(json!({ "message": message }))),
+        Ok(Ok(message)) => Ok(ok(json!({ "message": message }))),
+        Ok(Err(Outcome::Unknown)) => Err(ApiError::new(
+            ErrorCode::Unconfirmed,
+            "the server's disk is full: the message may or may not have been stored; \
+             if it was, it is delivered to the room (and to you) as soon as the server can tell",
+        )),
         _ => Err(ApiError::new(
             ErrorCode::Internal,
             "the message could not be stored; it was not sent",

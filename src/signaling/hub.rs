@@ -302,6 +302,13 @@ impl Hub {
                     ),
                 ));
             }
+            // Others will see this user id from now on: keep the session.
+            if let Err(e) = self.store.keep_session(&conn.session) {
+                if live.members.is_empty() {
+                    rooms.remove(room);
+                }
+                return Err(e.into());
+            }
             match self.store.touch_room(room, now_ms()) {
                 Ok(meta) => directory.touch(room, meta.last_activity),
                 Err(e) => {
@@ -380,6 +387,10 @@ impl Hub {
 
     /// Forgets a closed connection; returns its departures to announce.
     pub fn disconnect(&self, sid: Sid) -> Vec<Left> {
+        let session = self.state.lock().conns.get(&sid).map(|c| c.session);
+        if let Some(key) = session {
+            self.store.session_used(&key, now_ms());
+        }
         let mut state = self.state.lock();
         let rooms = state
             .conns
@@ -490,6 +501,19 @@ impl Hub {
             .rooms
             .get(room)
             .map_or(0, |r| r.members.len())
+    }
+
+    /// The sessions of the open connections (they are in use, whatever
+    /// their stored last use says).
+    pub fn live_sessions(&self) -> Vec<SessionKey> {
+        let keys: std::collections::HashSet<SessionKey> = self
+            .state
+            .lock()
+            .conns
+            .values()
+            .map(|c| c.session)
+            .collect();
+        keys.into_iter().collect()
     }
 
     /// Names of the rooms with members now.

@@ -108,6 +108,27 @@ pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: Cance
     }
 }
 
+/// Delivers messages that the store found stored after their sender was told
+/// `unconfirmed` (its disk was full): to the whole room, the sender included,
+/// as ordinary `new_message` events (clients skip a seq they already have).
+pub async fn deliver_late_messages(hub: Arc<Hub>, io: SocketIo, shutdown: CancellationToken) {
+    let mut late = hub.store.late_messages();
+    loop {
+        let message = tokio::select! {
+            m = late.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        tracing::info!(room = %message.room, seq = message.seq, "delivering a message confirmed late");
+        let _ = io
+            .to(hub::chat_group(&message.room))
+            .emit("new_message", &message)
+            .await;
+    }
+}
+
 /// Counts of open connections by transport: (websocket, polling).
 pub fn connections_by_transport(io: &SocketIo) -> (u64, u64) {
     let sockets = io.sockets();
@@ -134,25 +155,17 @@ async fn authenticate(
         .and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_owned))
         .filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX);
     let known = match &token {
-        Some(t) => hub.store.session(t).map_err(|e| {
+        Some(t) => hub.store.session(t, hub::now_ms()).map_err(|e| {
             tracing::error!(error = %e, "cannot read session");
             SessionUnavailable
         })?,
         None => None,
     };
+    // A new session costs nothing on disk: it is stored when the client
+    // enters a room or sets a nickname (so connects work on a full disk too).
     let (token, key, session) = match (token, known) {
         (Some(token), Some((key, session))) => (token, key, session),
-        _ => {
-            let created = hub.store.create_session(hub::now_ms()).map_err(|e| {
-                tracing::error!(error = %e, "cannot create session");
-                SessionUnavailable
-            })?;
-            hub.store.durable().await.map_err(|e| {
-                tracing::error!(error = %e, "cannot persist session");
-                SessionUnavailable
-            })?;
-            created
-        }
+        _ => hub.store.create_session(hub::now_ms()),
     };
     tracing::debug!(sid = %s.id, user = %session.user, "connected");
     let parts = s.req_parts();

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     RoomFull,
     RateLimited,
     Internal,
+    /// The store could not tell whether a message was stored (its disk is full).
+    Unconfirmed,
 }
 
 impl ErrorCode {
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unconfirmed => "unconfirmed",
         }
     }
 }
@@ -78,9 +81,16 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
         match e {
-            crate::store::StoreError::NoSuchRoom => {
-                ApiError::new(ErrorCode::InvalidRoom, "no such room")
+            StoreError::NoSuchRoom => ApiError::new(ErrorCode::InvalidRoom, "no such room"),
+            // Refused before anything was written: say why, and that nothing happened.
+            StoreError::DiskFull { .. } | StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %e, "a write was refused");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the server's disk is full: nothing was stored; try again later",
+                )
             }
             other => {
                 tracing::error!(error = %other, "store error while serving a request");

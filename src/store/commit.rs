@@ -1,4 +1,5 @@
-//! Group commit: one fsync for every write queued while the previous one ran.
+//! Group commit: one fsync for every write queued while the previous one ran,
+//! and recovery when a flush fails.
 //!
 //! Writers queue an [`AfterFlush`] callback right after their (in-memory) sled
 //! write. The committer takes the whole queue, flushes once, and hands the batch
@@ -6,6 +7,17 @@
 //! overlaps the delivery of the previous batch. An optional window lets a batch
 //! wait a moment for more writers: fewer fsyncs (and far less CPU per message
 //! under load) for a bounded extra latency.
+//!
+//! When a flush fails (a full disk), sled refuses every later write until the
+//! database is opened again, and some writes of the failed batch may be on
+//! disk while others are not. The committer then marks the store as failing
+//! (writes are refused at once, `/healthz` says why), reopens the database as
+//! soon as there is room for it, and asks the disk what became of each write
+//! of the failed batch: [`Outcome::Durable`] if it is there (now synced),
+//! [`Outcome::Lost`] if not (and it never will be: the memory that held it is
+//! gone). Callbacks still waiting after [`ANSWER_WITHIN`] get
+//! [`Outcome::Unknown`]; their writes found on disk later are announced on the
+//! store's late channel.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,10 +28,37 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use super::{Message, Open, Store};
 
-/// Called once the writes queued before it are durable (`true`) or the flush failed (`false`).
-pub type AfterFlush = Box<dyn FnOnce(bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// What became of the writes queued before a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// On disk, synced.
+    Durable,
+    /// Not stored, and never will be.
+    Lost,
+    /// The store could not tell in time (its disk is full); it may be stored.
+    Unknown,
+}
+
+/// Called once the writes queued before it are durable, lost, or unknown.
+pub type AfterFlush = Box<dyn FnOnce(Outcome) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Looks for a write on disk after a failed flush; returns the message it
+/// wrote when there is one to announce late.
+pub type Check = Box<dyn Fn(&Open) -> Option<Option<Message>> + Send>;
+
+/// How long callbacks of a failed flush may wait for the store to reopen
+/// before they are answered [`Outcome::Unknown`] (clients time out at 10 s).
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// How often a failed store tries to reopen.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// A queued callback and, for writes that can be looked for, how.
+pub struct Pending {
+    pub after: AfterFlush,
+    pub check: Option<Check>,
+}
 
 #[derive(Default)]
 pub struct Committer {
@@ -31,7 +70,7 @@ pub struct Committer {
 
 #[derive(Default)]
 struct Queue {
-    pending: Vec<AfterFlush>,
+    pending: Vec<Pending>,
     /// Set when the committer has stopped: later writers are told at once.
     closed: bool,
 }
@@ -44,29 +83,30 @@ impl Committer {
         }
     }
 
-    pub fn push(&self, after: AfterFlush) {
+    /// Wakes the committer (after a failed write: its flush fails too, and
+    /// recovery starts).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn push(&self, item: Pending) {
         let mut queue = self.queue.lock();
         if queue.closed {
             drop(queue);
-            tokio::spawn(after(false));
+            tokio::spawn((item.after)(Outcome::Unknown));
             return;
         }
-        queue.pending.push(after);
+        queue.pending.push(item);
         drop(queue);
         self.wake.notify_one();
     }
 
-    pub async fn run(
-        self: Arc<Self>,
-        db: sled::Db,
-        metrics: Arc<Metrics>,
-        shutdown: CancellationToken,
-    ) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(bool, Vec<AfterFlush>)>();
+    pub async fn run(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(AfterFlush, Outcome)>>();
         let delivery = tokio::spawn(async move {
-            while let Some((ok, batch)) = rx.recv().await {
-                for after in batch {
-                    after(ok).await;
+            while let Some(batch) = rx.recv().await {
+                for (after, outcome) in batch {
+                    after(outcome).await;
                 }
             }
         });
@@ -87,16 +127,29 @@ impl Committer {
                 queue.closed = stopping;
                 std::mem::take(&mut queue.pending)
             };
-            if !batch.is_empty() || stopping {
-                let started = Instant::now();
-                let result = db.flush_async().await;
-                let ok = result.is_ok();
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "store flush failed; acknowledgements withheld");
+            if batch.is_empty() && !stopping && store.health().status != "failing" {
+                continue;
+            }
+            let started = Instant::now();
+            let result = store.flush_db().await;
+            store
+                .metrics()
+                .observe_flush(started.elapsed(), result.is_ok());
+            match result {
+                Ok(()) => {
+                    store.recovered();
+                    let done = batch
+                        .into_iter()
+                        .map(|p| (p.after, Outcome::Durable))
+                        .collect::<Vec<_>>();
+                    if !done.is_empty() && tx.send(done).is_err() {
+                        break;
+                    }
                 }
-                metrics.observe_flush(started.elapsed(), ok);
-                if !batch.is_empty() && tx.send((ok, batch)).is_err() {
-                    break;
+                Err(e) => {
+                    tracing::error!(error = %e, "store flush failed; writes are refused until the store reopens");
+                    store.failed(&e);
+                    self.recover(&store, batch, &tx, &shutdown).await;
                 }
             }
             if stopping {
@@ -105,5 +158,86 @@ impl Committer {
         }
         drop(tx);
         let _ = delivery.await;
+    }
+
+    /// Reopens the store after a failed flush and settles the failed batch.
+    async fn recover(
+        &self,
+        store: &Store,
+        batch: Vec<Pending>,
+        tx: &mpsc::UnboundedSender<Vec<(AfterFlush, Outcome)>>,
+        shutdown: &CancellationToken,
+    ) {
+        let started = Instant::now();
+        let mut waiting: Vec<(Option<AfterFlush>, Option<Check>)> = batch
+            .into_iter()
+            .map(|p| (Some(p.after), p.check))
+            .collect();
+        loop {
+            if started.elapsed() >= ANSWER_WITHIN {
+                answer_all(&mut waiting, Outcome::Unknown, tx);
+            }
+            if store.room_to_reopen() {
+                match store.reopen().await {
+                    Ok(()) => {
+                        let mut answers = Vec::new();
+                        let mut late = Vec::new();
+                        store.with_open(|open| {
+                            for (after, check) in waiting.drain(..) {
+                                let found = check.as_ref().and_then(|c| c(open));
+                                let outcome = match &found {
+                                    Some(_) => Outcome::Durable,
+                                    None => Outcome::Lost,
+                                };
+                                match after {
+                                    Some(after) => answers.push((after, outcome)),
+                                    None => {
+                                        if let Some(Some(message)) = found {
+                                            late.push(message);
+                                        }
+                                    }
+                                }
+                            }
+                        });
+                        if !answers.is_empty() {
+                            let _ = tx.send(answers);
+                        }
+                        for message in late {
+                            store.announce_late(message);
+                        }
+                        // Only now: a new write could otherwise take the seq
+                        // of a lost one before that was settled.
+                        store.recovered();
+                        tracing::info!("the store reopened; writes resume");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the store cannot reopen yet");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = shutdown.cancelled() => {
+                    answer_all(&mut waiting, Outcome::Unknown, tx);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Answers every callback that has not been answered yet.
+fn answer_all(
+    waiting: &mut [(Option<AfterFlush>, Option<Check>)],
+    outcome: Outcome,
+    tx: &mpsc::UnboundedSender<Vec<(AfterFlush, Outcome)>>,
+) {
+    let answers: Vec<_> = waiting
+        .iter_mut()
+        .filter_map(|(after, _)| after.take().map(|a| (a, outcome)))
+        .collect();
+    if !answers.is_empty() {
+        let _ = tx.send(answers);
     }
 }

@@ -54,6 +54,13 @@ struct Counters {
     stored: Option<u64>,
     /// Bumped by every deletion, so a count taken meanwhile is thrown away.
     deletions: u64,
+    /// Highest seq known durable: history never shows a message past it, so
+    /// nobody reads a message that a failed flush could take back (and whose
+    /// seq would then be handed out again).
+    durable: u64,
+    /// The room's newest message could not be read at start: its seq counter
+    /// is unknown, so nothing is appended to it.
+    damaged: bool,
 }
 
 pub struct Rooms {
@@ -63,9 +70,16 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    /// Loads the index: one record read and one reverse seek per room.
-    pub fn open(records: sled::Tree, messages: sled::Tree) -> Result<Self, StoreError> {
+    /// Loads the index: one record read and one reverse seek per room, which
+    /// also checks that every room's newest message is readable. A room whose
+    /// newest message is not is listed in the second value (and refuses
+    /// appends); an unreadable room index fails the whole open.
+    pub fn open(
+        records: sled::Tree,
+        messages: sled::Tree,
+    ) -> Result<(Self, Vec<String>), StoreError> {
         let mut index = HashMap::new();
+        let mut damaged = Vec::new();
         for item in records.iter() {
             let (name, raw) = item?;
             let name = String::from_utf8(name.to_vec()).map_err(|_| StoreError::Corrupt {
@@ -81,19 +95,37 @@ impl Rooms {
                 floor: record.seq_floor,
                 stored: None,
                 deletions: 0,
+                durable: 0,
+                damaged: false,
             };
-            if let Some(item) = messages.range(start..end).next_back() {
+            let newest = messages.range(start..end).next_back().map(|item| {
                 let (k, v) = item?;
-                counters.last_seq = counters.last_seq.max(messages::seq_of(&k)?);
-                counters.last_activity = counters.last_activity.max(messages::ts_of(&v)?);
+                Ok::<_, StoreError>((messages::seq_of(&k)?, messages::ts_of(&v)?))
+            });
+            match newest {
+                None => {}
+                Some(Ok((seq, ts))) => {
+                    counters.last_seq = counters.last_seq.max(seq);
+                    counters.last_activity = counters.last_activity.max(ts);
+                }
+                Some(Err(e)) => {
+                    tracing::error!(room = %name, error = %e, "the newest message of this room cannot be read: the room refuses new messages");
+                    counters.damaged = true;
+                    damaged.push(name.clone());
+                }
             }
+            // Everything on disk at open is durable.
+            counters.durable = counters.last_seq;
             index.insert(name, counters);
         }
-        Ok(Self {
-            records,
-            messages,
-            index: Mutex::new(index),
-        })
+        Ok((
+            Self {
+                records,
+                messages,
+                index: Mutex::new(index),
+            },
+            damaged,
+        ))
     }
 
     pub fn touch(&self, name: &str, now_ms: i64) -> Result<RoomMeta, StoreError> {
@@ -104,14 +136,7 @@ impl Rooms {
                 *c
             }
             None => {
-                let c = Counters {
-                    created: now_ms,
-                    last_activity: now_ms,
-                    last_seq: 0,
-                    floor: 0,
-                    stored: Some(0),
-                    deletions: 0,
-                };
+                let c = Counters::new(now_ms);
                 index.insert(name.to_string(), c);
                 c
             }
@@ -133,7 +158,9 @@ impl Rooms {
     }
 
     /// Writes the message under the next seq and calls `queued` with it while the
-    /// room is still locked, so that queue order is seq order.
+    /// room is still locked, so that queue order is seq order. A room the
+    /// index does not know (its record was lost with a failed flush) is
+    /// created again.
     pub fn append(
         &self,
         room: &str,
@@ -144,7 +171,18 @@ impl Rooms {
         queued: impl FnOnce(&Message),
     ) -> Result<Message, StoreError> {
         let mut index = self.index.lock();
+        if !index.contains_key(room) {
+            let c = Counters::new(now_ms);
+            self.records.insert(room.as_bytes(), encode(&c))?;
+            index.insert(room.to_string(), c);
+        }
         let counters = index.get_mut(room).ok_or(StoreError::NoSuchRoom)?;
+        if counters.damaged {
+            return Err(StoreError::Corrupt {
+                tree: "messages",
+                reason: format!("the newest message of room `{room}` cannot be read"),
+            });
+        }
         let seq = counters.last_seq + 1;
         let value = messages::encode(user, nickname, text, now_ms);
         self.messages.insert(messages::key(room, seq), value)?;
@@ -165,11 +203,58 @@ impl Rooms {
         Ok(message)
     }
 
-    pub fn history(&self, room: &str, query: HistoryQuery) -> Result<Vec<Message>, StoreError> {
-        if !self.index.lock().contains_key(room) {
-            return Err(StoreError::NoSuchRoom);
-        }
+    /// A page of history, never past the room's durable seq.
+    pub fn history(&self, room: &str, mut query: HistoryQuery) -> Result<Vec<Message>, StoreError> {
+        let durable = self
+            .index
+            .lock()
+            .get(room)
+            .map(|c| c.durable)
+            .ok_or(StoreError::NoSuchRoom)?;
+        let limit = durable.saturating_add(1);
+        query.before = Some(query.before.map_or(limit, |b| b.min(limit)));
         messages::page(&self.messages, room, query)
+    }
+
+    /// Notes that `room`'s messages up to `seq` are durable.
+    pub fn mark_durable(&self, room: &str, seq: u64) {
+        if let Some(c) = self.index.lock().get_mut(room) {
+            c.durable = c.durable.max(seq);
+        }
+    }
+
+    /// Reads every message of `room`: how many, and where the first damaged
+    /// one is (the scan stops there: sled's iterators do not move past an error).
+    pub fn scan(&self, room: &str) -> (u64, Option<String>) {
+        let (start, end) = messages::room_range(room);
+        let mut n = 0u64;
+        let mut last = 0u64;
+        for item in self.messages.range(start..end) {
+            let checked = item
+                .map_err(StoreError::from)
+                .and_then(|(k, v)| messages::decode(room, &k, &v));
+            match checked {
+                Ok(m) => {
+                    n += 1;
+                    last = m.seq;
+                }
+                Err(e) => {
+                    return (
+                        n,
+                        Some(format!("room `{room}`, messages after seq {last} ({e})")),
+                    );
+                }
+            }
+        }
+        (n, None)
+    }
+
+    /// The stored message `seq` of `room`, if it is there.
+    pub fn find(&self, room: &str, seq: u64) -> Result<Option<Message>, StoreError> {
+        match self.messages.get(messages::key(room, seq))? {
+            Some(v) => Ok(Some(messages::decode(room, &messages::key(room, seq), &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Forgets rooms that never held a message (so have no seq to protect), saw no
@@ -295,6 +380,22 @@ impl Rooms {
             self.records.insert(room.as_bytes(), encode(counters))?;
         }
         Ok(counters.last_seq)
+    }
+}
+
+impl Counters {
+    /// A new room with no message.
+    fn new(now_ms: i64) -> Self {
+        Counters {
+            created: now_ms,
+            last_activity: now_ms,
+            last_seq: 0,
+            floor: 0,
+            stored: Some(0),
+            deletions: 0,
+            durable: 0,
+            damaged: false,
+        }
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn whoami(
 }
 
 pub async fn healthz(State(web): State<Web>) -> Response {
-    let store = web.hub.store.healthy();
+    let store = web.hub.store.health();
     // A relay whose self-test has not finished yet is not reported as failing.
     let (relay_ok, relay) = match &web.hub.relay {
         None => match &web.hub.relay_error {
@@ -129,14 +129,17 @@ pub async fn healthz(State(web): State<Web>) -> Response {
             )
         }
     };
-    let up = store && relay_ok && tls_ok;
-    let body = json!({
+    let up = store.ok() && relay_ok && tls_ok;
+    let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
-        "store": if store { "ok" } else { "failing" },
+        "store": store.status,
         "relay": relay,
         "tls": tls,
     });
+    if !store.ok() {
+        body["store_detail"] = json!(store.detail);
+    }
     let status = if up {
         StatusCode::OK
     } else {

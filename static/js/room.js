@@ -258,6 +258,11 @@ client.on("new_message", ({ message }) => {
   const added = addMessages([message]);
   if (added && stick) scrollToBottom();
   if (added && !drawerVisible()) bumpUnread(added);
+  // A message of ours that the server could not confirm in time (its disk
+  // was full) and then found stored: it is sent after all.
+  if (message && message.user === client.user && unconfirmed.delete(message.text)) {
+    if (status.dataset.code === "unconfirmed" && unconfirmed.size === 0) showStatus(status, "");
+  }
 });
 
 client.on("welcome", ({ room: name, member, count }) => {
@@ -329,6 +334,9 @@ client.on("message_deleted", ({ room: name, seq }) => {
 
 // ---- user actions ----------------------------------------------------------
 
+/** Texts the server could not confirm (`unconfirmed`): they may still arrive. */
+const unconfirmed = new Set();
+
 sendForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = messageInput.value.trim();
@@ -340,7 +348,13 @@ sendForm.addEventListener("submit", async (event) => {
     scrollToBottom();
     if (status.classList.contains("error")) showStatus(status, "");
   } catch (err) {
-    if (!messageInput.value) messageInput.value = text; // let the user retry
+    if (err.code === "unconfirmed") {
+      // It may have been stored: the server delivers it if so. Offering it
+      // again could send it twice, so the text is not put back.
+      unconfirmed.add(text);
+    } else if (!messageInput.value) {
+      messageInput.value = text; // not sent: let the user retry
+    }
     showStatus(status, err.message, err.code);
   }
 });

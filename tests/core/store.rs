@@ -11,6 +11,7 @@ fn open(dir: &std::path::Path) -> Store {
         &StoreOptions {
             cache_bytes: 8 << 20,
             commit_window: std::time::Duration::ZERO,
+            ..StoreOptions::default()
         },
         Arc::new(Metrics::default()),
     )
@@ -27,6 +28,11 @@ async fn age_retention_can_empty_a_room_and_seqs_still_continue() {
     let day = 86_400_000i64;
     {
         let store = open(dir.path());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let committer = tokio::spawn({
+            let (store, stop) = (store.clone(), stop.clone());
+            async move { store.run_committer(stop).await }
+        });
         store.touch_room("old", 0).unwrap();
         store.touch_room("mixed", 0).unwrap();
         for i in 0..5 {
@@ -37,6 +43,8 @@ async fn age_retention_can_empty_a_room_and_seqs_still_continue() {
                 .append("mixed", "u", "n", &format!("m{i}"), day * (i + 1), noop)
                 .unwrap();
         }
+        // History shows only what is durable.
+        store.durable().await.unwrap();
         let policy = Retention {
             max_messages: 0,
             max_age_ms: 2 * day,
@@ -57,6 +65,8 @@ async fn age_retention_can_empty_a_room_and_seqs_still_continue() {
             .map(|m| m.seq)
             .collect();
         assert_eq!(left, vec![3, 4, 5]);
+        stop.cancel();
+        committer.await.unwrap();
         store.flush().await.unwrap();
     }
     let store = open(dir.path());
@@ -69,8 +79,8 @@ async fn age_retention_can_empty_a_room_and_seqs_still_continue() {
         .append("old", "u", "n", "again", 6 * day, noop)
         .unwrap();
     assert_eq!(m.seq, 6);
-    assert!(matches!(
-        store.append("nowhere", "u", "n", "x", 0, noop),
-        Err(noom::store::StoreError::NoSuchRoom)
-    ));
+    // A room the index lost (its record was in a flush that failed) is
+    // created again by its next message.
+    let first = store.append("nowhere", "u", "n", "x", 0, noop).unwrap();
+    assert_eq!(first.seq, 1);
 }

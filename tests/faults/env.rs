@@ -271,3 +271,71 @@ pub fn within_twice(what: &str, quiet: Quality, loaded: Quality) {
     }
     eprintln!("{what}: quiet {quiet:?}, under abuse {loaded:?}");
 }
+
+/// A small tmpfs mounted on a temporary directory (unmounted when dropped):
+/// a disk that can be filled. `None` (with a message) where mounting is not
+/// allowed; CI runs as root.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_mib: u64, test: &str) -> Option<Tmpfs> {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Free bytes on it now.
+    pub fn free(&self) -> u64 {
+        fs2::available_space(self.path()).unwrap_or(0)
+    }
+
+    /// Writes a filler file until the disk has `leave` bytes or less free
+    /// (0: until the write fails for lack of space).
+    pub fn fill(&self, leave: u64) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join(format!("filler-{}", rand_suffix()));
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0x5au8; 64 * 1024];
+        loop {
+            let free = self.free();
+            if free <= leave {
+                break;
+            }
+            let n = (free - leave).min(chunk.len() as u64) as usize;
+            if file.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

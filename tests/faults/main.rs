@@ -27,3 +27,4 @@ mod http;
 mod relay;
 mod rooms;
 mod socketio;
+mod store;

@@ -12,10 +12,7 @@ use crate::env::{Binary, Spawn, measure, within_twice};
 /// A data directory whose store knows `rooms` rooms, all active just now.
 async fn data_dir_with_rooms(rooms: usize) -> tempfile::TempDir {
     let dir = tempfile::TempDir::new().unwrap();
-    let options = noom::store::StoreOptions {
-        cache_bytes: 64 << 20,
-        commit_window: Duration::from_millis(2),
-    };
+    let options = noom::store::StoreOptions::default();
     let store = noom::store::Store::open(
         &dir.path().join("data"),
         &options,
