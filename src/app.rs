@@ -223,6 +223,7 @@ impl App {
                 per_ip: config.server.connections_per_ip as usize,
                 exempt: config.trusted_proxies()?,
                 slow_consumer: Duration::from_secs(config.limits.slow_consumer_secs),
+                outgoing_max: (config.limits.outgoing_max_kib as usize) << 10,
             },
             metrics.clone(),
         );

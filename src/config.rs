@@ -86,6 +86,8 @@ pub struct LimitsConfig {
     /// A connection whose outgoing data waits this many seconds on a client
     /// that takes less than 2 KiB/s of it is closed.
     pub slow_consumer_secs: u64,
+    /// Most unsent data one connection may hold, in KiB; more closes it.
+    pub outgoing_max_kib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +227,7 @@ impl Default for LimitsConfig {
             events_burst: 100,
             max_payload_bytes: 64 * 1024,
             slow_consumer_secs: 10,
+            outgoing_max_kib: 4096,
         }
     }
 }
@@ -423,7 +426,8 @@ impl Config {
         }
         let l = &self.limits;
         let s = &self.server;
-        let ranges: [(&str, u64, u64, u64); 13] = [
+        let ranges: [(&str, u64, u64, u64); 14] = [
+            ("limits.outgoing_max_kib", l.outgoing_max_kib, 64, 1 << 20),
             (
                 "server.connections_per_ip",
                 s.connections_per_ip,

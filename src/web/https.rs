@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -44,11 +44,11 @@ pub struct Incoming<Io> {
 }
 
 /// Accepted, handshaken TLS connections.
-pub type TlsIncoming = Incoming<TlsStream<Guarded<TcpStream>>>;
+pub type TlsIncoming = Incoming<TlsStream<Guarded>>;
 
 /// Connections to the HTTPS port that spoke plain HTTP (served by
 /// [`redirect_router`]).
-pub type PlainIncoming = Incoming<Guarded<TcpStream>>;
+pub type PlainIncoming = Incoming<Guarded>;
 
 impl TlsIncoming {
     /// Accepts on `listener` until `stop`; each connection admitted by `gate`

@@ -28,7 +28,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -64,7 +64,7 @@ impl Tcp {
 }
 
 impl Accept for Tcp {
-    type Io = Guarded<TcpStream>;
+    type Io = Guarded;
 
     async fn accept(&mut self) -> Option<(Self::Io, SocketAddr)> {
         loop {

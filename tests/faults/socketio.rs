@@ -205,3 +205,77 @@ async fn a_client_that_never_reads_is_disconnected() {
     watcher.say("flood", "still here").await;
     drop(victim);
 }
+
+/// Finding 6: a client that reads, but slower than it asks for data (big
+/// history pages at the rate limit, read at 8 KiB/s), is closed once its
+/// unsent data passes `limits.outgoing_max_kib`: what the server holds for one
+/// connection is bounded in bytes, not in packets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_data_per_connection_is_bounded_in_bytes() {
+    let server = Server::start_with(|c| {
+        c.limits.outgoing_max_kib = 512;
+        c.limits.slow_consumer_secs = 60;
+        c.limits.events_per_sec = 10_000;
+        c.limits.events_burst = 10_000;
+    })
+    .await;
+    let filler = connect(&server.base, None).await;
+    filler.enter("big").await;
+    let text = "😀".repeat(2000);
+    for _ in 0..60 {
+        filler.say("big", &text).await;
+    }
+    let mut reader = raw(&server.base, Some(4096)).await;
+    let started = Instant::now();
+    let mut asked = 0;
+    let mut read = 0usize;
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        // Ask for a 480 kB page, then read only 1 kB of answers per 125 ms.
+        if asked < 40 {
+            let ask = Frame::text(format!(r#"42{asked}["history","big",{{"limit":200}}]"#));
+            if reader.send(ask).await.is_err() {
+                break true;
+            }
+            asked += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(125)).await;
+        // Straight from the socket, under the WebSocket layer: 1 kB at a time.
+        let mut buf = [0u8; 1024];
+        let tcp = reader.get_mut();
+        match tokio::time::timeout(
+            Duration::from_millis(5),
+            tokio::io::AsyncReadExt::read(tcp, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => read += n,
+            Err(_) => {}
+        }
+    };
+    assert!(
+        closed,
+        "a reader that cannot keep up is still connected after {:?} ({asked} pages asked, {read} bytes read)",
+        started.elapsed()
+    );
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("noom_slow_consumer_disconnects_total 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("slow"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Everyone else is fine.
+    filler.say("big", "still here").await;
+}
