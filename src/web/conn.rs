@@ -227,7 +227,11 @@ impl AsyncRead for Guarded {
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *shared.reader.lock() = Some(cx.waker().clone());
+                    let mut reader = shared.reader.lock();
+                    if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *reader = Some(cx.waker().clone());
+                    }
+                    drop(reader);
                     match shared.tcp.poll_read_ready(cx) {
                         Poll::Ready(Ok(())) => continue,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
