@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use crate::env::{Netns, netns, runtime, test_name};
+use crate::env::{Netns, closed_within, netns, runtime, sample, test_name};
 use crate::raw::*;
 use crate::support::{SECRET, rest_credentials};
 
@@ -265,20 +265,6 @@ async fn join_call_credentials_are_limited_per_address() {
         .await;
 }
 
-/// True when the server closes `stream` within `wait` (end of stream or reset).
-async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
 /// Finding 3: TURN over TCP and TLS closes connections that have no
 /// allocation: silent ones, half-sent frames, and connections whose
 /// allocation ended; a connection with an allocation stays.
@@ -347,10 +333,6 @@ async fn idle_turn_tcp_and_tls_connections_are_closed() {
     );
     let mut metrics = String::new();
     relay.render_metrics(&mut metrics);
-    let closed: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("noom_relay_idle_closed_total "))
-        .and_then(|v| v.parse().ok())
-        .expect("idle-closed metric");
+    let closed = sample(&metrics, "noom_relay_idle_closed_total");
     assert!(closed >= 4.0, "{closed}");
 }

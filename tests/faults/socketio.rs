@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::core_support::{Server, connect};
-use crate::env::{Binary, Spawn, measure, within_twice};
+use crate::env::{Binary, Spawn, measure, metric, within_twice};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -189,17 +189,7 @@ async fn a_client_that_never_reads_is_disconnected() {
     });
     eprintln!("slow consumer gone after {gone:?} ({sent} messages of 8 kB sent)");
     within_twice("a slow consumer in the room", quiet, loaded);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("noom_slow_consumer_disconnects_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let count = metric(&server.base, "noom_slow_consumer_disconnects_total").await;
     assert!(count >= 1.0, "{count}");
     // The watcher (who reads) still works.
     watcher.say("flood", "still here").await;
@@ -261,20 +251,9 @@ async fn unsent_data_per_connection_is_bounded_in_bytes() {
         "a reader that cannot keep up is still connected after {:?} ({asked} pages asked, {read} bytes read)",
         started.elapsed()
     );
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("noom_slow_consumer_disconnects_total 1"),
-        "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("slow"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_eq!(
+        metric(&server.base, "noom_slow_consumer_disconnects_total").await,
+        1.0
     );
     // Everyone else is fine.
     filler.say("big", "still here").await;

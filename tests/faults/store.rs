@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::core_support::{Server, connect, get_json};
-use crate::env::{Binary, Spawn, Tmpfs};
+use crate::env::{Binary, Spawn, Tmpfs, metric};
 
 /// All messages of `room`, through the HTTP API.
 async fn history(base: &str, room: &str) -> Vec<Value> {
@@ -383,29 +383,15 @@ async fn sessions_cost_nothing_until_used_and_expire_when_unused() {
         })
     };
     let mut server = start(data.clone()).await;
-    let flushes = |metrics: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("noom_store_flush_seconds_count "))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    let metrics = || async {
-        reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = flushes(&metrics().await);
+    let flushes = "noom_store_flush_seconds_count";
+    let before = metric(&server.base, flushes).await;
     let mut lookers = Vec::new();
     for _ in 0..50 {
         let c = server.client().await;
         lookers.push(c.token.clone());
         c.c.close();
     }
-    let after = flushes(&metrics().await);
+    let after = metric(&server.base, flushes).await;
     assert!(
         after - before <= 2.0,
         "50 anonymous connects cost {} flushes",
@@ -445,17 +431,7 @@ async fn sessions_cost_nothing_until_used_and_expire_when_unused() {
     let still = connect(&server.base, Some(&stayer.token)).await;
     assert_eq!(still.user, stayer.user, "a session in use was expired");
     drop(stayer_again);
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let expired: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("noom_sessions_expired_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let expired = metric(&server.base, "noom_sessions_expired_total").await;
     assert!(expired >= 1.0, "{expired}");
     server.stop().await;
 }
