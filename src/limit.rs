@@ -1,9 +1,11 @@
-//! Rate limits keyed by who asks (a source address, usually): one token
-//! bucket per key, in a table whose size is bounded, so that a flood from many
-//! addresses cannot grow memory without end.
+//! Limits keyed by who asks (a source address, usually): token buckets per
+//! key, in a table whose size is bounded, so that a flood from many addresses
+//! cannot grow memory without end ([`Buckets`]); and caps on what one key may
+//! hold at once ([`Counts`]).
 //!
-//! Used by the relay (unauthenticated requests, new allocations per source
-//! address) and by signaling (TURN credentials per client address).
+//! Used by the relay (unauthenticated requests, new allocations and TCP
+//! connections per source address), by signaling (TURN credentials per client
+//! address) and by the web server (connections per address).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -81,21 +83,69 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             .lock()
             .retain(|_, b| b.level(now, rate, burst) < burst);
     }
+}
 
-    /// How many keys are tracked now.
-    pub fn len(&self) -> usize {
-        self.table.lock().len()
+/// Counts things held at once per key (open connections per address), with a cap.
+pub struct Counts<K> {
+    max: usize,
+    held: parking_lot::Mutex<HashMap<K, usize>>,
+}
+
+/// One counted thing; the count goes down when it is dropped.
+pub struct Held<K: Hash + Eq + Clone> {
+    counts: std::sync::Arc<Counts<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Counts<K> {
+    pub fn new(max: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            max,
+            held: parking_lot::Mutex::new(HashMap::new()),
+        })
     }
 
-    /// True when no key is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Counts one more for `key`, or `None` when it holds `max` already.
+    pub fn take(self: &std::sync::Arc<Self>, key: K) -> Option<Held<K>> {
+        let mut held = self.held.lock();
+        let n = held.entry(key.clone()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for Held<K> {
+    fn drop(&mut self) {
+        let mut held = self.counts.held.lock();
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_capped_per_key_and_released_on_drop() {
+        let counts = Counts::new(2);
+        let a1 = counts.take("a").unwrap();
+        let _a2 = counts.take("a").unwrap();
+        assert!(counts.take("a").is_none());
+        assert!(counts.take("b").is_some());
+        drop(a1);
+        assert!(counts.take("a").is_some());
+    }
 
     #[test]
     fn burst_then_refill_per_key_and_bounded_table() {

@@ -111,6 +111,15 @@ pub fn default_route_ip() -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
+/// The address a client is counted under: IPv4 clients of a dual-stack
+/// listener arrive as `::ffff:a.b.c.d`.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Longest pause of an accept loop that keeps failing for lack of resources.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// First pause after such a failure.

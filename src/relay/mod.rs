@@ -565,14 +565,15 @@ async fn serve_tcp(server: Arc<Server>, listener: TcpListener, stop: Cancellatio
             accepted = crate::net::accept(&listener) => accepted,
             _ = stop.cancelled() => return,
         };
+        let Some(held) = server.admit_stream(from) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_stream(
-            server.clone(),
-            stream,
-            from,
-            Transport::Tcp,
-            stop.clone(),
-        ));
+        let (server, stop) = (server.clone(), stop.clone());
+        tokio::spawn(async move {
+            serve_stream(server, stream, from, Transport::Tcp, stop).await;
+            drop(held);
+        });
     }
 }
 
@@ -589,6 +590,9 @@ async fn serve_tls(
             accepted = crate::net::accept(&listener) => accepted,
             _ = stop.cancelled() => return,
         };
+        let Some(held) = server.admit_stream(from) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (server, acceptor, stop) = (server.clone(), acceptor.clone(), stop.clone());
         tokio::spawn(async move {
@@ -597,6 +601,7 @@ async fn serve_tls(
                 Ok(Err(e)) => tracing::debug!(%from, error = %e, "TURNS handshake failed"),
                 Err(_) => tracing::debug!(%from, "TURNS handshake timed out"),
             }
+            drop(held);
         });
     }
 }

@@ -29,7 +29,7 @@ use turn::proto::reqtrans::RequestedTransport;
 use super::allocation::{Allocation, ClientKey, Sink, Table, Transport};
 use super::auth::{Credentials, unix_now};
 use super::policy::PeerPolicy;
-use crate::limit::Buckets;
+use crate::limit::{Buckets, Counts, Held};
 
 const SOFTWARE: &str = concat!("noom ", env!("CARGO_PKG_VERSION"));
 /// Seconds' worth of unauthenticated requests one source may send at once
@@ -84,6 +84,9 @@ pub struct Server {
     limiter: Buckets<IpAddr>,
     /// New allocations per source address.
     allocation_rate: Buckets<IpAddr>,
+    /// TCP and TLS connections open per source address (each allocation over
+    /// TCP needs one, so as many as allocations are allowed).
+    streams: Arc<Counts<IpAddr>>,
 }
 
 /// A request that passed authentication.
@@ -173,6 +176,7 @@ impl Server {
                 settings.allocations_per_ip_per_sec * ALLOCATION_BURST_SECS,
                 LIMITER_SOURCES_MAX,
             ),
+            streams: Counts::new(settings.max_allocations_per_ip),
             settings,
         }
     }
@@ -257,6 +261,17 @@ impl Server {
                 vec![error_attr(CODE_BAD_REQUEST, "unsupported method")],
             )),
         }
+    }
+
+    /// Counts a new TCP/TLS connection from `from`; `None` (the caller closes
+    /// it) when its address has as many open as it may have allocations.
+    pub fn admit_stream(&self, from: SocketAddr) -> Option<Held<IpAddr>> {
+        let held = self.streams.take(crate::net::canonical(from.ip()));
+        if held.is_none() {
+            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, "TURN connection refused: too many open from this address");
+        }
+        held
     }
 
     /// Token bucket per source address for requests that are not (yet)

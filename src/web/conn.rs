@@ -16,7 +16,7 @@
 //!   it. Its reads and writes then fail, the Socket.IO connection on it ends,
 //!   and everything queued for it is freed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::limit::{Counts, Held};
 use crate::metrics::Metrics;
 
 /// Below this drain rate (bytes per second), a client that lets data wait
@@ -57,21 +58,21 @@ pub struct ConnLimits {
 /// Counts open connections per source address.
 pub struct Gate {
     limits: ConnLimits,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Arc<Counts<IpAddr>>,
     metrics: Arc<Metrics>,
 }
 
-/// One admitted connection; the count goes down when it is dropped.
+/// One admitted connection; the count goes down when it is dropped
+/// (`None` for exempt sources).
 pub struct Permit {
-    gate: Arc<Gate>,
-    ip: Option<IpAddr>,
+    _held: Option<Held<IpAddr>>,
 }
 
 impl Gate {
     pub fn new(limits: ConnLimits, metrics: Arc<Metrics>) -> Arc<Gate> {
         Arc::new(Gate {
+            open: Counts::new(limits.per_ip),
             limits,
-            open: Mutex::new(HashMap::new()),
             metrics,
         })
     }
@@ -79,26 +80,18 @@ impl Gate {
     /// Admits one more connection from `ip`, or `None` when it has as many
     /// open as it may.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Permit> {
-        let ip = canonical(ip);
+        let ip = crate::net::canonical(ip);
         if self.limits.exempt.iter().any(|n| n.contains(&ip)) {
-            return Some(Permit {
-                gate: self.clone(),
-                ip: None,
-            });
+            return Some(Permit { _held: None });
         }
-        let mut open = self.open.lock();
-        let n = open.entry(ip).or_insert(0);
-        if *n >= self.limits.per_ip {
-            drop(open);
-            Metrics::inc(&self.metrics.connections_refused);
-            tracing::debug!(%ip, "refusing a connection: too many open from this address");
-            return None;
+        match self.open.take(ip) {
+            Some(held) => Some(Permit { _held: Some(held) }),
+            None => {
+                Metrics::inc(&self.metrics.connections_refused);
+                tracing::debug!(%ip, "refusing a connection: too many open from this address");
+                None
+            }
         }
-        *n += 1;
-        Some(Permit {
-            gate: self.clone(),
-            ip: Some(ip),
-        })
     }
 
     /// Wraps an admitted connection's socket and starts its writer.
@@ -115,33 +108,6 @@ impl Gate {
         });
         tokio::spawn(write_out(shared.clone(), self.limits.slow_consumer));
         Guarded { shared }
-    }
-
-    /// Connections open now from `ip`.
-    pub fn open_from(&self, ip: IpAddr) -> usize {
-        self.open.lock().get(&canonical(ip)).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            let mut open = self.gate.open.lock();
-            if let Some(n) = open.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    open.remove(&ip);
-                }
-            }
-        }
-    }
-}
-
-/// IPv4 clients of a dual-stack listener arrive as `::ffff:a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

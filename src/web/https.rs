@@ -1,10 +1,10 @@
-//! The HTTPS side of the web server: a TLS listener for `axum::serve`, the
+//! The HTTPS side of the web server: a TLS listener for the server loop (`serve.rs`), the
 //! plain-HTTP port that redirects to HTTPS, and the ACME challenge files
 //! served there.
 //!
 //! TLS handshakes run in tasks of their own (with a deadline), so a slow or
 //! silent client cannot hold up the accept loop; finished connections are
-//! handed to axum like plain TCP ones, with the same `ConnectInfo`. A client
+//! handed to the server loop like plain TCP ones, with the same `ConnectInfo`. A client
 //! that speaks plain HTTP to the HTTPS port (someone typing `http://host:3000`)
 //! is recognised by its first byte and redirected instead of getting a broken
 //! handshake.
@@ -31,7 +31,7 @@ use super::serve::Accept;
 
 /// Longest TLS handshake a client gets.
 const HANDSHAKE: Duration = Duration::from_secs(10);
-/// Finished handshakes waiting for axum to take them.
+/// Finished handshakes waiting for the server loop to take them.
 const QUEUE: usize = 1024;
 /// The first byte of a TLS record carrying a handshake (ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;

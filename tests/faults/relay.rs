@@ -336,3 +336,32 @@ async fn idle_turn_tcp_and_tls_connections_are_closed() {
     let closed = sample(&metrics, "noom_relay_idle_closed_total");
     assert!(closed >= 4.0, "{closed}");
 }
+
+/// Finding 3: one address cannot hold more TURN TCP connections than it may
+/// have allocations (each allocation over TCP needs one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_tcp_connections_per_address_are_capped() {
+    let r = crate::support::start(|c| c.turn.max_allocations_per_ip = 5).await;
+    let tcp = r
+        .running
+        .relay()
+        .unwrap()
+        .tcp_addr()
+        .expect("TURN over TCP");
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(tcp).await.unwrap());
+    }
+    let mut closed = 0;
+    for s in held.iter_mut() {
+        if closed_within(s, Duration::from_millis(200)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 3, "connections over the address's quota are closed");
+    // Another address is not affected.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(tcp).await.unwrap();
+    assert!(!closed_within(&mut other, Duration::from_millis(200)).await);
+}
