@@ -404,6 +404,12 @@ async fn check_store(config: &Config, in_use: bool, noom_running: bool, r: &mut 
             format!("damaged data: {}", v.damaged.join("; ")),
             "restore the data directory from a backup; the rest is still served",
         ),
+        // A noom that started meanwhile holds it: not a fault of the store.
+        Ok(Err(e @ crate::store::StoreError::Locked(_))) => r.warn(
+            "store",
+            format!("not read: {e}"),
+            "run noom check again, or ask the running noom: curl its /healthz",
+        ),
         Ok(Err(e)) => r.fail(
             "store",
             format!("cannot be opened: {e}"),
