@@ -15,12 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
 use crate::config::{Config, ConfigError};
+use crate::http::Proxies;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
 use crate::signaling::{self, Hub};
 use crate::store::{Retention, Store, StoreError, StoreOptions};
 use crate::tls::{CertStore, TlsError};
-use crate::web::client_addr::Proxies;
 use crate::web::conn::{ConnLimits, Gate};
 use crate::web::https::{RedirectTarget, TlsIncoming, redirect_router};
 use crate::web::serve::{Tcp, Timeouts, serve};
@@ -144,19 +144,12 @@ impl App {
             relay.clone(),
         );
         hub.relay_error = relay_error;
-        hub.proxies = proxies.clone();
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
         let (sio_layer, io) = signaling::layer(&hub);
         let admin = match admin_password {
             Some(hash) => {
-                let admin = Arc::new(Admin::new(
-                    hub.clone(),
-                    io.clone(),
-                    hash,
-                    proxies.clone(),
-                    cert.clone(),
-                ));
+                let admin = Arc::new(Admin::new(hub.clone(), io.clone(), hash, cert.clone()));
                 admin::live::register(&io, &admin);
                 Some(admin)
             }
@@ -165,11 +158,16 @@ impl App {
         let mut router = web::router(Web {
             hub: hub.clone(),
             io: io.clone(),
-            admin: admin.clone(),
-            proxies,
             cert: cert.clone(),
-        })
-        .layer(sio_layer);
+        });
+        if let Some(admin) = &admin {
+            router = router.merge(admin::router(admin.clone()));
+        }
+        // Socket.IO around the routes, and the client address (behind
+        // trusted proxies) computed before either sees the request.
+        let mut router = web::with_headers(router).layer(sio_layer).layer(
+            axum::middleware::map_request_with_state(proxies, crate::http::attach_client),
+        );
         if cert.as_ref().is_some_and(|c| !c.is_self_signed()) && config.tls.hsts {
             // Only with a certificate browsers trust: HSTS on a self-signed one
             // would lock visitors out of the "proceed anyway" page.

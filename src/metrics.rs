@@ -236,6 +236,31 @@ impl Metrics {
     }
 }
 
+/// The whole Prometheus exposition served at `/metrics` (and read back by
+/// the admin page): the core's families, the relay's (`relay`, rendered by
+/// it), and the served certificate's expiry when HTTPS is on.
+pub fn exposition(
+    core: &Metrics,
+    gauges: &Gauges,
+    relay: Option<&str>,
+    cert_expiry_secs: Option<i64>,
+) -> String {
+    let mut text = core.render(gauges);
+    if let Some(relay) = relay {
+        text.push_str(relay);
+    }
+    if let Some(left) = cert_expiry_secs {
+        write_metric(
+            &mut text,
+            "noom_tls_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until the served TLS certificate expires (negative: expired).",
+            &[(String::new(), left as f64)],
+        );
+    }
+    text
+}
+
 /// Appends one metric family in the Prometheus text format: HELP, TYPE, then
 /// one sample per (labels, value) pair (labels like `{transport="udp"}`, or empty).
 pub fn write_metric(

@@ -6,9 +6,9 @@
 //! token in `X-CSRF-Token` (or the `csrf` form field for logout). Bearer-token
 //! callers are scripts: no ambient credential, so no forgery to guard against.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -60,7 +60,7 @@ impl IntoResponse for Refused {
                 "cross-site request refused: state changes need the page's X-CSRF-Token from the same origin",
             ),
         };
-        let mut response = crate::web::json_error(status, code, message);
+        let mut response = crate::http::json_error(status, code, message);
         if self == Refused::Unauthenticated {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -109,26 +109,17 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
-fn peer(parts: &Parts) -> SocketAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), |c| {
-            c.0
-        })
-}
-
 impl Admin {
     /// The client address of a request: the TCP peer, or what a trusted
-    /// reverse proxy says (`server.trusted_proxies`).
+    /// reverse proxy says (`server.trusted_proxies`; see [`crate::http`]).
     pub fn client_addr(&self, parts: &Parts) -> IpAddr {
-        self.proxies.client_ip(peer(parts), &parts.headers)
+        crate::http::ClientAddr::of(&parts.extensions).ip
     }
 
     /// True when the browser reached the server over HTTPS (directly or
     /// through a trusted proxy): the cookie is then marked `Secure`.
     pub fn over_https(&self, parts: &Parts) -> bool {
-        self.proxies.is_https(peer(parts), &parts.headers)
+        crate::http::ClientAddr::of(&parts.extensions).https
     }
 
     /// The administrator behind a request, without the forgery checks.

@@ -223,7 +223,7 @@ async fn messages(
 ) -> Result<Response, AdminError> {
     let room = room_name(&admin, &room)?;
     let query =
-        crate::web::history_params(params).map_err(|e| AdminError::BadRequest(e.message))?;
+        crate::signaling::history_params(params).map_err(|e| AdminError::BadRequest(e.message))?;
     let messages = admin.hub.store.history(&room, query)?;
     Ok(json(messages))
 }
@@ -298,7 +298,7 @@ async fn revoke_user(
 
 /// Unknown API paths: 401 before a login, 404 after.
 async fn unknown(_: ApiCaller) -> Response {
-    crate::web::json_error(
+    crate::http::json_error(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such admin API endpoint",

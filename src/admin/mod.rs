@@ -33,7 +33,6 @@ pub use password::PasswordError;
 use crate::signaling::Hub;
 use crate::store::StoreError;
 use crate::tls::CertStore;
-use crate::web::client_addr::Proxies;
 
 /// Password checks running at once (each takes ~19 MiB and tens of ms).
 const VERIFY_CONCURRENCY: usize = 2;
@@ -48,8 +47,6 @@ pub struct Admin {
     limiter: session::LoginLimiter,
     verifying: tokio::sync::Semaphore,
     started: Instant,
-    /// Trusted reverse proxies: the client's address and scheme.
-    proxies: Proxies,
     /// The certificate served, when HTTPS is on (its expiry is a metric).
     cert: Option<Arc<CertStore>>,
 }
@@ -62,7 +59,6 @@ impl Admin {
         hub: Arc<Hub>,
         io: SocketIo,
         password_hash: String,
-        proxies: Proxies,
         cert: Option<Arc<CertStore>>,
     ) -> Self {
         let cfg = &hub.config.admin;
@@ -81,7 +77,6 @@ impl Admin {
             limiter,
             verifying: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
             started: Instant::now(),
-            proxies,
             cert,
         }
     }
@@ -149,6 +144,6 @@ impl IntoResponse for AdminError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
-        crate::web::json_error(status, code, &self.to_string())
+        crate::http::json_error(status, code, &self.to_string())
     }
 }

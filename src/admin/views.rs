@@ -159,7 +159,11 @@ impl Admin {
 
     /// Every sample `/metrics` exports, parsed back from its text.
     pub fn metrics(&self) -> Vec<Sample> {
-        crate::web::exposition(&self.hub, &self.io, self.cert.as_deref())
+        self.hub
+            .exposition(
+                &self.io,
+                self.cert.as_deref().and_then(|c| c.expires_in_secs()),
+            )
             .lines()
             .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
             .filter_map(|line| {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
@@ -59,6 +61,27 @@ pub fn page_query(opts: &serde_json::Map<String, Value>) -> Result<HistoryQuery,
         after: opt_u64(opts, "after")?,
         limit,
     })
+}
+
+/// Reads `?before=&after=&limit=` of a history page (empty means absent), with
+/// the same rules as the `history` event.
+pub fn history_params(params: HashMap<String, String>) -> Result<HistoryQuery, ApiError> {
+    let mut opts = serde_json::Map::new();
+    for (name, raw) in params {
+        if !matches!(name.as_str(), "before" | "after" | "limit") {
+            return Err(ApiError::invalid_argument(format!(
+                "unknown parameter `{name}` (expected before, after, limit)"
+            )));
+        }
+        if raw.is_empty() {
+            continue;
+        }
+        let n: u64 = raw.parse().map_err(|_| {
+            ApiError::invalid_argument(format!("`{name}` must be a non-negative integer"))
+        })?;
+        opts.insert(name, Value::from(n));
+    }
+    page_query(&opts)
 }
 
 pub async fn enter_room(

@@ -89,8 +89,6 @@ pub struct Hub {
     pub relay: Option<Arc<crate::relay::Relay>>,
     /// Why the relay is enabled in the configuration but not running.
     pub relay_error: Option<String>,
-    /// Trusted reverse proxies: where client addresses come from.
-    pub proxies: crate::web::client_addr::Proxies,
     state: Mutex<State>,
     rooms_changed: Notify,
     /// TURN credentials minted per client address: what makes them cost something.
@@ -141,7 +139,6 @@ impl Hub {
             metrics,
             relay,
             relay_error: None,
-            proxies: Default::default(),
             credential_rate: {
                 let per_min = config.turn.credentials_per_ip_per_min as f64;
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
@@ -526,6 +523,26 @@ impl Hub {
         let state = self.state.lock();
         let calls = state.rooms.values().filter(|r| !r.call.is_empty()).count();
         (state.rooms.len() as u64, calls as u64)
+    }
+
+    /// The Prometheus exposition: the core's counters and gauges and the
+    /// relay's; `cert_expiry_secs` when HTTPS is on.
+    pub fn exposition(&self, io: &socketioxide::SocketIo, cert_expiry_secs: Option<i64>) -> String {
+        let (ws, polling) = super::connections_by_transport(io);
+        let (rooms_live, calls_live) = self.live_counts();
+        let gauges = crate::metrics::Gauges {
+            connections_websocket: ws,
+            connections_polling: polling,
+            rooms_live,
+            rooms_known: self.store.room_count() as u64,
+            calls_live,
+        };
+        let relay = self.relay.as_ref().map(|r| {
+            let mut text = String::new();
+            r.render_metrics(&mut text);
+            text
+        });
+        crate::metrics::exposition(&self.metrics, &gauges, relay.as_deref(), cert_expiry_secs)
     }
 
     /// The public room list: rooms with members now or recent activity, most

@@ -24,7 +24,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use tokio_util::sync::CancellationToken;
 
-pub use chat::{PAGE_DEFAULT, PAGE_MAX, page_query};
+pub use chat::{PAGE_DEFAULT, PAGE_MAX, history_params, page_query};
 pub use hub::Hub;
 use protocol::{ApiError, Args, ErrorCode, Reply};
 use rate::Verdict;
@@ -168,11 +168,12 @@ async fn authenticate(
         _ => hub.store.create_session(hub::now_ms()),
     };
     tracing::debug!(sid = %s.id, user = %session.user, "connected");
-    let parts = s.req_parts();
-    let addr = parts
+    // Put there by `http::attach_client` on the handshake request.
+    let addr = s
+        .req_parts()
         .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| hub.proxies.client_ip(info.0, &parts.headers));
+        .get::<crate::http::ClientAddr>()
+        .map(|c| c.ip);
     hub.register(s.id, key, session, token, addr);
     Metrics::inc(&hub.metrics.connections_total);
 

@@ -6,25 +6,15 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-use socketioxide::SocketIo;
+use serde_json::json;
 
 use super::Web;
 
-use crate::metrics::Gauges;
-use crate::signaling::Hub;
+use crate::http::ClientAddr;
 use crate::signaling::protocol::{ApiError, ErrorCode};
-use crate::signaling::{page_query, validate};
-use crate::store::HistoryQuery;
+use crate::signaling::{history_params, validate};
 
-/// A JSON error body in the same shape as a failed acknowledgement.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "ok": false, "error": { "code": code, "message": message } })),
-    )
-        .into_response()
-}
+use crate::http::json_error as error;
 
 fn api_error(e: ApiError) -> Response {
     let status = match e.code {
@@ -44,27 +34,6 @@ pub async fn rooms(State(web): State<Web>) -> Response {
         .into_response()
 }
 
-/// Reads `?before=&after=&limit=` of a history page (empty means absent), with
-/// the same rules as the `history` event.
-pub fn history_params(params: HashMap<String, String>) -> Result<HistoryQuery, ApiError> {
-    let mut opts = serde_json::Map::new();
-    for (name, raw) in params {
-        if !matches!(name.as_str(), "before" | "after" | "limit") {
-            return Err(ApiError::invalid_argument(format!(
-                "unknown parameter `{name}` (expected before, after, limit)"
-            )));
-        }
-        if raw.is_empty() {
-            continue;
-        }
-        let n: u64 = raw.parse().map_err(|_| {
-            ApiError::invalid_argument(format!("`{name}` must be a non-negative integer"))
-        })?;
-        opts.insert(name, Value::from(n));
-    }
-    page_query(&opts)
-}
-
 pub async fn messages(
     State(web): State<Web>,
     Path(room): Path<String>,
@@ -82,14 +51,11 @@ pub async fn messages(
 
 /// The address and scheme the server sees for this request: to check a
 /// reverse-proxy set-up (`server.trusted_proxies`) from outside.
-pub async fn whoami(
-    State(web): State<Web>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: axum::http::HeaderMap,
-) -> Response {
+pub async fn whoami(client: Option<axum::Extension<ClientAddr>>) -> Response {
+    let client = client.map(|c| c.0);
     Json(json!({
-        "ip": web.proxies.client_ip(peer, &headers).to_string(),
-        "https": web.proxies.is_https(peer, &headers),
+        "ip": client.map(|c| c.ip.to_string()),
+        "https": client.is_some_and(|c| c.https),
     }))
     .into_response()
 }
@@ -148,41 +114,16 @@ pub async fn healthz(State(web): State<Web>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The whole Prometheus exposition: the core's metrics, the relay's, and the
-/// certificate's expiry when HTTPS is on.
-pub fn exposition(hub: &Hub, io: &SocketIo, cert: Option<&crate::tls::CertStore>) -> String {
-    let (ws, polling) = crate::signaling::connections_by_transport(io);
-    let (rooms_live, calls_live) = hub.live_counts();
-    let gauges = Gauges {
-        connections_websocket: ws,
-        connections_polling: polling,
-        rooms_live,
-        rooms_known: hub.store.room_count() as u64,
-        calls_live,
-    };
-    let mut text = hub.metrics.render(&gauges);
-    if let Some(relay) = &hub.relay {
-        relay.render_metrics(&mut text);
-    }
-    if let Some(left) = cert.and_then(|c| c.expires_in_secs()) {
-        crate::metrics::write_metric(
-            &mut text,
-            "noom_tls_certificate_expiry_seconds",
-            "gauge",
-            "Seconds until the served TLS certificate expires (negative: expired).",
-            &[(String::new(), left as f64)],
-        );
-    }
-    text
-}
-
 pub async fn metrics(State(web): State<Web>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        exposition(&web.hub, &web.io, web.cert.as_deref()),
+        web.hub.exposition(
+            &web.io,
+            web.cert.as_deref().and_then(|c| c.expires_in_secs()),
+        ),
     )
         .into_response()
 }

@@ -1,12 +1,12 @@
 //! The HTTP side: pages, the JSON API, health, metrics and embedded static files.
 //!
-//! Routes follow `docs/protocol.md` ("HTTP"). Socket.IO is mounted around this
-//! router by [`crate::app`]; everything else is answered here. HTTPS, the
-//! redirect port and reverse proxies are in [`https`] and [`client_addr`].
+//! Routes follow `docs/protocol.md` ("HTTP"). [`crate::app`] merges the admin
+//! side's router and mounts Socket.IO around them; everything else is
+//! answered here. The server loop is in [`serve`] and [`conn`], HTTPS and the
+//! redirect port in [`https`]; who the client is comes from [`crate::http`].
 
 mod api;
 mod assets;
-pub mod client_addr;
 pub mod conn;
 pub mod https;
 mod pages;
@@ -22,20 +22,13 @@ use socketioxide::SocketIo;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::admin::AdminRef;
 use crate::signaling::Hub;
-
-pub use api::{error as json_error, exposition, history_params};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct Web {
     pub hub: Arc<Hub>,
     pub io: SocketIo,
-    /// The admin side, when enabled.
-    pub admin: Option<AdminRef>,
-    /// Trusted proxies and whether the listener is HTTPS: see [`client_addr`].
-    pub proxies: client_addr::Proxies,
     /// The certificate served, when `[tls]` is on (expiry in health and metrics).
     pub cert: Option<Arc<crate::tls::CertStore>>,
 }
@@ -46,9 +39,9 @@ pub struct Web {
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
 media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The web app's routes (pages, API, health, metrics, static files).
 pub fn router(web: Web) -> Router {
-    let admin = web.admin.clone();
-    let app = Router::new()
+    Router::new()
         .route("/", get(pages::home))
         .route("/r/{room}", get(pages::room))
         .route("/api/rooms", get(api::rooms))
@@ -60,11 +53,12 @@ pub fn router(web: Web) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/static/{*path}", get(assets::serve))
         .fallback(fallback)
-        .with_state(web);
-    let app = match admin {
-        Some(admin) => app.merge(crate::admin::router(admin)),
-        None => app,
-    };
+        .with_state(web)
+}
+
+/// What every response gets, whichever router made it: compression and the
+/// security headers (CSP, nosniff, referrer policy).
+pub fn with_headers(app: Router) -> Router {
     app.layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
@@ -83,7 +77,7 @@ pub fn router(web: Web) -> Router {
 /// Unknown API paths are a JSON 404; any other unknown path goes home.
 async fn fallback(uri: Uri) -> Response {
     if uri.path() == "/api" || uri.path().starts_with("/api/") {
-        api::error(
+        crate::http::json_error(
             axum::http::StatusCode::NOT_FOUND,
             "not_found",
             "no such API endpoint",
