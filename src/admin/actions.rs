@@ -7,34 +7,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::auth::Caller;
 use super::{Admin, AdminError, blocking};
-use crate::signaling::hub::{call_group, chat_group};
-
-/// Why a connection was closed, as `kicked` tells it.
-#[derive(Debug, Clone, Copy)]
-enum KickReason {
-    Disconnected,
-    SessionRevoked,
-}
-
-impl KickReason {
-    fn payload(self) -> Value {
-        match self {
-            KickReason::Disconnected => json!({
-                "reason": "disconnected",
-                "message": "An administrator disconnected you.",
-            }),
-            KickReason::SessionRevoked => json!({
-                "reason": "session_revoked",
-                "message": "An administrator ended your session.",
-            }),
-        }
-    }
-}
+use crate::signaling::hub::chat_group;
+use crate::signaling::protocol::{KickReason, events};
 
 fn log(caller: &Caller, action: &str, target: &str, detail: &str) {
     tracing::info!(
@@ -47,43 +25,27 @@ fn log(caller: &Caller, action: &str, target: &str, detail: &str) {
     );
 }
 
-/// Tells a socket why, then closes it (its rooms hear `bye` as usual).
-fn kick(socket: SocketRef, reason: KickReason) {
-    let _ = socket.emit("kicked", &reason.payload());
-    let _ = socket.disconnect();
-}
-
 impl Admin {
     /// Disconnects one connection (socket id).
     pub async fn disconnect(&self, caller: &Caller, id: &str) -> Result<Value, AdminError> {
-        let socket = Sid::from_str(id)
+        let kicked = Sid::from_str(id)
             .ok()
-            .and_then(|sid| self.io.get_socket(sid))
-            .ok_or_else(|| AdminError::NotFound(format!("no connection `{id}`")))?;
-        kick(socket, KickReason::Disconnected);
+            .is_some_and(|sid| self.hub.kick(&self.io, sid, KickReason::Disconnected));
+        if !kicked {
+            return Err(AdminError::NotFound(format!("no connection `{id}`")));
+        }
         log(caller, "disconnect", id, "");
         Ok(json!({ "ok": true }))
     }
 
     /// Ends the call of `room`: its participants get `call_ended` and leave it.
     pub async fn end_call(&self, caller: &Caller, room: &str) -> Result<Value, AdminError> {
-        let ended = self.hub.end_call(room);
-        if ended.is_empty() {
+        let ended = self.hub.end_call(&self.io, room);
+        if ended == 0 {
             return Err(AdminError::NotFound(format!("no call in `{room}`")));
         }
-        for sid in &ended {
-            if let Some(s) = self.io.get_socket(*sid) {
-                s.leave(call_group(room));
-                let _ = s.emit("call_ended", &(room,));
-            }
-        }
-        log(
-            caller,
-            "end_call",
-            room,
-            &format!("{} participants", ended.len()),
-        );
-        Ok(json!({ "ok": true, "participants": ended.len() }))
+        log(caller, "end_call", room, &format!("{ended} participants"));
+        Ok(json!({ "ok": true, "participants": ended }))
     }
 
     /// Closes `room`: its members get `room_closed` and are taken out, its
@@ -96,14 +58,7 @@ impl Admin {
         if self.hub.store.room(room).is_none() {
             return Err(AdminError::NotFound(format!("no room `{room}`")));
         }
-        let members = self.hub.clear_room(room);
-        for sid in &members {
-            if let Some(s) = self.io.get_socket(*sid) {
-                let _ = s.emit("room_closed", &(room,));
-                s.leave(chat_group(room));
-                s.leave(call_group(room));
-            }
-        }
+        let members = self.hub.close_room(&self.io, room);
         let store = self.hub.store.clone();
         let name = room.to_string();
         let removed = blocking(move || Ok(store.close_room(&name)?)).await?;
@@ -114,9 +69,9 @@ impl Admin {
             caller,
             "close_room",
             room,
-            &format!("{} members out, {removed} messages deleted", members.len()),
+            &format!("{members} members out, {removed} messages deleted"),
         );
-        Ok(json!({ "ok": true, "members": members.len(), "messages": removed }))
+        Ok(json!({ "ok": true, "members": members, "messages": removed }))
     }
 
     /// Deletes the whole history of `room`; its members get `history_cleared`.
@@ -131,7 +86,7 @@ impl Admin {
         let _ = self
             .io
             .to(chat_group(room))
-            .emit("history_cleared", &(room,))
+            .emit(events::HISTORY_CLEARED, &(room,))
             .await;
         log(
             caller,
@@ -161,7 +116,7 @@ impl Admin {
         let _ = self
             .io
             .to(chat_group(room))
-            .emit("message_deleted", &(room, seq))
+            .emit(events::MESSAGE_DELETED, &(room, seq))
             .await;
         log(caller, "delete_message", room, &format!("seq {seq}"));
         Ok(json!({ "ok": true }))
@@ -183,9 +138,7 @@ impl Admin {
             relay.revoke_user(user);
         }
         for sid in &connections {
-            if let Some(s) = self.io.get_socket(*sid) {
-                kick(s, KickReason::SessionRevoked);
-            }
+            self.hub.kick(&self.io, *sid, KickReason::SessionRevoked);
         }
         log(
             caller,

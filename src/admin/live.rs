@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Admin;
 use super::auth::{self, Via};
+use crate::signaling::protocol::events;
 use crate::store::StoreError;
 
 /// The namespace of the live admin page.
@@ -130,7 +131,7 @@ async fn detail(admin: &Arc<Admin>, room: String) -> Option<Value> {
 
 async fn push_overview(admin: &Arc<Admin>, s: &SocketRef) {
     if let Some(o) = overview(admin).await {
-        let _ = s.emit("overview", &o);
+        let _ = s.emit(events::admin::OVERVIEW, &o);
     }
 }
 
@@ -162,12 +163,12 @@ pub async fn run(admin: Arc<Admin>, shutdown: CancellationToken) {
             continue;
         }
         if let Some(o) = overview(&admin).await {
-            let _ = ns.emit("overview", &o).await;
+            let _ = ns.emit(events::admin::OVERVIEW, &o).await;
         }
         for s in sockets {
             if let Some(Watched(room)) = s.extensions.get::<Watched>() {
                 let d = detail(&admin, room).await.unwrap_or(Value::Null);
-                let _ = s.emit("room", &d);
+                let _ = s.emit(events::admin::ROOM, &d);
             }
         }
     }

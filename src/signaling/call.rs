@@ -14,7 +14,7 @@ use socketioxide::socket::Sid;
 
 use super::chat::room_arg;
 use super::hub::{Hub, call_group};
-use super::protocol::{ApiError, Args, ErrorCode, ok};
+use super::protocol::{ApiError, Args, ErrorCode, events, ok};
 use crate::metrics::Metrics;
 
 pub async fn join_call(
@@ -30,7 +30,7 @@ pub async fn join_call(
     if !already {
         let _ = s
             .to(call_group(&room))
-            .emit("peer_joined", &(room.as_str(), &me))
+            .emit(events::PEER_JOINED, &(room.as_str(), &me))
             .await;
     }
     Ok(ok(json!({ "peers": peers, "iceServers": ice })))
@@ -55,7 +55,7 @@ pub async fn leave_call(
     let me = hub.leave_call(&s, &room)?;
     let _ = s
         .to(call_group(&room))
-        .emit("peer_left", &(room.as_str(), &me))
+        .emit(events::PEER_LEFT, &(room.as_str(), &me))
         .await;
     Ok(ok(json!({})))
 }
@@ -71,9 +71,9 @@ pub enum Signal {
 impl Signal {
     fn event(self) -> &'static str {
         match self {
-            Signal::Offer => "offer",
-            Signal::Answer => "answer",
-            Signal::Ice => "ice",
+            Signal::Offer => events::OFFER,
+            Signal::Answer => events::ANSWER,
+            Signal::Ice => events::ICE,
         }
     }
 

@@ -9,7 +9,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 
 use super::hub::{Hub, call_group, chat_group, now_ms};
-use super::protocol::{ApiError, Args, ErrorCode, Reply, ok, opt_u64};
+use super::protocol::{ApiError, Args, ErrorCode, Reply, events, ok, opt_u64};
 use super::validate;
 use crate::metrics::Metrics;
 use crate::store::{HistoryQuery, Outcome};
@@ -30,7 +30,7 @@ pub async fn nickname(
     for (room, member) in updates {
         let _ = io
             .to(chat_group(&room))
-            .emit("member_update", &(room.as_str(), &member))
+            .emit(events::MEMBER_UPDATE, &(room.as_str(), &member))
             .await;
     }
     Ok(ok(json!({ "nickname": name })))
@@ -98,7 +98,10 @@ pub async fn enter_room(
     if !entered.already {
         let _ = s
             .to(chat_group(&room))
-            .emit("welcome", &(room.as_str(), &entered.member, entered.count))
+            .emit(
+                events::WELCOME,
+                &(room.as_str(), &entered.member, entered.count),
+            )
             .await;
         hub.rooms_changed();
     }
@@ -135,12 +138,12 @@ pub async fn announce_departure(s: &SocketRef, left: &super::hub::Left) {
     if left.was_in_call {
         let _ = s
             .to(call_group(room))
-            .emit("peer_left", &(room, &left.member))
+            .emit(events::PEER_LEFT, &(room, &left.member))
             .await;
     }
     let _ = s
         .to(chat_group(room))
-        .emit("bye", &(room, &left.member, left.count))
+        .emit(events::BYE, &(room, &left.member, left.count))
         .await;
 }
 
@@ -167,7 +170,7 @@ pub async fn new_message(
                 Box::pin(async move {
                     if outcome == Outcome::Durable {
                         let group = chat_group(&message.room);
-                        let _ = sender.to(group).emit("new_message", &message).await;
+                        let _ = sender.to(group).emit(events::NEW_MESSAGE, &message).await;
                         Metrics::add(&metrics.messages_relayed, speaker.recipients);
                         let _ = tx.send(Ok(message));
                     } else {

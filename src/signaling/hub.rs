@@ -1,9 +1,15 @@
 //! The live state of the server: who is connected, in which rooms and calls.
 //!
-//! One lock guards it all; every operation holds it for a few map updates and
-//! returns what the caller must announce, so emitting happens outside the lock.
-//! socketioxide rooms (`r:<room>` for chat, `c:<room>` for the call) mirror the
-//! membership kept here and serve only as broadcast groups.
+//! The hub is the one owner of live membership: users' requests and the
+//! administrator's actions change it through the same methods, which also
+//! keep the socketioxide groups (`r:<room>` for chat, `c:<room>` for the call,
+//! used only as broadcast groups) in step with it.
+//!
+//! One lock guards the state. It may cover only in-memory work: map updates,
+//! group joins and leaves (in memory too) and non-blocking emits to single
+//! sockets. It never covers disk I/O or an `.await`: store writes happen
+//! before or after it is taken, and what must be announced to a room is
+//! returned to the caller, which broadcasts outside the lock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,12 +17,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
 use super::directory::{Directory, Snapshot};
-use super::protocol::{ApiError, ErrorCode, Member};
+use super::protocol::{ApiError, ErrorCode, KickReason, Member, events};
 use super::rate::{TokenBucket, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -255,9 +262,16 @@ impl Hub {
         sid: Sid,
         nickname: &str,
     ) -> Result<Vec<(String, Member)>, ApiError> {
-        let mut state = self.state.lock();
-        let key = state.conns.get(&sid).map(|c| c.session).ok_or_else(gone)?;
+        let key = self
+            .state
+            .lock()
+            .conns
+            .get(&sid)
+            .map(|c| c.session)
+            .ok_or_else(gone)?;
+        // The disk write first, outside the lock.
         self.store.set_nickname(&key, nickname)?;
+        let mut state = self.state.lock();
         let mut updates = Vec::new();
         for (id, conn) in state.conns.iter_mut().filter(|(_, c)| c.session == key) {
             conn.nickname = nickname.to_string();
@@ -270,52 +284,51 @@ impl Hub {
 
     pub fn enter(&self, socket: &SocketRef, room: &str) -> Result<Entered, ApiError> {
         let sid = socket.id;
+        // Check under the lock, write to disk without it, then join under it
+        // again (checking again: the room may have filled meanwhile).
+        let key = {
+            let state = self.state.lock();
+            let conn = state.conns.get(&sid).ok_or_else(gone)?;
+            if !conn.rooms.iter().any(|r| r == room) {
+                self.may_enter(&state, conn, room)?;
+            }
+            conn.session
+        };
+        let joined = {
+            let state = self.state.lock();
+            state
+                .conns
+                .get(&sid)
+                .is_some_and(|c| c.rooms.iter().any(|r| r == room))
+        };
+        let activity = if joined {
+            None
+        } else {
+            // Others will see this user id from now on: keep the session.
+            self.store.keep_session(&key)?;
+            Some(self.store.touch_room(room, now_ms())?.last_activity)
+        };
         let mut state = self.state.lock();
+        let already = {
+            let conn = state.conns.get(&sid).ok_or_else(gone)?;
+            let already = conn.rooms.iter().any(|r| r == room);
+            if !already {
+                self.may_enter(&state, conn, room)?;
+            }
+            already
+        };
         let State {
             conns,
             rooms,
             directory,
         } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
-        let already = conn.rooms.iter().any(|r| r == room);
-        let per_conn = self.config.limits.rooms_per_connection;
-        if !already && conn.rooms.len() as u64 >= per_conn {
-            return Err(ApiError::new(
-                ErrorCode::RoomFull,
-                format!("a connection can be in at most {per_conn} rooms at once; leave one first"),
-            ));
-        }
         let live = rooms.entry(room.to_string()).or_default();
         if !already {
-            if live.members.len() as u64 >= self.config.limits.room_members_max {
-                if live.members.is_empty() {
-                    rooms.remove(room);
-                }
-                return Err(ApiError::new(
-                    ErrorCode::RoomFull,
-                    format!(
-                        "the room is full ({} members)",
-                        self.config.limits.room_members_max
-                    ),
-                ));
-            }
-            // Others will see this user id from now on: keep the session.
-            if let Err(e) = self.store.keep_session(&conn.session) {
-                if live.members.is_empty() {
-                    rooms.remove(room);
-                }
-                return Err(e.into());
-            }
-            match self.store.touch_room(room, now_ms()) {
-                Ok(meta) => directory.touch(room, meta.last_activity),
-                Err(e) => {
-                    if live.members.is_empty() {
-                        rooms.remove(room);
-                    }
-                    return Err(e.into());
-                }
-            }
             live.members.push(sid);
+            if let Some(at) = activity {
+                directory.touch(room, at);
+            }
             directory.set_count(room, live.members.len());
             conn.rooms.push(room.to_string());
             socket.join(chat_group(room));
@@ -332,6 +345,29 @@ impl Hub {
             count: members.len(),
             members,
         })
+    }
+
+    /// Whether `conn` may enter `room` (it is not in it yet): its own room
+    /// limit and the room's size.
+    fn may_enter(&self, state: &State, conn: &Conn, room: &str) -> Result<(), ApiError> {
+        let limits = &self.config.limits;
+        if conn.rooms.len() as u64 >= limits.rooms_per_connection {
+            return Err(ApiError::new(
+                ErrorCode::RoomFull,
+                format!(
+                    "a connection can be in at most {} rooms at once; leave one first",
+                    limits.rooms_per_connection
+                ),
+            ));
+        }
+        let members = state.rooms.get(room).map_or(0, |r| r.members.len());
+        if members as u64 >= limits.room_members_max {
+            return Err(ApiError::new(
+                ErrorCode::RoomFull,
+                format!("the room is full ({} members)", limits.room_members_max),
+            ));
+        }
+        Ok(())
     }
 
     /// Removes `sid` from `room` (and its call); `None` when it was not there.
@@ -589,8 +625,9 @@ pub struct LiveCounts {
     pub in_call: usize,
 }
 
-/// Administration: what the admin page reads and the state changes it makes.
-/// Emitting and socketioxide group changes are the caller's (`crate::admin`).
+/// Administration: what the admin page reads, and the changes it makes, made
+/// here like the users' own (membership, groups and the events that tell the
+/// clients concerned).
 impl Hub {
     /// Members and call size of every room with members now.
     pub fn live_room_counts(&self) -> HashMap<String, LiveCounts> {
@@ -641,24 +678,30 @@ impl Hub {
             .collect()
     }
 
-    /// Empties the call of `room`; returns who was in it.
-    pub fn end_call(&self, room: &str) -> Vec<Sid> {
+    /// Ends the call of `room`: its participants leave it and get
+    /// `call_ended`. Returns how many there were.
+    pub fn end_call(&self, io: &SocketIo, room: &str) -> usize {
         let mut state = self.state.lock();
         let State { conns, rooms, .. } = &mut *state;
         let Some(live) = rooms.get_mut(room) else {
-            return Vec::new();
+            return 0;
         };
         let ended = std::mem::take(&mut live.call);
         for sid in &ended {
             if let Some(c) = conns.get_mut(sid) {
                 c.calls.retain(|r| r != room);
             }
+            if let Some(s) = io.get_socket(*sid) {
+                s.leave(call_group(room));
+                let _ = s.emit(events::CALL_ENDED, &(room,));
+            }
         }
-        ended
+        ended.len()
     }
 
-    /// Removes every member of `room` (and its call); returns who was there.
-    pub fn clear_room(&self, room: &str) -> Vec<Sid> {
+    /// Takes every member out of `room` (and its call); they get
+    /// `room_closed`. Returns how many there were.
+    pub fn close_room(&self, io: &SocketIo, room: &str) -> usize {
         let mut state = self.state.lock();
         let members = state
             .rooms
@@ -667,10 +710,28 @@ impl Hub {
             .unwrap_or_default();
         for sid in &members {
             Self::leave_locked(&mut state, *sid, room);
+            if let Some(s) = io.get_socket(*sid) {
+                let _ = s.emit(events::ROOM_CLOSED, &(room,));
+                s.leave(chat_group(room));
+                s.leave(call_group(room));
+            }
         }
         state.rooms.remove(room);
         state.directory.set_count(room, 0);
-        members
+        members.len()
+    }
+
+    /// Closes the connection `sid` after telling it why (`kicked`); its rooms
+    /// hear `bye` as on any disconnect. False when there is no such connection.
+    pub fn kick(&self, io: &SocketIo, sid: Sid, reason: KickReason) -> bool {
+        match io.get_socket(sid) {
+            Some(s) => {
+                let _ = s.emit(events::KICKED, &reason.payload());
+                let _ = s.disconnect();
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use chat::{PAGE_DEFAULT, PAGE_MAX, history_params, page_query};
 pub use hub::Hub;
-use protocol::{ApiError, Args, ErrorCode, Reply};
+use protocol::{ApiError, Args, ErrorCode, Reply, events};
 use rate::Verdict;
 
 use crate::metrics::Metrics;
@@ -101,7 +101,7 @@ pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: Cance
         }
         let list = hub.room_list();
         if list.version != last {
-            let _ = io.emit("room_change", &*list.json).await;
+            let _ = io.emit(events::ROOM_CHANGE, &*list.json).await;
             last = list.version;
             last_sent = tokio::time::Instant::now();
         }
@@ -124,7 +124,7 @@ pub async fn deliver_late_messages(hub: Arc<Hub>, io: SocketIo, shutdown: Cancel
         tracing::info!(room = %message.room, seq = message.seq, "delivering a message confirmed late");
         let _ = io
             .to(hub::chat_group(&message.room))
-            .emit("new_message", &message)
+            .emit(events::NEW_MESSAGE, &message)
             .await;
     }
 }
@@ -202,9 +202,9 @@ async fn authenticate(
 async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
     let Some(hub) = hub.get() else { return };
     if let Some(session) = hub.take_session_event(s.id) {
-        let _ = s.emit("session", &session);
+        let _ = s.emit(events::SESSION, &session);
     }
-    let _ = s.emit("room_change", &*hub.room_list().json);
+    let _ = s.emit(events::ROOM_CHANGE, &*hub.room_list().json);
 }
 
 async fn on_disconnect(s: SocketRef, State(hub): State<HubRef>) {

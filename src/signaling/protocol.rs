@@ -6,6 +6,55 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The names of every event the server sends, as `docs/protocol.md` lists them.
+pub mod events {
+    pub const SESSION: &str = "session";
+    pub const ROOM_CHANGE: &str = "room_change";
+    pub const WELCOME: &str = "welcome";
+    pub const BYE: &str = "bye";
+    pub const MEMBER_UPDATE: &str = "member_update";
+    pub const NEW_MESSAGE: &str = "new_message";
+    pub const PEER_JOINED: &str = "peer_joined";
+    pub const PEER_LEFT: &str = "peer_left";
+    pub const OFFER: &str = "offer";
+    pub const ANSWER: &str = "answer";
+    pub const ICE: &str = "ice";
+    pub const KICKED: &str = "kicked";
+    pub const CALL_ENDED: &str = "call_ended";
+    pub const ROOM_CLOSED: &str = "room_closed";
+    pub const HISTORY_CLEARED: &str = "history_cleared";
+    pub const MESSAGE_DELETED: &str = "message_deleted";
+
+    /// The `/admin` namespace's events.
+    pub mod admin {
+        pub const OVERVIEW: &str = "overview";
+        pub const ROOM: &str = "room";
+    }
+}
+
+/// Why an administrator closed a connection, as `kicked` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    Disconnected,
+    SessionRevoked,
+}
+
+impl KickReason {
+    /// The `kicked` event's payload.
+    pub fn payload(self) -> Value {
+        match self {
+            KickReason::Disconnected => json!({
+                "reason": "disconnected",
+                "message": "An administrator disconnected you.",
+            }),
+            KickReason::SessionRevoked => json!({
+                "reason": "session_revoked",
+                "message": "An administrator ended your session.",
+            }),
+        }
+    }
+}
+
 /// A connection as others see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Member {

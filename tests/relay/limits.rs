@@ -153,10 +153,11 @@ async fn bandwidth_per_allocation_is_capped() {
     }
     let mut received = 0;
     let mut buf = [0u8; 1500];
-    while let Ok(Ok(_)) =
-        tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await
-    {
+    // The first packet may wait for a busy test machine; the rest come at once.
+    let mut wait = Duration::from_secs(5);
+    while let Ok(Ok(_)) = tokio::time::timeout(wait, peer.recv_from(&mut buf)).await {
         received += 1;
+        wait = Duration::from_millis(300);
     }
     // 20 x 400 B offered at once: only about the one-second burst passes.
     assert!(
