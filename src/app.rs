@@ -70,8 +70,8 @@ pub struct Running {
 impl App {
     /// Starts the server described by `config` (port 0 picks a free port).
     pub async fn start(config: Config) -> Result<Running, AppError> {
-        config.validate()?;
-        let addr = config.http_addr()?;
+        let resolved = Arc::new(config.validate()?);
+        let addr = resolved.http;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let metrics_store = metrics.clone();
@@ -84,7 +84,7 @@ impl App {
                 min_free_bytes: config.store.min_free_mb << 20,
                 session_ttl: Duration::from_secs(config.store.session_ttl_secs),
             };
-            tokio::task::spawn_blocking(move || open_store(&dir, &options, metrics_store)).await??
+            open_store(&dir, &options, metrics_store).await?
         };
         let admin_password = if config.admin.enabled {
             let configured = config.admin.password_hash.clone();
@@ -96,14 +96,15 @@ impl App {
             None
         };
         let cert = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || CertStore::from_config(&config)).await??
+            let (config, resolved) = (config.clone(), resolved.clone());
+            tokio::task::spawn_blocking(move || CertStore::from_config(&config, &resolved))
+                .await??
         };
         let listener = listen(addr).map_err(|source| AppError::Bind { addr, source })?;
         let http_addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
-        let redirect_listener = match config.http_redirect_addr()? {
+        let redirect_listener = match resolved.http_redirect {
             Some(addr) => Some(listen(addr).map_err(|source| AppError::Bind { addr, source })?),
             None => None,
         };
@@ -118,9 +119,15 @@ impl App {
         // A relay that cannot start (port taken, bad secret file) leaves chat and
         // LAN calls working: it is reported in the log and in /healthz instead.
         let (relay, relay_error) = if config.turn.enabled {
-            let turns = config.turns_addr()?;
             let shared = cert.as_ref().map(|c| c.server_config(&[]));
-            match Relay::start(&config.turn, &config.server.data_dir, turns, shared).await {
+            match Relay::start(
+                &config.turn,
+                &resolved.turn,
+                &config.server.data_dir,
+                shared,
+            )
+            .await
+            {
                 Ok(relay) => {
                     let probe = relay.clone();
                     tokio::spawn(async move {
@@ -136,10 +143,12 @@ impl App {
         } else {
             (None, None)
         };
-        let proxies = Proxies::new(config.trusted_proxies()?, cert.is_some());
+        let proxies = Proxies::new(resolved.trusted_proxies.clone(), cert.is_some());
+        let known_rooms = store.rooms().await?;
         let mut hub = Hub::new(
             config.clone(),
             store.clone(),
+            &known_rooms,
             metrics.clone(),
             relay.clone(),
         );
@@ -182,7 +191,7 @@ impl App {
         let committer = {
             let store = store.clone();
             let stop = stop_store.clone();
-            tokio::spawn(async move { store.run_committer(stop).await })
+            tokio::spawn(async move { store.run(stop).await })
         };
         let mut background = vec![
             tokio::spawn(signaling::broadcast_room_changes(
@@ -209,7 +218,7 @@ impl App {
         }
 
         let stop_http = CancellationToken::new();
-        let public = config.public_url()?;
+        let public = resolved.public_url.clone();
         let target = RedirectTarget {
             base: public.as_ref().filter(|u| u.https).map(|u| u.base.clone()),
             https_port: http_addr.port(),
@@ -219,7 +228,7 @@ impl App {
         let gate = Gate::new(
             ConnLimits {
                 per_ip: config.server.connections_per_ip as usize,
-                exempt: config.trusted_proxies()?,
+                exempt: resolved.trusted_proxies.clone(),
                 slow_consumer: Duration::from_secs(config.limits.slow_consumer_secs),
                 outgoing_max: (config.limits.outgoing_max_kib as usize) << 10,
             },
@@ -401,16 +410,16 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Opens the store, waiting a moment for a previous instance in this process
 /// (a quick in-process restart) to release the directory lock.
-fn open_store(
+async fn open_store(
     dir: &std::path::Path,
     options: &StoreOptions,
     metrics: Arc<Metrics>,
 ) -> Result<Store, StoreError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     loop {
-        match Store::open(dir, options, metrics.clone()) {
+        match Store::open(dir, options, metrics.clone()).await {
             Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             other => return other,
         }
@@ -430,31 +439,12 @@ async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let store = hub.store.clone();
         let now = signaling::hub::now_ms();
         let window_ms = (hub.config.rooms.active_window_secs as i64).saturating_mul(1000);
-        let live = hub.live_rooms();
         let ttl_ms = (hub.config.store.session_ttl_secs as i64).saturating_mul(1000);
-        let in_use = hub.live_sessions();
-        let pass = move || -> Result<(u64, Vec<String>), StoreError> {
-            // Sessions with a connection open are in use, however long ago it opened.
-            for key in &in_use {
-                store.session_used(key, now);
-            }
-            let messages = store.enforce_retention(&policy, now)?;
-            let rooms = store.prune_idle_rooms(now.saturating_sub(window_ms), &live)?;
-            let sessions = store.expire_sessions(now.saturating_sub(ttl_ms))?;
-            if sessions > 0 {
-                tracing::info!(
-                    sessions,
-                    "deleted sessions unused for store.session_ttl_secs"
-                );
-            }
-            Ok((messages, rooms))
-        };
-        match tokio::task::spawn_blocking(pass).await {
-            Ok(Ok((0, rooms))) if rooms.is_empty() => {}
-            Ok(Ok((messages, rooms))) => {
+        match retention_pass(&hub, &policy, now, window_ms, ttl_ms).await {
+            Ok((0, rooms)) if rooms.is_empty() => {}
+            Ok((messages, rooms)) => {
                 tracing::info!(
                     messages,
                     rooms = rooms.len(),
@@ -466,11 +456,40 @@ async fn retention(hub: Arc<Hub>, shutdown: CancellationToken) {
                 }
             }
             // A full disk is reported by /healthz; retention waits for room.
-            Ok(Err(e @ (StoreError::DiskFull { .. } | StoreError::Unavailable { .. }))) => {
+            Err(e @ (StoreError::DiskFull { .. } | StoreError::Unavailable { .. })) => {
                 tracing::debug!(error = %e, "retention pass skipped")
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+            Err(e) => tracing::error!(error = %e, "retention pass failed"),
         }
     }
+}
+
+/// One pass of [`retention`]: old messages, idle empty rooms, unused sessions.
+async fn retention_pass(
+    hub: &Hub,
+    policy: &Retention,
+    now: i64,
+    window_ms: i64,
+    ttl_ms: i64,
+) -> Result<(u64, Vec<String>), StoreError> {
+    let store = &hub.store;
+    // Sessions with a connection open are in use, however long ago it opened.
+    for (i, key) in hub.live_sessions().iter().enumerate() {
+        store.session_used(key, now).await;
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let messages = store.enforce_retention(policy, now).await?;
+    let rooms = store
+        .prune_idle_rooms(now.saturating_sub(window_ms), hub.live_rooms())
+        .await?;
+    let sessions = store.expire_sessions(now.saturating_sub(ttl_ms)).await?;
+    if sessions > 0 {
+        tracing::info!(
+            sessions,
+            "deleted sessions unused for store.session_ttl_secs"
+        );
+    }
+    Ok((messages, rooms))
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::Config;
+use crate::config::{Config, Resolved, ResolvedTurn};
 use crate::relay::Relay;
 use crate::tls;
 
@@ -97,18 +97,26 @@ pub fn print(findings: &[Finding]) -> bool {
 /// Runs every check on a configuration that loaded.
 pub async fn run(config: &Config, origin: &str) -> Vec<Finding> {
     let mut r = Report::default();
+    // A configuration that loaded has been validated: this cannot fail.
+    let at = match config.validate() {
+        Ok(at) => at,
+        Err(e) => {
+            r.fail("config", e.to_string(), "fix the key named");
+            return r.0;
+        }
+    };
     r.ok("config", format!("loaded ({origin})"));
-    check_https(config, &mut r);
+    check_https(config, &at, &mut r);
     let in_use = check_data_dir(&config.server.data_dir, &mut r);
     check_admin(config, &mut r);
-    let noom_running = check_ports(config, in_use, &mut r).await;
-    check_store(config, in_use, noom_running, &mut r).await;
-    check_relay(config, noom_running, &mut r).await;
+    let noom_running = check_ports(config, &at, in_use, &mut r).await;
+    check_store(config, &at, in_use, noom_running, &mut r).await;
+    check_relay(config, &at, noom_running, &mut r).await;
     r.0
 }
 
-fn check_https(config: &Config, r: &mut Report) {
-    let public = config.public_url().ok().flatten();
+fn check_https(config: &Config, at: &Resolved, r: &mut Report) {
+    let public = at.public_url.clone();
     let Some(source) = tls::Source::from_config(config) else {
         match &public {
             Some(u) if u.https => r.ok(
@@ -125,6 +133,7 @@ fn check_https(config: &Config, r: &mut Report) {
         if !config.turn.tls_cert.is_empty() {
             check_cert_files(
                 config,
+                at,
                 Path::new(&config.turn.tls_cert),
                 Path::new(&config.turn.tls_key),
                 false,
@@ -148,11 +157,12 @@ fn check_https(config: &Config, r: &mut Report) {
             "for a public server use a real certificate (tls.cert / tls.key), e.g. certbot (docs/deploy.md)",
         );
     } else {
-        check_cert_files(config, &source.cert, &source.key, source.self_signed, r);
+        check_cert_files(config, at, &source.cert, &source.key, source.self_signed, r);
     }
     if !config.turn.tls_cert.is_empty() {
         check_cert_files(
             config,
+            at,
             Path::new(&config.turn.tls_cert),
             Path::new(&config.turn.tls_key),
             false,
@@ -161,7 +171,14 @@ fn check_https(config: &Config, r: &mut Report) {
     }
 }
 
-fn check_cert_files(config: &Config, cert: &Path, key: &Path, self_signed: bool, r: &mut Report) {
+fn check_cert_files(
+    config: &Config,
+    at: &Resolved,
+    cert: &Path,
+    key: &Path,
+    self_signed: bool,
+    r: &mut Report,
+) {
     let loaded = match tls::load(cert, key) {
         Ok(l) => l,
         Err(e) => {
@@ -235,8 +252,8 @@ fn check_cert_files(config: &Config, cert: &Path, key: &Path, self_signed: bool,
         );
     }
     let mut wanted: Vec<String> = config.tls.hosts.clone();
-    if let Ok(Some(u)) = config.public_url() {
-        wanted.push(u.host);
+    if let Some(u) = &at.public_url {
+        wanted.push(u.host.clone());
     }
     if !config.turn.public_host.is_empty() {
         wanted.push(config.turn.public_host.clone());
@@ -343,10 +360,16 @@ fn check_data_dir(dir: &Path, r: &mut Report) -> bool {
 
 /// The database: opened and read through when no server holds it, else as
 /// the running server's `/healthz` reports it.
-async fn check_store(config: &Config, in_use: bool, noom_running: bool, r: &mut Report) {
+async fn check_store(
+    config: &Config,
+    at: &Resolved,
+    in_use: bool,
+    noom_running: bool,
+    r: &mut Report,
+) {
     let dir = config.server.data_dir.clone();
     if in_use {
-        let http = config.http_addr().ok();
+        let http = Some(at.http);
         let health = match http {
             Some(http) if noom_running => probe_json(http, config.tls_enabled(), "/healthz").await,
             _ => None,
@@ -380,45 +403,41 @@ async fn check_store(config: &Config, in_use: bool, noom_running: bool, r: &mut 
         cache_bytes: config.store.cache_mb << 20,
         ..crate::store::StoreOptions::default()
     };
-    let verified = tokio::task::spawn_blocking(move || {
+    let verified = async {
         let store = crate::store::Store::open(
             &dir,
             &options,
             std::sync::Arc::new(crate::metrics::Metrics::default()),
-        )?;
+        )
+        .await?;
         let health = store.health();
-        let verified = store.verify()?;
+        let verified = store.verify().await?;
         Ok::<_, crate::store::StoreError>((health, verified))
-    })
+    }
     .await;
     match verified {
-        Ok(Ok((_, v))) if v.damaged.is_empty() => r.ok(
+        Ok((_, v)) if v.damaged.is_empty() => r.ok(
             "store",
             format!(
                 "{} rooms, {} messages and {} session records, all readable",
                 v.rooms, v.messages, v.sessions
             ),
         ),
-        Ok(Ok((_, v))) => r.fail(
+        Ok((_, v)) => r.fail(
             "store",
             format!("damaged data: {}", v.damaged.join("; ")),
             "restore the data directory from a backup; the rest is still served",
         ),
         // A noom that started meanwhile holds it: not a fault of the store.
-        Ok(Err(e @ crate::store::StoreError::Locked(_))) => r.warn(
+        Err(e @ crate::store::StoreError::Locked(_)) => r.warn(
             "store",
             format!("not read: {e}"),
             "run noom check again, or ask the running noom: curl its /healthz",
         ),
-        Ok(Err(e)) => r.fail(
+        Err(e) => r.fail(
             "store",
             format!("cannot be opened: {e}"),
             "restore the data directory from a backup, or move it aside to start empty",
-        ),
-        Err(e) => r.fail(
-            "store",
-            format!("check failed: {e}"),
-            "run noom check again",
         ),
     }
 }
@@ -487,10 +506,8 @@ fn probe_writable(dir: &Path) -> std::io::Result<()> {
 
 /// Checks that the web ports can be bound; returns whether a running noom
 /// answers on `server.http`.
-async fn check_ports(config: &Config, data_in_use: bool, r: &mut Report) -> bool {
-    let Ok(http) = config.http_addr() else {
-        return false;
-    };
+async fn check_ports(config: &Config, at: &Resolved, data_in_use: bool, r: &mut Report) -> bool {
+    let http = at.http;
     let mut running = false;
     match std::net::TcpListener::bind(http) {
         Ok(_) => r.ok("ports", format!("{http} (web) is free")),
@@ -520,7 +537,7 @@ async fn check_ports(config: &Config, data_in_use: bool, r: &mut Report) -> bool
             "is another noom running with a different config? Stop it first",
         );
     }
-    if let Ok(Some(redirect)) = config.http_redirect_addr() {
+    if let Some(redirect) = at.http_redirect {
         check_tcp_port(r, "ports", redirect, "HTTP redirect", running);
     }
     running
@@ -553,7 +570,7 @@ fn bind_fix(addr: SocketAddr) -> String {
     }
 }
 
-async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
+async fn check_relay(config: &Config, at: &Resolved, noom_running: bool, r: &mut Report) {
     if !config.turn.enabled {
         r.warn(
             "relay",
@@ -568,7 +585,7 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
     if turn.secret.is_empty() {
         turn.secret = format!("check-{:032x}", rand::random::<u128>());
     }
-    let turns = config.turns_addr().ok().flatten();
+    let turns = at.turn.turns;
     if turns.is_some() && config.turn.public_host.is_empty() {
         r.warn(
             "relay",
@@ -581,7 +598,11 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
         check_tcp_port(r, "relay", addr, "TURNS", noom_running);
     }
     let dir = std::env::temp_dir();
-    match Relay::start(&turn, &dir, None, None).await {
+    let only_udp_tcp = ResolvedTurn {
+        turns: None,
+        ..at.turn.clone()
+    };
+    match Relay::start(&turn, &only_udp_tcp, &dir, None).await {
         Ok(relay) => {
             let test = relay.self_test().await;
             relay.shutdown().await;
@@ -621,7 +642,7 @@ async fn check_relay(config: &Config, noom_running: bool, r: &mut Report) {
             }
         }
         Err(e) => {
-            let http = config.http_addr().ok();
+            let http = Some(at.http);
             let running = match http {
                 Some(http) if noom_running => {
                     probe_json(http, config.tls_enabled(), "/api/relay/self-test").await

@@ -1,9 +1,11 @@
 //! Noom: self-hosted video calls and chat in one binary.
 //!
 //! Read this file as the table of contents:
-//! - [`config`]: settings, their defaults and the layers that override them;
+//! - [`config`]: settings, their defaults, the layers that override them, and
+//!   the parsed values ([`config::Resolved`]) the server starts from;
 //! - [`app`]: start and stop the whole server in-process ([`App::start`]);
-//! - [`store`]: sessions, rooms and chat history in sled, with group commit;
+//! - [`store`]: sessions, rooms and chat history behind one async interface;
+//!   sled (with group commit) is its engine;
 //! - [`signaling`]: the Socket.IO wire contract (chat and call signaling);
 //! - [`relay`]: the built-in STUN/TURN relay (UDP and TCP), its credentials and self-test;
 //! - [`web`]: pages, JSON API, health, metrics and embedded static files; the

@@ -89,7 +89,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let public_https = matches!(config.public_url(), Ok(Some(u)) if u.https);
+    let public_https = config
+        .validate()
+        .is_ok_and(|at| at.public_url.is_some_and(|u| u.https));
     let config_public_url = Some(config.server.public_url.clone());
     runtime.block_on(async move {
         let running = match noom::App::start(config).await {

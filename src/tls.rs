@@ -22,7 +22,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Resolved};
 
 /// Files of the generated certificate, in the data directory.
 pub const SELF_SIGNED_CERT: &str = "tls-self-signed.pem";
@@ -278,12 +278,15 @@ impl ResolvesServerCert for CertStore {
 impl CertStore {
     /// Loads the certificate `config` asks for (generating a self-signed one
     /// when needed); `None` when `[tls]` is off.
-    pub fn from_config(config: &Config) -> Result<Option<Arc<CertStore>>, TlsError> {
+    pub fn from_config(
+        config: &Config,
+        resolved: &Resolved,
+    ) -> Result<Option<Arc<CertStore>>, TlsError> {
         let Some(source) = Source::from_config(config) else {
             return Ok(None);
         };
         if source.self_signed {
-            ensure_self_signed(config)?;
+            ensure_self_signed(config, resolved)?;
         }
         let loaded = load(&source.cert, &source.key)?;
         Ok(Some(Arc::new(CertStore {
@@ -407,20 +410,18 @@ impl CertStore {
 /// (`tls.hosts`, the host of `server.public_url`, `turn.public_host`,
 /// `turn.public_ip`, the listen IP) and then localhost and this machine's
 /// addresses. Only a change of the configured ones asks for a new certificate.
-pub fn self_signed_names(config: &Config) -> (Vec<String>, Vec<String>) {
+pub fn self_signed_names(config: &Config, resolved: &Resolved) -> (Vec<String>, Vec<String>) {
     let mut configured: Vec<String> = config.tls.hosts.clone();
-    if let Ok(Some(url)) = config.public_url() {
-        configured.push(url.host);
+    if let Some(url) = &resolved.public_url {
+        configured.push(url.host.clone());
     }
     for name in [&config.turn.public_host, &config.turn.public_ip] {
         if !name.is_empty() {
             configured.push(name.clone());
         }
     }
-    if let Ok(addr) = config.http_addr()
-        && !addr.ip().is_unspecified()
-    {
-        configured.push(addr.ip().to_string());
+    if !resolved.http.ip().is_unspecified() {
+        configured.push(resolved.http.ip().to_string());
     }
     let mut machine = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -441,14 +442,14 @@ pub fn self_signed_names(config: &Config) -> (Vec<String>, Vec<String>) {
 
 /// Generates the self-signed certificate unless one covering the configured
 /// names is already in the data directory.
-fn ensure_self_signed(config: &Config) -> Result<(), TlsError> {
+fn ensure_self_signed(config: &Config, resolved: &Resolved) -> Result<(), TlsError> {
     let dir = &config.server.data_dir;
     let (cert_path, key_path, names_path) = (
         dir.join(SELF_SIGNED_CERT),
         dir.join(SELF_SIGNED_KEY),
         dir.join(SELF_SIGNED_NAMES),
     );
-    let (configured, machine) = self_signed_names(config);
+    let (configured, machine) = self_signed_names(config, resolved);
     if cert_path.is_file() && key_path.is_file() {
         let stored = std::fs::read_to_string(&names_path).unwrap_or_default();
         let stored: Vec<&str> = stored.lines().collect();

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use socketioxide::socket::Sid;
 
 use super::auth::Caller;
-use super::{Admin, AdminError, blocking};
+use super::{Admin, AdminError};
 use crate::signaling::hub::chat_group;
 use crate::signaling::protocol::{KickReason, events};
 
@@ -55,13 +55,11 @@ impl Admin {
         caller: &Caller,
         room: &str,
     ) -> Result<Value, AdminError> {
-        if self.hub.store.room(room).is_none() {
+        if self.hub.store.room(room).await.is_none() {
             return Err(AdminError::NotFound(format!("no room `{room}`")));
         }
         let members = self.hub.close_room(&self.io, room);
-        let store = self.hub.store.clone();
-        let name = room.to_string();
-        let removed = blocking(move || Ok(store.close_room(&name)?)).await?;
+        let removed = self.hub.store.close_room(room).await?;
         self.hub.store.durable().await?;
         self.hub.room_closed(room);
         self.hub.rooms_changed();
@@ -76,12 +74,10 @@ impl Admin {
 
     /// Deletes the whole history of `room`; its members get `history_cleared`.
     pub async fn clear_history(&self, caller: &Caller, room: &str) -> Result<Value, AdminError> {
-        if self.hub.store.room(room).is_none() {
+        if self.hub.store.room(room).await.is_none() {
             return Err(AdminError::NotFound(format!("no room `{room}`")));
         }
-        let store = self.hub.store.clone();
-        let name = room.to_string();
-        let removed = blocking(move || Ok(store.clear_history(&name)?)).await?;
+        let removed = self.hub.store.clear_history(room).await?;
         self.hub.store.durable().await?;
         let _ = self
             .io
@@ -104,10 +100,10 @@ impl Admin {
         room: &str,
         seq: u64,
     ) -> Result<Value, AdminError> {
-        if self.hub.store.room(room).is_none() {
+        if self.hub.store.room(room).await.is_none() {
             return Err(AdminError::NotFound(format!("no room `{room}`")));
         }
-        if !self.hub.store.delete_message(room, seq)? {
+        if !self.hub.store.delete_message(room, seq).await? {
             return Err(AdminError::NotFound(format!(
                 "no message {seq} in `{room}`"
             )));
@@ -126,9 +122,7 @@ impl Admin {
     /// working, its connections get `kicked`, its relay allocations end and its
     /// TURN credentials are refused.
     pub async fn revoke_user(&self, caller: &Caller, user: &str) -> Result<Value, AdminError> {
-        let store = self.hub.store.clone();
-        let name = user.to_string();
-        let sessions = blocking(move || Ok(store.revoke_user(&name)?)).await?;
+        let sessions = self.hub.store.revoke_user(user).await?;
         let connections = self.hub.connections_of_user(user);
         if sessions == 0 && connections.is_empty() {
             return Err(AdminError::NotFound(format!("no session of user `{user}`")));

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::auth::{self, ApiCaller, Via};
 use super::session::Gate;
-use super::{AdminError, AdminRef, blocking};
+use super::{AdminError, AdminRef};
 use crate::signaling::validate;
 
 /// Longest password checked (hashing cost grows with the input).
@@ -199,7 +199,7 @@ fn room_name(admin: &AdminRef, raw: &str) -> Result<String, AdminError> {
 }
 
 async fn overview(State(admin): State<AdminRef>, _: ApiCaller) -> Result<Response, AdminError> {
-    let overview = blocking(move || Ok(admin.overview()?)).await?;
+    let overview = admin.overview().await?;
     Ok(json(overview))
 }
 
@@ -209,7 +209,7 @@ async fn room(
     Path(room): Path<String>,
 ) -> Result<Response, AdminError> {
     let name = room_name(&admin, &room)?;
-    let detail = blocking(move || Ok(admin.room_detail(&name)?)).await?;
+    let detail = admin.room_detail(&name).await?;
     detail
         .map(json)
         .ok_or_else(|| AdminError::NotFound(format!("no room `{room}`")))
@@ -224,7 +224,7 @@ async fn messages(
     let room = room_name(&admin, &room)?;
     let query =
         crate::signaling::history_params(params).map_err(|e| AdminError::BadRequest(e.message))?;
-    let messages = admin.hub.store.history(&room, query)?;
+    let messages = admin.hub.store.history(&room, query).await?;
     Ok(json(messages))
 }
 
@@ -233,7 +233,7 @@ async fn allocations(State(admin): State<AdminRef>, _: ApiCaller) -> Response {
 }
 
 async fn metrics(State(admin): State<AdminRef>, _: ApiCaller) -> Response {
-    json(admin.metrics())
+    json(admin.metrics().await)
 }
 
 async fn clear_history(

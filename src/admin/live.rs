@@ -105,13 +105,9 @@ async fn on_connect(admin: Weak<Admin>, s: SocketRef) {
     );
 }
 
-/// A view built on the blocking pool, as JSON; `None` (logged) on failure.
-async fn view<T: serde::Serialize + Send + 'static>(
-    admin: &Arc<Admin>,
-    build: impl FnOnce(&Admin) -> Result<T, StoreError> + Send + 'static,
-) -> Option<Value> {
-    let admin = admin.clone();
-    match super::blocking(move || Ok(build(&admin)?)).await {
+/// A view as JSON; `None` (logged) on failure.
+fn view<T: serde::Serialize>(built: Result<T, StoreError>) -> Option<Value> {
+    match built {
         Ok(v) => serde_json::to_value(v).ok(),
         Err(e) => {
             tracing::error!(error = %e, "cannot build a view for the admin page");
@@ -121,12 +117,12 @@ async fn view<T: serde::Serialize + Send + 'static>(
 }
 
 async fn overview(admin: &Arc<Admin>) -> Option<Value> {
-    view(admin, Admin::overview).await
+    view(admin.overview().await)
 }
 
 /// A room's detail as JSON (`null` when the room is gone).
 async fn detail(admin: &Arc<Admin>, room: String) -> Option<Value> {
-    view(admin, move |a| a.room_detail(&room)).await
+    view(admin.room_detail(&room).await)
 }
 
 async fn push_overview(admin: &Arc<Admin>, s: &SocketRef) {

@@ -93,15 +93,6 @@ impl Admin {
     }
 }
 
-/// Runs store work (scans, deletions) on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
-) -> Result<T, AdminError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?
-}
-
 /// Loads the admin password hash for `config` (generating a password on first
 /// start, which is logged once). Runs blocking file I/O and hashing.
 pub fn load_password(configured: &str, data_dir: &Path) -> Result<String, PasswordError> {

@@ -89,14 +89,14 @@ fn transport_name(t: TransportType) -> &'static str {
 
 impl Admin {
     /// The whole overview. May count a room's messages the first time it is
-    /// shown (a range scan): call it from the blocking pool.
-    pub fn overview(&self) -> Result<Overview, StoreError> {
+    /// shown (a range scan, which the store runs off the async threads).
+    pub async fn overview(&self) -> Result<Overview, StoreError> {
         let hub = &self.hub;
         let (websocket, polling) = crate::signaling::connections_by_transport(&self.io);
         let admin = self.io.of("/admin").map_or(0, |ns| ns.sockets().len()) as u64;
         let live = hub.live_room_counts();
         let mut rooms: Vec<RoomRow> = Vec::new();
-        let mut all = hub.store.rooms();
+        let mut all = hub.store.rooms().await?;
         all.retain(|m| !m.closed() || live.contains_key(&m.name));
         let rooms_total = all.len();
         all.sort_by(|a, b| {
@@ -109,7 +109,7 @@ impl Admin {
         for meta in all.into_iter().take(ROOMS_SHOWN) {
             let counts = live.get(&meta.name).copied().unwrap_or_default();
             rooms.push(RoomRow {
-                messages: hub.store.stored_messages(&meta.name)?,
+                messages: hub.store.stored_messages(&meta.name).await?,
                 name: meta.name,
                 members: counts.members,
                 in_call: counts.in_call,
@@ -129,7 +129,7 @@ impl Admin {
             rooms_total,
             rooms,
             relay: self.relay_view(),
-            metrics: self.metrics(),
+            metrics: self.metrics().await,
         })
     }
 
@@ -158,12 +158,13 @@ impl Admin {
     }
 
     /// Every sample `/metrics` exports, parsed back from its text.
-    pub fn metrics(&self) -> Vec<Sample> {
+    pub async fn metrics(&self) -> Vec<Sample> {
         self.hub
             .exposition(
                 &self.io,
                 self.cert.as_deref().and_then(|c| c.expires_in_secs()),
             )
+            .await
             .lines()
             .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
             .filter_map(|line| {
@@ -178,9 +179,9 @@ impl Admin {
 
     /// A room's members and counters; `None` for a room that does not exist
     /// (or was closed and nobody is in it).
-    pub fn room_detail(&self, room: &str) -> Result<Option<RoomDetail>, StoreError> {
+    pub async fn room_detail(&self, room: &str) -> Result<Option<RoomDetail>, StoreError> {
         let hub = &self.hub;
-        let Some(meta) = hub.store.room(room) else {
+        let Some(meta) = hub.store.room(room).await else {
             return Ok(None);
         };
         let members = hub.room_members(room);
@@ -202,7 +203,7 @@ impl Admin {
             name: meta.name.clone(),
             members,
             in_call,
-            messages: hub.store.stored_messages(room)?,
+            messages: hub.store.stored_messages(room).await?,
             last_seq: meta.last_seq,
             last_activity: meta.last_activity,
         }))

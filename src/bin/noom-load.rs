@@ -55,7 +55,7 @@ use clap::{Args, Parser, Subcommand};
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use noom::client::{ACK_TIMEOUT, Client, ClientError, Event};
 use noom::metrics::{Metrics, process_stats};
-use noom::store::{Store, StoreOptions};
+use noom::store::{NewMessage, Store, StoreOptions};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1317,29 +1317,31 @@ async fn fill(dir: &Path, rooms: u64, messages: u64) -> Res<FillReport> {
         commit_window: Duration::ZERO,
         ..StoreOptions::default()
     };
-    let store = Store::open(dir, &options, Arc::new(Metrics::default()))?;
+    let store = Store::open(dir, &options, Arc::new(Metrics::default())).await?;
     let stop = CancellationToken::new();
     let committer = {
         let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move { store.run_committer(stop).await })
+        tokio::spawn(async move { store.run(stop).await })
     };
     let now = now_ms();
     let names: Vec<String> = (0..rooms).map(|i| format!("fill-{i:06}")).collect();
     for name in &names {
-        store.touch_room(name, now)?;
+        store.touch_room(name, now).await?;
     }
     for i in 0..messages {
         let room = &names[(i % rooms) as usize];
         let user = i % 50;
         let ts = now - (messages - i) as i64;
-        store.append(
-            room,
-            &format!("fill-user-{user:02}"),
-            &format!("Filler {user}"),
-            &fill_text(i),
+        let message = NewMessage {
+            room: room.clone(),
+            user: format!("fill-user-{user:02}"),
+            nickname: format!("Filler {user}"),
+            text: fill_text(i),
             ts,
-            |_message| Box::new(|_ok| Box::pin(async {})),
-        )?;
+        };
+        store
+            .append(message, Box::new(|_| Box::pin(async {})))
+            .await?;
         if (i + 1) % 10_000 == 0 {
             store.durable().await?;
             if (i + 1) % 200_000 == 0 {

@@ -30,7 +30,7 @@ pub use auth::{Credentials, Minted, unix_now};
 pub use selftest::SelfTest;
 pub use server::RelayStats;
 
-use crate::config::{ConfigError, TurnConfig};
+use crate::config::{ConfigError, ResolvedTurn, TurnConfig};
 use allocation::Sink;
 use server::{Server, Settings};
 
@@ -86,13 +86,13 @@ impl Relay {
     /// packet than on the shared runtime, on par with coturn), and chat load
     /// cannot delay relayed media.
     ///
-    /// `turns`: the TURNS address (see [`crate::config::Config::turns_addr`]);
-    /// its certificate is `turn.tls_cert` when set, else `shared` (the web
+    /// `at`: the parsed addresses (TURNS: see [`ResolvedTurn::turns`]); the
+    /// TURNS certificate is `turn.tls_cert` when set, else `shared` (the web
     /// server's, so a reload reaches both).
     pub async fn start(
         cfg: &TurnConfig,
+        at: &ResolvedTurn,
         data_dir: &Path,
-        turns: Option<SocketAddr>,
         shared: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     ) -> Result<Arc<Relay>, RelayError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,16 +101,14 @@ impl Relay {
             .enable_all()
             .build()
             .map_err(|source| RelayError::Bind {
-                addr: cfg
-                    .listen_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                addr: at.listen,
                 transport: "runtime",
                 source,
             })?;
         let started = {
             // Sockets register with the runtime they are created in.
             let _inside = runtime.enter();
-            Self::start_in(cfg, data_dir, turns, shared)
+            Self::start_in(cfg, at, data_dir, shared)
         };
         match started {
             Ok(relay) => {
@@ -126,11 +124,11 @@ impl Relay {
 
     fn start_in(
         cfg: &TurnConfig,
+        at: &ResolvedTurn,
         data_dir: &Path,
-        turns: Option<SocketAddr>,
         shared: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     ) -> Result<Arc<Relay>, RelayError> {
-        let listen = cfg.listen_addr()?;
+        let listen = at.listen;
         let secret = match cfg.secret.as_str() {
             "" => load_or_create_secret(data_dir)?,
             s => s.as_bytes().to_vec(),
@@ -141,7 +139,7 @@ impl Relay {
             transport: "udp",
             source,
         })?;
-        let public_ip = match cfg.public_ip()? {
+        let public_ip = match at.public_ip {
             Some(ip) => ip,
             None => detect_public_ip(listen.ip()),
         };
@@ -169,7 +167,8 @@ impl Relay {
             own.push(listen.ip());
         }
         let ports = cfg.relay_port_min as u16..=cfg.relay_port_max as u16;
-        let policy = policy::PeerPolicy::new(cfg.cidrs(true)?, cfg.cidrs(false)?, own, ports);
+        let policy =
+            policy::PeerPolicy::new(at.allow_peers.clone(), at.deny_peers.clone(), own, ports);
         let server = Arc::new(Server::new(settings, creds, policy));
         let stop = CancellationToken::new();
         let udp = Arc::new(udp);
@@ -191,7 +190,7 @@ impl Relay {
             }
             None => None,
         };
-        let tls_addr = match turns {
+        let tls_addr = match at.turns {
             Some(addr) => {
                 let acceptor = match shared {
                     _ if !cfg.tls_cert.is_empty() => tls_acceptor(&cfg.tls_cert, &cfg.tls_key)?,

@@ -12,7 +12,7 @@ use super::hub::{Hub, call_group, chat_group, now_ms};
 use super::protocol::{ApiError, Args, ErrorCode, Reply, events, ok, opt_u64};
 use super::validate;
 use crate::metrics::Metrics;
-use crate::store::{HistoryQuery, Outcome};
+use crate::store::{Appended, HistoryQuery, NewMessage, Settled};
 
 /// Default and maximum page sizes of `enter_room` and `history`.
 pub const PAGE_DEFAULT: usize = 50;
@@ -25,7 +25,7 @@ pub async fn nickname(
     args: Args,
 ) -> Result<Value, ApiError> {
     let name = validate::nickname(args.str(0, "nickname")?, hub.config.limits.nickname_max)?;
-    let updates = hub.set_nickname(s.id, &name)?;
+    let updates = hub.set_nickname(s.id, &name).await?;
     hub.store.durable().await?;
     for (room, member) in updates {
         let _ = io
@@ -94,7 +94,7 @@ pub async fn enter_room(
     let opts = args.opt_object(1, "options")?;
     let mut query = page_query(&opts)?;
     query.before = None;
-    let entered = hub.enter(&s, &room)?;
+    let entered = hub.enter(&s, &room).await?;
     if !entered.already {
         let _ = s
             .to(chat_group(&room))
@@ -105,7 +105,7 @@ pub async fn enter_room(
             .await;
         hub.rooms_changed();
     }
-    let messages = hub.store.history(&room, query)?;
+    let messages = hub.store.history(&room, query).await?;
     Ok(ok(json!({
         "room": room,
         "count": entered.count,
@@ -159,31 +159,30 @@ pub async fn new_message(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let metrics = hub.metrics.clone();
     let sender = s.clone();
-    let message = hub.store.append(
-        &room,
-        &speaker.user,
-        &speaker.nickname,
-        &text,
-        now_ms(),
-        move |message| {
-            Box::new(move |outcome| {
-                Box::pin(async move {
-                    if outcome == Outcome::Durable {
-                        let group = chat_group(&message.room);
-                        let _ = sender.to(group).emit(events::NEW_MESSAGE, &message).await;
-                        Metrics::add(&metrics.messages_relayed, speaker.recipients);
-                        let _ = tx.send(Ok(message));
-                    } else {
-                        let _ = tx.send(Err(outcome));
-                    }
-                })
-            })
-        },
-    )?;
-    hub.room_active(&room, message.ts);
+    let ts = now_ms();
+    let new = NewMessage {
+        room: room.clone(),
+        user: speaker.user,
+        nickname: speaker.nickname,
+        text,
+        ts,
+    };
+    // Delivered from the store's callback: in seq order, and only once durable.
+    let settled: Settled = Box::new(move |appended| {
+        Box::pin(async move {
+            if let Appended::Durable(message) = &appended {
+                let group = chat_group(&message.room);
+                let _ = sender.to(group).emit(events::NEW_MESSAGE, message).await;
+                Metrics::add(&metrics.messages_relayed, speaker.recipients);
+            }
+            let _ = tx.send(appended);
+        })
+    });
+    hub.store.append(new, settled).await?;
+    hub.room_active(&room, ts);
     match rx.await {
-        Ok(Ok(message)) => Ok(ok(json!({ "message": message }))),
-        Ok(Err(Outcome::Unknown)) => Err(ApiError::new(
+        Ok(Appended::Durable(message)) => Ok(ok(json!({ "message": message }))),
+        Ok(Appended::Unknown) => Err(ApiError::new(
             ErrorCode::Unconfirmed,
             "the server's disk is full: the message may or may not have been stored; \
              if it was, it is delivered to the room (and to you) as soon as the server can tell",
@@ -203,6 +202,6 @@ pub async fn history(
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let opts = args.opt_object(1, "options")?;
-    let messages = hub.store.history(&room, page_query(&opts)?)?;
+    let messages = hub.store.history(&room, page_query(&opts)?).await?;
     Ok(ok(json!({ "messages": messages })))
 }

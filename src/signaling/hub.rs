@@ -27,7 +27,7 @@ use super::protocol::{ApiError, ErrorCode, KickReason, Member, events};
 use super::rate::{TokenBucket, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Session, SessionKey, Store};
+use crate::store::{RoomMeta, Session, SessionKey, Store};
 
 /// The socketioxide room that carries a chat room's broadcasts.
 pub fn chat_group(room: &str) -> String {
@@ -130,6 +130,7 @@ impl Hub {
     pub fn new(
         config: Arc<Config>,
         store: Store,
+        known_rooms: &[RoomMeta],
         metrics: Arc<Metrics>,
         relay: Option<Arc<crate::relay::Relay>>,
     ) -> Self {
@@ -138,7 +139,7 @@ impl Hub {
             config.rooms.list_max as usize,
             config.limits.max_payload_bytes as usize,
         );
-        for room in store.rooms() {
+        for room in known_rooms {
             directory.insert(&room.name, room.last_activity);
         }
         Self {
@@ -257,7 +258,7 @@ impl Hub {
 
     /// Changes the nickname of every connection of the session behind `sid`;
     /// returns the (room, member) pairs to announce.
-    pub fn set_nickname(
+    pub async fn set_nickname(
         &self,
         sid: Sid,
         nickname: &str,
@@ -270,7 +271,7 @@ impl Hub {
             .map(|c| c.session)
             .ok_or_else(gone)?;
         // The disk write first, outside the lock.
-        self.store.set_nickname(&key, nickname)?;
+        self.store.set_nickname(&key, nickname).await?;
         let mut state = self.state.lock();
         let mut updates = Vec::new();
         for (id, conn) in state.conns.iter_mut().filter(|(_, c)| c.session == key) {
@@ -282,7 +283,7 @@ impl Hub {
         Ok(updates)
     }
 
-    pub fn enter(&self, socket: &SocketRef, room: &str) -> Result<Entered, ApiError> {
+    pub async fn enter(&self, socket: &SocketRef, room: &str) -> Result<Entered, ApiError> {
         let sid = socket.id;
         // Check under the lock, write to disk without it, then join under it
         // again (checking again: the room may have filled meanwhile).
@@ -305,8 +306,8 @@ impl Hub {
             None
         } else {
             // Others will see this user id from now on: keep the session.
-            self.store.keep_session(&key)?;
-            Some(self.store.touch_room(room, now_ms())?.last_activity)
+            self.store.keep_session(&key).await?;
+            Some(self.store.touch_room(room, now_ms()).await?.last_activity)
         };
         let mut state = self.state.lock();
         let already = {
@@ -419,10 +420,10 @@ impl Hub {
     }
 
     /// Forgets a closed connection; returns its departures to announce.
-    pub fn disconnect(&self, sid: Sid) -> Vec<Left> {
+    pub async fn disconnect(&self, sid: Sid) -> Vec<Left> {
         let session = self.state.lock().conns.get(&sid).map(|c| c.session);
         if let Some(key) = session {
-            self.store.session_used(&key, now_ms());
+            self.store.session_used(&key, now_ms()).await;
         }
         let mut state = self.state.lock();
         let rooms = state
@@ -563,14 +564,18 @@ impl Hub {
 
     /// The Prometheus exposition: the core's counters and gauges and the
     /// relay's; `cert_expiry_secs` when HTTPS is on.
-    pub fn exposition(&self, io: &socketioxide::SocketIo, cert_expiry_secs: Option<i64>) -> String {
+    pub async fn exposition(
+        &self,
+        io: &socketioxide::SocketIo,
+        cert_expiry_secs: Option<i64>,
+    ) -> String {
         let (ws, polling) = super::connections_by_transport(io);
         let (rooms_live, calls_live) = self.live_counts();
         let gauges = crate::metrics::Gauges {
             connections_websocket: ws,
             connections_polling: polling,
             rooms_live,
-            rooms_known: self.store.room_count() as u64,
+            rooms_known: self.store.room_count().await,
             calls_live,
         };
         let relay = self.relay.as_ref().map(|r| {

@@ -155,7 +155,7 @@ async fn authenticate(
         .and_then(|a| a.get("session").and_then(Value::as_str).map(str::to_owned))
         .filter(|t| !t.is_empty() && t.len() <= TOKEN_MAX);
     let known = match &token {
-        Some(t) => hub.store.session(t, hub::now_ms()).map_err(|e| {
+        Some(t) => hub.store.session(t, hub::now_ms()).await.map_err(|e| {
             tracing::error!(error = %e, "cannot read session");
             SessionUnavailable
         })?,
@@ -209,7 +209,7 @@ async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
 
 async fn on_disconnect(s: SocketRef, State(hub): State<HubRef>) {
     let Some(hub) = hub.get() else { return };
-    let departures = hub.disconnect(s.id);
+    let departures = hub.disconnect(s.id).await;
     for left in &departures {
         chat::announce_departure(&s, left).await;
     }

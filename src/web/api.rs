@@ -39,10 +39,16 @@ pub async fn messages(
     Path(room): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let room = validate::room_name(&room, web.hub.config.limits.room_name_max)?;
-        Ok(web.hub.store.history(&room, history_params(params)?)?)
-    })();
+        Ok::<_, ApiError>(
+            web.hub
+                .store
+                .history(&room, history_params(params)?)
+                .await?,
+        )
+    }
+    .await;
     match result {
         Ok(messages) => Json(messages).into_response(),
         Err(e) => api_error(e),
@@ -115,15 +121,19 @@ pub async fn healthz(State(web): State<Web>) -> Response {
 }
 
 pub async fn metrics(State(web): State<Web>) -> Response {
+    let text = web
+        .hub
+        .exposition(
+            &web.io,
+            web.cert.as_deref().and_then(|c| c.expires_in_secs()),
+        )
+        .await;
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        web.hub.exposition(
-            &web.io,
-            web.cert.as_deref().and_then(|c| c.expires_in_secs()),
-        ),
+        text,
     )
         .into_response()
 }

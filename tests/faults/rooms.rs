@@ -18,13 +18,17 @@ async fn data_dir_with_rooms(rooms: usize) -> tempfile::TempDir {
         &options,
         Arc::new(noom::metrics::Metrics::default()),
     )
+    .await
     .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     for i in 0..rooms {
-        store.touch_room(&format!("room-{i:06}"), now).unwrap();
+        store
+            .touch_room(&format!("room-{i:06}"), now)
+            .await
+            .unwrap();
     }
     store.flush().await.unwrap();
     drop(store);

@@ -173,11 +173,11 @@ fn the_shipped_deploy_config_loads() {
     assert!(config.tls_enabled());
     assert_eq!(config.server.http, "0.0.0.0:443");
     assert_eq!(
-        config.turns_addr().expect("valid"),
+        config.validate().expect("valid").turn.turns,
         Some("0.0.0.0:5349".parse().expect("addr"))
     );
     assert_eq!(
-        config.http_redirect_addr().expect("valid"),
+        config.validate().expect("valid").http_redirect,
         Some("0.0.0.0:80".parse().expect("addr"))
     );
 }

@@ -54,19 +54,23 @@ async fn turn_client_allocates_over_tls_with_the_shared_certificate() {
 #[test]
 fn turns_defaults_to_port_5349_when_tls_is_on() {
     let mut c = noom::config::Config::default();
-    assert_eq!(c.turns_addr().expect("valid"), None, "no TLS, no TURNS");
+    assert_eq!(
+        c.validate().expect("valid").turn.turns,
+        None,
+        "no TLS, no TURNS"
+    );
     c.tls.self_signed = true;
     assert_eq!(
-        c.turns_addr().expect("valid"),
+        c.validate().expect("valid").turn.turns,
         Some("0.0.0.0:5349".parse().expect("addr"))
     );
     c.turn.tls_listen = "0.0.0.0:443".into();
     assert_eq!(
-        c.turns_addr().expect("valid"),
+        c.validate().expect("valid").turn.turns,
         Some("0.0.0.0:443".parse().expect("addr"))
     );
     c.turn.tls_listen = "off".into();
-    assert_eq!(c.turns_addr().expect("valid"), None);
+    assert_eq!(c.validate().expect("valid").turn.turns, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,20 +4,13 @@
 //! forward seek; messages go oldest first, in batches, after the room's seq floor
 //! has been raised so that their seqs are never handed out again.
 
-use super::StoreError;
 use super::messages;
 use super::rooms::Rooms;
+use crate::store::StoreError;
+use crate::store::model::Retention;
 
 /// At most this many deletions per room and pass, so one pass never stalls writers.
 const BATCH: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// Keep at most this many messages per room (0: no limit).
-    pub max_messages: u64,
-    /// Delete messages older than this many ms (0: keep forever).
-    pub max_age_ms: i64,
-}
 
 pub fn enforce(rooms: &Rooms, policy: &Retention, now_ms: i64) -> Result<u64, StoreError> {
     if policy.max_messages == 0 && policy.max_age_ms == 0 {

@@ -15,32 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::store::StoreError;
+use crate::store::model::StoreHealth;
 use parking_lot::Mutex;
-use serde::Serialize;
-
-use super::StoreError;
 
 /// How long a free-space reading is reused (a reading costs about 0.5 us).
 const SPACE_TTL: Duration = Duration::from_millis(5);
 /// Damaged places remembered for reporting.
 const DAMAGE_KEPT: usize = 16;
-
-/// The store's state as `/healthz` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StoreHealth {
-    /// `ok`, `disk_full`, `failing` (writes refused until it reopens) or
-    /// `damaged` (some data cannot be read).
-    pub status: &'static str,
-    /// What is wrong and what to do, when not ok.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-}
-
-impl StoreHealth {
-    pub fn ok(&self) -> bool {
-        self.status == "ok"
-    }
-}
 
 pub struct Health {
     dir: PathBuf,

@@ -10,30 +10,9 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
-use super::messages::{self, HistoryQuery, Message};
-
-/// What the rest of the server sees of a stored room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomMeta {
-    pub name: String,
-    pub created: i64,
-    /// Last entry or message, ms since the Unix epoch.
-    pub last_activity: i64,
-    /// Highest seq handed out so far (0 when the room never had a message).
-    pub last_seq: u64,
-}
-
-impl RoomMeta {
-    /// A room closed by an administrator and not entered since: unlisted.
-    pub fn closed(&self) -> bool {
-        self.last_activity == CLOSED
-    }
-}
-
-/// `last_activity` of a closed room: older than any active window, so the room
-/// leaves the lists, and raised by the next entry like any other timestamp.
-const CLOSED: i64 = 0;
+use super::messages;
+use crate::store::StoreError;
+use crate::store::model::{CLOSED, HistoryQuery, Message, NewMessage, RoomMeta};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Record {
@@ -163,16 +142,13 @@ impl Rooms {
     /// created again.
     pub fn append(
         &self,
-        room: &str,
-        user: &str,
-        nickname: &str,
-        text: &str,
-        now_ms: i64,
+        new: &NewMessage,
         queued: impl FnOnce(&Message),
     ) -> Result<Message, StoreError> {
+        let room = new.room.as_str();
         let mut index = self.index.lock();
         if !index.contains_key(room) {
-            let c = Counters::new(now_ms);
+            let c = Counters::new(new.ts);
             self.records.insert(room.as_bytes(), encode(&c))?;
             index.insert(room.to_string(), c);
         }
@@ -184,20 +160,20 @@ impl Rooms {
             });
         }
         let seq = counters.last_seq + 1;
-        let value = messages::encode(user, nickname, text, now_ms);
+        let value = messages::encode(&new.user, &new.nickname, &new.text, new.ts);
         self.messages.insert(messages::key(room, seq), value)?;
         counters.last_seq = seq;
-        counters.last_activity = counters.last_activity.max(now_ms);
+        counters.last_activity = counters.last_activity.max(new.ts);
         if let Some(n) = &mut counters.stored {
             *n += 1;
         }
         let message = Message {
             room: room.to_string(),
             seq,
-            user: user.to_string(),
-            nickname: nickname.to_string(),
-            text: text.to_string(),
-            ts: now_ms,
+            user: new.user.clone(),
+            nickname: new.nickname.clone(),
+            text: new.text.clone(),
+            ts: new.ts,
         };
         queued(&message);
         Ok(message)

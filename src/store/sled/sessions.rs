@@ -6,54 +6,8 @@
 //! sessions unused for `store.session_ttl_secs` is one range scan, not a pass
 //! over every session.
 
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use super::StoreError;
-
-/// The stored identity behind a token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Session {
-    /// Stable public id, safe to show to others.
-    pub user: String,
-    pub nickname: String,
-    /// Creation time, ms since the Unix epoch.
-    pub created: i64,
-    /// When a connection last used it, ms since the Unix epoch (records
-    /// written before this field existed read it as their creation time).
-    #[serde(default)]
-    pub seen: i64,
-}
-
-/// The hash of a token: the key of its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionKey([u8; 32]);
-
-impl SessionKey {
-    pub fn of(token: &str) -> SessionKey {
-        SessionKey(Sha256::digest(token.as_bytes()).into())
-    }
-}
-
-/// A new token and its session, not stored yet.
-pub fn mint(now_ms: i64) -> (String, SessionKey, Session) {
-    let mut rng = rand::rng();
-    let mut secret = [0u8; 32];
-    rng.fill_bytes(&mut secret);
-    let mut public = [0u8; 8];
-    rng.fill_bytes(&mut public);
-    let token = hex::encode(secret);
-    let user = hex::encode(public);
-    let session = Session {
-        nickname: format!("Anon-{}", &user[..4]),
-        user,
-        created: now_ms,
-        seen: now_ms,
-    };
-    let key = SessionKey::of(&token);
-    (token, key, session)
-}
+use crate::store::StoreError;
+use crate::store::model::{Session, SessionKey};
 
 /// Marks that the `seen` index was built for every record (once, for
 /// databases written before it existed).
@@ -98,7 +52,7 @@ impl Sessions {
     }
 
     pub fn get(&self, key: &SessionKey) -> Result<Option<Session>, StoreError> {
-        match self.tree.get(key.0)? {
+        match self.tree.get(key.bytes())? {
             Some(raw) => {
                 let mut s = decode(&raw)?;
                 s.seen = s.seen.max(s.created);
@@ -119,10 +73,11 @@ impl Sessions {
         if let Some(old) = previous_seen
             && old != session.seen
         {
-            self.by_seen.remove(seen_key(old, &key.0))?;
+            self.by_seen.remove(seen_key(old, key.bytes()))?;
         }
-        self.tree.insert(key.0, encode(session))?;
-        self.by_seen.insert(seen_key(session.seen, &key.0), &[])?;
+        self.tree.insert(key.bytes(), encode(session))?;
+        self.by_seen
+            .insert(seen_key(session.seen, key.bytes()), &[])?;
         Ok(())
     }
 

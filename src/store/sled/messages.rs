@@ -7,18 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
-
-/// A chat message, as the wire contract describes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Message {
-    pub room: String,
-    pub seq: u64,
-    pub user: String,
-    pub nickname: String,
-    pub text: String,
-    pub ts: i64,
-}
+use crate::store::StoreError;
+use crate::store::model::{HistoryQuery, Message};
 
 /// What is stored under a message key (room and seq are in the key).
 #[derive(Serialize, Deserialize)]
@@ -30,15 +20,6 @@ struct Record<'a> {
     #[serde(borrow)]
     t: std::borrow::Cow<'a, str>,
     ts: i64,
-}
-
-/// A page of history: ascending `seq`, `after < seq < before`, at most `limit`.
-/// With `after`, the oldest matching messages; without, the newest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HistoryQuery {
-    pub before: Option<u64>,
-    pub after: Option<u64>,
-    pub limit: usize,
 }
 
 pub fn key(room: &str, seq: u64) -> Vec<u8> {

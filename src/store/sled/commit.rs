@@ -28,18 +28,9 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Message, Open, Store};
-
-/// What became of the writes queued before a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// On disk, synced.
-    Durable,
-    /// Not stored, and never will be.
-    Lost,
-    /// The store could not tell in time (its disk is full); it may be stored.
-    Unknown,
-}
+use super::{Open, SledStore};
+use crate::store::model::Message;
+pub use crate::store::model::Outcome;
 
 /// Called once the writes queued before it are durable, lost, or unknown.
 pub type AfterFlush = Box<dyn FnOnce(Outcome) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -101,7 +92,7 @@ impl Committer {
         self.wake.notify_one();
     }
 
-    pub async fn run(self: Arc<Self>, store: Store, shutdown: CancellationToken) {
+    pub async fn run(self: Arc<Self>, store: SledStore, shutdown: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(AfterFlush, Outcome)>>();
         let delivery = tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
@@ -127,7 +118,7 @@ impl Committer {
                 queue.closed = stopping;
                 std::mem::take(&mut queue.pending)
             };
-            if batch.is_empty() && !stopping && store.health().status != "failing" {
+            if batch.is_empty() && !stopping && store.inner.health.report().status != "failing" {
                 continue;
             }
             let started = Instant::now();
@@ -163,7 +154,7 @@ impl Committer {
     /// Reopens the store after a failed flush and settles the failed batch.
     async fn recover(
         &self,
-        store: &Store,
+        store: &SledStore,
         batch: Vec<Pending>,
         tx: &mpsc::UnboundedSender<Vec<(AfterFlush, Outcome)>>,
         shutdown: &CancellationToken,
