@@ -103,6 +103,17 @@ fn routes() -> Vec<(IpNet, Kind)> {
     out
 }
 
+/// The address to advertise for a socket bound to `listen`: `listen` itself
+/// when it is one address, else this machine's address on its default route
+/// (`None` without a default route).
+pub fn advertised_ip(listen: IpAddr) -> Option<IpAddr> {
+    if listen.is_unspecified() {
+        default_route_ip()
+    } else {
+        Some(listen)
+    }
+}
+
 /// This machine's address on its default route (nothing is sent).
 pub fn default_route_ip() -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;

@@ -43,7 +43,7 @@ pub struct Admin {
     pub io: SocketIo,
     password_hash: String,
     api_token: Option<String>,
-    pub sessions: session::Sessions,
+    pub sessions: session::AdminLogins,
     limiter: session::LoginLimiter,
     verifying: tokio::sync::Semaphore,
     started: Instant,
@@ -62,7 +62,7 @@ impl Admin {
         cert: Option<Arc<CertStore>>,
     ) -> Self {
         let cfg = &hub.config.admin;
-        let sessions = session::Sessions::new(Duration::from_secs(cfg.session_ttl_secs));
+        let sessions = session::AdminLogins::new(Duration::from_secs(cfg.session_ttl_secs));
         let limiter = session::LoginLimiter::new(
             cfg.login_failures_max,
             Duration::from_secs(cfg.login_lockout_secs),

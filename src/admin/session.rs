@@ -41,12 +41,12 @@ pub struct SessionInfo {
     pub csrf: String,
 }
 
-pub struct Sessions {
+pub struct AdminLogins {
     ttl: Duration,
     map: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
-impl Sessions {
+impl AdminLogins {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_end() {
-        let sessions = Sessions::new(Duration::from_millis(50));
+        let sessions = AdminLogins::new(Duration::from_millis(50));
         let (token, info) = sessions.create();
         assert_eq!(sessions.get(&token).map(|s| s.csrf), Some(info.csrf));
         assert!(sessions.get("forged").is_none());

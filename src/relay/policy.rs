@@ -54,7 +54,9 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-fn refused_by_default(ip: IpAddr) -> bool {
+/// Addresses the internet cannot reach (loopback, private, link-local,
+/// CGNAT, documentation, ...), including IPv6 forms that carry one.
+pub fn refused_by_default(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => refused_v4(v4),
         IpAddr::V6(v6) => {

@@ -102,7 +102,9 @@ impl Signal {
     }
 }
 
-pub async fn relay(
+/// Forwards an offer, answer or ICE candidate to one peer of the caller's
+/// call (browser to browser: this is signaling, not the TURN relay).
+pub async fn forward(
     kind: Signal,
     hub: Arc<Hub>,
     s: SocketRef,

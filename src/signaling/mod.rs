@@ -186,13 +186,13 @@ async fn authenticate(
     route(&s, "join_call", call::join_call);
     route(&s, "leave_call", call::leave_call);
     route(&s, "offer", |h, s, io, a| {
-        call::relay(call::Signal::Offer, h, s, io, a)
+        call::forward(call::Signal::Offer, h, s, io, a)
     });
     route(&s, "answer", |h, s, io, a| {
-        call::relay(call::Signal::Answer, h, s, io, a)
+        call::forward(call::Signal::Answer, h, s, io, a)
     });
     route(&s, "ice", |h, s, io, a| {
-        call::relay(call::Signal::Ice, h, s, io, a)
+        call::forward(call::Signal::Ice, h, s, io, a)
     });
     s.on_disconnect(on_disconnect);
     Ok(())

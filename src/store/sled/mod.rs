@@ -17,6 +17,7 @@
 mod commit;
 mod health;
 mod messages;
+mod open;
 mod retention;
 mod rooms;
 mod sessions;
@@ -35,10 +36,8 @@ use super::model::{
 };
 use super::{Backend, StoreError};
 use crate::metrics::Metrics;
+use open::open_db;
 
-/// Version of the on-disk layout. Bumped when keys or values change shape.
-pub const SCHEMA_VERSION: u64 = 1;
-const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Name of the database folder inside the data directory.
 pub const DB_DIR: &str = "noom.sled";
 /// Sessions deleted per expiry pass at most.
@@ -79,7 +78,7 @@ impl StoreError {
 /// The open database: its trees and the room index built from them.
 pub struct Open {
     db: sled::Db,
-    sessions: sessions::Sessions,
+    sessions: sessions::SessionTrees,
     rooms: rooms::Rooms,
 }
 
@@ -531,93 +530,4 @@ impl Backend for SledStore {
         })
         .await
     }
-}
-
-/// Opens the database and builds the index, waiting up to a second for the
-/// file lock of a previous instance in this process (sled's helper threads
-/// release it a few ms after the drop). A panic inside sled on damaged files
-/// becomes [`StoreError::Damaged`].
-fn open_db(data_dir: &Path, options: &StoreOptions) -> Result<(Open, Vec<String>), StoreError> {
-    let path = data_dir.join(DB_DIR);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    let db = loop {
-        let attempt = std::panic::catch_unwind(|| {
-            sled::Config::new()
-                .path(&path)
-                .cache_capacity(options.cache_bytes)
-                // Durability comes from the committer; this is only a backstop.
-                .flush_every_ms(Some(1000))
-                .open()
-        });
-        match attempt {
-            Ok(Ok(db)) => break db,
-            Ok(Err(sled::Error::Io(io))) if io.to_string().contains("could not acquire lock") => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(StoreError::Locked(data_dir.to_path_buf()));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Ok(Err(sled::Error::Corruption { at, .. })) => {
-                return Err(StoreError::Damaged {
-                    path: path.clone(),
-                    reason: match at {
-                        Some(at) => format!("corrupt data at {at}"),
-                        None => "a corrupt snapshot or log".into(),
-                    },
-                });
-            }
-            Ok(Err(other)) => return Err(other.into()),
-            Err(_) => {
-                return Err(StoreError::Damaged {
-                    path: path.clone(),
-                    reason: "the database engine failed while reading its files".into(),
-                });
-            }
-        }
-    };
-    let damaged = |e: StoreError| match e {
-        StoreError::Corrupt { .. } => StoreError::Damaged {
-            path: path.clone(),
-            reason: e.to_string(),
-        },
-        other => other,
-    };
-    check_schema(&db).map_err(damaged)?;
-    let sessions =
-        sessions::Sessions::open(db.open_tree("sessions")?, db.open_tree("sessions_seen")?)
-            .map_err(damaged)?;
-    let (rooms, bad_rooms) =
-        rooms::Rooms::open(db.open_tree("rooms")?, db.open_tree("messages")?).map_err(damaged)?;
-    Ok((
-        Open {
-            db,
-            sessions,
-            rooms,
-        },
-        bad_rooms,
-    ))
-}
-
-fn check_schema(db: &sled::Db) -> Result<(), StoreError> {
-    match db.get(SCHEMA_KEY)? {
-        Some(raw) => {
-            let found = <[u8; 8]>::try_from(raw.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt {
-                    tree: "default",
-                    reason: "schema version is not 8 bytes".into(),
-                })?;
-            if found != SCHEMA_VERSION {
-                return Err(StoreError::Schema {
-                    found,
-                    expected: SCHEMA_VERSION,
-                });
-            }
-        }
-        None => {
-            db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            db.flush()?;
-        }
-    }
-    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::store::model::{Session, SessionKey};
 /// databases written before it existed).
 const INDEXED: &[u8] = b"\xffindexed";
 
-pub struct Sessions {
+pub struct SessionTrees {
     tree: sled::Tree,
     /// `seen (i64, big endian, offset so that it sorts) ++ key` -> empty.
     by_seen: sled::Tree,
@@ -26,7 +26,7 @@ fn seen_key(seen: i64, key: &[u8]) -> Vec<u8> {
     k
 }
 
-impl Sessions {
+impl SessionTrees {
     pub fn open(tree: sled::Tree, by_seen: sled::Tree) -> Result<Self, StoreError> {
         let sessions = Self { tree, by_seen };
         if sessions.by_seen.get(INDEXED)?.is_none() {

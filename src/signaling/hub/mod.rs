@@ -17,17 +17,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
 use super::directory::{Directory, Snapshot};
-use super::protocol::{ApiError, ErrorCode, KickReason, Member, events};
+use super::protocol::{ApiError, ErrorCode, Member};
 use super::rate::{TokenBucket, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{RoomMeta, Session, SessionKey, Store};
+
+mod admin;
+mod calls;
+
+pub use admin::{LiveCounts, MemberDetail};
 
 /// The socketioxide room that carries a chat room's broadcasts.
 pub fn chat_group(room: &str) -> String {
@@ -456,78 +460,6 @@ impl Hub {
         })
     }
 
-    /// Adds `sid` to the call of `room`; returns itself and the other participants.
-    pub fn join_call(
-        &self,
-        socket: &SocketRef,
-        room: &str,
-    ) -> Result<(Member, Vec<Member>, bool), ApiError> {
-        let sid = socket.id;
-        let mut state = self.state.lock();
-        let State { conns, rooms, .. } = &mut *state;
-        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
-        if !conn.rooms.iter().any(|r| r == room) {
-            return Err(not_in_room(room));
-        }
-        let live = rooms.get_mut(room).ok_or_else(|| not_in_room(room))?;
-        let already = live.call.contains(&sid);
-        if !already {
-            if live.call.len() as u64 >= self.config.limits.call_max {
-                return Err(ApiError::new(
-                    ErrorCode::RoomFull,
-                    format!(
-                        "the call is full ({} participants)",
-                        self.config.limits.call_max
-                    ),
-                ));
-            }
-            live.call.push(sid);
-            conn.calls.push(room.to_string());
-            socket.join(call_group(room));
-        }
-        let me = conn.member(sid);
-        let peers = live
-            .call
-            .iter()
-            .filter(|id| **id != sid)
-            .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
-            .collect();
-        Ok((me, peers, already))
-    }
-
-    pub fn leave_call(&self, socket: &SocketRef, room: &str) -> Result<Member, ApiError> {
-        let sid = socket.id;
-        let mut state = self.state.lock();
-        let State { conns, rooms, .. } = &mut *state;
-        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
-        let Some(at) = conn.calls.iter().position(|r| r == room) else {
-            return Err(ApiError::new(
-                ErrorCode::NotInCall,
-                format!("not in the call of `{room}`"),
-            ));
-        };
-        conn.calls.swap_remove(at);
-        if let Some(live) = rooms.get_mut(room) {
-            live.call.retain(|id| *id != sid);
-        }
-        socket.leave(call_group(room));
-        Ok(conn.member(sid))
-    }
-
-    /// The public user id behind a connection.
-    pub fn user_of(&self, sid: Sid) -> Option<String> {
-        self.state.lock().conns.get(&sid).map(|c| c.user.clone())
-    }
-
-    /// True when `a` and `b` are in the same call.
-    pub fn share_call(&self, a: Sid, b: Sid) -> bool {
-        let state = self.state.lock();
-        match (state.conns.get(&a), state.conns.get(&b)) {
-            (Some(x), Some(y)) => x.calls.iter().any(|room| y.calls.contains(room)),
-            _ => false,
-        }
-    }
-
     /// Sockets in `room` now.
     pub fn count(&self, room: &str) -> usize {
         self.state
@@ -611,140 +543,11 @@ impl Hub {
     }
 }
 
-/// A member of a room as the admin page shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MemberDetail {
-    pub id: String,
-    pub user: String,
-    pub nickname: String,
-    pub address: Option<String>,
-    /// ms since the Unix epoch.
-    pub connected_since: i64,
-    pub in_call: bool,
-}
-
-/// Members and call participants of a live room.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LiveCounts {
-    pub members: usize,
-    pub in_call: usize,
-}
-
-/// Administration: what the admin page reads, and the changes it makes, made
-/// here like the users' own (membership, groups and the events that tell the
-/// clients concerned).
-impl Hub {
-    /// Members and call size of every room with members now.
-    pub fn live_room_counts(&self) -> HashMap<String, LiveCounts> {
-        self.state
-            .lock()
-            .rooms
-            .iter()
-            .map(|(name, r)| {
-                let counts = LiveCounts {
-                    members: r.members.len(),
-                    in_call: r.call.len(),
-                };
-                (name.clone(), counts)
-            })
-            .collect()
-    }
-
-    /// The members of `room`, in order of entry.
-    pub fn room_members(&self, room: &str) -> Vec<MemberDetail> {
-        let state = self.state.lock();
-        let Some(live) = state.rooms.get(room) else {
-            return Vec::new();
-        };
-        live.members
-            .iter()
-            .filter_map(|sid| {
-                let c = state.conns.get(sid)?;
-                Some(MemberDetail {
-                    id: sid.to_string(),
-                    user: c.user.clone(),
-                    nickname: c.nickname.clone(),
-                    address: c.addr.map(|a| a.to_string()),
-                    connected_since: c.since,
-                    in_call: live.call.contains(sid),
-                })
-            })
-            .collect()
-    }
-
-    /// The connections of the public user id `user`.
-    pub fn connections_of_user(&self, user: &str) -> Vec<Sid> {
-        self.state
-            .lock()
-            .conns
-            .iter()
-            .filter(|(_, c)| c.user == user)
-            .map(|(sid, _)| *sid)
-            .collect()
-    }
-
-    /// Ends the call of `room`: its participants leave it and get
-    /// `call_ended`. Returns how many there were.
-    pub fn end_call(&self, io: &SocketIo, room: &str) -> usize {
-        let mut state = self.state.lock();
-        let State { conns, rooms, .. } = &mut *state;
-        let Some(live) = rooms.get_mut(room) else {
-            return 0;
-        };
-        let ended = std::mem::take(&mut live.call);
-        for sid in &ended {
-            if let Some(c) = conns.get_mut(sid) {
-                c.calls.retain(|r| r != room);
-            }
-            if let Some(s) = io.get_socket(*sid) {
-                s.leave(call_group(room));
-                let _ = s.emit(events::CALL_ENDED, &(room,));
-            }
-        }
-        ended.len()
-    }
-
-    /// Takes every member out of `room` (and its call); they get
-    /// `room_closed`. Returns how many there were.
-    pub fn close_room(&self, io: &SocketIo, room: &str) -> usize {
-        let mut state = self.state.lock();
-        let members = state
-            .rooms
-            .get(room)
-            .map(|r| r.members.clone())
-            .unwrap_or_default();
-        for sid in &members {
-            Self::leave_locked(&mut state, *sid, room);
-            if let Some(s) = io.get_socket(*sid) {
-                let _ = s.emit(events::ROOM_CLOSED, &(room,));
-                s.leave(chat_group(room));
-                s.leave(call_group(room));
-            }
-        }
-        state.rooms.remove(room);
-        state.directory.set_count(room, 0);
-        members.len()
-    }
-
-    /// Closes the connection `sid` after telling it why (`kicked`); its rooms
-    /// hear `bye` as on any disconnect. False when there is no such connection.
-    pub fn kick(&self, io: &SocketIo, sid: Sid, reason: KickReason) -> bool {
-        match io.get_socket(sid) {
-            Some(s) => {
-                let _ = s.emit(events::KICKED, &reason.payload());
-                let _ = s.disconnect();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn gone() -> ApiError {
+pub(super) fn gone() -> ApiError {
     ApiError::new(ErrorCode::Internal, "this connection is closing")
 }
 
-fn not_in_room(room: &str) -> ApiError {
+pub(super) fn not_in_room(room: &str) -> ApiError {
     ApiError::new(
         ErrorCode::NotInRoom,
         format!("not in room `{room}`; enter it first"),

@@ -19,17 +19,19 @@ use stun::message::*;
 use stun::textattrs::TextAttribute;
 use stun::xoraddr::XorMappedAddress;
 use tokio::net::UdpSocket;
-use turn::proto::PROTO_UDP;
 use turn::proto::channum::{MAX_CHANNEL_NUMBER, MIN_CHANNEL_NUMBER};
-use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
-use turn::proto::relayaddr::RelayedAddress;
-use turn::proto::reqtrans::RequestedTransport;
 
-use super::allocation::{Allocation, ClientKey, Sink, Table, Transport};
+use super::allocation::{Allocation, ClientKey, Sink, Table};
 use super::auth::{Credentials, unix_now};
 use super::policy::PeerPolicy;
 use crate::limit::{Buckets, Counts, Held};
+
+mod allocate;
+mod data;
+
+pub use data::is_channel_data;
+use data::relay_peers;
 
 const SOFTWARE: &str = concat!("noom ", env!("CARGO_PKG_VERSION"));
 /// Seconds' worth of unauthenticated requests one source may send at once
@@ -139,24 +141,6 @@ fn peer_addresses(m: &Message) -> Option<Vec<SocketAddr>> {
         out.push(SocketAddr::new(addr.ip, addr.port));
     }
     Some(out)
-}
-
-/// ChannelData framing; over TCP the frame is padded to a multiple of 4.
-pub fn channel_frame(number: u16, payload: &[u8], transport: Transport) -> Vec<u8> {
-    let pad = match transport {
-        Transport::Tcp | Transport::Tls => (4 - payload.len() % 4) % 4,
-        Transport::Udp => 0,
-    };
-    let mut frame = Vec::with_capacity(4 + payload.len() + pad);
-    frame.extend_from_slice(&number.to_be_bytes());
-    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame.resize(frame.len() + pad, 0);
-    frame
-}
-
-pub fn is_channel_data(b: &[u8]) -> bool {
-    b.len() >= 4 && (b[0] & 0xC0) == 0x40
 }
 
 impl Server {
@@ -444,172 +428,6 @@ impl Server {
         }
     }
 
-    fn allocate(
-        self: &Arc<Self>,
-        m: &mut Message,
-        client: ClientKey,
-        sink: &Sink,
-    ) -> Option<Vec<u8>> {
-        let auth = match self.authenticate(m, client) {
-            Ok(a) => a,
-            Err(reply) => return reply,
-        };
-        if let Some(existing) = self.table.get(&client) {
-            // A retransmission of the request that made it (its response was
-            // lost or outrun): the same success again, as RFC 8656 asks.
-            if let Some(reply) = existing.allocate_reply(&m.transaction_id.0) {
-                return Some(reply);
-            }
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_ALLOC_MISMATCH,
-                "allocation already exists",
-            );
-        }
-        let mut transport = RequestedTransport::default();
-        if transport.get_from(m).is_err() {
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_BAD_REQUEST,
-                "REQUESTED-TRANSPORT missing",
-            );
-        }
-        if transport.protocol != PROTO_UDP {
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_UNSUPPORTED_TRANS_PROTO,
-                "only UDP relaying",
-            );
-        }
-        if m.contains(ATTR_RESERVATION_TOKEN) {
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_INSUFFICIENT_CAPACITY,
-                "port reservations are not offered",
-            );
-        }
-        // EVEN-PORT is honoured; its R bit (reserve the next port too) is not,
-        // which RFC 8656 allows: no RESERVATION-TOKEN comes back.
-        let even = m.contains(ATTR_EVEN_PORT);
-        if self.table.len() >= self.settings.max_allocations {
-            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_INSUFFICIENT_CAPACITY,
-                "relay at capacity",
-            );
-        }
-        if self.table.count_user(&auth.user) >= self.settings.max_allocations_per_user {
-            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_ALLOC_QUOTA_REACHED,
-                "allocation quota reached",
-            );
-        }
-        // Per source address too: credentials are cheap to come by (every new
-        // session gets some), an address is not.
-        let ip = client.addr.ip();
-        if self.table.count_ip(ip) >= self.settings.max_allocations_per_ip {
-            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client = %client.addr, "allocation quota of this address reached");
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_ALLOC_QUOTA_REACHED,
-                "allocation quota of this address reached",
-            );
-        }
-        if !self.allocation_rate.take(&ip, Instant::now()) {
-            self.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
-            return self.failure(
-                m,
-                Some(&auth),
-                CODE_INSUFFICIENT_CAPACITY,
-                "too many new allocations from this address; retry shortly",
-            );
-        }
-        let socket = match self.bind_relay_socket(even) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "no relay port available");
-                return self.failure(
-                    m,
-                    Some(&auth),
-                    CODE_INSUFFICIENT_CAPACITY,
-                    "no relay port available",
-                );
-            }
-        };
-        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-        let relayed = SocketAddr::new(self.settings.public_ip, port);
-        let lifetime = self.lifetime(m);
-        let alloc = Arc::new(Allocation::new(
-            client,
-            auth.user.clone(),
-            relayed,
-            socket,
-            sink.clone(),
-            lifetime,
-            self.settings.bandwidth_bytes_per_sec,
-        ));
-        let reply = self.success(
-            m,
-            &auth,
-            vec![
-                Box::new(RelayedAddress {
-                    ip: relayed.ip(),
-                    port: relayed.port(),
-                }),
-                Box::new(XorMappedAddress {
-                    ip: client.addr.ip(),
-                    port: client.addr.port(),
-                }),
-                Box::new(Lifetime(lifetime)),
-            ],
-        );
-        if let Some(reply) = &reply {
-            alloc.remember_allocate(m.transaction_id.0, reply.clone());
-        }
-        self.table.insert(alloc.clone());
-        self.stats.allocations_total.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(relay_peers(self.clone(), alloc));
-        tracing::debug!(client = %client.addr, %relayed, user = %auth.user, "allocation created");
-        reply
-    }
-
-    /// A UDP socket on a free port of the relay range, with large buffers.
-    fn bind_relay_socket(&self, even: bool) -> std::io::Result<UdpSocket> {
-        use rand::Rng;
-        let (min, max) = (self.settings.port_min, self.settings.port_max);
-        let span = u32::from(max - min) + 1;
-        let start = rand::rng().random_range(0..span);
-        let attempts = span.min(64);
-        let mut last_err = std::io::Error::other("relay port range exhausted");
-        for i in 0..attempts {
-            let mut port = min as u32 + (start + i * 7919) % span;
-            if even && port % 2 == 1 {
-                port = if port < max as u32 {
-                    port + 1
-                } else {
-                    port - 1
-                };
-            }
-            let addr = SocketAddr::new(self.settings.relay_bind_ip, port as u16);
-            match udp_socket(addr) {
-                Ok(s) => return Ok(s),
-                Err(e) => last_err = e,
-            }
-        }
-        Err(last_err)
-    }
-
     fn refresh(&self, m: &mut Message, client: ClientKey) -> Option<Vec<u8>> {
         let (auth, alloc) = match self.authed_allocation(m, client) {
             Ok(found) => found,
@@ -688,55 +506,6 @@ impl Server {
         }
         self.success(m, &auth, vec![])
     }
-
-    fn send_indication(&self, m: &Message, client: ClientKey) {
-        let Some(alloc) = self.table.get(&client) else {
-            return;
-        };
-        let mut data = Data::default();
-        let (Some(peer), true) = (
-            peer_addresses(m).and_then(|p| p.first().copied()),
-            data.get_from(m).is_ok(),
-        ) else {
-            return;
-        };
-        // Permissions are per IP; the policy may still refuse this port
-        // (the server's own address outside the relay ports).
-        if alloc.permitted(peer.ip(), Instant::now()) && self.policy.permits(peer) {
-            self.to_peer(&alloc, &data.0, peer);
-        }
-    }
-
-    fn channel_data(&self, packet: &[u8], client: ClientKey) {
-        let number = u16::from_be_bytes([packet[0], packet[1]]);
-        let len = u16::from_be_bytes([packet[2], packet[3]]) as usize;
-        let Some(payload) = packet.get(4..4 + len) else {
-            return;
-        };
-        let Some(alloc) = self.table.get(&client) else {
-            return;
-        };
-        if let Some(peer) = alloc.channel_peer(number, Instant::now()) {
-            self.to_peer(&alloc, payload, peer);
-        }
-    }
-
-    fn to_peer(&self, alloc: &Allocation, payload: &[u8], peer: SocketAddr) {
-        if !alloc.charge(payload.len()) {
-            return;
-        }
-        if alloc.socket.try_send_to(payload, peer).is_ok() {
-            alloc
-                .bytes_to_peers
-                .fetch_add(payload.len() as u64, Ordering::Relaxed);
-            self.stats.packets_relayed.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes_relayed
-                .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        } else {
-            alloc.packets_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// A non-blocking UDP socket with buffers sized for relaying bursts.
@@ -748,83 +517,4 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
-}
-
-/// Packets handled per wake-up before yielding to other tasks.
-const BURST: usize = 64;
-
-/// Carries traffic from peers to the client, for one allocation. Each packet
-/// is read 4 bytes into the buffer, so a ChannelData frame is built in place
-/// (no copy, no allocation) and sent straight to a UDP client; after each
-/// wake-up the socket is drained without waiting.
-async fn relay_peers(server: Arc<Server>, alloc: Arc<Allocation>) {
-    let mut buf = vec![0u8; 4 + 65_536];
-    loop {
-        let first = tokio::select! {
-            r = alloc.socket.recv_from(&mut buf[4..]) => r,
-            _ = alloc.stop.cancelled() => break,
-        };
-        let mut next = first.ok();
-        let mut handled = 0;
-        while let Some((n, peer)) = next {
-            forward_to_client(&server, &alloc, &mut buf, n, peer);
-            handled += 1;
-            next = if handled < BURST {
-                alloc.socket.try_recv_from(&mut buf[4..]).ok()
-            } else {
-                None
-            };
-        }
-    }
-}
-
-fn forward_to_client(
-    server: &Server,
-    alloc: &Allocation,
-    buf: &mut [u8],
-    n: usize,
-    peer: SocketAddr,
-) {
-    if !alloc.permitted(peer.ip(), Instant::now()) || !alloc.charge(n) {
-        return;
-    }
-    let sent = match alloc.channel_of(peer) {
-        Some(number) => {
-            buf[0..2].copy_from_slice(&number.to_be_bytes());
-            buf[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-            match &alloc.sink {
-                Sink::Udp(sock) => sock.try_send_to(&buf[..4 + n], alloc.client.addr).is_ok(),
-                Sink::Tcp(_) => alloc.sink.send(
-                    alloc.client.addr,
-                    channel_frame(number, &buf[4..4 + n], alloc.client.transport),
-                ),
-            }
-        }
-        None => {
-            let mut txid = TransactionId::default();
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut txid.0);
-            let indication = build(
-                txid,
-                MessageType::new(METHOD_DATA, CLASS_INDICATION),
-                vec![
-                    Box::new(turn::proto::peeraddr::PeerAddress {
-                        ip: peer.ip(),
-                        port: peer.port(),
-                    }),
-                    Box::new(Data(buf[4..4 + n].to_vec())),
-                ],
-            );
-            alloc.sink.send(alloc.client.addr, indication)
-        }
-    };
-    if sent {
-        alloc.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
-        server.stats.packets_relayed.fetch_add(1, Ordering::Relaxed);
-        server
-            .stats
-            .bytes_relayed
-            .fetch_add(n as u64, Ordering::Relaxed);
-    } else {
-        alloc.packets_dropped.fetch_add(1, Ordering::Relaxed);
-    }
 }

@@ -1,0 +1,140 @@
+//! What the admin page reads of the live state, and the changes it makes:
+//! made here like the users' own (membership, groups and the events that
+//! tell the clients concerned), so the hub stays the one owner of membership.
+
+use std::collections::HashMap;
+
+use socketioxide::SocketIo;
+use socketioxide::socket::Sid;
+
+use super::{Hub, State, call_group, chat_group};
+use crate::signaling::protocol::{KickReason, events};
+
+/// A member of a room as the admin page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberDetail {
+    pub id: String,
+    pub user: String,
+    pub nickname: String,
+    pub address: Option<String>,
+    /// ms since the Unix epoch.
+    pub connected_since: i64,
+    pub in_call: bool,
+}
+
+/// Members and call participants of a live room.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveCounts {
+    pub members: usize,
+    pub in_call: usize,
+}
+
+/// Administration: what the admin page reads, and the changes it makes, made
+/// here like the users' own (membership, groups and the events that tell the
+/// clients concerned).
+impl Hub {
+    /// Members and call size of every room with members now.
+    pub fn live_room_counts(&self) -> HashMap<String, LiveCounts> {
+        self.state
+            .lock()
+            .rooms
+            .iter()
+            .map(|(name, r)| {
+                let counts = LiveCounts {
+                    members: r.members.len(),
+                    in_call: r.call.len(),
+                };
+                (name.clone(), counts)
+            })
+            .collect()
+    }
+
+    /// The members of `room`, in order of entry.
+    pub fn room_members(&self, room: &str) -> Vec<MemberDetail> {
+        let state = self.state.lock();
+        let Some(live) = state.rooms.get(room) else {
+            return Vec::new();
+        };
+        live.members
+            .iter()
+            .filter_map(|sid| {
+                let c = state.conns.get(sid)?;
+                Some(MemberDetail {
+                    id: sid.to_string(),
+                    user: c.user.clone(),
+                    nickname: c.nickname.clone(),
+                    address: c.addr.map(|a| a.to_string()),
+                    connected_since: c.since,
+                    in_call: live.call.contains(sid),
+                })
+            })
+            .collect()
+    }
+
+    /// The connections of the public user id `user`.
+    pub fn connections_of_user(&self, user: &str) -> Vec<Sid> {
+        self.state
+            .lock()
+            .conns
+            .iter()
+            .filter(|(_, c)| c.user == user)
+            .map(|(sid, _)| *sid)
+            .collect()
+    }
+
+    /// Ends the call of `room`: its participants leave it and get
+    /// `call_ended`. Returns how many there were.
+    pub fn end_call(&self, io: &SocketIo, room: &str) -> usize {
+        let mut state = self.state.lock();
+        let State { conns, rooms, .. } = &mut *state;
+        let Some(live) = rooms.get_mut(room) else {
+            return 0;
+        };
+        let ended = std::mem::take(&mut live.call);
+        for sid in &ended {
+            if let Some(c) = conns.get_mut(sid) {
+                c.calls.retain(|r| r != room);
+            }
+            if let Some(s) = io.get_socket(*sid) {
+                s.leave(call_group(room));
+                let _ = s.emit(events::CALL_ENDED, &(room,));
+            }
+        }
+        ended.len()
+    }
+
+    /// Takes every member out of `room` (and its call); they get
+    /// `room_closed`. Returns how many there were.
+    pub fn close_room(&self, io: &SocketIo, room: &str) -> usize {
+        let mut state = self.state.lock();
+        let members = state
+            .rooms
+            .get(room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        for sid in &members {
+            Self::leave_locked(&mut state, *sid, room);
+            if let Some(s) = io.get_socket(*sid) {
+                let _ = s.emit(events::ROOM_CLOSED, &(room,));
+                s.leave(chat_group(room));
+                s.leave(call_group(room));
+            }
+        }
+        state.rooms.remove(room);
+        state.directory.set_count(room, 0);
+        members.len()
+    }
+
+    /// Closes the connection `sid` after telling it why (`kicked`); its rooms
+    /// hear `bye` as on any disconnect. False when there is no such connection.
+    pub fn kick(&self, io: &SocketIo, sid: Sid, reason: KickReason) -> bool {
+        match io.get_socket(sid) {
+            Some(s) => {
+                let _ = s.emit(events::KICKED, &reason.payload());
+                let _ = s.disconnect();
+                true
+            }
+            None => false,
+        }
+    }
+}

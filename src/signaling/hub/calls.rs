@@ -1,0 +1,82 @@
+//! Calls inside rooms: joining and leaving a room's call, and who shares a
+//! call with whom (signaling is forwarded only between them).
+
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+
+use super::{Hub, State, call_group, gone, not_in_room};
+use crate::signaling::protocol::{ApiError, ErrorCode, Member};
+
+impl Hub {
+    /// Adds `sid` to the call of `room`; returns itself and the other participants.
+    pub fn join_call(
+        &self,
+        socket: &SocketRef,
+        room: &str,
+    ) -> Result<(Member, Vec<Member>, bool), ApiError> {
+        let sid = socket.id;
+        let mut state = self.state.lock();
+        let State { conns, rooms, .. } = &mut *state;
+        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
+        if !conn.rooms.iter().any(|r| r == room) {
+            return Err(not_in_room(room));
+        }
+        let live = rooms.get_mut(room).ok_or_else(|| not_in_room(room))?;
+        let already = live.call.contains(&sid);
+        if !already {
+            if live.call.len() as u64 >= self.config.limits.call_max {
+                return Err(ApiError::new(
+                    ErrorCode::RoomFull,
+                    format!(
+                        "the call is full ({} participants)",
+                        self.config.limits.call_max
+                    ),
+                ));
+            }
+            live.call.push(sid);
+            conn.calls.push(room.to_string());
+            socket.join(call_group(room));
+        }
+        let me = conn.member(sid);
+        let peers = live
+            .call
+            .iter()
+            .filter(|id| **id != sid)
+            .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
+            .collect();
+        Ok((me, peers, already))
+    }
+
+    pub fn leave_call(&self, socket: &SocketRef, room: &str) -> Result<Member, ApiError> {
+        let sid = socket.id;
+        let mut state = self.state.lock();
+        let State { conns, rooms, .. } = &mut *state;
+        let conn = conns.get_mut(&sid).ok_or_else(gone)?;
+        let Some(at) = conn.calls.iter().position(|r| r == room) else {
+            return Err(ApiError::new(
+                ErrorCode::NotInCall,
+                format!("not in the call of `{room}`"),
+            ));
+        };
+        conn.calls.swap_remove(at);
+        if let Some(live) = rooms.get_mut(room) {
+            live.call.retain(|id| *id != sid);
+        }
+        socket.leave(call_group(room));
+        Ok(conn.member(sid))
+    }
+
+    /// The public user id behind a connection.
+    pub fn user_of(&self, sid: Sid) -> Option<String> {
+        self.state.lock().conns.get(&sid).map(|c| c.user.clone())
+    }
+
+    /// True when `a` and `b` are in the same call.
+    pub fn share_call(&self, a: Sid, b: Sid) -> bool {
+        let state = self.state.lock();
+        match (state.conns.get(&a), state.conns.get(&b)) {
+            (Some(x), Some(y)) => x.calls.iter().any(|room| y.calls.contains(room)),
+            _ => false,
+        }
+    }
+}
