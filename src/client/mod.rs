@@ -4,6 +4,9 @@
 //! It implements just what the contract needs: the Engine.IO v4 handshake and
 //! heartbeat, CONNECT with `auth`, events, and acknowledgements. Each received
 //! event is stamped with its arrival time, for latency measurements.
+//!
+//! [`turn`] is the other client here: a hand-built TURN client that can send
+//! exactly the wrong thing, for the relay's tests and `noom-load turn-flood`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,8 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as Frame;
+
+pub mod turn;
 
 /// How long `request` waits for an acknowledgement.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);

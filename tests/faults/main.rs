@@ -14,9 +14,6 @@
 #[path = "../core/support.rs"]
 mod core_support;
 #[allow(dead_code)]
-#[path = "../relay/raw.rs"]
-mod raw;
-#[allow(dead_code)]
 #[path = "../relay/support.rs"]
 mod support;
 

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use noom::client::turn::{RESPONSE_WAIT as WAIT, TurnClient, error_code, is_success};
 use tokio::net::UdpSocket;
 
 use crate::env::{Netns, closed_within, netns, runtime, sample, test_name};
-use crate::raw::*;
-use crate::support::{SECRET, rest_credentials};
+use crate::support::{REALM, SECRET, relayed, rest_credentials};
 
 /// A UDP service of the host that records what reaches it.
 struct Service {
@@ -66,7 +66,10 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
         let other = Service::bind("55.66.77.88:5353").await;
         let loopback = Service::bind("127.0.0.1:5353").await;
 
-        let mut alice = Raw::udp(turn).await.creds(rest_credentials("alice", 600));
+        let mut alice = TurnClient::udp(turn, REALM)
+            .await
+            .unwrap()
+            .creds(rest_credentials("alice", 600));
         let allocated = alice.allocate().await;
         assert!(
             is_success(&allocated),
@@ -112,8 +115,12 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
         ));
         alice
             .send_indication(advertised.addr(), b"to the advertised")
-            .await;
-        alice.send_indication(other.addr(), b"to the other").await;
+            .await
+            .unwrap();
+        alice
+            .send_indication(other.addr(), b"to the other")
+            .await
+            .unwrap();
         assert_eq!(
             advertised.received().await,
             None,
@@ -123,12 +130,18 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
         assert_eq!(loopback.received().await, None);
 
         // Two clients of this server still meet through their allocations.
-        let mut bob = Raw::udp(turn).await.creds(rest_credentials("bob", 600));
+        let mut bob = TurnClient::udp(turn, REALM)
+            .await
+            .unwrap()
+            .creds(rest_credentials("bob", 600));
         let bob_relayed = relayed(&bob.allocate().await);
         assert!(is_success(&alice.create_permission(&[bob_relayed]).await));
         let alice_relayed = relayed(&allocated);
         assert!(is_success(&bob.create_permission(&[alice_relayed]).await));
-        alice.send_indication(bob_relayed, b"hello bob").await;
+        alice
+            .send_indication(bob_relayed, b"hello bob")
+            .await
+            .unwrap();
         let data = bob.recv(WAIT).await.expect("bob gets a Data indication");
         assert!(
             data.windows(9).any(|w| w == b"hello bob"),
@@ -169,8 +182,9 @@ async fn one_address_cannot_exhaust_the_relay() {
     let (mut granted, mut refused) = (0, 0);
     for (username, password) in &creds {
         for _ in 0..10 {
-            let mut c = Raw::udp(r.turn)
+            let mut c = TurnClient::udp(r.turn, REALM)
                 .await
+                .unwrap()
                 .creds((username.clone(), password.clone()));
             let reply = c.allocate().await;
             if is_success(&reply) {
@@ -185,8 +199,9 @@ async fn one_address_cannot_exhaust_the_relay() {
     assert_eq!(granted, 10, "one address holds at most its quota");
     assert_eq!(refused, 70);
     // Someone else, from another address, still gets a relay.
-    let mut newcomer = Raw::udp_from(r.turn, "127.0.0.2")
+    let mut newcomer = TurnClient::udp_from(r.turn, "127.0.0.2", REALM)
         .await
+        .unwrap()
         .creds(rest_credentials("newcomer", 600));
     let reply = newcomer.allocate().await;
     assert!(
@@ -207,7 +222,10 @@ async fn new_allocations_per_address_are_rate_limited() {
     let mut held = Vec::new();
     let (mut granted, mut slowed) = (0, 0);
     for _ in 0..20 {
-        let mut c = Raw::udp(r.turn).await.creds(rest_credentials("burst", 600));
+        let mut c = TurnClient::udp(r.turn, REALM)
+            .await
+            .unwrap()
+            .creds(rest_credentials("burst", 600));
         let reply = c.allocate().await;
         if is_success(&reply) {
             granted += 1;
@@ -221,8 +239,9 @@ async fn new_allocations_per_address_are_rate_limited() {
     // plus what refilled meanwhile.
     assert!((8..=11).contains(&granted), "granted {granted}");
     assert_eq!(granted + slowed, 20);
-    let mut other = Raw::udp_from(r.turn, "127.0.0.2")
+    let mut other = TurnClient::udp_from(r.turn, "127.0.0.2", REALM)
         .await
+        .unwrap()
         .creds(rest_credentials("other", 600));
     assert!(is_success(&other.allocate().await));
 }
@@ -292,7 +311,10 @@ async fn idle_turn_tcp_and_tls_connections_are_closed() {
         .connect(name, tokio::net::TcpStream::connect(tls).await.unwrap())
         .await
         .expect("TLS handshake");
-    let mut allocated = Raw::tcp(tcp).await.creds(rest_credentials("alice", 600));
+    let mut allocated = TurnClient::tcp(tcp, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert!(is_success(&allocated.allocate().await));
 
     let wait = Duration::from_secs(4);

@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use noom::client::turn::{RESPONSE_WAIT as WAIT, TurnClient, decode, error_code, is_success};
 use stun::message::*;
 use tokio::net::UdpSocket;
 use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
-use crate::raw::*;
 use crate::support::*;
 
 /// A peer that records what it receives and can answer.
@@ -49,14 +49,14 @@ fn data_indication(packet: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
     Some((SocketAddr::new(peer.ip, peer.port), data.0))
 }
 
-async fn relay_both_ways(mut c: Raw) {
+async fn relay_both_ways(mut c: TurnClient) {
     let peer = Peer::new().await;
     let alloc = c.allocate().await;
     assert!(is_success(&alloc), "{:?}", error_code(&alloc));
     let relayed = relayed(&alloc);
 
     // Without a permission nothing passes.
-    c.send_indication(peer.addr(), b"too early").await;
+    c.send_indication(peer.addr(), b"too early").await.unwrap();
     assert!(
         tokio::time::timeout(
             Duration::from_millis(300),
@@ -67,7 +67,9 @@ async fn relay_both_ways(mut c: Raw) {
     );
 
     assert!(is_success(&c.create_permission(&[peer.addr()]).await));
-    c.send_indication(peer.addr(), b"via send indication").await;
+    c.send_indication(peer.addr(), b"via send indication")
+        .await
+        .unwrap();
     let (got, from) = peer.recv().await;
     assert_eq!(got, b"via send indication");
     assert_eq!(from, relayed, "the peer sees the relayed address");
@@ -83,7 +85,7 @@ async fn relay_both_ways(mut c: Raw) {
     );
 
     assert!(is_success(&c.channel_bind(0x4001, peer.addr()).await));
-    c.channel_data(0x4001, b"via channel").await;
+    c.channel_data(0x4001, b"via channel").await.unwrap();
     assert_eq!(peer.recv().await.0, b"via channel");
     peer.sock
         .send_to(b"back via channel!", relayed)
@@ -115,13 +117,25 @@ async fn relay_both_ways(mut c: Raw) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_both_ways_over_udp() {
     let r = start(allow_loopback).await;
-    relay_both_ways(Raw::udp(r.turn).await.creds(rest_credentials("alice", 600))).await;
+    relay_both_ways(
+        TurnClient::udp(r.turn, REALM)
+            .await
+            .unwrap()
+            .creds(rest_credentials("alice", 600)),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_both_ways_over_tcp() {
     let r = start(allow_loopback).await;
-    relay_both_ways(Raw::tcp(r.turn).await.creds(rest_credentials("alice", 600))).await;
+    relay_both_ways(
+        TurnClient::tcp(r.turn, REALM)
+            .await
+            .unwrap()
+            .creds(rest_credentials("alice", 600)),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,8 +167,9 @@ async fn relays_both_ways_over_tls() {
         "{servers:?}"
     );
     relay_both_ways(
-        Raw::tls(tls, cert.der().to_vec(), "turn.test")
+        TurnClient::tls(tls, cert.der().to_vec(), "turn.test", REALM)
             .await
+            .unwrap()
             .creds(rest_credentials("alice", 600)),
     )
     .await;
@@ -163,7 +178,10 @@ async fn relays_both_ways_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_and_loopback_peers_are_refused_by_default() {
     let r = start(|_| {}).await;
-    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut c = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert!(is_success(&c.allocate().await));
     for peer in [
         "127.0.0.1:9",
@@ -220,7 +238,10 @@ async fn allow_and_deny_lists_override_the_default() {
         c.turn.deny_peers = vec!["127.0.0.2/32".into()];
     })
     .await;
-    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut c = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert!(is_success(&c.allocate().await));
     // Loopback is this host's own: allowed or not, only its relay ports.
     assert_eq!(
@@ -287,7 +308,10 @@ async fn the_turn_crate_client_relays_through_noom() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn even_port_is_honoured_and_reservations_are_refused() {
     let r = start(|_| {}).await;
-    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut c = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     let even = c
         .authed(METHOD_ALLOCATE, || {
             vec![
@@ -301,11 +325,15 @@ async fn even_port_is_honoured_and_reservations_are_refused() {
                 )),
             ]
         })
-        .await;
+        .await
+        .expect("a response from the relay");
     assert!(is_success(&even), "{:?}", error_code(&even));
     assert_eq!(relayed(&even).port() % 2, 0);
     assert!(!even.contains(stun::attributes::ATTR_RESERVATION_TOKEN));
-    let mut other = Raw::udp(r.turn).await.creds(rest_credentials("bob", 600));
+    let mut other = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("bob", 600));
     let token = other
         .authed(METHOD_ALLOCATE, || {
             vec![

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use noom::client::turn::{TurnClient, allocate_request, error_code, is_success};
 use stun::message::*;
 use tokio::net::UdpSocket;
 
-use crate::raw::*;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,19 +17,31 @@ async fn allocation_quotas_per_user_and_in_total() {
     .await;
     let mut keep = Vec::new();
     for _ in 0..2 {
-        let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+        let mut c = TurnClient::udp(r.turn, REALM)
+            .await
+            .unwrap()
+            .creds(rest_credentials("alice", 600));
         assert!(is_success(&c.allocate().await));
         keep.push(c);
     }
-    let mut third = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut third = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert_eq!(
         error_code(&third.allocate().await),
         Some(486),
         "per-user quota"
     );
-    let mut bob = Raw::udp(r.turn).await.creds(rest_credentials("bob", 600));
+    let mut bob = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("bob", 600));
     assert!(is_success(&bob.allocate().await));
-    let mut carol = Raw::udp(r.turn).await.creds(rest_credentials("carol", 600));
+    let mut carol = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("carol", 600));
     assert_eq!(
         error_code(&carol.allocate().await),
         Some(508),
@@ -42,13 +54,19 @@ async fn allocation_quotas_per_user_and_in_total() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retransmitted_allocate_gets_the_same_success() {
     let r = start(|_| {}).await;
-    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut c = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     let attrs = || -> Vec<Box<dyn Setter>> {
         vec![Box::new(turn::proto::reqtrans::RequestedTransport {
             protocol: turn::proto::PROTO_UDP,
         })]
     };
-    let challenge = c.request(METHOD_ALLOCATE, attrs(), false).await;
+    let challenge = c
+        .request(METHOD_ALLOCATE, attrs(), false)
+        .await
+        .expect("a response from the relay");
     c.nonce = Some(
         stun::textattrs::TextAttribute::get_from_as(&challenge, stun::attributes::ATTR_NONCE)
             .unwrap()
@@ -71,17 +89,9 @@ async fn a_retransmitted_allocate_gets_the_same_success() {
 async fn unauthenticated_floods_are_rate_limited_per_source() {
     let r = start(|c| c.turn.unauthenticated_per_sec = 10).await;
     let flooder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut m = Message::new();
-    m.build(&[
-        Box::new(stun::agent::TransactionId::new()),
-        Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
-        Box::new(turn::proto::reqtrans::RequestedTransport {
-            protocol: turn::proto::PROTO_UDP,
-        }),
-    ])
-    .unwrap();
+    let allocate = allocate_request(stun::agent::TransactionId::new().0);
     for _ in 0..500 {
-        flooder.send_to(&m.raw, r.turn).await.unwrap();
+        flooder.send_to(&allocate, r.turn).await.unwrap();
     }
     let mut answered = 0;
     let mut buf = [0u8; 1500];
@@ -94,7 +104,10 @@ async fn unauthenticated_floods_are_rate_limited_per_source() {
     // A burst of 3 s worth (30), then 10/s.
     assert!((25..=45).contains(&answered), "answered {answered} of 500");
     // Another source is served normally meanwhile.
-    let mut other = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut other = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert!(is_success(&other.allocate().await));
 }
 
@@ -129,9 +142,12 @@ async fn junk_packets_are_ignored_and_the_relay_keeps_serving() {
     tokio::io::AsyncWriteExt::write_all(&mut tcp_junk, &[0xff; 64])
         .await
         .unwrap();
-    let mut c = Raw::udp(r.turn).await;
+    let mut c = TurnClient::udp(r.turn, REALM).await.unwrap();
     assert!(is_success(&c.request(METHOD_BINDING, vec![], false).await));
-    let mut t = Raw::tcp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut t = TurnClient::tcp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert!(is_success(&t.allocate().await));
 }
 
@@ -145,11 +161,14 @@ async fn bandwidth_per_allocation_is_capped() {
     .await;
     let peer = crate::support::peer_socket().await;
     let peer_addr = peer.local_addr().unwrap();
-    let mut c = Raw::udp(r.turn).await.creds(rest_credentials("alice", 600));
+    let mut c = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
     assert!(is_success(&c.allocate().await));
     assert!(is_success(&c.channel_bind(0x4000, peer_addr).await));
     for _ in 0..20 {
-        c.channel_data(0x4000, &[7u8; 400]).await;
+        c.channel_data(0x4000, &[7u8; 400]).await.unwrap();
     }
     let mut received = 0;
     let mut buf = [0u8; 1500];

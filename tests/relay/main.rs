@@ -1,8 +1,8 @@
 //! Integration tests of the built-in STUN/TURN relay, through real UDP and TCP
-//! sockets: a hand-built TURN client (exact control over every attribute) and
-//! the `turn` crate's client (a second, independent implementation).
+//! sockets: the hand-built TURN client of `noom::client::turn` (exact control
+//! over every attribute) and the `turn` crate's client (a second, independent
+//! implementation).
 
-mod raw;
 mod support;
 
 mod auth;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use noom::client::turn::{Reply, TurnClient};
 use noom::config::Config;
 use noom::{App, Running};
 use tempfile::TempDir;
@@ -35,13 +36,13 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Relayed {
     }
     let test = relay.last_self_test();
     if !test.as_ref().is_some_and(|t| t.ok) {
-        let mut probe = crate::raw::Raw::udp(relay.udp_addr()).await;
+        let mut probe = TurnClient::udp(relay.udp_addr(), REALM).await.unwrap();
         let answered = tokio::time::timeout(
             std::time::Duration::from_secs(2),
             probe.request(stun::message::METHOD_BINDING, vec![], false),
         )
         .await
-        .is_ok();
+        .is_ok_and(|reply| reply.is_ok());
         let again = relay.self_test().await;
         panic!(
             "self-test failed: {test:?}; binding answered afterwards: {answered}; second self-test: {again:?}"
@@ -66,9 +67,14 @@ pub fn allow_loopback(c: &mut Config) {
     c.turn.allow_peers = vec!["127.0.0.0/8".into()];
 }
 
+/// The relayed address of an Allocate success (a test failure without one).
+pub fn relayed(reply: &impl Reply) -> SocketAddr {
+    noom::client::turn::relayed(reply).expect("an XOR-RELAYED-ADDRESS")
+}
+
 /// coturn-style REST credentials for `user`, valid for `ttl_secs` (negative: expired).
 pub fn rest_credentials(user: &str, ttl_secs: i64) -> (String, String) {
-    crate::raw::credentials(SECRET, user, ttl_secs)
+    noom::client::turn::credentials(SECRET, user, ttl_secs)
 }
 
 /// A UDP socket for a peer on loopback. Loopback is this host's own address,

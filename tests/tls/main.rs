@@ -1,12 +1,9 @@
 //! Integration tests of HTTPS built in, through real TLS connections on
 //! loopback: certificates generated here (rcgen: a CA and leaves, expired
 //! ones too), the server started in-process, reqwest (rustls, ring) and
-//! hand-built TLS clients, the TURN client of `tests/relay` over TLS, and the
+//! hand-built TLS clients, the TURN client of `noom::client::turn` over TLS, and the
 //! real `noom` binary for `noom check`.
 
-#[path = "../relay/raw.rs"]
-#[allow(dead_code)]
-mod raw;
 mod support;
 
 mod check;

@@ -235,5 +235,5 @@ where
 
 /// coturn-style REST credentials for `user`, valid for `ttl_secs`.
 pub fn rest_credentials(user: &str, ttl_secs: i64) -> (String, String) {
-    crate::raw::credentials(SECRET, user, ttl_secs)
+    noom::client::turn::credentials(SECRET, user, ttl_secs)
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::raw::{Raw, is_success};
+use noom::client::turn::{TurnClient, is_success};
+
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,8 +30,9 @@ async fn turn_client_allocates_over_tls_with_the_shared_certificate() {
         "{servers:?}"
     );
 
-    let mut c = Raw::tls(tls, ca.der.clone(), HOST)
+    let mut c = TurnClient::tls(tls, ca.der.clone(), HOST, REALM)
         .await
+        .unwrap()
         .creds(rest_credentials("alice", 600));
     let alloc = c.allocate().await;
     assert!(is_success(&alloc), "allocation over TLS: {alloc:?}");
@@ -45,8 +47,9 @@ async fn turn_client_allocates_over_tls_with_the_shared_certificate() {
     })
     .await;
     assert_eq!(seen, Some(second.fingerprint()));
-    let mut c = Raw::tls(tls, ca.der.clone(), HOST)
+    let mut c = TurnClient::tls(tls, ca.der.clone(), HOST, REALM)
         .await
+        .unwrap()
         .creds(rest_credentials("bob", 600));
     assert!(is_success(&c.allocate().await));
 }
@@ -91,8 +94,9 @@ async fn a_taken_turns_port_leaves_the_relay_running_without_turns() {
             .all(|u| !u.as_str().unwrap_or("").starts_with("turns:")),
         "{servers:?}"
     );
-    let mut c = Raw::udp(relay.udp_addr())
+    let mut c = TurnClient::udp(relay.udp_addr(), REALM)
         .await
+        .unwrap()
         .creds(rest_credentials("alice", 600));
     assert!(is_success(&c.allocate().await));
     drop(squatter);

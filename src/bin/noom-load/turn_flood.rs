@@ -1,15 +1,17 @@
 //! `turn-flood`: what a flood of unauthenticated Allocates costs a TURN server.
 //!
-//! Sends unauthenticated Allocate requests (built by hand, a fresh
-//! transaction id each) from one UDP socket as fast as it can for
-//! `--duration` seconds, counts the answers, and samples the memory of the
-//! server's process `--pid` from `/proc` every 5 s. Any TURN server will do: `scripts/bench-relay.sh` floods
+//! Sends unauthenticated Allocate requests
+//! ([`noom::client::turn::allocate_request`], a fresh transaction id each)
+//! from one UDP socket as fast as it can for `--duration` seconds, counts the
+//! answers, and samples the memory of the server's process `--pid` from
+//! `/proc` every 5 s. Any TURN server will do: `scripts/bench-relay.sh` floods
 //! Noom and coturn in turn.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use noom::client::turn::allocate_request;
 
 use crate::Res;
 
@@ -40,23 +42,17 @@ fn proc_memory(pid: u32) -> Res<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-/// One unauthenticated Allocate request (REQUESTED-TRANSPORT UDP), with a
-/// random transaction id, built by hand: 20-byte header + one attribute.
-fn allocate_request(seed: &mut u64) -> [u8; 28] {
-    let mut p = [0u8; 28];
-    p[0..2].copy_from_slice(&0x0003u16.to_be_bytes());
-    p[2..4].copy_from_slice(&8u16.to_be_bytes());
-    p[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
-    for b in p[8..20].iter_mut() {
+/// The next pseudo-random transaction id (xorshift64 on `seed`): the
+/// requests must differ, or the relay would answer retransmissions.
+fn next_transaction_id(seed: &mut u64) -> [u8; 12] {
+    let mut id = [0u8; 12];
+    for b in id.iter_mut() {
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
         *b = *seed as u8;
     }
-    p[20..22].copy_from_slice(&0x0019u16.to_be_bytes());
-    p[22..24].copy_from_slice(&4u16.to_be_bytes());
-    p[24] = 17;
-    p
+    id
 }
 
 pub async fn run(args: TurnFloodArgs) -> Res<bool> {
@@ -82,7 +78,11 @@ pub async fn run(args: TurnFloodArgs) -> Res<bool> {
     let mut next_sample = started;
     while Instant::now() < end {
         for _ in 0..256 {
-            if sock.send(&allocate_request(&mut seed)).await.is_ok() {
+            if sock
+                .send(&allocate_request(next_transaction_id(&mut seed)))
+                .await
+                .is_ok()
+            {
                 sent += 1;
             }
         }
