@@ -8,7 +8,7 @@ use noom::client::ClientError;
 use reqwest::header::{AUTHORIZATION, COOKIE, ORIGIN, SET_COOKIE};
 
 use crate::admin::{self, API_TOKEN, Admin, PASSWORD, http, live, login_as};
-use crate::support::WAIT;
+use crate::common::WAIT;
 
 /// Every admin route a script or the page uses, with its method.
 const ROUTES: [(&str, &str); 12] = [
@@ -408,7 +408,7 @@ async fn hash_password_prints_a_hash_the_server_accepts() {
         .to_string();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
 
-    let server = crate::support::Server::start_with(|c| c.admin.password_hash = hash).await;
+    let server = crate::common::TestServer::start_with(|c| c.admin.password_hash = hash).await;
     assert_eq!(
         login_as(&server.base, "my admin secret").await.status(),
         303
@@ -451,7 +451,7 @@ async fn a_login_without_a_password_field_is_refused_clearly() {
 
 #[tokio::test]
 async fn a_disabled_admin_side_is_not_there_at_all() {
-    let server = crate::support::Server::start_with(|c| c.admin.enabled = false).await;
+    let server = crate::common::TestServer::start_with(|c| c.admin.enabled = false).await;
     let http = http();
     for path in ["/admin", "/admin/login", "/admin/api/overview"] {
         let resp = http.get(server.url(path)).send().await.expect("GET");

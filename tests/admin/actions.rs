@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::admin::{self, Admin};
-use crate::support::{connect, get_json, seqs};
+use crate::common::{connect, get_json, seqs};
 
 #[tokio::test]
 async fn deleting_a_message_removes_it_everywhere() {
@@ -54,10 +54,8 @@ async fn deleting_a_message_removes_it_everywhere() {
         admin.delete("/admin/api/rooms/lobby/messages/3").await.0,
         200
     );
-    let mut server = server;
-    server.stop().await;
-    let dir = server.dir.path().to_path_buf();
-    let running = crate::support::start_in(&dir, |c| {
+    let dir = server.stop().await;
+    let running = crate::common::start_in(dir.path(), |c| {
         c.admin.password_hash = noom::admin::password::hash(admin::PASSWORD).expect("hash");
     })
     .await;

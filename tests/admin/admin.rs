@@ -6,19 +6,19 @@ use reqwest::header::{COOKIE, HeaderMap, HeaderValue, ORIGIN, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::Value;
 
-use crate::support::Server;
+use crate::common::TestServer;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const API_TOKEN: &str = "test-api-token-0123456789abcdef";
 
 /// A server whose admin password is `PASSWORD` and API token `API_TOKEN`.
-pub async fn server() -> Server {
+pub async fn server() -> TestServer {
     server_with(|_| {}).await
 }
 
-pub async fn server_with(tweak: impl FnOnce(&mut noom::Config)) -> Server {
+pub async fn server_with(tweak: impl FnOnce(&mut noom::Config)) -> TestServer {
     let hash = noom::admin::password::hash(PASSWORD).expect("hash");
-    Server::start_with(move |c| {
+    TestServer::start_with(move |c| {
         c.admin.password_hash = hash;
         c.admin.api_token = API_TOKEN.into();
         tweak(c);
@@ -58,7 +58,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub async fn login(server: &Server) -> Admin {
+    pub async fn login(server: &TestServer) -> Admin {
         let base = server.base.clone();
         let resp = login_as(&base, PASSWORD).await;
         assert_eq!(resp.status(), 303, "login succeeds");

@@ -3,9 +3,8 @@
 //! `/admin` Socket.IO namespace, real chat clients on the other side of every
 //! action, and the real binary for the generated password.
 
-#[path = "../core/support.rs"]
-#[allow(dead_code)]
-mod support;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod admin;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::admin::{self, Admin};
-use crate::support::{WAIT, seqs};
+use crate::common::{WAIT, seqs};
 
 #[tokio::test]
 async fn overview_and_room_show_real_clients() {
@@ -94,11 +94,7 @@ async fn overview_and_room_show_real_clients() {
 async fn relay_allocations_are_listed_and_end_on_revoke() {
     use turn::client::{Client as TurnClient, ClientConfig};
     let server = admin::server_with(|c| c.turn.public_ip = "127.0.0.1".into()).await;
-    let relay = server
-        .running
-        .as_ref()
-        .and_then(|r| r.relay().cloned())
-        .expect("relay");
+    let relay = server.running.relay().cloned().expect("relay");
     let member = server.client().await;
     member.enter("lobby").await;
     let ack = member.ok("join_call", &[json!("lobby")]).await;

@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_membership_and_signal_relay() {
-    let s = Server::start_with(|c| c.limits.call_max = 3).await;
+    let s = TestServer::start_with(|c| c.limits.call_max = 3).await;
     let mut a = s.client().await;
     let mut b = s.client().await;
     let c = s.client().await;

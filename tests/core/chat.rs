@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_gets_session_then_room_list_and_keeps_identity() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let a = s.client().await;
     assert_eq!(a.token.len(), 64, "token is 32 random bytes in hex");
     assert!(!a.user.is_empty() && a.user != a.token);
@@ -30,7 +30,7 @@ async fn connection_gets_session_then_room_list_and_keeps_identity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nickname_is_validated_persisted_and_announced() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let a = s.client().await;
     let mut b = s.client().await;
     a.enter("lobby").await;
@@ -58,7 +58,7 @@ async fn nickname_is_validated_persisted_and_announced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entering_and_leaving_rooms_is_announced_with_counts() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let mut a = s.client().await;
     let b = s.client().await;
 
@@ -138,7 +138,7 @@ async fn entering_and_leaving_rooms_is_announced_with_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_room_refuses_newcomers() {
-    let s = Server::start_with(|c| {
+    let s = TestServer::start_with(|c| {
         c.limits.room_members_max = 2;
         c.limits.rooms_per_connection = 3;
     })
@@ -163,7 +163,7 @@ async fn a_full_room_refuses_newcomers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_get_contiguous_seqs_and_reach_the_others_only() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let mut a = s.client().await;
     let mut b = s.client().await;
     let outsider = s.client().await;
@@ -239,7 +239,7 @@ async fn messages_get_contiguous_seqs_and_reach_the_others_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_pages_by_seq_and_enter_room_resumes_after_last_seq() {
-    let s = Server::start_with(|c| c.limits.events_burst = 1000).await;
+    let s = TestServer::start_with(|c| c.limits.events_burst = 1000).await;
     let a = s.client().await;
     a.enter("log").await;
     for i in 1..=210 {
@@ -319,7 +319,7 @@ async fn history_pages_by_seq_and_enter_room_resumes_after_last_seq() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_list_follows_live_counts() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let mut watcher = s.client().await;
     let a = s.client().await;
     let b = s.client().await;
@@ -366,7 +366,7 @@ async fn room_list_follows_live_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inactive_rooms_leave_the_list_and_empty_ones_are_forgotten() {
-    let s = Server::start_with(|c| {
+    let s = TestServer::start_with(|c| {
         c.rooms.active_window_secs = 0;
         c.store.retention_interval_secs = 1;
     })

@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_api_and_fallbacks() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let a = s.client().await;
     a.enter("café <b>").await;
     for i in 1..=5 {
@@ -118,7 +118,7 @@ async fn pages_api_and_fallbacks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_files_are_embedded_compressed_and_validated() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let http = reqwest::Client::new();
     let url = s.url("/static/js/protocol.js");
     let resp = http.get(&url).send().await.unwrap();

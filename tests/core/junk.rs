@@ -6,11 +6,11 @@ use std::time::Duration;
 use noom::client::Client;
 use serde_json::{Value, json};
 
-use crate::support::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_arguments_get_error_acks_and_the_server_keeps_serving() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let a = s.client().await;
     a.enter("ok").await;
     let huge = json!("x".repeat(20_000));
@@ -61,7 +61,7 @@ async fn junk_arguments_get_error_acks_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packets_and_oversized_payloads_only_close_their_own_connection() {
-    let s = Server::start_with(|c| c.limits.max_payload_bytes = 16 * 1024).await;
+    let s = TestServer::start_with(|c| c.limits.max_payload_bytes = 16 * 1024).await;
     let mut bystander = s.client().await;
     bystander.enter("calm").await;
 
@@ -89,7 +89,7 @@ async fn malformed_packets_and_oversized_payloads_only_close_their_own_connectio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_is_refused_then_disconnected() {
-    let s = Server::start_with(|c| {
+    let s = TestServer::start_with(|c| {
         c.limits.events_per_sec = 5;
         c.limits.events_burst = 5;
     })
@@ -124,7 +124,7 @@ async fn flooding_is_refused_then_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_handshakes_get_a_fresh_session() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     for auth in [
         json!(null),
         json!(5),

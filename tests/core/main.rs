@@ -2,7 +2,8 @@
 //! in-process server on ephemeral ports (or the real binary, for crashes),
 //! real Socket.IO connections, and real HTTP requests.
 
-mod support;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod call;
 mod chat;

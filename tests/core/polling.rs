@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::*;
+use crate::common::*;
 
 struct Poller {
     http: reqwest::Client,
@@ -88,7 +88,7 @@ fn body(packet: &str, prefix: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polling_speaks_the_same_contract() {
-    let s = Server::start().await;
+    let s = TestServer::start().await;
     let mut ws_peer = s.client().await;
     ws_peer.enter("mixed").await;
 

@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_restart_keeps_sessions_rooms_and_history() {
-    let mut s = Server::start().await;
+    let s = TestServer::start().await;
     let a = s.client().await;
     a.ok("nickname", &[json!("Persistent Pat")]).await;
     a.enter("archive").await;
@@ -16,10 +16,10 @@ async fn a_graceful_restart_keeps_sessions_rooms_and_history() {
     let (token, user) = (a.token.clone(), a.user.clone());
     // A client still connected during shutdown is disconnected, and holds nothing open.
     let mut a = a;
-    s.stop().await;
+    let dir = s.stop().await;
     a.event("disconnect").await;
 
-    let running = start_in(s.dir.path(), |_| {}).await;
+    let running = start_in(dir.path(), |_| {}).await;
     let base = format!("http://{}", running.http_addr());
     let back = connect(&base, Some(&token)).await;
     assert_eq!(back.user, user);
@@ -47,7 +47,7 @@ async fn a_graceful_restart_keeps_sessions_rooms_and_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_trims_history_without_reusing_seqs() {
-    let mut s = Server::start_with(|c| {
+    let s = TestServer::start_with(|c| {
         c.store.retention_max_messages = 3;
         c.store.retention_interval_secs = 1;
     })
@@ -67,9 +67,9 @@ async fn retention_trims_history_without_reusing_seqs() {
     }
     assert_eq!(kept, vec![6, 7, 8]);
     drop(a);
-    s.stop().await;
+    let dir = s.stop().await;
 
-    let running = start_in(s.dir.path(), |c| c.store.retention_max_messages = 3).await;
+    let running = start_in(dir.path(), |c| c.store.retention_max_messages = 3).await;
     let base = format!("http://{}", running.http_addr());
     let b = connect(&base, None).await;
     b.enter("short memory").await;
@@ -85,7 +85,7 @@ async fn a_data_directory_from_another_schema_is_refused() {
         db.insert("schema_version", &99u64.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let err = noom::App::start(test_config(dir.path()))
+    let err = noom::App::start(config(dir.path()))
         .await
         .err()
         .expect("refused");

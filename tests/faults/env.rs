@@ -239,7 +239,7 @@ pub async fn measure(base: &str, rounds: usize) -> Quality {
     let mut acks = Vec::new();
     for i in 0..rounds {
         let started = std::time::Instant::now();
-        let c = crate::core_support::connect(base, None).await;
+        let c = crate::common::connect(base, None).await;
         connects.push(started.elapsed());
         let room = format!("probe-{i}");
         c.enter(&room).await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::core_support::Server;
+use crate::common::TestServer;
 use crate::env::{Binary, Spawn, closed_within, measure, metric, within_twice};
 
 /// A TCP connection to `addr` from the loopback address `from`.
@@ -22,12 +22,12 @@ async fn connect_from(from: &str, addr: std::net::SocketAddr) -> std::io::Result
 /// as fast as when it is quiet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_silent_http_clients_are_closed() {
-    let server = Server::start_with(|c| {
+    let server = TestServer::start_with(|c| {
         c.server.header_timeout_secs = 1;
         c.server.body_timeout_secs = 2;
     })
     .await;
-    let addr = server.running.as_ref().unwrap().http_addr();
+    let addr = server.addr();
     let quiet = measure(&server.base, 5).await;
 
     let mut silent = Vec::new();
@@ -112,8 +112,8 @@ async fn slow_and_silent_http_clients_are_closed() {
 /// connections; others keep being served at the usual speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_address_are_capped() {
-    let server = Server::start_with(|c| c.server.connections_per_ip = 50).await;
-    let addr = server.running.as_ref().unwrap().http_addr();
+    let server = TestServer::start_with(|c| c.server.connections_per_ip = 50).await;
+    let addr = server.addr();
     let quiet = measure(&server.base, 5).await;
     let mut held = Vec::new();
     for _ in 0..80 {
@@ -187,7 +187,7 @@ async fn out_of_file_descriptors_does_not_spin() {
 /// Finding 11: pages may connect only to their own origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csp_allows_connections_only_to_the_server_itself() {
-    let server = Server::start().await;
+    let server = TestServer::start().await;
     for path in ["/", "/r/lobby", "/admin/login"] {
         let resp = reqwest::get(server.url(path)).await.unwrap();
         let csp = resp.headers()["content-security-policy"]

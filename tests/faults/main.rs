@@ -10,9 +10,13 @@
 //! namespaces, tmpfs mounts) say so and skip where they cannot run; CI runs
 //! them as root.
 
-#[allow(dead_code)]
-#[path = "../core/support.rs"]
-mod core_support;
+#[path = "../common/mod.rs"]
+mod common;
+/// The names `rooms.rs` still imports; it moves to `common` once the store's
+/// async interface, which changes that file too, has landed.
+mod core_support {
+    pub use crate::common::{TestServer as Server, connect};
+}
 #[allow(dead_code)]
 #[path = "../relay/support.rs"]
 mod support;

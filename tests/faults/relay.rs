@@ -53,7 +53,7 @@ fn own_addresses_are_reachable_only_on_relay_ports() {
     }
     runtime().block_on(async {
         let dir = tempfile::TempDir::new().unwrap();
-        let mut config = crate::core_support::test_config(dir.path());
+        let mut config = crate::common::config(dir.path());
         config.turn.listen = "0.0.0.0:0".into();
         config.turn.public_ip = "11.22.33.44".into();
         config.turn.secret = SECRET.into();
@@ -168,7 +168,7 @@ async fn one_address_cannot_exhaust_the_relay() {
     // Credentials from anonymous sessions, as any visitor gets them.
     let mut creds = Vec::new();
     for i in 0..8 {
-        let c = crate::core_support::connect(&r.base, None).await;
+        let c = crate::common::connect(&r.base, None).await;
         let room = format!("flood-{i}");
         c.enter(&room).await;
         let ack = c.ok("join_call", &[serde_json::json!(room)]).await;
@@ -253,7 +253,7 @@ async fn join_call_credentials_are_limited_per_address() {
     let r = crate::support::start(|c| c.turn.credentials_per_ip_per_min = 3).await;
     let mut conns = Vec::new();
     for i in 0..3 {
-        let c = crate::core_support::connect(&r.base, None).await;
+        let c = crate::common::connect(&r.base, None).await;
         c.enter(&format!("r{i}")).await;
         let first = c
             .ok("join_call", &[serde_json::json!(format!("r{i}"))])
@@ -267,7 +267,7 @@ async fn join_call_credentials_are_limited_per_address() {
         assert_eq!(first["iceServers"][1], again["iceServers"][1]);
         conns.push(c);
     }
-    let fourth = crate::core_support::connect(&r.base, None).await;
+    let fourth = crate::common::connect(&r.base, None).await;
     fourth.enter("r4").await;
     let refused = fourth
         .err("join_call", &[serde_json::json!("r4")], "rate_limited")

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::core_support::{Server, connect};
+use crate::common::{TestServer, connect};
 use crate::env::{Binary, Spawn, measure, metric, within_twice};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -134,7 +134,7 @@ async fn unfinished_binary_attachments_are_bounded() {
 /// `/metrics`; the others in its room are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_disconnected() {
-    let server = Server::start_with(|c| {
+    let server = TestServer::start_with(|c| {
         c.limits.slow_consumer_secs = 2;
         c.limits.events_per_sec = 10_000;
         c.limits.events_burst = 10_000;
@@ -202,7 +202,7 @@ async fn a_client_that_never_reads_is_disconnected() {
 /// connection is bounded in bytes, not in packets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsent_data_per_connection_is_bounded_in_bytes() {
-    let server = Server::start_with(|c| {
+    let server = TestServer::start_with(|c| {
         c.limits.outgoing_max_kib = 512;
         c.limits.slow_consumer_secs = 60;
         c.limits.events_per_sec = 10_000;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::core_support::{Server, connect, get_json};
+use crate::common::{TestServer, connect, get_json};
 use crate::env::{Binary, Spawn, Tmpfs, metric};
 
 /// All messages of `room`, through the HTTP API.
@@ -28,7 +28,7 @@ async fn health(base: &str) -> (u16, Value) {
 
 /// Sends `text` and returns the ack's error code (`None`: stored), checking
 /// that the ack came within the client's 10 s timeout.
-async fn send(c: &crate::core_support::Connected, room: &str, text: &str) -> Option<String> {
+async fn send(c: &crate::common::Connected, room: &str, text: &str) -> Option<String> {
     let started = Instant::now();
     let ack = c.req("new_message", &[json!(room), json!(text)]).await;
     assert!(
@@ -54,13 +54,13 @@ async fn full_disk(min_free_mb: u64, name: &str) {
     };
     let data = disk.path().to_path_buf();
     let start = |data: std::path::PathBuf| {
-        Server::start_with(move |c| {
+        TestServer::start_with(move |c| {
             c.server.data_dir = data.join("data");
             c.store.min_free_mb = min_free_mb;
             c.turn.enabled = false;
         })
     };
-    let mut server = start(data.clone()).await;
+    let server = start(data.clone()).await;
     let sender = server.client().await;
     let mut watcher = server.client().await;
     sender.enter("full").await;
@@ -264,7 +264,7 @@ async fn a_damaged_store_is_reported_not_hidden() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().join("data");
     {
-        let mut server = Server::start_with(|c| {
+        let server = TestServer::start_with(|c| {
             c.server.data_dir = dir.path().join("data");
             c.turn.enabled = false;
             c.limits.events_per_sec = 10_000;
@@ -293,7 +293,7 @@ async fn a_damaged_store_is_reported_not_hidden() {
         let copy_data = copy.path().join("data");
         copy_dir(&data, &copy_data);
         damage(&copy_data.join(noom::store::DB_DIR).join("db"), seed, 2);
-        let mut config = crate::core_support::test_config(copy.path());
+        let mut config = crate::common::config(copy.path());
         config.turn.enabled = false;
         let started = noom::App::start(config).await;
         let running = match started {
@@ -375,14 +375,14 @@ async fn sessions_cost_nothing_until_used_and_expire_when_unused() {
     let dir = tempfile::TempDir::new().unwrap();
     let data = dir.path().join("data");
     let start = |data: std::path::PathBuf| {
-        Server::start_with(move |c| {
+        TestServer::start_with(move |c| {
             c.server.data_dir = data;
             c.store.session_ttl_secs = 3;
             c.store.retention_interval_secs = 1;
             c.turn.enabled = false;
         })
     };
-    let mut server = start(data.clone()).await;
+    let server = start(data.clone()).await;
     let flushes = "noom_store_flush_seconds_count";
     let before = metric(&server.base, flushes).await;
     let mut lookers = Vec::new();
@@ -412,7 +412,7 @@ async fn sessions_cost_nothing_until_used_and_expire_when_unused() {
     stayer.enter("lobby").await;
 
     server.stop().await;
-    let mut server = start(data.clone()).await;
+    let server = start(data.clone()).await;
     let back = connect(&server.base, Some(&kept)).await;
     assert_eq!(back.user, kept_user, "a used session survives a restart");
     back.c.close();

@@ -3,6 +3,8 @@
 //! over every attribute) and the `turn` crate's client (a second, independent
 //! implementation).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod auth;

@@ -130,13 +130,10 @@ async fn a_relay_that_cannot_start_is_reported_and_chat_keeps_working() {
     let taken = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::TempDir::new().unwrap();
-    let mut config = noom::Config::default();
-    config.server.http = "127.0.0.1:0".into();
-    config.server.data_dir = dir.path().join("data");
-    config.turn.listen = format!("127.0.0.1:{port}");
-    let running = noom::App::start(config)
-        .await
-        .expect("starts without its relay");
+    let running = crate::common::start_in(dir.path(), |c| {
+        c.turn.listen = format!("127.0.0.1:{port}");
+    })
+    .await;
     let base = format!("http://{}", running.http_addr());
     let resp = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(resp.status(), 503);

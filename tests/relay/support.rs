@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 
+use noom::Running;
 use noom::client::turn::{Reply, TurnClient};
 use noom::config::Config;
-use noom::{App, Running};
 use tempfile::TempDir;
 
+use crate::common::TestServer;
+
+/// A test server (see `common`) and its relay's UDP address.
 pub struct Relayed {
     pub running: Running,
     pub turn: SocketAddr,
@@ -17,15 +20,14 @@ pub struct Relayed {
 pub const SECRET: &str = "test-secret-0123456789";
 pub const REALM: &str = "noom";
 
+/// A test server whose relay has the secret [`SECRET`], once its start-up
+/// self-test passed.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Relayed {
-    let dir = TempDir::new().unwrap();
-    let mut config = Config::default();
-    config.server.http = "127.0.0.1:0".into();
-    config.server.data_dir = dir.path().join("data");
-    config.turn.listen = "127.0.0.1:0".into();
-    config.turn.secret = SECRET.into();
-    tweak(&mut config);
-    let running = App::start(config).await.expect("server starts");
+    let TestServer { running, base, dir } = TestServer::builder()
+        .tweak(|c| c.turn.secret = SECRET.into())
+        .tweak(tweak)
+        .start()
+        .await;
     let relay = running.relay().expect("relay enabled");
     // Let the start-up self-test finish, so its allocation does not count in quotas.
     for _ in 0..600 {
@@ -53,7 +55,6 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Relayed {
         "relay self-test passes: {test:?}"
     );
     let turn = relay.udp_addr();
-    let base = format!("http://{}", running.http_addr());
     Relayed {
         running,
         turn,

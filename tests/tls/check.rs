@@ -137,7 +137,7 @@ fn reports_a_relay_port_held_by_another_program() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asks_a_running_noom_when_it_holds_the_ports_and_data() {
-    let s = Server::start(|c, _| c.tls.self_signed = true).await;
+    let s = server(|c, _| c.tls.self_signed = true).await;
     let relay = s.running.relay().expect("relay").udp_addr();
     let toml = format!(
         "[server]\nhttp = \"{}\"\ndata_dir = {:?}\n\n[turn]\nlisten = \"{relay}\"\ntls_listen = \"off\"\n\n[tls]\nself_signed = true\n",

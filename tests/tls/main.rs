@@ -4,6 +4,8 @@
 //! hand-built TLS clients, the TURN client of `noom::client::turn` over TLS, and the
 //! real `noom` binary for `noom check`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod check;

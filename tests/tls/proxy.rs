@@ -5,9 +5,10 @@
 
 use serde_json::Value;
 
+use crate::common::TestServer;
 use crate::support::*;
 
-async fn whoami(s: &Server, headers: &[(&str, &str)]) -> Value {
+async fn whoami(s: &TestServer, headers: &[(&str, &str)]) -> Value {
     let mut req = reqwest::Client::new().get(format!("http://{}/api/whoami", s.addr()));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -24,7 +25,7 @@ async fn forwarded_address_is_used_only_from_a_trusted_peer() {
         ("x-forwarded-proto", "https"),
     ];
     // The test connects from 127.0.0.1: trusted here...
-    let trusted = Server::start(|c, _| {
+    let trusted = server(|c, _| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
     })
     .await;
@@ -37,7 +38,7 @@ async fn forwarded_address_is_used_only_from_a_trusted_peer() {
 
     // ...and not here (only 10.0.0.0/8 is), nor with no proxies at all.
     for list in [vec!["10.0.0.0/8".to_string()], vec![]] {
-        let untrusted = Server::start(|c, _| c.server.trusted_proxies = list).await;
+        let untrusted = server(|c, _| c.server.trusted_proxies = list).await;
         let seen = whoami(&untrusted, &forwarded).await;
         assert_eq!(seen["ip"], "127.0.0.1", "{seen}");
         assert_eq!(seen["https"], false, "{seen}");
@@ -46,7 +47,7 @@ async fn forwarded_address_is_used_only_from_a_trusted_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whoami_says_https_when_served_over_tls() {
-    let s = Server::start(|c, _| c.tls.self_signed = true).await;
+    let s = server(|c, _| c.tls.self_signed = true).await;
     let seen: Value = insecure()
         .get(format!("https://{}/api/whoami", s.addr()))
         .header("x-forwarded-for", "198.51.100.7")
@@ -86,7 +87,7 @@ fn set_cookie(resp: &reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_cookie_is_secure_when_the_browser_came_over_https() {
     let hash = noom::admin::password::hash(ADMIN_PASSWORD).expect("hash");
-    let tls = Server::start({
+    let tls = server({
         let hash = hash.clone();
         move |c, _| {
             c.tls.self_signed = true;
@@ -104,7 +105,7 @@ async fn the_admin_cookie_is_secure_when_the_browser_came_over_https() {
     );
 
     // Behind a trusted proxy that terminated TLS: Secure too; plain HTTP: not.
-    let proxied = Server::start(move |c, _| {
+    let proxied = server(move |c, _| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
         c.admin.password_hash = hash;
     })
@@ -130,7 +131,7 @@ async fn the_admin_cookie_is_secure_when_the_browser_came_over_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_admin_sees_and_limits_real_addresses() {
     let hash = noom::admin::password::hash(ADMIN_PASSWORD).expect("hash");
-    let s = Server::start(move |c, _| {
+    let s = server(move |c, _| {
         c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
         c.admin.password_hash = hash;
         c.admin.login_failures_max = 2;

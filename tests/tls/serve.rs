@@ -6,11 +6,12 @@ use std::time::Duration;
 use noom::client::Client;
 use serde_json::{Value, json};
 
+use crate::common::TestServer;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_certificate_is_generated_once_kept_and_served() {
-    let s = Server::start(|c, _| {
+    let s = server(|c, _| {
         c.tls.self_signed = true;
         c.tls.hosts = vec![HOST.into()];
     })
@@ -55,9 +56,9 @@ async fn self_signed_certificate_is_generated_once_kept_and_served() {
     assert_eq!(resp.status(), 200);
 
     // A restart keeps the same certificate.
-    let Server { running, dir } = s;
+    let TestServer { running, dir, .. } = s;
     running.shutdown().await.expect("clean shutdown");
-    let again = Server::start_in(dir.path(), |c, _| {
+    let again = server_in(dir.path(), |c, _| {
         c.tls.self_signed = true;
         c.tls.hosts = vec![HOST.into()];
     })
@@ -76,7 +77,7 @@ async fn self_signed_certificate_is_generated_once_kept_and_served() {
 async fn given_certificate_is_served_and_replaced_on_disk_without_restart() {
     let ca = Ca::new();
     let first = ca.leaf(&[HOST], -1, 90);
-    let s = Server::start(|c, dir| {
+    let s = server(|c, dir| {
         first.install(c, dir);
         c.tls.reload_secs = 1;
     })
@@ -132,7 +133,7 @@ async fn given_certificate_is_served_and_replaced_on_disk_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_port_redirects_to_https_and_answers_acme_challenges() {
-    let s = Server::start(|c, _| {
+    let s = server(|c, _| {
         c.tls.self_signed = true;
         c.tls.http_redirect = "127.0.0.1:0".into();
     })
@@ -207,15 +208,15 @@ async fn self_signed_certificate_is_made_again_when_the_configured_names_change(
             c.tls.hosts = hosts;
         }
     };
-    let first = Server::start_in(dir.path(), with_hosts(&["a.test"])).await;
+    let first = server_in(dir.path(), with_hosts(&["a.test"])).await;
     let a = first.cert().expect("cert").fingerprint();
     first.shutdown().await.expect("shutdown");
     // A subset of the names: the same certificate.
-    let again = Server::start_in(dir.path(), with_hosts(&[])).await;
+    let again = server_in(dir.path(), with_hosts(&[])).await;
     assert_eq!(again.cert().expect("cert").fingerprint(), a);
     again.shutdown().await.expect("shutdown");
     // A new name: a new certificate that covers it.
-    let other = Server::start_in(dir.path(), with_hosts(&["b.test"])).await;
+    let other = server_in(dir.path(), with_hosts(&["b.test"])).await;
     let b = other.cert().expect("cert").current();
     assert_ne!(b.fingerprint, a);
     let info = noom::tls::inspect(b.leaf()).expect("parses");
@@ -230,7 +231,7 @@ async fn self_signed_certificate_is_made_again_when_the_configured_names_change(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_goes_to_the_public_url_when_set() {
-    let s = Server::start(|c, _| {
+    let s = server(|c, _| {
         c.tls.self_signed = true;
         c.tls.http_redirect = "127.0.0.1:0".into();
         c.server.public_url = "https://calls.example.org/".into();
@@ -254,7 +255,7 @@ async fn redirect_goes_to_the_public_url_when_set() {
 async fn socketio_works_over_wss() {
     let ca = Ca::new();
     let leaf = ca.leaf(&[HOST, "127.0.0.1"], -1, 90);
-    let s = Server::start(|c, dir| {
+    let s = server(|c, dir| {
         leaf.install(c, dir);
     })
     .await;
@@ -313,7 +314,7 @@ fn wss(tls: std::sync::Arc<tokio_rustls::rustls::ClientConfig>) -> noom::client:
 async fn health_and_metrics_show_when_the_certificate_expires() {
     let ca = Ca::new();
     let soon = ca.leaf(&[HOST], -80, 5);
-    let s = Server::start(|c, dir| {
+    let s = server(|c, dir| {
         soon.install(c, dir);
     })
     .await;

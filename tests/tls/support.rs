@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use noom::Running;
 use noom::config::Config;
-use noom::{App, Running};
-use tempfile::TempDir;
 use tokio_rustls::rustls;
+
+use crate::common::TestServer;
 
 pub const SECRET: &str = "test-secret-0123456789";
 pub const REALM: &str = "noom";
@@ -114,39 +115,31 @@ pub fn replace(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.server.http = "127.0.0.1:0".into();
-    config.server.data_dir = dir.join("data");
-    config.turn.listen = "127.0.0.1:0".into();
-    config.turn.secret = SECRET.into();
-    config
+/// A test server whose relay has the secret [`SECRET`]; `tweak` also gets
+/// the server's directory, to put certificates there.
+pub async fn server(tweak: impl FnOnce(&mut Config, &Path)) -> TestServer {
+    let builder = TestServer::builder().tweak(|c| c.turn.secret = SECRET.into());
+    let dir = builder.dir().to_path_buf();
+    builder.tweak(|c| tweak(c, &dir)).start().await
 }
 
-pub struct Server {
-    pub running: Running,
-    pub dir: TempDir,
+/// The same on the directory `dir` (a restart on the same data, say).
+pub async fn server_in(dir: &Path, tweak: impl FnOnce(&mut Config, &Path)) -> Running {
+    crate::common::start_in(dir, |c| {
+        c.turn.secret = SECRET.into();
+        tweak(c, dir);
+    })
+    .await
 }
 
-impl Server {
-    pub async fn start(tweak: impl FnOnce(&mut Config, &Path)) -> Server {
-        let dir = TempDir::new().expect("temp dir");
-        let running = Self::start_in(dir.path(), tweak).await;
-        Server { running, dir }
-    }
+/// The test server's URLs under the certificates' name.
+pub trait Named {
+    /// `https://noom.test:<port><path>` (the clients resolve it to loopback).
+    fn named(&self, path: &str) -> String;
+}
 
-    pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config, &Path)) -> Running {
-        let mut config = test_config(dir);
-        tweak(&mut config, dir);
-        App::start(config).await.expect("server starts")
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.running.http_addr()
-    }
-
-    /// `https://noom.test:<port>` (the clients resolve it to loopback).
-    pub fn named(&self, path: &str) -> String {
+impl Named for TestServer {
+    fn named(&self, path: &str) -> String {
         format!("https://{HOST}:{}{path}", self.addr().port())
     }
 }

@@ -11,7 +11,7 @@ use crate::support::*;
 async fn turn_client_allocates_over_tls_with_the_shared_certificate() {
     let ca = Ca::new();
     let first = ca.leaf(&[HOST], -1, 90);
-    let s = Server::start(|c, dir| {
+    let s = server(|c, dir| {
         first.install(c, dir);
         c.tls.reload_secs = 1;
         // turn.tls_listen stays empty: [tls] turns TURNS on by itself.
@@ -80,7 +80,7 @@ fn turns_defaults_to_port_5349_when_tls_is_on() {
 async fn a_taken_turns_port_leaves_the_relay_running_without_turns() {
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = squatter.local_addr().expect("addr");
-    let s = Server::start(|c, _| {
+    let s = server(|c, _| {
         c.tls.self_signed = true;
         c.turn.tls_listen = taken.to_string();
     })

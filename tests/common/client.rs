@@ -1,70 +1,16 @@
-//! Starting servers and clients for the tests.
+//! Ways into a test server: a Socket.IO session as a browser opens one, a
+//! JSON GET, and the seqs of the messages they return.
 
-use std::path::Path;
 use std::time::Duration;
 
 use noom::client::{Client, Event};
-use noom::config::Config;
-use noom::{App, Running};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
+/// How long a test waits for an event it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A server with its own data directory, removed when dropped.
-pub struct Server {
-    pub running: Option<Running>,
-    pub base: String,
-    pub dir: TempDir,
-}
-
-pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.server.http = "127.0.0.1:0".into();
-    config.server.data_dir = dir.join("data");
-    // Tests run in parallel: every server gets its own relay port.
-    config.turn.listen = "127.0.0.1:0".into();
-    config
-}
-
-pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Running {
-    let mut config = test_config(dir);
-    tweak(&mut config);
-    App::start(config).await.expect("server starts")
-}
-
-impl Server {
-    pub async fn start() -> Server {
-        Self::start_with(|_| {}).await
-    }
-
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
-        let dir = TempDir::new().expect("temp dir");
-        let running = start_in(dir.path(), tweak).await;
-        let base = format!("http://{}", running.http_addr());
-        Server {
-            running: Some(running),
-            base,
-            dir,
-        }
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some(r) = self.running.take() {
-            r.shutdown().await.expect("clean shutdown");
-        }
-    }
-
-    /// Connects a new session and consumes its `session` and first `room_change` events.
-    pub async fn client(&self) -> Connected {
-        connect(&self.base, None).await
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
-
+/// A session connected over Socket.IO, past its `session` and first
+/// `room_change` events.
 pub struct Connected {
     pub c: Client,
     pub token: String,
@@ -73,6 +19,7 @@ pub struct Connected {
     pub rooms: Vec<Value>,
 }
 
+/// Connects to `base`, resuming the session `token` if given.
 pub async fn connect(base: &str, token: Option<&str>) -> Connected {
     let auth = token.map(|t| json!({ "session": t }));
     let mut c = Client::connect(base, auth).await.expect("connects");
@@ -140,6 +87,7 @@ impl Connected {
     }
 }
 
+/// The status and JSON body (`null` when not JSON) of a GET of `url`.
 pub async fn get_json(url: &str) -> (u16, Value) {
     let resp = reqwest::get(url).await.expect("HTTP request");
     let status = resp.status().as_u16();
