@@ -20,7 +20,8 @@
 //! - [`limit`]: rate limits keyed by source address, in bounded tables;
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
-//! - [`client`]: a small Socket.IO client of the contract, for `noom-load` and tests.
+//! - [`client`]: clients for `noom-load` and the tests: Socket.IO on the contract,
+//!   and a hand-built TURN client that can send exactly the wrong thing.
 
 pub mod admin;
 pub mod app;

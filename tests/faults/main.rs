@@ -12,11 +12,6 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-/// The names `rooms.rs` still imports; it moves to `common` once the store's
-/// async interface, which changes that file too, has landed.
-mod core_support {
-    pub use crate::common::{TestServer as Server, connect};
-}
 #[allow(dead_code)]
 #[path = "../relay/support.rs"]
 mod support;

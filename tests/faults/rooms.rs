@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::core_support::{Server, connect};
+use crate::common::{TestServer, connect};
 use crate::env::{Binary, Spawn, measure, within_twice};
 
 /// A data directory whose store knows `rooms` rooms, all active just now.
@@ -96,7 +96,7 @@ async fn room_list_cost_does_not_grow_with_the_rooms() {
 /// `rooms.broadcast_interval_ms`, and the last state still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn toggling_rooms_cannot_flood_everyone_with_lists() {
-    let server = Server::start_with(|c| {
+    let server = TestServer::start_with(|c| {
         c.rooms.broadcast_interval_ms = 1000;
         c.limits.events_per_sec = 1_000_000;
         c.limits.events_burst = 1_000_000;
