@@ -222,7 +222,7 @@ impl App {
         let target = RedirectTarget {
             base: public.as_ref().filter(|u| u.https).map(|u| u.base.clone()),
             https_port: http_addr.port(),
-            host: crate::tls::host_of(http_addr),
+            host: crate::net::host_of(http_addr),
             data_dir: config.server.data_dir.clone(),
         };
         let gate = Gate::new(

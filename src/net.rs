@@ -103,6 +103,14 @@ fn routes() -> Vec<(IpNet, Kind)> {
     out
 }
 
+/// The host a browser uses for `addr` when nothing better is known.
+pub fn host_of(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
+    }
+}
+
 /// The address to advertise for a socket bound to `listen`: `listen` itself
 /// when it is one address, else this machine's address on its default route
 /// (`None` without a default route).

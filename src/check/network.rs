@@ -219,7 +219,7 @@ pub(super) async fn probe_json(addr: SocketAddr, https: bool, path: &str) -> Opt
         let tcp = TcpStream::connect(target).await.ok()?;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n\r\n",
-            tls::host_of(target)
+            crate::net::host_of(target)
         );
         let raw = if https {
             let name = rustls_pki_types::ServerName::IpAddress(target.ip().into());

@@ -8,7 +8,7 @@
 //! TLS acceptor built from it (web and TURNS) sees a reload at the next
 //! handshake. It also inspects certificates for `noom check`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -478,14 +478,6 @@ pub fn name_covers(name: &str, host: &str) -> bool {
             .split_once('.')
             .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
         None => false,
-    }
-}
-
-/// The host a browser uses for `addr` when nothing better is known.
-pub fn host_of(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V6(v6) => format!("[{v6}]"),
-        ip => ip.to_string(),
     }
 }
 
