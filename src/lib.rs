@@ -7,6 +7,8 @@
 //! - [`store`]: sessions, rooms and chat history behind one async interface;
 //!   sled (with group commit) is its engine;
 //! - [`signaling`]: the Socket.IO wire contract (chat and call signaling);
+//! - [`sfu`]: the selective forwarding unit for calls too large for a mesh
+//!   (str0m, one UDP port, its own thread);
 //! - [`relay`]: the built-in STUN/TURN relay (UDP and TCP), its credentials and self-test;
 //! - [`web`]: pages, JSON API, health, metrics and embedded static files; the
 //!   server loop and its limits (`web::serve`, `web::conn`); HTTPS listener
@@ -33,6 +35,7 @@ pub mod limit;
 pub mod metrics;
 pub mod net;
 pub mod relay;
+pub mod sfu;
 pub mod signaling;
 pub mod store;
 pub mod tls;
@@ -152,7 +155,7 @@ mod module_graph {
     #[test]
     fn leaves_import_nothing_of_the_crate() {
         let graph = edges();
-        for leaf in ["http", "config", "limit", "metrics", "net", "client"] {
+        for leaf in ["http", "config", "limit", "metrics", "net", "client", "sfu"] {
             assert!(
                 graph.get(leaf).is_none_or(BTreeSet::is_empty),
                 "{leaf} imports {:?}",

@@ -1,0 +1,257 @@
+//! The selective forwarding unit: calls too large for a mesh send their
+//! media once, to the server, which forwards it to the other participants.
+//!
+//! One UDP port carries every participant (ICE-lite, DTLS-SRTP), demultiplexed
+//! by str0m (`docs/sfu.md` says why str0m). The media loop runs on a thread
+//! and runtime of its own, like the relay, so chat load cannot delay media
+//! and media cannot delay chat; signaling talks to it over channels
+//! ([`Sfu`] is the handle) and hears back through [`SfuEvent`]s. The server
+//! never decodes media: it forwards what a participant publishes to the
+//! others of the same call.
+
+mod engine;
+mod participant;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use str0m::change::{SdpAnswer, SdpOffer};
+use tokio::sync::{mpsc, oneshot};
+
+/// Longest a signaling request waits for the media loop.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Where the SFU listens and what it tells browsers.
+#[derive(Debug, Clone)]
+pub struct SfuSettings {
+    /// The UDP address to bind (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The address put in the ICE candidate: the bound port on this IP.
+    pub public_ip: IpAddr,
+    /// Participants at once, over every call.
+    pub max_participants: usize,
+}
+
+/// Why the SFU refused something.
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("cannot listen on {addr} (udp): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the media server cannot start its thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the session description was refused: {0}")]
+    Sdp(String),
+    #[error("no media session `{0}`")]
+    NoSession(String),
+    #[error("the media server is full ({0} participants)")]
+    Full(usize),
+    #[error("the media server did not answer in time")]
+    Timeout,
+    #[error("the media server has stopped")]
+    Stopped,
+}
+
+/// What the media loop tells signaling.
+#[derive(Debug)]
+pub enum SfuEvent {
+    /// The server offers `participant` a new session description (tracks of
+    /// others were added or removed); the answer goes to [`Sfu::answer`].
+    Offer {
+        participant: String,
+        offer: SdpOffer,
+    },
+    /// The session of `participant` ended (left, timed out, or failed).
+    Closed { participant: String },
+}
+
+/// What signaling asks of the media loop.
+pub(crate) enum Command {
+    Join {
+        call: String,
+        participant: String,
+        offer: SdpOffer,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    Offer {
+        participant: String,
+        offer: SdpOffer,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    Answer {
+        participant: String,
+        answer: SdpAnswer,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Leave {
+        participant: String,
+    },
+    Stats {
+        reply: oneshot::Sender<SfuStats>,
+    },
+}
+
+/// Counters of the media loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    pub participants: u64,
+    /// Media frames forwarded (one per subscriber).
+    pub forwarded: u64,
+    /// Datagrams no session accepted (junk, or late packets of a closed session).
+    pub unmatched: u64,
+}
+
+/// Handle to the running SFU; cheap to share.
+pub struct Sfu {
+    addr: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Sfu {
+    /// Binds the UDP port and starts the media loop on its own thread.
+    /// Events come out of the returned receiver.
+    pub fn start(
+        settings: SfuSettings,
+    ) -> Result<(Arc<Sfu>, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
+        let socket =
+            std::net::UdpSocket::bind(settings.listen).map_err(|source| SfuError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let bound = socket.local_addr().map_err(|source| SfuError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|source| SfuError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let addr = SocketAddr::new(settings.public_ip, bound.port());
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(SfuError::Thread)?;
+        let max = settings.max_participants;
+        let thread = std::thread::Builder::new()
+            .name("noom-sfu".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(socket) => {
+                            engine::Engine::new(socket, addr, max, event_tx)
+                                .run(command_rx)
+                                .await
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the media server cannot use its socket")
+                        }
+                    }
+                })
+            })
+            .map_err(SfuError::Thread)?;
+        tracing::info!(%addr, "media server (SFU) listening");
+        Ok((
+            Arc::new(Sfu {
+                addr,
+                commands,
+                thread: Mutex::new(Some(thread)),
+            }),
+            events,
+        ))
+    }
+
+    /// The address browsers send media to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .map_err(|_| SfuError::Stopped)?;
+        match tokio::time::timeout(ANSWER_WITHIN, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(SfuError::Stopped),
+            Err(_) => Err(SfuError::Timeout),
+        }
+    }
+
+    /// Starts the media session of `participant` in `call` from the
+    /// browser's offer; returns the server's answer. A participant that
+    /// already has a session gets a new one (the old one ends).
+    pub async fn join(
+        &self,
+        call: &str,
+        participant: &str,
+        offer: SdpOffer,
+    ) -> Result<SdpAnswer, SfuError> {
+        let (call, participant) = (call.to_string(), participant.to_string());
+        self.ask(|reply| Command::Join {
+            call,
+            participant,
+            offer,
+            reply,
+        })
+        .await
+    }
+
+    /// A new offer from the browser within its session (it added or removed
+    /// a track); returns the server's answer.
+    pub async fn offer(&self, participant: &str, offer: SdpOffer) -> Result<SdpAnswer, SfuError> {
+        let participant = participant.to_string();
+        self.ask(|reply| Command::Offer {
+            participant,
+            offer,
+            reply,
+        })
+        .await
+    }
+
+    /// The browser's answer to an [`SfuEvent::Offer`].
+    pub async fn answer(&self, participant: &str, answer: SdpAnswer) -> Result<(), SfuError> {
+        let participant = participant.to_string();
+        self.ask(|reply| Command::Answer {
+            participant,
+            answer,
+            reply,
+        })
+        .await
+    }
+
+    /// Ends the session of `participant`, if it has one.
+    pub fn leave(&self, participant: &str) {
+        let _ = self.commands.send(Command::Leave {
+            participant: participant.to_string(),
+        });
+    }
+
+    /// The loop's counters.
+    pub async fn stats(&self) -> Result<SfuStats, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Stats { reply: tx })
+            .map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)
+    }
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        // The loop ends when every command sender is gone; the thread is
+        // not joined here (a drop must not block), it exits on its own.
+        self.thread.get_mut().take();
+    }
+}
