@@ -28,7 +28,7 @@ RUN apt-get update \
 USER noom
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 3000/tcp 443/tcp 80/tcp 3478/udp 3478/tcp 5349/tcp
+EXPOSE 3000/tcp 443/tcp 80/tcp 3478/udp 3478/tcp 5349/tcp 3479/udp
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/noom"]
 # Without arguments: plain HTTP on 3000, data in /data. With `--config FILE`

@@ -25,7 +25,7 @@ turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port=357
     --static-auth-secret="$secret" --realm=noom --min-port=40000 --max-port=45000 \
     --log-file=stdout >"$data/coturn.log" 2>&1 & coturn=$!; pids+=($coturn)
 
-NOOM_TURN_LISTEN=127.0.0.1:3579 NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
+NOOM_SFU_LISTEN=127.0.0.1:0 NOOM_TURN_LISTEN=127.0.0.1:3579 NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
 NOOM_TURN_BANDWIDTH_KBPS=0 NOOM_TURN_MAX_ALLOCATIONS_PER_USER=1000 RUST_LOG=warn \
     env ${BENCH_SERVER_ENV:-} ./target/release/noom --http 127.0.0.1:3580 --data-dir "$data/noom" >"$data/noom.log" 2>&1 & noom=$!; pids+=($noom)
 sleep 2

@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::Proxies;
 use crate::metrics::Metrics;
 use crate::relay::Relay;
+use crate::sfu::{Sfu, SfuSettings};
 use crate::signaling::{self, Hub};
 use crate::store::{Retention, Store, StoreError, StoreOptions};
 use crate::tls::{CertStore, TlsError};
@@ -63,6 +64,7 @@ pub struct Running {
     cert: Option<Arc<CertStore>>,
     url: String,
     relay: Option<Arc<Relay>>,
+    sfu: Option<Arc<Sfu>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), AppError>>,
 }
@@ -143,6 +145,11 @@ impl App {
         } else {
             (None, None)
         };
+        // Likewise the media server: without it, calls stay in the mesh.
+        let (sfu, sfu_events) = match &resolved.sfu {
+            Some(at) => start_sfu(&config, at, relay.as_deref()),
+            None => (None, None),
+        };
         let proxies = Proxies::new(resolved.trusted_proxies.clone(), cert.is_some());
         let known_rooms = store.rooms().await?;
         let mut hub = Hub::new(
@@ -153,6 +160,7 @@ impl App {
             relay.clone(),
         );
         hub.relay_error = relay_error;
+        hub.sfu = sfu.clone();
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
         let (sio_layer, io) = signaling::layer(&hub);
@@ -213,6 +221,13 @@ impl App {
                 None => tokio::spawn(async {}),
             },
         ];
+        if let Some(events) = sfu_events {
+            background.push(tokio::spawn(signaling::media::forward_events(
+                io.clone(),
+                events,
+                shutdown.clone(),
+            )));
+        }
         if let Some(admin) = admin {
             background.push(tokio::spawn(admin::live::run(admin, shutdown.clone())));
         }
@@ -340,6 +355,7 @@ impl App {
             cert,
             url,
             relay: hub_relay,
+            sfu,
             shutdown,
             task,
         })
@@ -376,6 +392,11 @@ impl Running {
     /// The relay, when enabled (its addresses, allocations, self-test).
     pub fn relay(&self) -> Option<&Arc<Relay>> {
         self.relay.as_ref()
+    }
+
+    /// The media server, when it runs.
+    pub fn sfu(&self) -> Option<&Arc<Sfu>> {
+        self.sfu.as_ref()
     }
 
     /// A token that stops the server when cancelled (e.g. from a signal handler).
@@ -492,4 +513,40 @@ async fn retention_pass(
         );
     }
     Ok((messages, rooms))
+}
+
+/// Starts the media server on `at`; it tells browsers the configured public
+/// address, else the relay's, else this host's on its default route. A
+/// media server that cannot start is logged and left out.
+fn start_sfu(
+    config: &Config,
+    at: &crate::config::ResolvedSfu,
+    relay: Option<&Relay>,
+) -> (
+    Option<Arc<Sfu>>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<crate::sfu::SfuEvent>>,
+) {
+    let public_ip = at
+        .public_ip
+        .or_else(|| relay.map(Relay::public_ip))
+        .or_else(|| crate::net::advertised_ip(at.listen.ip()))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let settings = SfuSettings {
+        listen: at.listen,
+        public_ip,
+        max_participants: config.sfu.max_participants as usize,
+    };
+    match Sfu::start(settings) {
+        Ok((sfu, events)) => {
+            // A participant without UDP reaches it through the relay.
+            if let Some(relay) = relay {
+                relay.open_own_port(sfu.addr().port());
+            }
+            (Some(sfu), Some(events))
+        }
+        Err(e) => {
+            tracing::error!("the media server (SFU) is NOT running: {e}");
+            (None, None)
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub(super) async fn check_ports(
     if let Some(redirect) = at.http_redirect {
         check_tcp_port(r, "ports", redirect, "HTTP redirect", running);
     }
+    if let Some(sfu) = &at.sfu {
+        check_udp_port(r, sfu.listen, "media server", running);
+    }
     running
 }
 
@@ -72,6 +75,26 @@ fn check_tcp_port(r: &mut Report, area: &'static str, addr: SocketAddr, what: &s
             area,
             format!("cannot listen on {addr} ({what}): {e}"),
             bind_fix(addr),
+        ),
+    }
+}
+
+/// A UDP port: free, or held by the running noom (a UDP port cannot be
+/// asked who holds it, so a taken port while noom runs is taken as noom's).
+fn check_udp_port(r: &mut Report, addr: SocketAddr, what: &str, running: bool) {
+    match std::net::UdpSocket::bind(addr) {
+        Ok(_) => r.ok("ports", format!("{addr}/udp ({what}) is free")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && running => r.ok(
+            "ports",
+            format!("{addr}/udp ({what}) is in use by the running noom"),
+        ),
+        Err(e) => r.fail(
+            "ports",
+            format!("cannot listen on {addr}/udp ({what}): {e}"),
+            format!(
+                "stop the program holding UDP port {} or change sfu.listen (or set sfu.enabled = false)",
+                addr.port()
+            ),
         ),
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{Resolved, ResolvedTurn};
+pub use validate::{Resolved, ResolvedSfu, ResolvedTurn};
 
 /// Everything that can be configured. `noom.toml` at the repository root lists
 /// every key with its default.
@@ -27,6 +27,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub store: StoreConfig,
     pub turn: TurnConfig,
+    pub sfu: SfuConfig,
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
@@ -116,6 +117,32 @@ pub struct StoreConfig {
     pub min_free_mb: u64,
     /// Stored sessions unused this long are deleted, in seconds.
     pub session_ttl_secs: u64,
+}
+
+/// The selective forwarding unit: media of calls goes through the server
+/// (`docs/sfu.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SfuConfig {
+    pub enabled: bool,
+    /// UDP address of the media server; one port carries every participant.
+    pub listen: String,
+    /// Address given to browsers; empty: the relay's advertised address (or,
+    /// without the relay, detected from the default route).
+    pub public_ip: String,
+    /// Media sessions at once, over every call.
+    pub max_participants: u64,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:3479".into(),
+            public_ip: String::new(),
+            max_participants: 500,
+        }
+    }
 }
 
 /// The built-in STUN/TURN relay.

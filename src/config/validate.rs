@@ -23,6 +23,17 @@ pub struct Resolved {
     /// `server.public_url` (`None` when empty).
     pub public_url: Option<PublicUrl>,
     pub turn: ResolvedTurn,
+    /// The media server's addresses, when it is enabled.
+    pub sfu: Option<ResolvedSfu>,
+}
+
+/// The media server's addresses, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedSfu {
+    /// `sfu.listen`.
+    pub listen: SocketAddr,
+    /// `sfu.public_ip` (`None` when empty).
+    pub public_ip: Option<IpAddr>,
 }
 
 /// The relay's addresses and peer lists, parsed.
@@ -160,12 +171,14 @@ impl Config {
             ));
         }
         turn.turns = self.turns_addr()?;
+        let sfu = self.sfu_addrs()?;
         Ok(Resolved {
             http,
             http_redirect: self.http_redirect_addr()?,
             trusted_proxies,
             public_url,
             turn,
+            sfu,
         })
     }
 }
@@ -451,5 +464,35 @@ impl TurnConfig {
             allow_peers,
             deny_peers,
         })
+    }
+}
+
+impl Config {
+    /// `[sfu]`, parsed and checked (`None` when it is off).
+    fn sfu_addrs(&self) -> Result<Option<ResolvedSfu>, ConfigError> {
+        let sfu = &self.sfu;
+        if !sfu.enabled {
+            return Ok(None);
+        }
+        let listen = sfu.listen.parse().map_err(|_| {
+            bad(
+                "sfu.listen",
+                format!("`{}` is not an address like 0.0.0.0:3479", sfu.listen),
+            )
+        })?;
+        let public_ip = if sfu.public_ip.is_empty() {
+            None
+        } else {
+            Some(sfu.public_ip.parse().map_err(|_| {
+                bad(
+                    "sfu.public_ip",
+                    format!("`{}` is not an IP address", sfu.public_ip),
+                )
+            })?)
+        };
+        if sfu.max_participants == 0 || sfu.max_participants > 100_000 {
+            return Err(bad("sfu.max_participants", "must be between 1 and 100000"));
+        }
+        Ok(Some(ResolvedSfu { listen, public_ip }))
     }
 }

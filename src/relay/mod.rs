@@ -339,6 +339,12 @@ impl Relay {
         self.last_self_test.lock().clone()
     }
 
+    /// Lets relayed clients reach this server's own addresses on `port`, and
+    /// no other port beside the relay range (the media server's port).
+    pub fn open_own_port(&self, port: u16) {
+        self.server.policy.open_own_port(port);
+    }
+
     pub(crate) fn policy(&self) -> &policy::PeerPolicy {
         &self.server.policy
     }

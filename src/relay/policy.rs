@@ -32,6 +32,9 @@ pub struct PeerPolicy {
     relay_ports: std::ops::RangeInclusive<u16>,
     /// Exact socket addresses allowed for internal use (the self-test's echo).
     exempt: RwLock<HashSet<SocketAddr>>,
+    /// Ports of this server's own services that relayed clients may reach
+    /// besides the relay range (the media server's).
+    own_ports: RwLock<Vec<u16>>,
 }
 
 /// The IPv4 address an IPv6 address stands for, in the translation and
@@ -109,6 +112,7 @@ impl PeerPolicy {
             local: RwLock::new(crate::net::local_networks()),
             relay_ports,
             exempt: RwLock::new(HashSet::new()),
+            own_ports: RwLock::new(Vec::new()),
         }
     }
 
@@ -144,9 +148,19 @@ impl PeerPolicy {
             return true;
         }
         if each().any(|a| self.is_own(*a)) {
-            return self.relay_ports.contains(&peer.port());
+            return self.relay_ports.contains(&peer.port())
+                || self.own_ports.read().contains(&peer.port());
         }
         !refused_by_default(ip) || each().any(|a| self.allow.iter().any(|n| n.contains(a)))
+    }
+
+    /// Lets relayed clients reach this server's own addresses on `port`
+    /// (the media server's, so a client without UDP reaches it over TURN).
+    pub fn open_own_port(&self, port: u16) {
+        let mut ports = self.own_ports.write();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
     }
 
     pub fn exempt(&self, addr: SocketAddr) {
@@ -247,6 +261,17 @@ mod tests {
         ] {
             assert!(policy.permits(p(allowed)), "{allowed} must be allowed");
         }
+    }
+
+    #[test]
+    fn an_opened_own_port_is_reachable_and_only_that_one() {
+        let policy = policy(&[], &[], &["5.6.7.8"]);
+        assert!(!policy.permits(p("5.6.7.8:3479")));
+        policy.open_own_port(3479);
+        assert!(policy.permits(p("5.6.7.8:3479")));
+        assert!(policy.permits(p("127.0.0.1:3479")));
+        assert!(!policy.permits(p("5.6.7.8:3480")));
+        assert!(!policy.permits(p("127.0.0.1:22")));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod call;
 mod chat;
 pub mod directory;
 pub mod hub;
+pub mod media;
 pub mod protocol;
 mod rate;
 pub mod validate;
@@ -185,6 +186,9 @@ async fn authenticate(
     route(&s, "history", chat::history);
     route(&s, "join_call", call::join_call);
     route(&s, "leave_call", call::leave_call);
+    route(&s, "media_join", media::media_join);
+    route(&s, "media_offer", media::media_offer);
+    route(&s, "media_answer", media::media_answer);
     route(&s, "offer", |h, s, io, a| {
         call::forward(call::Signal::Offer, h, s, io, a)
     });

@@ -19,6 +19,10 @@ pub mod events {
     pub const OFFER: &str = "offer";
     pub const ANSWER: &str = "answer";
     pub const ICE: &str = "ice";
+    /// The media server offers a new session description (tracks came or went).
+    pub const MEDIA_OFFER: &str = "media_offer";
+    /// The media server ended a session by itself.
+    pub const MEDIA_CLOSED: &str = "media_closed";
     pub const KICKED: &str = "kicked";
     pub const CALL_ENDED: &str = "call_ended";
     pub const ROOM_CLOSED: &str = "room_closed";
@@ -84,6 +88,8 @@ pub enum ErrorCode {
     Internal,
     /// The store could not tell whether a message was stored (its disk is full).
     Unconfirmed,
+    /// A service the request needs does not run here (the media server).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -99,6 +105,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::Unconfirmed => "unconfirmed",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

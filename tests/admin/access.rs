@@ -321,6 +321,7 @@ async fn run_binary(dir: &std::path::Path, port: u16) -> (std::process::Child, S
         .args(["--http", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.join("data"))
         .env("NOOM_TURN_LISTEN", "127.0.0.1:0")
+        .env("NOOM_SFU_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(file.try_clone().expect("clone"))
         .stderr(file)

@@ -66,7 +66,7 @@ export async function startServer({ env = {}, host = "127.0.0.1", https = false 
   const base = `${https ? "https" : "http"}://${host}:${port}`;
   // Each server gets its own STUN/TURN port on loopback (the default,
   // 0.0.0.0:3478, would clash between servers and leave the machine).
-  const turnEnv = { NOOM_TURN_LISTEN: `127.0.0.1:${turnPort}`, NOOM_TURN_PUBLIC_IP: "127.0.0.1" };
+  const turnEnv = { NOOM_TURN_LISTEN: `127.0.0.1:${turnPort}`, NOOM_TURN_PUBLIC_IP: "127.0.0.1", NOOM_SFU_LISTEN: "127.0.0.1:0" };
   if (https) {
     Object.assign(turnEnv, {
       NOOM_TLS_SELF_SIGNED: "true",

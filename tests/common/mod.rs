@@ -33,6 +33,7 @@ pub fn config(dir: &Path) -> Config {
     config.server.data_dir = dir.join("data");
     // Tests run in parallel: every server gets its own relay port.
     config.turn.listen = "127.0.0.1:0".into();
+    config.sfu.listen = "127.0.0.1:0".into();
     config
 }
 

@@ -28,6 +28,7 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
         .arg(dir)
         .env("RUST_LOG", "warn")
         .env("NOOM_TURN_LISTEN", "127.0.0.1:0")
+        .env("NOOM_SFU_LISTEN", "127.0.0.1:0")
         // The senders go as fast as acks come back: lift the per-connection limit.
         .env("NOOM_LIMITS_EVENTS_PER_SEC", "1000000")
         .env("NOOM_LIMITS_EVENTS_BURST", "1000000")

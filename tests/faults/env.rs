@@ -110,6 +110,7 @@ impl Binary {
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "warn")
             .env("NOOM_TURN_LISTEN", format!("127.0.0.1:{turn}"))
+            .env("NOOM_SFU_LISTEN", "127.0.0.1:0")
             .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());

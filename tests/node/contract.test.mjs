@@ -28,7 +28,7 @@ before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = spawn(bin, ["--http", `127.0.0.1:${port}`, "--data-dir", dataDir], {
-    env: { ...process.env, RUST_LOG: "warn", NOOM_TURN_LISTEN: "127.0.0.1:0" },
+    env: { ...process.env, RUST_LOG: "warn", NOOM_TURN_LISTEN: "127.0.0.1:0", NOOM_SFU_LISTEN: "127.0.0.1:0" },
     stdio: ["ignore", "ignore", "inherit"],
   });
   for (let i = 0; i < 200; i++) {

@@ -358,3 +358,24 @@ impl Setter for RawAttr {
         Ok(())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_servers_port_is_reachable_through_the_relay_and_no_other() {
+    // A media server port below the relay range and the kernel's ephemeral
+    // ports, so only its opening can make it reachable.
+    let port = (20_000..30_000)
+        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free UDP port");
+    let r = start(|c| c.sfu.listen = format!("127.0.0.1:{port}")).await;
+    let sfu = r.running.sfu().expect("media server").addr();
+    assert_eq!(sfu.port(), port);
+    let mut c = TurnClient::udp(r.turn, REALM)
+        .await
+        .unwrap()
+        .creds(rest_credentials("alice", 600));
+    assert!(is_success(&c.allocate().await));
+    assert!(is_success(&c.create_permission(&[sfu]).await));
+    assert!(is_success(&c.channel_bind(0x4001, sfu).await));
+    let next = SocketAddr::new(sfu.ip(), port + 1);
+    assert_eq!(error_code(&c.create_permission(&[next]).await), Some(403));
+}

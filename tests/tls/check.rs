@@ -28,7 +28,7 @@ fn check(dir: &Path, toml: &str) -> (Output, String) {
 /// Ephemeral ports everywhere, so the checks can run in parallel.
 fn base(extra: &str) -> String {
     format!(
-        "[server]\nhttp = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[turn]\nlisten = \"127.0.0.1:0\"\n{extra}"
+        "[server]\nhttp = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[turn]\nlisten = \"127.0.0.1:0\"\n\n[sfu]\nlisten = \"127.0.0.1:0\"\n{extra}"
     )
 }
 
@@ -139,8 +139,9 @@ fn reports_a_relay_port_held_by_another_program() {
 async fn asks_a_running_noom_when_it_holds_the_ports_and_data() {
     let s = server(|c, _| c.tls.self_signed = true).await;
     let relay = s.running.relay().expect("relay").udp_addr();
+    let sfu = s.running.sfu().expect("media server").addr();
     let toml = format!(
-        "[server]\nhttp = \"{}\"\ndata_dir = {:?}\n\n[turn]\nlisten = \"{relay}\"\ntls_listen = \"off\"\n\n[tls]\nself_signed = true\n",
+        "[server]\nhttp = \"{}\"\ndata_dir = {:?}\n\n[turn]\nlisten = \"{relay}\"\ntls_listen = \"off\"\n\n[sfu]\nlisten = \"{sfu}\"\n\n[tls]\nself_signed = true\n",
         s.addr(),
         s.dir.path().join("data").display().to_string()
     );
@@ -152,6 +153,10 @@ async fn asks_a_running_noom_when_it_holds_the_ports_and_data() {
     assert!(text.contains("in use by a running noom"), "{text}");
     assert!(text.contains("served by a running noom"), "{text}");
     assert!(text.contains("whose relay self-test passed"), "{text}");
+    assert!(
+        text.contains("/udp (media server) is in use by the running noom"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
 trap cleanup EXIT
 
-NOOM_TURN_LISTEN="127.0.0.1:$turn" NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
+NOOM_SFU_LISTEN=127.0.0.1:0 NOOM_TURN_LISTEN="127.0.0.1:$turn" NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
 NOOM_TURN_MAX_ALLOCATIONS_PER_USER=100 RUST_LOG=warn \
     "$noom" --http "127.0.0.1:$http" --data-dir "$data" >"$data/noom.log" 2>&1 &
 pids+=($!)

@@ -95,6 +95,7 @@ impl Hub {
             if let Some(c) = conns.get_mut(sid) {
                 c.calls.retain(|r| r != room);
             }
+            self.end_media(*sid, room);
             if let Some(s) = io.get_socket(*sid) {
                 s.leave(call_group(room));
                 let _ = s.emit(events::CALL_ENDED, &(room,));
@@ -113,7 +114,7 @@ impl Hub {
             .map(|r| r.members.clone())
             .unwrap_or_default();
         for sid in &members {
-            Self::leave_locked(&mut state, *sid, room);
+            self.leave_locked(&mut state, *sid, room);
             if let Some(s) = io.get_socket(*sid) {
                 let _ = s.emit(events::ROOM_CLOSED, &(room,));
                 s.leave(chat_group(room));

@@ -8,6 +8,28 @@ use super::{Hub, State, call_group, gone, not_in_room};
 use crate::signaling::protocol::{ApiError, ErrorCode, Member};
 
 impl Hub {
+    /// The media server's name for `sid`'s session in the call of `room`.
+    pub fn media_key(sid: Sid, room: &str) -> String {
+        format!("{sid}:{room}")
+    }
+
+    /// Ends `sid`'s media session in the call of `room`, if it has one
+    /// (a message to the media loop: fine under the lock).
+    pub(super) fn end_media(&self, sid: Sid, room: &str) {
+        if let Some(sfu) = &self.sfu {
+            sfu.leave(&Self::media_key(sid, room));
+        }
+    }
+
+    /// True when `sid` is in the call of `room`.
+    pub fn in_call(&self, sid: Sid, room: &str) -> bool {
+        self.state
+            .lock()
+            .conns
+            .get(&sid)
+            .is_some_and(|c| c.calls.iter().any(|r| r == room))
+    }
+
     /// Adds `sid` to the call of `room`; returns itself and the other participants.
     pub fn join_call(
         &self,
@@ -63,6 +85,7 @@ impl Hub {
             live.call.retain(|id| *id != sid);
         }
         socket.leave(call_group(room));
+        self.end_media(sid, room);
         Ok(conn.member(sid))
     }
 

@@ -100,6 +100,8 @@ pub struct Hub {
     pub relay: Option<Arc<crate::relay::Relay>>,
     /// Why the relay is enabled in the configuration but not running.
     pub relay_error: Option<String>,
+    /// The media server, when it runs.
+    pub sfu: Option<Arc<crate::sfu::Sfu>>,
     state: Mutex<State>,
     rooms_changed: Notify,
     /// TURN credentials minted per client address: what makes them cost something.
@@ -151,6 +153,7 @@ impl Hub {
             metrics,
             relay,
             relay_error: None,
+            sfu: None,
             credential_rate: {
                 let per_min = config.turn.credentials_per_ip_per_min as f64;
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
@@ -377,7 +380,7 @@ impl Hub {
 
     /// Removes `sid` from `room` (and its call); `None` when it was not there.
     pub fn leave(&self, socket: &SocketRef, room: &str) -> Option<Left> {
-        let left = Self::leave_locked(&mut self.state.lock(), socket.id, room)?;
+        let left = self.leave_locked(&mut self.state.lock(), socket.id, room)?;
         socket.leave(chat_group(room));
         if left.was_in_call {
             socket.leave(call_group(room));
@@ -385,7 +388,7 @@ impl Hub {
         Some(left)
     }
 
-    fn leave_locked(state: &mut State, sid: Sid, room: &str) -> Option<Left> {
+    fn leave_locked(&self, state: &mut State, sid: Sid, room: &str) -> Option<Left> {
         let State {
             conns,
             rooms,
@@ -401,6 +404,9 @@ impl Hub {
             }
             None => false,
         };
+        if was_in_call {
+            self.end_media(sid, room);
+        }
         let member = conn.member(sid);
         let count = match rooms.get_mut(room) {
             Some(live) => {
@@ -437,7 +443,7 @@ impl Hub {
             .unwrap_or_default();
         let left = rooms
             .iter()
-            .filter_map(|room| Self::leave_locked(&mut state, sid, room))
+            .filter_map(|room| self.leave_locked(&mut state, sid, room))
             .collect();
         state.conns.remove(&sid);
         left

@@ -1,0 +1,169 @@
+//! Media sessions with the server's SFU: a call participant negotiates one
+//! WebRTC session with the server instead of one per peer.
+//!
+//! `media_join` starts it from the browser's offer, `media_offer` renegotiates
+//! from the browser's side, `media_answer` answers the server's own offers
+//! (sent as `media_offer` events when other participants' tracks come and
+//! go). Only a participant of the room's call may have a session; leaving
+//! the call, the room or the server ends it (`Hub::end_media`), and a
+//! session the server ends by itself is announced with `media_closed`.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use str0m::change::{SdpAnswer, SdpOffer};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::chat::room_arg;
+use super::hub::Hub;
+use super::protocol::{ApiError, Args, ErrorCode, events, ok};
+use crate::sfu::{Sfu, SfuError, SfuEvent};
+
+/// The media server, or `unavailable`.
+fn sfu(hub: &Hub) -> Result<&Arc<Sfu>, ApiError> {
+    hub.sfu.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "this server runs no media server (sfu.enabled is off, or it could not start)",
+        )
+    })
+}
+
+/// The room of a request whose sender must be in its call.
+fn call_room(hub: &Hub, s: &SocketRef, args: &Args) -> Result<String, ApiError> {
+    let room = room_arg(hub, args)?;
+    if !hub.in_call(s.id, &room) {
+        return Err(ApiError::new(
+            ErrorCode::NotInCall,
+            format!("not in the call of `{room}`"),
+        ));
+    }
+    Ok(room)
+}
+
+/// The SDP of argument 1, a description `{ type, sdp }` of type `kind`.
+fn sdp_of<'a>(args: &'a Args, kind: &str) -> Result<&'a str, ApiError> {
+    let description: &Map<String, Value> = args.object(1, "description")?;
+    if description.get("type").and_then(Value::as_str) != Some(kind) {
+        return Err(ApiError::invalid_argument(format!(
+            "the description must be of type `{kind}`"
+        )));
+    }
+    description
+        .get("sdp")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_argument("the description needs an `sdp` string"))
+}
+
+fn offer_of(args: &Args) -> Result<SdpOffer, ApiError> {
+    SdpOffer::from_sdp_string(sdp_of(args, "offer")?)
+        .map_err(|e| ApiError::invalid_argument(format!("the offer cannot be read: {e}")))
+}
+
+fn answer_json(answer: &SdpAnswer) -> Value {
+    json!({ "type": "answer", "sdp": answer.to_sdp_string() })
+}
+
+fn refused(e: SfuError) -> ApiError {
+    match e {
+        SfuError::Sdp(reason) => ApiError::invalid_argument(format!(
+            "the media server refused the description: {reason}"
+        )),
+        SfuError::Full(n) => ApiError::new(
+            ErrorCode::RoomFull,
+            format!("the media server is full ({n} participants)"),
+        ),
+        SfuError::NoSession(_) => ApiError::new(
+            ErrorCode::NotInCall,
+            "no media session: send media_join first",
+        ),
+        other => ApiError::new(ErrorCode::Unavailable, other.to_string()),
+    }
+}
+
+pub async fn media_join(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let sfu = sfu(&hub)?;
+    let room = call_room(&hub, &s, &args)?;
+    let offer = offer_of(&args)?;
+    let answer = sfu
+        .join(&room, &Hub::media_key(s.id, &room), offer)
+        .await
+        .map_err(refused)?;
+    Ok(ok(json!({ "answer": answer_json(&answer) })))
+}
+
+pub async fn media_offer(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let sfu = sfu(&hub)?;
+    let room = call_room(&hub, &s, &args)?;
+    let offer = offer_of(&args)?;
+    let answer = sfu
+        .offer(&Hub::media_key(s.id, &room), offer)
+        .await
+        .map_err(refused)?;
+    Ok(ok(json!({ "answer": answer_json(&answer) })))
+}
+
+pub async fn media_answer(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let sfu = sfu(&hub)?;
+    let room = call_room(&hub, &s, &args)?;
+    let answer = SdpAnswer::from_sdp_string(sdp_of(&args, "answer")?)
+        .map_err(|e| ApiError::invalid_argument(format!("the answer cannot be read: {e}")))?;
+    sfu.answer(&Hub::media_key(s.id, &room), answer)
+        .await
+        .map_err(refused)?;
+    Ok(ok(json!({})))
+}
+
+/// Carries the media server's events to the sockets concerned until `shutdown`.
+pub async fn forward_events(
+    io: SocketIo,
+    mut events: UnboundedReceiver<SfuEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let (key, name, payload) = match &event {
+            SfuEvent::Offer { participant, offer } => (
+                participant,
+                events::MEDIA_OFFER,
+                Some(json!({ "type": "offer", "sdp": offer.to_sdp_string() })),
+            ),
+            SfuEvent::Closed { participant } => (participant, events::MEDIA_CLOSED, None),
+        };
+        let Some((sid, room)) = key.split_once(':') else {
+            continue;
+        };
+        let Some(socket) = sid.parse::<Sid>().ok().and_then(|sid| io.get_socket(sid)) else {
+            continue;
+        };
+        let _ = match payload {
+            Some(description) => socket.emit(name, &(room, description)),
+            None => socket.emit(name, &(room,)),
+        };
+    }
+}

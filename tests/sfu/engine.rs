@@ -1,0 +1,130 @@
+//! The SFU on its own: what one participant publishes reaches the others of
+//! its call and nobody else; a participant that leaves stops receiving; junk
+//! on the port changes nothing.
+
+use std::time::{Duration, Instant};
+
+use noom::sfu::SfuEvent;
+use str0m::media::Direction;
+
+use crate::peer::{Peer, answer_offer, join, pump_all, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_publishes_reaches_the_others_of_its_call_only() {
+    let (sfu, mut events) = start();
+    let mut alice = Peer::new().await;
+    let mut bob = Peer::new().await;
+    let mut eve = Peer::new().await;
+    let mic = join(&sfu, "room", "alice", &mut alice, Direction::SendOnly).await;
+    join(&sfu, "room", "bob", &mut bob, Direction::RecvOnly).await;
+    join(&sfu, "other", "eve", &mut eve, Direction::RecvOnly).await;
+    pump_all(
+        &mut [&mut alice, &mut bob, &mut eve],
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        alice.connected && bob.connected && eve.connected,
+        "ICE and DTLS up"
+    );
+    // Bob is offered Alice's microphone; Eve, in another call, is not.
+    answer_offer(
+        &sfu,
+        &mut events,
+        "bob",
+        &mut [&mut alice, &mut bob, &mut eve],
+        1,
+    )
+    .await;
+    for n in 0..50u64 {
+        alice.send_audio(mic, n, &[n as u8; 40]);
+        pump_all(
+            &mut [&mut alice, &mut bob, &mut eve],
+            Duration::from_millis(20),
+        )
+        .await;
+    }
+    pump_all(
+        &mut [&mut alice, &mut bob, &mut eve],
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(
+        bob.received.len() >= 40,
+        "bob got {} of 50 frames",
+        bob.received.len()
+    );
+    assert!(
+        bob.received.iter().all(|(_, d)| d.len() == 40),
+        "payloads arrive whole"
+    );
+    assert!(eve.received.is_empty(), "another call's media leaked");
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(&e, SfuEvent::Offer { participant, .. } if participant == "eve"),
+            "eve was offered a track of another call"
+        );
+    }
+    let stats = sfu.stats().await.unwrap();
+    assert!(stats.forwarded >= 40, "{stats:?}");
+    assert_eq!(stats.participants, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_leaves_is_closed_and_stops_receiving() {
+    let (sfu, mut events) = start();
+    let mut alice = Peer::new().await;
+    let mut bob = Peer::new().await;
+    let mic = join(&sfu, "room", "alice", &mut alice, Direction::SendOnly).await;
+    join(&sfu, "room", "bob", &mut bob, Direction::RecvOnly).await;
+    pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(500)).await;
+    answer_offer(&sfu, &mut events, "bob", &mut [&mut alice, &mut bob], 1).await;
+    sfu.leave("bob");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut closed = false;
+    while !closed && Instant::now() < deadline {
+        pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(20)).await;
+        while let Ok(e) = events.try_recv() {
+            closed |= matches!(&e, SfuEvent::Closed { participant } if participant == "bob");
+        }
+    }
+    assert!(closed, "bob's session was not closed");
+    let before = bob.received.len();
+    for n in 0..20u64 {
+        alice.send_audio(mic, n, &[1; 40]);
+        pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(20)).await;
+    }
+    assert_eq!(bob.received.len(), before, "media after leaving");
+    assert_eq!(sfu.stats().await.unwrap().participants, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_the_port_is_ignored() {
+    let (sfu, mut events) = start();
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..200u32 {
+        let len = (i % 60) as usize;
+        let mut packet = vec![(i % 256) as u8; len];
+        if len > 1 {
+            // Some look like STUN, DTLS or RTP at first glance.
+            packet[0] = [0x00, 0x16, 0x80, 0x17][(i % 4) as usize];
+        }
+        junk.send_to(&packet, sfu.addr()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = sfu.stats().await.unwrap();
+    assert!(stats.unmatched > 0, "{stats:?}");
+    // The port still serves a real participant.
+    let mut alice = Peer::new().await;
+    let mut bob = Peer::new().await;
+    let mic = join(&sfu, "room", "alice", &mut alice, Direction::SendOnly).await;
+    join(&sfu, "room", "bob", &mut bob, Direction::RecvOnly).await;
+    pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(500)).await;
+    answer_offer(&sfu, &mut events, "bob", &mut [&mut alice, &mut bob], 1).await;
+    for n in 0..20u64 {
+        alice.send_audio(mic, n, &[2; 40]);
+        pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(20)).await;
+    }
+    pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(200)).await;
+    assert!(!bob.received.is_empty(), "no media after the junk");
+}

@@ -1,0 +1,164 @@
+//! A browser stand-in for the SFU tests: one str0m session (full ICE,
+//! DTLS-SRTP) on its own loopback UDP socket, pumped by the test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use noom::sfu::{Sfu, SfuEvent, SfuSettings};
+use str0m::change::{SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub fn start() -> (Arc<Sfu>, UnboundedReceiver<SfuEvent>) {
+    Sfu::start(SfuSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_ip: "127.0.0.1".parse().unwrap(),
+        max_participants: 50,
+    })
+    .expect("sfu starts")
+}
+
+/// A browser stand-in: one str0m session on its own UDP socket.
+pub struct Peer {
+    pub rtc: Rtc,
+    socket: tokio::net::UdpSocket,
+    local: SocketAddr,
+    /// Media received: (mid, payload).
+    pub received: Vec<(Mid, Vec<u8>)>,
+    pub connected: bool,
+}
+
+impl Peer {
+    pub async fn new() -> Peer {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        Peer {
+            rtc,
+            socket,
+            local,
+            received: Vec::new(),
+            connected: false,
+        }
+    }
+
+    /// An offer with one m-line of `kind` in direction `dir`.
+    pub fn offer(&mut self, kind: MediaKind, dir: Direction) -> (SdpOffer, SdpPendingOffer, Mid) {
+        let mut api = self.rtc.sdp_api();
+        let mid = api.add_media(kind, dir, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        (offer, pending, mid)
+    }
+
+    /// Sends what the session has to send and reads what arrives, for `for_`.
+    pub async fn pump(&mut self, for_: Duration) {
+        let until = Instant::now() + for_;
+        let mut buf = vec![0u8; 2000];
+        loop {
+            let deadline = loop {
+                match self.rtc.poll_output().unwrap() {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination).await;
+                    }
+                    Output::Event(Event::Connected) => self.connected = true,
+                    Output::Event(Event::MediaData(d)) => {
+                        self.received.push((d.mid, d.data.to_vec()))
+                    }
+                    Output::Event(_) => {}
+                }
+            };
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            let wait = deadline.min(until).saturating_duration_since(now);
+            if let Ok(Ok((n, from))) =
+                tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await
+                && let Ok(contents) = buf[..n].try_into()
+            {
+                self.rtc
+                    .handle_input(Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: from,
+                            destination: self.local,
+                            contents,
+                        },
+                    ))
+                    .unwrap();
+            }
+            self.rtc
+                .handle_input(Input::Timeout(Instant::now()))
+                .unwrap();
+        }
+    }
+
+    /// Writes one Opus frame on `mid`.
+    pub fn send_audio(&mut self, mid: Mid, n: u64, payload: &[u8]) {
+        let writer = self.rtc.writer(mid).expect("a writer for the audio track");
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+            .expect("opus negotiated");
+        writer
+            .write(
+                pt,
+                Instant::now(),
+                MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
+                payload.to_vec(),
+            )
+            .unwrap();
+    }
+}
+
+/// Pumps every peer in turn for `for_`.
+pub async fn pump_all(peers: &mut [&mut Peer], for_: Duration) {
+    let until = Instant::now() + for_;
+    while Instant::now() < until {
+        for p in peers.iter_mut() {
+            p.pump(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Joins `peer` to `call` with an offer of one `kind` m-line in `dir`.
+pub async fn join(sfu: &Sfu, call: &str, key: &str, peer: &mut Peer, dir: Direction) -> Mid {
+    let (offer, pending, mid) = peer.offer(MediaKind::Audio, dir);
+    let answer = sfu.join(call, key, offer).await.expect("joined");
+    peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    mid
+}
+
+/// Waits for the server's offer to `key`, pumping meanwhile, and answers it.
+pub async fn answer_offer(
+    sfu: &Sfu,
+    events: &mut UnboundedReceiver<SfuEvent>,
+    key: &str,
+    peers: &mut [&mut Peer],
+    which: usize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no offer for {key}");
+        while let Ok(event) = events.try_recv() {
+            if let SfuEvent::Offer { participant, offer } = event
+                && participant == key
+            {
+                let answer = peers[which].rtc.sdp_api().accept_offer(offer).unwrap();
+                sfu.answer(key, answer).await.expect("answer accepted");
+                return;
+            }
+        }
+        pump_all(peers, Duration::from_millis(20)).await;
+    }
+}

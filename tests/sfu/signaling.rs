@@ -1,0 +1,162 @@
+//! The media server through the wire contract: `media_join`, the server's
+//! `media_offer` and the client's `media_answer` over Socket.IO, media over
+//! UDP, and the session's end when its participant leaves the call.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+
+use crate::common::{Connected, TestServer};
+use crate::peer::{Peer, pump_all};
+
+/// Enters `room` and joins its call.
+async fn in_call(server: &TestServer, room: &str) -> Connected {
+    let c = server.client().await;
+    c.enter(room).await;
+    c.ok("join_call", &[json!(room)]).await;
+    c
+}
+
+/// `media_join` with an offer of one audio m-line in `dir`; applies the answer.
+async fn media_join(c: &Connected, room: &str, peer: &mut Peer, dir: Direction) -> Mid {
+    let (offer, pending, mid) = peer.offer(MediaKind::Audio, dir);
+    let ack = c
+        .ok(
+            "media_join",
+            &[
+                json!(room),
+                json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+            ],
+        )
+        .await;
+    assert_eq!(ack["answer"]["type"], "answer", "{ack}");
+    let answer = SdpAnswer::from_sdp_string(ack["answer"]["sdp"].as_str().unwrap()).unwrap();
+    peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    mid
+}
+
+/// Pumps the peers until `c` gets a `media_offer` for `room`; answers it with
+/// `peers[which]` through `media_answer`.
+async fn answer_media_offer(c: &mut Connected, room: &str, peers: &mut [&mut Peer], which: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no media_offer");
+        let offer =
+            c.c.drain_events()
+                .into_iter()
+                .find(|e| e.name == "media_offer");
+        if let Some(e) = offer {
+            assert_eq!(e.args[0], room);
+            assert_eq!(e.args[1]["type"], "offer");
+            let offer = SdpOffer::from_sdp_string(e.args[1]["sdp"].as_str().unwrap()).unwrap();
+            let answer = peers[which].rtc.sdp_api().accept_offer(offer).unwrap();
+            c.ok(
+                "media_answer",
+                &[
+                    json!(room),
+                    json!({ "type": "answer", "sdp": answer.to_sdp_string() }),
+                ],
+            )
+            .await;
+            return;
+        }
+        pump_all(peers, Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_participants_exchange_media_through_the_server() {
+    let server = TestServer::start().await;
+    let alice = in_call(&server, "class").await;
+    let mut bob = in_call(&server, "class").await;
+    let (mut a, mut b) = (Peer::new().await, Peer::new().await);
+    let mic = media_join(&alice, "class", &mut a, Direction::SendOnly).await;
+    media_join(&bob, "class", &mut b, Direction::RecvOnly).await;
+    pump_all(&mut [&mut a, &mut b], Duration::from_millis(500)).await;
+    assert!(
+        a.connected && b.connected,
+        "ICE and DTLS up with the server"
+    );
+    answer_media_offer(&mut bob, "class", &mut [&mut a, &mut b], 1).await;
+    for n in 0..30u64 {
+        a.send_audio(mic, n, &[7; 40]);
+        pump_all(&mut [&mut a, &mut b], Duration::from_millis(20)).await;
+    }
+    pump_all(&mut [&mut a, &mut b], Duration::from_millis(300)).await;
+    assert!(
+        b.received.len() >= 25,
+        "bob got {} of 30 frames",
+        b.received.len()
+    );
+    let sfu = server.running.sfu().expect("the media server runs");
+    assert_eq!(sfu.stats().await.unwrap().participants, 2);
+
+    // Leaving the call ends the session on the server.
+    bob.ok("leave_call", &[json!("class")]).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sfu.stats().await.unwrap().participants != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "bob's media session outlived the call"
+        );
+        pump_all(&mut [&mut a, &mut b], Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_call_participants_may_open_a_session_and_junk_is_refused() {
+    let server = TestServer::start().await;
+    let watcher = server.client().await;
+    watcher.enter("class").await;
+    let mut peer = Peer::new().await;
+    let (offer, _, _) = peer.offer(MediaKind::Audio, Direction::SendOnly);
+    let good = json!({ "type": "offer", "sdp": offer.to_sdp_string() });
+    watcher
+        .err("media_join", &[json!("class"), good.clone()], "not_in_call")
+        .await;
+    let member = in_call(&server, "class").await;
+    for bad in [
+        json!("v=0"),
+        json!({ "type": "answer", "sdp": offer.to_sdp_string() }),
+        json!({ "type": "offer" }),
+        json!({ "type": "offer", "sdp": "v=0\r\nnonsense" }),
+        Value::Null,
+    ] {
+        member
+            .err("media_join", &[json!("class"), bad], "invalid_argument")
+            .await;
+    }
+    // An answer that cannot be read.
+    member
+        .err(
+            "media_answer",
+            &[
+                json!("class"),
+                json!({ "type": "answer", "sdp": "v=0\r\n" }),
+            ],
+            "invalid_argument",
+        )
+        .await;
+    member.ok("media_join", &[json!("class"), good]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_media_server_a_join_is_unavailable() {
+    let server = TestServer::start_with(|c| c.sfu.enabled = false).await;
+    assert!(server.running.sfu().is_none());
+    let member = in_call(&server, "class").await;
+    let mut peer = Peer::new().await;
+    let (offer, _, _) = peer.offer(MediaKind::Audio, Direction::SendOnly);
+    member
+        .err(
+            "media_join",
+            &[
+                json!("class"),
+                json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+            ],
+            "unavailable",
+        )
+        .await;
+}
