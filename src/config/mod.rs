@@ -28,6 +28,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub turn: TurnConfig,
     pub sfu: SfuConfig,
+    pub call: CallConfig,
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
@@ -117,6 +118,24 @@ pub struct StoreConfig {
     pub min_free_mb: u64,
     /// Stored sessions unused this long are deleted, in seconds.
     pub session_ttl_secs: u64,
+}
+
+/// How a call's media travels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallConfig {
+    /// `mesh`: every participant sends to every other (media never touches
+    /// the server); `sfu`: every participant sends once, to the media
+    /// server, which forwards (falls back to the mesh when it does not run).
+    pub mode: String,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            mode: "mesh".into(),
+        }
+    }
 }
 
 /// The selective forwarding unit: media of calls goes through the server

@@ -172,6 +172,9 @@ impl Config {
         }
         turn.turns = self.turns_addr()?;
         let sfu = self.sfu_addrs()?;
+        if !["mesh", "sfu"].contains(&self.call.mode.as_str()) {
+            return Err(bad("call.mode", "must be `mesh` or `sfu`"));
+        }
         Ok(Resolved {
             http,
             http_redirect: self.http_redirect_addr()?,

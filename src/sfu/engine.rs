@@ -90,10 +90,11 @@ impl Engine {
             Command::Join {
                 call,
                 participant,
+                label,
                 offer,
                 reply,
             } => {
-                let _ = reply.send(self.join(call, participant, offer));
+                let _ = reply.send(self.join(call, participant, label, offer));
             }
             Command::Offer {
                 participant,
@@ -140,6 +141,7 @@ impl Engine {
         &mut self,
         call: String,
         key: String,
+        label: String,
         offer: str0m::change::SdpOffer,
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
         // A second join replaces the first session.
@@ -167,7 +169,7 @@ impl Engine {
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         let id = self.next_id;
         self.next_id += 1;
-        let mut newcomer = Participant::new(id, key, call, rtc);
+        let mut newcomer = Participant::new(id, key, label, call, rtc);
         // It receives everything the call already publishes.
         for other in &self.participants {
             if other.call == newcomer.call && other.rtc.is_alive() {

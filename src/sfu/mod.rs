@@ -74,6 +74,7 @@ pub(crate) enum Command {
     Join {
         call: String,
         participant: String,
+        label: String,
         offer: SdpOffer,
         reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
     },
@@ -191,17 +192,21 @@ impl Sfu {
 
     /// Starts the media session of `participant` in `call` from the
     /// browser's offer; returns the server's answer. A participant that
-    /// already has a session gets a new one (the old one ends).
+    /// already has a session gets a new one (the old one ends). `label` is
+    /// the stream id the others see on its tracks (who they come from).
     pub async fn join(
         &self,
         call: &str,
         participant: &str,
+        label: &str,
         offer: SdpOffer,
     ) -> Result<SdpAnswer, SfuError> {
-        let (call, participant) = (call.to_string(), participant.to_string());
+        let (call, participant, label) =
+            (call.to_string(), participant.to_string(), label.to_string());
         self.ask(|reply| Command::Join {
             call,
             participant,
+            label,
             offer,
             reply,
         })

@@ -21,6 +21,8 @@ const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct TrackIn {
     pub origin: u64,
+    /// The stream id subscribers see: who the track comes from.
+    pub label: String,
     pub mid: Mid,
     pub kind: MediaKind,
 }
@@ -80,6 +82,8 @@ pub struct Participant {
     pub id: u64,
     /// The key signaling knows it by.
     pub key: String,
+    /// The stream id of its tracks as the others see them.
+    pub label: String,
     pub call: String,
     pub rtc: Rtc,
     /// ICE and DTLS are up: offers may be sent.
@@ -90,10 +94,11 @@ pub struct Participant {
 }
 
 impl Participant {
-    pub fn new(id: u64, key: String, call: String, rtc: Rtc) -> Self {
+    pub fn new(id: u64, key: String, label: String, call: String, rtc: Rtc) -> Self {
         Participant {
             id,
             key,
+            label,
             call,
             rtc,
             connected: false,
@@ -127,6 +132,7 @@ impl Participant {
                 }
                 let track = Arc::new(TrackIn {
                     origin: self.id,
+                    label: self.label.clone(),
                     mid: added.mid,
                     kind: added.kind,
                 });
@@ -253,7 +259,7 @@ impl Participant {
                         let mid = change.add_media(
                             track.kind,
                             Direction::SendOnly,
-                            Some(track.origin.to_string()),
+                            Some(track.label.clone()),
                             None,
                             None,
                         );

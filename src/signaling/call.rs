@@ -33,7 +33,16 @@ pub async fn join_call(
             .emit(events::PEER_JOINED, &(room.as_str(), &me))
             .await;
     }
-    Ok(ok(json!({ "peers": peers, "iceServers": ice })))
+    // With `call.mode = "sfu"` (and a media server running) the call's
+    // media goes through the server: see `media.rs`.
+    let media = if hub.config.call.mode == "sfu" && hub.sfu.is_some() {
+        "sfu"
+    } else {
+        "mesh"
+    };
+    Ok(ok(
+        json!({ "peers": peers, "iceServers": ice, "media": media }),
+    ))
 }
 
 /// The ICE servers handed to a call participant: the built-in relay's STUN and

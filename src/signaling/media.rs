@@ -95,7 +95,12 @@ pub async fn media_join(
     let room = call_room(&hub, &s, &args)?;
     let offer = offer_of(&args)?;
     let answer = sfu
-        .join(&room, &Hub::media_key(s.id, &room), offer)
+        .join(
+            &room,
+            &Hub::media_key(s.id, &room),
+            &s.id.to_string(),
+            offer,
+        )
         .await
         .map_err(refused)?;
     Ok(ok(json!({ "answer": answer_json(&answer) })))
@@ -130,6 +135,36 @@ pub async fn media_answer(
     sfu.answer(&Hub::media_key(s.id, &room), answer)
         .await
         .map_err(refused)?;
+    Ok(ok(json!({})))
+}
+
+/// A participant's state (microphone on, video on, sharing its screen) to
+/// the others of the call: in a mesh each pair says it on its own data
+/// channel; through the media server it goes here.
+pub async fn media_state(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let room = call_room(&hub, &s, &args)?;
+    let state = args.object(1, "state")?;
+    let flag = |name: &str| match state.get(name) {
+        Some(Value::Bool(b)) => Ok(*b),
+        _ => Err(ApiError::invalid_argument(format!(
+            "`{name}` must be true or false"
+        ))),
+    };
+    let body = json!({
+        "from": s.id.to_string(),
+        "audio": flag("audio")?,
+        "video": flag("video")?,
+        "screen": flag("screen")?,
+    });
+    let _ = s
+        .to(super::hub::call_group(&room))
+        .emit(events::MEDIA_STATE, &(room.as_str(), body))
+        .await;
     Ok(ok(json!({})))
 }
 

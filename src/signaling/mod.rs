@@ -189,6 +189,7 @@ async fn authenticate(
     route(&s, "media_join", media::media_join);
     route(&s, "media_offer", media::media_offer);
     route(&s, "media_answer", media::media_answer);
+    route(&s, "media_state", media::media_state);
     route(&s, "offer", |h, s, io, a| {
         call::forward(call::Signal::Offer, h, s, io, a)
     });

@@ -23,6 +23,8 @@ pub mod events {
     pub const MEDIA_OFFER: &str = "media_offer";
     /// The media server ended a session by itself.
     pub const MEDIA_CLOSED: &str = "media_closed";
+    /// A participant's microphone/camera/screen state, in a call through the media server.
+    pub const MEDIA_STATE: &str = "media_state";
     pub const KICKED: &str = "kicked";
     pub const CALL_ENDED: &str = "call_ended";
     pub const ROOM_CLOSED: &str = "room_closed";

@@ -501,6 +501,9 @@ export function setupCall({ client, room, lookup, notice }) {
     }),
     peers: () => [...call.peers.values()].map((p) => ({ id: p.id, nickname: p.nickname, state: p.state, remote: { ...p.remote } })),
     stats: () => call.stats(),
+    // RTCPeerConnections open: one per peer in a mesh, one in all through the media server.
+    connections: () => (call.server ? (call.server.pc ? 1 : 0) : [...call.peers.values()].filter((p) => p.pc).length),
+    mode: () => call.mode,
     timings: () => JSON.parse(JSON.stringify(timings)),
     // The one action: an ICE restart of every connection, as on a failure.
     renegotiate: () => call.renegotiate(),

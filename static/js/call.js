@@ -31,6 +31,11 @@
  * at once. Trickled candidates are relayed as they come, `null` (end of
  * candidates) included.
  *
+ * Through the media server: when `join_call` answers `media: "sfu"`, the
+ * call's media goes through the server instead (call-sfu.js): one connection
+ * to it, a `RemoteMember` per participant in place of a `Peer`, the same
+ * events for the page.
+ *
  * Events (CustomEvent detail):
  *   local        {}                         local tracks or state changed
  *   peer-added   { peer }
@@ -38,6 +43,7 @@
  *   peer-removed { peer, reason }           left | bye | failed | closed | rejoin | leave
  *   joined       { peers }                  / left {}
  */
+import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
 import { getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
 
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long -> ICE restart
@@ -344,7 +350,9 @@ export class Call extends EventTarget {
     this.audioId = null; // chosen devices (null: the default)
     this.videoId = null;
     this.mediaFailure = null;
-    this.peers = new Map(); // socket id -> Peer
+    this.peers = new Map(); // socket id -> Peer (mesh) or RemoteMember (media server)
+    this.mode = "mesh"; // or "sfu": the call's media goes through the server
+    this.server = null; // the ServerSession of a media-server call
     this.active = false; // in the call (join_call acked)
     this.joining = false; // join_call in flight
     this.iceServers = [];
@@ -355,6 +363,9 @@ export class Call extends EventTarget {
       client.on("bye", ({ room: r, member }) => r === room && member && this._dropId(member.id, "bye")),
       client.on("member_update", ({ room: r, member }) => r === room && this._onMemberUpdate(member)),
       client.on("signal", (signal) => this._onSignal(signal)),
+      client.on("media_offer", ({ room: r, description }) => r === room && this.server && this.server.onOffer(description)),
+      client.on("media_closed", ({ room: r }) => r === room && this.server && this.active && this.server.restart()),
+      client.on("media_state", ({ room: r, state }) => r === room && this._onMediaState(state)),
     ];
   }
 
@@ -457,6 +468,11 @@ export class Call extends EventTarget {
   /** Tracks changed: senders, peers and the page learn about it. */
   async _localChanged() {
     this._emit("local");
+    if (this.server) {
+      this.server.sendState();
+      await this.server.applyTracks();
+      return;
+    }
     const jobs = [];
     for (const peer of this.peers.values()) {
       jobs.push(peer.applyTracks());
@@ -543,10 +559,28 @@ export class Call extends EventTarget {
     }
     this.active = true;
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
+    this.mode = ack.media === "sfu" ? "sfu" : "mesh";
     for (const member of ack.peers || []) {
       if (!member || member.id === this.client.id || this.peers.has(member.id)) continue;
       const peer = this._addPeer(member);
-      peer.openAsCaller();
+      if (this.mode === "mesh") peer.openAsCaller();
+    }
+    if (this.mode === "sfu") {
+      this.server = new ServerSession(this, rtcConfiguration(this.iceServers));
+      try {
+        await this.server.start();
+      } catch (err) {
+        this.server.close();
+        this.server = null;
+        this.active = false;
+        for (const peer of [...this.peers.values()]) this._drop(peer, "leave");
+        try {
+          await this.client.leaveCall(this.room);
+        } catch {
+          /* the error below is the one to show */
+        }
+        throw err;
+      }
     }
     this._emit("joined", { peers: ack.peers || [] });
     return ack;
@@ -555,6 +589,7 @@ export class Call extends EventTarget {
   async leave() {
     const wasActive = this.active;
     this.active = false;
+    this._closeServer();
     for (const peer of [...this.peers.values()]) this._drop(peer, "leave");
     if (wasActive && this.client.connected) {
       try {
@@ -574,6 +609,7 @@ export class Call extends EventTarget {
    */
   async rejoin() {
     if (!this.active) return;
+    this._closeServer();
     for (const peer of [...this.peers.values()]) this._drop(peer, "rejoin");
     try {
       await this.join();
@@ -585,11 +621,28 @@ export class Call extends EventTarget {
   }
 
   _addPeer(member) {
+    if (this.mode === "sfu") {
+      const remote = new RemoteMember(this, member);
+      this.peers.set(remote.id, remote);
+      this._emit("peer-added", { peer: remote });
+      return remote;
+    }
     const peer = new Peer(this, member, this.iceServers);
     this.peers.set(peer.id, peer);
     this._emit("peer-added", { peer });
     for (const p of this.peers.values()) p.setBitrate(this.peers.size);
     return peer;
+  }
+
+  _closeServer() {
+    if (this.server) this.server.close();
+    this.server = null;
+    this.mode = "mesh";
+  }
+
+  _onMediaState(state) {
+    const member = state && this.peers.get(state.from);
+    if (member instanceof RemoteMember) member.setState(state);
   }
 
   _drop(peer, reason) {
@@ -600,7 +653,7 @@ export class Call extends EventTarget {
     this.peers.delete(peer.id);
     peer.close();
     this._emit("peer-removed", { peer, reason });
-    for (const p of this.peers.values()) p.setBitrate(this.peers.size);
+    for (const p of this.peers.values()) if (p instanceof Peer) p.setBitrate(this.peers.size);
   }
 
   _dropId(id, reason) {
@@ -611,8 +664,9 @@ export class Call extends EventTarget {
   _onPeerJoined(member) {
     if (!(this.active || this.joining) || !member || member.id === this.client.id) return;
     const old = this.peers.get(member.id);
-    if (old) return; // its offer came first
-    this._addPeer(member); // its offer follows
+    if (old) return; // its offer (or, through the media server, its track) came first
+    this._addPeer(member); // its offer follows (or its tracks, from the server)
+    if (this.server) this.server.sendState(); // the newcomer learns our state
   }
 
   _onMemberUpdate(member) {
@@ -624,6 +678,7 @@ export class Call extends EventTarget {
 
   _onSignal(signal) {
     if (!(this.active || this.joining) || !signal || signal.from === this.client.id) return;
+    if (this.mode === "sfu") return; // no peer-to-peer negotiation through the media server
     let peer = this.peers.get(signal.from);
     if (!peer) {
       // Only an offer opens a connection; stray answers/candidates of a dropped one are ignored.
@@ -639,6 +694,10 @@ export class Call extends EventTarget {
    * would (used by the tests to make both sides offer at once).
    */
   renegotiate() {
+    if (this.server) {
+      this.server.restart();
+      return;
+    }
     for (const peer of this.peers.values()) {
       if (!peer.closed) peer.pc.restartIce();
     }
@@ -646,6 +705,7 @@ export class Call extends EventTarget {
 
   /** Forget everything (page unload). */
   destroy() {
+    this._closeServer();
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
     for (const unsub of this._subs) unsub();
@@ -655,14 +715,29 @@ export class Call extends EventTarget {
   /** Per-peer numbers for the page and for tests: inbound video frames, audio energy. */
   async stats() {
     const out = [];
+    // Through the media server every member shares one connection: its
+    // inbound streams are told apart by their tracks.
+    const shared = this.server && this.server.pc;
+    let sharedReport = null;
+    if (shared) {
+      try {
+        sharedReport = await shared.getStats();
+      } catch {
+        /* closed meanwhile */
+      }
+    }
     for (const peer of this.peers.values()) {
+      const pc = peer.pc || shared;
+      if (!pc) continue;
+      const mine = new Set(peer.remoteStream.getTracks().map((t) => t.id));
       const row = {
         id: peer.id,
         nickname: peer.nickname,
         polite: peer.polite,
         collisions: peer.collisions,
-        connectionState: peer.pc.connectionState,
-        signalingState: peer.pc.signalingState,
+        connectionState: pc.connectionState,
+        signalingState: pc.signalingState,
+        media: peer.pc ? "mesh" : "sfu",
         remote: { ...peer.remote },
         remoteTracks: peer.remoteStream.getTracks().map((t) => ({ kind: t.kind, muted: t.muted, readyState: t.readyState })),
         sending: {
@@ -679,7 +754,8 @@ export class Call extends EventTarget {
         firstFrameMs: peer.firstFrameAt,
       };
       try {
-        const report = await peer.pc.getStats();
+        const report = peer.pc ? await peer.pc.getStats() : sharedReport;
+        if (!report) throw new Error("no report");
         report.forEach((s) => {
           if (s.type === "transport" && s.selectedCandidatePairId) {
             const pair = report.get(s.selectedCandidatePairId);
@@ -687,6 +763,7 @@ export class Call extends EventTarget {
             if (local) row.path = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol || null };
           }
           if (s.type !== "inbound-rtp") return;
+          if (!peer.pc && !mine.has(s.trackIdentifier)) return;
           if (s.kind === "video") {
             row.framesDecoded += s.framesDecoded || 0;
             row.frameWidth = s.frameWidth || row.frameWidth;

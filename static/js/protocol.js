@@ -21,6 +21,10 @@
  *   call_ended   { room }                 an administrator ended the room's call
  *   history_cleared { room }              an administrator deleted the history
  *   message_deleted { room, seq }         an administrator deleted one message
+ *   media_offer  { room, description }   the media server offers a new description
+ *   media_closed { room }                the media server ended our session
+ *   media_state  { room, state }         a participant's { from, audio, video, screen }
+ *                                        (calls through the media server)
  *   signal       { kind, from, description?, candidate? }
  *                kind: offer | answer | ice (WebRTC negotiation relayed by the server)
  *   connect      { reconnect: boolean }   every (re)connection
@@ -192,6 +196,9 @@ export class NoomClient extends EventTarget {
 
     s.on("peer_joined", (room, member) => this._emit("peer_joined", { room, member }));
     s.on("peer_left", (room, member) => this._emit("peer_left", { room, member }));
+    s.on("media_offer", (room, description) => this._emit("media_offer", { room, description }));
+    s.on("media_closed", (room) => this._emit("media_closed", { room }));
+    s.on("media_state", (room, state) => this._emit("media_state", { room, state }));
     for (const kind of ["offer", "answer", "ice"]) {
       s.on(kind, (data) => {
         if (!data || typeof data !== "object" || typeof data.from !== "string") return;
@@ -269,6 +276,21 @@ export class NoomClient extends EventTarget {
   /** -> { ok } */
   leaveCall(room) {
     return this.request("leave_call", room);
+  }
+
+  /** Start a session with the media server from our offer -> { ok, answer } */
+  mediaJoin(room, offer) {
+    return this.request("media_join", room, offer);
+  }
+
+  /** Answer the media server's offer -> { ok } */
+  mediaAnswer(room, answer) {
+    return this.request("media_answer", room, answer);
+  }
+
+  /** Tell the call our { audio, video, screen } (media server calls) -> { ok } */
+  mediaState(room, state) {
+    return this.request("media_state", room, state);
   }
 
   /**

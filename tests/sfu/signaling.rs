@@ -160,3 +160,47 @@ async fn without_the_media_server_a_join_is_unavailable() {
         )
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_mode_is_in_the_join_ack_and_states_reach_the_call() {
+    let mesh = TestServer::start().await;
+    let c = mesh.client().await;
+    c.enter("class").await;
+    let ack = c.ok("join_call", &[json!("class")]).await;
+    assert_eq!(ack["media"], "mesh", "{ack}");
+
+    let server = TestServer::start_with(|c| c.call.mode = "sfu".into()).await;
+    let alice = server.client().await;
+    alice.enter("class").await;
+    assert_eq!(
+        alice.ok("join_call", &[json!("class")]).await["media"],
+        "sfu"
+    );
+    let mut bob = in_call(&server, "class").await;
+    let state = json!({ "audio": false, "video": true, "screen": false });
+    alice.ok("media_state", &[json!("class"), state]).await;
+    let e = bob.event("media_state").await;
+    assert_eq!(e.args[0], "class");
+    assert_eq!(e.args[1]["audio"], false);
+    assert_eq!(e.args[1]["video"], true);
+    assert!(e.args[1]["from"].as_str().is_some_and(|f| !f.is_empty()));
+    alice
+        .err(
+            "media_state",
+            &[json!("class"), json!({ "audio": "yes" })],
+            "invalid_argument",
+        )
+        .await;
+    let outsider = server.client().await;
+    outsider.enter("class").await;
+    outsider
+        .err(
+            "media_state",
+            &[
+                json!("class"),
+                json!({ "audio": true, "video": true, "screen": false }),
+            ],
+            "not_in_call",
+        )
+        .await;
+}

@@ -1,0 +1,191 @@
+/**
+ * call-sfu.js: a call's media through the server's media server (SFU), for
+ * calls too large for a mesh (no DOM code; used by call.js).
+ *
+ * One RTCPeerConnection to the server instead of one per peer. We offer once
+ * (`media_join`) with one sendonly audio and one sendonly video transceiver;
+ * from then on only the server offers (`media_offer` events: other
+ * participants' tracks came or went) and we answer (`media_answer`), so
+ * offers never collide. Device switches, camera off and screen share use
+ * `replaceTrack`, as in the mesh, and need no renegotiation.
+ *
+ * The server labels each forwarded track with its sender's socket id (the
+ * stream id), which is how a track finds its member's tile. Each member is a
+ * `RemoteMember`, with the fields call-ui.js reads of a mesh peer (id,
+ * nickname, remoteStream, remote state, connection state). The state a mesh
+ * peer says on its data channel goes through the server here (`media_state`).
+ *
+ * A session the server ends (`media_closed`), or whose connection fails, is
+ * started again from a new offer.
+ */
+
+/** A participant of a media-server call, as the page sees it. */
+export class RemoteMember {
+  constructor(call, member) {
+    this.call = call;
+    this.id = member.id;
+    this.user = member.user;
+    this.nickname = member.nickname || "";
+    this.remoteStream = new MediaStream();
+    this.remote = { audio: true, video: true, screen: false, known: false };
+    this.closed = false;
+    this.createdAt = performance.now();
+    this.firstFrameAt = null;
+    // Mesh-only fields the stats keep in their shape.
+    this.polite = false;
+    this.collisions = 0;
+  }
+
+  get state() {
+    if (this.closed) return "closed";
+    return this.call.server ? this.call.server.state : "new";
+  }
+
+  /** A track of this member arrived (or replaces one of the same kind). */
+  addTrack(track) {
+    const stream = this.remoteStream;
+    for (const old of stream.getTracks()) {
+      if (old.kind === track.kind && old !== track) stream.removeTrack(old);
+    }
+    if (!stream.getTracks().includes(track)) stream.addTrack(track);
+    const update = () => this.call._emit("peer-updated", { peer: this });
+    track.onmute = update;
+    track.onunmute = update;
+    track.onended = () => {
+      stream.removeTrack(track);
+      update();
+    };
+    update();
+  }
+
+  setState(state) {
+    this.remote = {
+      audio: state.audio !== false,
+      video: state.video !== false,
+      screen: state.screen === true,
+      known: true,
+    };
+    this.call._emit("peer-updated", { peer: this });
+  }
+
+  close() {
+    this.closed = true;
+    for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+  }
+}
+
+/** The one connection to the media server. */
+export class ServerSession {
+  /** call: the Call; configuration: the RTCPeerConnection configuration. */
+  constructor(call, configuration) {
+    this.call = call;
+    this.configuration = configuration;
+    this.pc = null;
+    this.audioTx = null;
+    this.videoTx = null;
+    this.queue = Promise.resolve();
+    this.closed = false;
+    this.restarting = false;
+  }
+
+  get state() {
+    if (this.closed || !this.pc) return "closed";
+    const s = this.pc.connectionState;
+    if (this.restarting && s !== "connected") return "reconnecting";
+    return s;
+  }
+
+  /** Opens the connection and negotiates it with the server (`media_join`). */
+  async start() {
+    if (this.pc) this._closePc();
+    const pc = new RTCPeerConnection(this.configuration);
+    this.pc = pc;
+    const { audio, video } = this.call._outgoing();
+    this.audioTx = pc.addTransceiver(audio || "audio", { direction: "sendonly" });
+    this.videoTx = pc.addTransceiver(video || "video", { direction: "sendonly" });
+    pc.ontrack = ({ track, streams }) => this._onTrack(track, streams);
+    pc.onconnectionstatechange = () => this._onConnectionState();
+    await pc.setLocalDescription(await pc.createOffer());
+    const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON());
+    if (this.pc !== pc || this.closed) return;
+    await pc.setRemoteDescription(ack.answer);
+    this.sendState();
+  }
+
+  _onTrack(track, streams) {
+    const id = streams && streams[0] ? streams[0].id : null;
+    if (!id || id === this.call.client.id) return;
+    let member = this.call.peers.get(id);
+    if (!member) {
+      const known = this.call.lookup ? this.call.lookup(id) : null;
+      member = this.call._addPeer(known || { id, nickname: "" });
+    }
+    member.addTrack(track);
+  }
+
+  /** The server's offer: answer it, in arrival order. */
+  onOffer(description) {
+    this.queue = this.queue
+      .then(async () => {
+        if (this.closed || !this.pc) return;
+        await this.pc.setRemoteDescription(description);
+        await this.pc.setLocalDescription();
+        await this.call.client.mediaAnswer(this.call.room, this.pc.localDescription.toJSON());
+      })
+      .catch((err) => this.call._log("media offer failed", err));
+    return this.queue;
+  }
+
+  _onConnectionState() {
+    if (this.closed) return;
+    const s = this.pc.connectionState;
+    if (s === "connected") this.restarting = false;
+    if (s === "failed") this.restart();
+    for (const member of this.call.peers.values()) this.call._emit("peer-updated", { peer: member });
+  }
+
+  /** A new session from a new offer (the old one failed or the server ended it). */
+  restart() {
+    if (this.closed || this.restarting) return;
+    this.restarting = true;
+    this.call._log("media session restart");
+    this.start().catch((err) => {
+      this.call._log("media session restart failed", err);
+      this.restarting = false;
+    });
+  }
+
+  /** Put the current outgoing tracks on the senders (no renegotiation). */
+  async applyTracks() {
+    if (!this.pc) return;
+    const { audio, video } = this.call._outgoing();
+    const jobs = [];
+    if (this.audioTx && this.audioTx.sender.track !== audio) jobs.push(this.audioTx.sender.replaceTrack(audio));
+    if (this.videoTx && this.videoTx.sender.track !== video) jobs.push(this.videoTx.sender.replaceTrack(video));
+    await Promise.all(jobs).catch((err) => this.call._log("replaceTrack failed", err));
+  }
+
+  /** Tells the call our microphone/camera/screen state. */
+  sendState() {
+    if (this.closed || !this.call.client.connected) return;
+    this.call.client.mediaState(this.call.room, this.call.localState()).catch((err) => this.call._log("media_state failed", err));
+  }
+
+  _closePc() {
+    const pc = this.pc;
+    this.pc = null;
+    if (!pc) return;
+    pc.onconnectionstatechange = null;
+    pc.ontrack = null;
+    try {
+      pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+
+  close() {
+    this.closed = true;
+    this._closePc();
+  }
+}

@@ -1,0 +1,49 @@
+// Calls through the media server (call.mode = "sfu"): three pages see each
+// other's moving video over one connection each to the server, a departure
+// removes the tile everywhere within 2 s, and a late fourth sees everyone.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, useServerAndBrowser } from "./harness.mjs";
+
+const env = useServerAndBrowser({ server: { env: { NOOM_CALL_MODE: "sfu" } } });
+
+test("three call through the media server, one leaves, a fourth joins late", async () => {
+  const room = "sfu call";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
+  await joinCall(ann);
+  await joinCall(ben);
+  await joinCall(cat);
+
+  await expectLiveTiles(ann, ["Ben", "Cat"]);
+  await expectLiveTiles(ben, ["Ann", "Cat"]);
+  await expectLiveTiles(cat, ["Ann", "Ben"]);
+  for (const page of [ann, ben, cat]) {
+    const stats = await page.evaluate(() => window.noomCall.stats());
+    assert.ok(stats.length === 2 && stats.every((s) => s.media === "sfu"), JSON.stringify(stats));
+    // One connection, to the server: no peer-to-peer connections at all.
+    assert.equal(await page.evaluate(() => window.noomCall.connections()), 1);
+  }
+
+  // Cat leaves: her tile disappears from Ann and Ben within 2 s.
+  await cat.getByRole("button", { name: "Leave call" }).click();
+  const gone = (page) =>
+    page.waitForFunction(
+      () => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === "Cat"),
+      null,
+      { timeout: 2000, polling: 50 },
+    );
+  await Promise.all([gone(ann), gone(ben)]);
+  assert.deepEqual(await tileNames(ann), ["Ben"]);
+  assert.deepEqual(await tileNames(ben), ["Ann"]);
+  await cat.context().close();
+
+  // Dan joins late and sees everyone; everyone sees Dan.
+  const dan = await openPage(env.browser, env.server, roomPath(room), { nickname: "Dan" });
+  await joinCall(dan);
+  await expectLiveTiles(dan, ["Ann", "Ben"]);
+  await expectLiveTiles(ann, ["Ben", "Dan"]);
+  await expectLiveTiles(ben, ["Ann", "Dan"]);
+  for (const page of [ann, ben, dan]) await page.context().close();
+});
