@@ -47,3 +47,31 @@ test("three call through the media server, one leaves, a fourth joins late", asy
   await expectLiveTiles(ben, ["Ann", "Dan"]);
   for (const page of [ann, ben, dan]) await page.context().close();
 });
+
+test("a page without UDP reaches the media server through the relay over TCP", async () => {
+  const room = "sfu relayed";
+  const pages = [];
+  try {
+    // "tcp": only TURN over TCP candidates (iceTransportPolicy "relay").
+    pages.push(
+      await openPage(env.browser, env.server, roomPath(room), {
+        nickname: "Tess",
+        init: `localStorage.setItem("noom.relay", "tcp")`,
+      }),
+    );
+    pages.push(await openPage(env.browser, env.server, roomPath(room), { nickname: "Uma" }));
+    for (const page of pages) await joinCall(page);
+    await expectLiveTiles(pages[0], ["Uma"]);
+    await expectLiveTiles(pages[1], ["Tess"]);
+    const [tess] = await pages[0].evaluate(() => window.noomCall.stats());
+    assert.equal(tess.media, "sfu");
+    assert.deepEqual(
+      { type: tess.path?.type, relayProtocol: tess.path?.relayProtocol },
+      { type: "relay", relayProtocol: "tcp" },
+      JSON.stringify(tess.path),
+    );
+    for (const page of pages) assert.deepEqual(page.errors, []);
+  } finally {
+    for (const page of pages) await page.context().close();
+  }
+});
