@@ -253,6 +253,7 @@ impl Engine {
         }
         for p in &mut self.participants {
             if let Some(offer) = p.negotiate() {
+                self.stats.offers += 1;
                 let _ = self.events.send(SfuEvent::Offer {
                     participant: p.key.clone(),
                     offer,
@@ -296,6 +297,7 @@ impl Engine {
                 } => {
                     if p.id == *origin {
                         p.keyframe_requested(request, *mid);
+                        self.stats.keyframe_requests += 1;
                     }
                 }
             }

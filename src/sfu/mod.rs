@@ -104,6 +104,10 @@ pub struct SfuStats {
     pub forwarded: u64,
     /// Datagrams no session accepted (junk, or late packets of a closed session).
     pub unmatched: u64,
+    /// Keyframe requests of subscribers passed on to publishers.
+    pub keyframe_requests: u64,
+    /// Server offers sent to renegotiate a session (tracks came or went).
+    pub offers: u64,
 }
 
 /// Handle to the running SFU; cheap to share.

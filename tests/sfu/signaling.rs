@@ -92,6 +92,22 @@ async fn call_participants_exchange_media_through_the_server() {
     );
     let sfu = server.running.sfu().expect("the media server runs");
     assert_eq!(sfu.stats().await.unwrap().participants, 2);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    assert_eq!(sample("noom_sfu_participants"), 2.0);
+    assert!(sample("noom_sfu_forwarded_total") >= 25.0);
+    assert!(sample("noom_sfu_offers_total") >= 1.0);
 
     // Leaving the call ends the session on the server.
     bob.ok("leave_call", &[json!("class")]).await;

@@ -516,11 +516,17 @@ impl Hub {
             rooms_known: self.store.room_count().await,
             calls_live,
         };
-        let relay = self.relay.as_ref().map(|r| {
+        let mut relay = self.relay.as_ref().map(|r| {
             let mut text = String::new();
             r.render_metrics(&mut text);
             text
         });
+        if let Some(sfu) = &self.sfu
+            && let Ok(stats) = sfu.stats().await
+        {
+            let text = relay.get_or_insert_with(String::new);
+            render_sfu(text, &stats);
+        }
         crate::metrics::exposition(&self.metrics, &gauges, relay.as_deref(), cert_expiry_secs)
     }
 
@@ -546,6 +552,45 @@ impl Hub {
         for name in names {
             state.directory.remove(name);
         }
+    }
+}
+
+/// The media server's families of the Prometheus exposition.
+fn render_sfu(out: &mut String, s: &crate::sfu::SfuStats) {
+    let lines: [(&str, &str, &str, u64); 5] = [
+        (
+            "noom_sfu_participants",
+            "gauge",
+            "Media sessions open on the media server.",
+            s.participants,
+        ),
+        (
+            "noom_sfu_forwarded_total",
+            "counter",
+            "Media frames forwarded to subscribers.",
+            s.forwarded,
+        ),
+        (
+            "noom_sfu_unmatched_total",
+            "counter",
+            "Datagrams on the media port that no session accepted.",
+            s.unmatched,
+        ),
+        (
+            "noom_sfu_keyframe_requests_total",
+            "counter",
+            "Keyframe requests of subscribers passed on to publishers.",
+            s.keyframe_requests,
+        ),
+        (
+            "noom_sfu_offers_total",
+            "counter",
+            "Offers the media server sent to renegotiate a session.",
+            s.offers,
+        ),
+    ];
+    for (name, kind, help, value) in lines {
+        crate::metrics::write_metric(out, name, kind, help, &[(String::new(), value as f64)]);
     }
 }
 
