@@ -126,14 +126,19 @@ pub struct StoreConfig {
 pub struct CallConfig {
     /// `mesh`: every participant sends to every other (media never touches
     /// the server); `sfu`: every participant sends once, to the media
-    /// server, which forwards (falls back to the mesh when it does not run).
+    /// server, which forwards; `auto`: a mesh while the call has at most
+    /// `mesh_max` participants, then the media server for everyone until the
+    /// call empties. Without a running media server every call is a mesh.
     pub mode: String,
+    /// The largest call `auto` keeps in a mesh.
+    pub mesh_max: u64,
 }
 
 impl Default for CallConfig {
     fn default() -> Self {
         Self {
-            mode: "mesh".into(),
+            mode: "auto".into(),
+            mesh_max: 4,
         }
     }
 }
@@ -271,7 +276,7 @@ impl Default for LimitsConfig {
             room_name_max: 64,
             nickname_max: 32,
             message_max: 2000,
-            call_max: 6,
+            call_max: 50,
             room_members_max: 200,
             rooms_per_connection: 16,
             events_per_sec: 50,

@@ -172,8 +172,11 @@ impl Config {
         }
         turn.turns = self.turns_addr()?;
         let sfu = self.sfu_addrs()?;
-        if !["mesh", "sfu"].contains(&self.call.mode.as_str()) {
-            return Err(bad("call.mode", "must be `mesh` or `sfu`"));
+        if !["auto", "mesh", "sfu"].contains(&self.call.mode.as_str()) {
+            return Err(bad("call.mode", "must be `auto`, `mesh` or `sfu`"));
+        }
+        if !(1..=49).contains(&self.call.mesh_max) {
+            return Err(bad("call.mesh_max", "must be between 1 and 49"));
         }
         Ok(Resolved {
             http,

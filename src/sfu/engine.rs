@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::media::KeyframeRequestKind;
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -116,7 +117,18 @@ impl Engine {
                     Some(p) => p.accept_answer(answer).map_err(SfuError::Sdp),
                     None => Err(SfuError::NoSession(participant)),
                 };
-                let _ = reply.send(result);
+                // A new subscriber needs a keyframe to show anything.
+                if let Ok(opened) = &result {
+                    for (origin, mid) in opened {
+                        if let Some(publisher) =
+                            self.participants.iter_mut().find(|p| p.id == *origin)
+                        {
+                            publisher.request_keyframe(*mid, KeyframeRequestKind::Pli);
+                            self.stats.keyframe_requests += 1;
+                        }
+                    }
+                }
+                let _ = reply.send(result.map(|_| ()));
             }
             Command::Leave { participant } => {
                 if let Some(p) = self.find(&participant) {

@@ -281,8 +281,10 @@ impl Participant {
         Some(offer)
     }
 
-    /// The browser's answer to the last offer.
-    pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<(), String> {
+    /// The browser's answer to the last offer; returns the tracks it now
+    /// receives (their publisher is asked for a keyframe, so the first
+    /// picture comes at once).
+    pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<Vec<(u64, Mid)>, String> {
         let Some(pending) = self.pending.take() else {
             return Err("no offer is waiting for an answer".into());
         };
@@ -290,14 +292,20 @@ impl Participant {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| e.to_string())?;
+        let mut opened = Vec::new();
         for t in &mut self.tracks_out {
             if let OutState::Negotiating(m) = t.state {
                 t.state = OutState::Open(m);
+                if let Some(track) = t.track.upgrade()
+                    && track.kind == MediaKind::Video
+                {
+                    opened.push((track.origin, track.mid));
+                }
             }
         }
         self.tracks_out
             .retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
-        Ok(())
+        Ok(opened)
     }
 
     /// A new offer from the browser. An offer of ours still out is dropped

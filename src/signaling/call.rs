@@ -26,23 +26,26 @@ pub async fn join_call(
     let room = room_arg(&hub, &args)?;
     // Credentials first: a join refused for lack of them changes nothing.
     let ice = ice_servers(&hub, &s)?;
-    let (me, peers, already) = hub.join_call(&s, &room)?;
-    if !already {
+    let joined = hub.join_call(&s, &room)?;
+    // The others switch to the media server before they hear of the
+    // newcomer, which will not offer to them.
+    if joined.switched {
         let _ = s
             .to(call_group(&room))
-            .emit(events::PEER_JOINED, &(room.as_str(), &me))
+            .emit(events::CALL_MEDIA, &(room.as_str(), joined.media))
             .await;
     }
-    // With `call.mode = "sfu"` (and a media server running) the call's
-    // media goes through the server: see `media.rs`.
-    let media = if hub.config.call.mode == "sfu" && hub.sfu.is_some() {
-        "sfu"
-    } else {
-        "mesh"
-    };
-    Ok(ok(
-        json!({ "peers": peers, "iceServers": ice, "media": media }),
-    ))
+    if !joined.already {
+        let _ = s
+            .to(call_group(&room))
+            .emit(events::PEER_JOINED, &(room.as_str(), &joined.me))
+            .await;
+    }
+    Ok(ok(json!({
+        "peers": joined.peers,
+        "iceServers": ice,
+        "media": joined.media,
+    })))
 }
 
 /// The ICE servers handed to a call participant: the built-in relay's STUN and

@@ -25,6 +25,8 @@ pub mod events {
     pub const MEDIA_CLOSED: &str = "media_closed";
     /// A participant's microphone/camera/screen state, in a call through the media server.
     pub const MEDIA_STATE: &str = "media_state";
+    /// A call moved from the mesh to the media server.
+    pub const CALL_MEDIA: &str = "call_media";
     pub const KICKED: &str = "kicked";
     pub const CALL_ENDED: &str = "call_ended";
     pub const ROOM_CLOSED: &str = "room_closed";

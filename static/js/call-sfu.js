@@ -17,6 +17,12 @@
  *
  * A session the server ends (`media_closed`), or whose connection fails, is
  * started again from a new offer.
+ *
+ * Switching from a mesh (the call grew past `call.mesh_max`): each member's
+ * mesh connection stays as its `standIn`, and its tile keeps showing it,
+ * until the server connection has decoded the member's video (its stats
+ * say so); then the mesh connection is closed. Members that do not play
+ * within a few seconds switch anyway.
  */
 
 /** A participant of a media-server call, as the page sees it. */
@@ -34,6 +40,24 @@ export class RemoteMember {
     // Mesh-only fields the stats keep in their shape.
     this.polite = false;
     this.collisions = 0;
+    // While switching from a mesh: the mesh Peer whose tile shows meanwhile.
+    this.standIn = null;
+  }
+
+  /** Something changed: the page redraws, unless a stand-in still shows. */
+  changed() {
+    if (!this.standIn) this.call._emit("peer-updated", { peer: this });
+  }
+
+  /** Whether `report` (the server connection's stats) shows this member's media decoded. */
+  playsIn(report) {
+    const ids = new Set(this.remoteStream.getTracks().map((t) => t.id));
+    let ready = false;
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp" || !ids.has(s.trackIdentifier)) return;
+      if (s.kind === "video" ? s.framesDecoded > 0 : !this.remote.video && s.packetsReceived > 0) ready = true;
+    });
+    return ready;
   }
 
   get state() {
@@ -48,7 +72,7 @@ export class RemoteMember {
       if (old.kind === track.kind && old !== track) stream.removeTrack(old);
     }
     if (!stream.getTracks().includes(track)) stream.addTrack(track);
-    const update = () => this.call._emit("peer-updated", { peer: this });
+    const update = () => this.changed();
     track.onmute = update;
     track.onunmute = update;
     track.onended = () => {
@@ -65,11 +89,13 @@ export class RemoteMember {
       screen: state.screen === true,
       known: true,
     };
-    this.call._emit("peer-updated", { peer: this });
+    this.changed();
   }
 
   close() {
     this.closed = true;
+    if (this.standIn) this.standIn.close();
+    this.standIn = null;
     for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
   }
 }
@@ -141,7 +167,7 @@ export class ServerSession {
     const s = this.pc.connectionState;
     if (s === "connected") this.restarting = false;
     if (s === "failed") this.restart();
-    for (const member of this.call.peers.values()) this.call._emit("peer-updated", { peer: member });
+    for (const member of this.call.peers.values()) member.changed();
   }
 
   /** A new session from a new offer (the old one failed or the server ended it). */

@@ -47,6 +47,8 @@ import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
 import { getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
 
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long -> ICE restart
+const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
+const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
 
 /** Outgoing video bitrate per connection, by how many connections share the uplink. */
@@ -366,10 +368,13 @@ export class Call extends EventTarget {
       client.on("media_offer", ({ room: r, description }) => r === room && this.server && this.server.onOffer(description)),
       client.on("media_closed", ({ room: r }) => r === room && this.server && this.active && this.server.restart()),
       client.on("media_state", ({ room: r, state }) => r === room && this._onMediaState(state)),
+      client.on("call_media", ({ room: r, media }) => r === room && media === "sfu" && this._switchToServer()),
     ];
   }
 
   _emit(type, detail = {}) {
+    // A mesh peer retired by the move to the media server no longer speaks for its tile.
+    if (detail.peer && detail.peer.retired) return;
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
@@ -634,7 +639,73 @@ export class Call extends EventTarget {
     return peer;
   }
 
+  /**
+   * The call grew past the mesh: move to the media server. Each mesh peer
+   * stays as its member's stand-in (its tile keeps playing) until the member
+   * plays through the server, or SWITCH_GRACE_MS passed.
+   */
+  async _switchToServer() {
+    if (!this.active || this.mode === "sfu") return;
+    this._log("moving the call to the media server");
+    const mesh = this.peers;
+    this.mode = "sfu";
+    this.peers = new Map();
+    for (const old of mesh.values()) {
+      const member = new RemoteMember(this, { id: old.id, user: old.user, nickname: old.nickname });
+      member.remote = { ...old.remote };
+      member.standIn = old;
+      this.peers.set(member.id, member);
+    }
+    this.server = new ServerSession(this, rtcConfiguration(this.iceServers));
+    this.retired = [];
+    setTimeout(() => {
+      for (const old of this.retired.splice(0)) old.close();
+    }, SWITCH_CLOSE_MS);
+    const started = performance.now();
+    const poll = setInterval(async () => {
+      const waiting = [...this.peers.values()].filter((m) => m.standIn);
+      if (!waiting.length || this.mode !== "sfu") {
+        clearInterval(poll);
+        return;
+      }
+      if (performance.now() - started > SWITCH_GRACE_MS) {
+        for (const member of waiting) this._retire(member);
+        return;
+      }
+      const pc = this.server && this.server.pc;
+      if (!pc || pc.connectionState !== "connected") return;
+      try {
+        const report = await pc.getStats();
+        for (const member of waiting) if (member.standIn && member.playsIn(report)) this._retire(member);
+      } catch {
+        /* closed meanwhile */
+      }
+    }, 150);
+    try {
+      await this.server.start();
+    } catch (err) {
+      this._log("media server session failed", err);
+      if (this.server) this.server.restart();
+    }
+  }
+
+  /**
+   * `member` plays through the server (or we stop waiting): its tile shows
+   * that. The mesh connection stays open a little longer: the other side
+   * may still be showing it while its own server stream starts.
+   */
+  _retire(member) {
+    const old = member.standIn;
+    if (!old) return;
+    member.standIn = null;
+    old.retired = true;
+    if (this.retired && this.mode === "sfu" && !old.closed) this.retired.push(old);
+    else old.close();
+    this._emit("peer-updated", { peer: member });
+  }
+
   _closeServer() {
+    for (const old of (this.retired || []).splice(0)) old.close();
     if (this.server) this.server.close();
     this.server = null;
     this.mode = "mesh";
@@ -648,6 +719,9 @@ export class Call extends EventTarget {
   _drop(peer, reason) {
     if (this.peers.get(peer.id) !== peer) {
       peer.close();
+      // A stand-in whose connection the other side closed first.
+      const member = this.peers.get(peer.id);
+      if (member && member.standIn === peer) this._retire(member);
       return;
     }
     this.peers.delete(peer.id);
@@ -727,9 +801,11 @@ export class Call extends EventTarget {
       }
     }
     for (const peer of this.peers.values()) {
-      const pc = peer.pc || shared;
+      // What the tile shows: a member's mesh stand-in while switching.
+      const shown = peer.standIn || peer;
+      const pc = shown.pc || shared;
       if (!pc) continue;
-      const mine = new Set(peer.remoteStream.getTracks().map((t) => t.id));
+      const mine = new Set(shown.remoteStream.getTracks().map((t) => t.id));
       const row = {
         id: peer.id,
         nickname: peer.nickname,
@@ -737,7 +813,7 @@ export class Call extends EventTarget {
         collisions: peer.collisions,
         connectionState: pc.connectionState,
         signalingState: pc.signalingState,
-        media: peer.pc ? "mesh" : "sfu",
+        media: shown.pc ? "mesh" : "sfu",
         remote: { ...peer.remote },
         remoteTracks: peer.remoteStream.getTracks().map((t) => ({ kind: t.kind, muted: t.muted, readyState: t.readyState })),
         sending: {
@@ -754,7 +830,7 @@ export class Call extends EventTarget {
         firstFrameMs: peer.firstFrameAt,
       };
       try {
-        const report = peer.pc ? await peer.pc.getStats() : sharedReport;
+        const report = shown.pc ? await shown.pc.getStats() : sharedReport;
         if (!report) throw new Error("no report");
         report.forEach((s) => {
           if (s.type === "transport" && s.selectedCandidatePairId) {
@@ -763,7 +839,7 @@ export class Call extends EventTarget {
             if (local) row.path = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol || null };
           }
           if (s.type !== "inbound-rtp") return;
-          if (!peer.pc && !mine.has(s.trackIdentifier)) return;
+          if (!shown.pc && !mine.has(s.trackIdentifier)) return;
           if (s.kind === "video") {
             row.framesDecoded += s.framesDecoded || 0;
             row.frameWidth = s.frameWidth || row.frameWidth;

@@ -24,6 +24,7 @@
  *   media_offer  { room, description }   the media server offers a new description
  *   media_closed { room }                the media server ended our session
  *   media_state  { room, state }         a participant's { from, audio, video, screen }
+ *   call_media   { room, media }         the call moved to the media server ("sfu")
  *                                        (calls through the media server)
  *   signal       { kind, from, description?, candidate? }
  *                kind: offer | answer | ice (WebRTC negotiation relayed by the server)
@@ -199,6 +200,7 @@ export class NoomClient extends EventTarget {
     s.on("media_offer", (room, description) => this._emit("media_offer", { room, description }));
     s.on("media_closed", (room) => this._emit("media_closed", { room }));
     s.on("media_state", (room, state) => this._emit("media_state", { room, state }));
+    s.on("call_media", (room, media) => this._emit("call_media", { room, media }));
     for (const kind of ["offer", "answer", "ice"]) {
       s.on(kind, (data) => {
         if (!data || typeof data !== "object" || typeof data.from !== "string") return;

@@ -220,3 +220,53 @@ async fn the_call_mode_is_in_the_join_ack_and_states_reach_the_call() {
         )
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_moves_a_growing_call_to_the_media_server_until_it_empties() {
+    let server = TestServer::start_with(|c| c.call.mesh_max = 2).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let c = server.client().await;
+    for x in [&a, &b, &c] {
+        x.enter("class").await;
+    }
+    assert_eq!(a.ok("join_call", &[json!("class")]).await["media"], "mesh");
+    assert_eq!(b.ok("join_call", &[json!("class")]).await["media"], "mesh");
+    a.event("peer_joined").await;
+    // The third crosses mesh_max: it joins through the server, the others
+    // are told to switch before they hear of it.
+    assert_eq!(c.ok("join_call", &[json!("class")]).await["media"], "sfu");
+    for x in [&mut a, &mut b] {
+        let e = x.event("call_media").await;
+        assert_eq!(
+            (e.args[0].as_str(), e.args[1].as_str()),
+            (Some("class"), Some("sfu"))
+        );
+        let joined = x.event("peer_joined").await;
+        assert!(joined.received >= e.received);
+    }
+    // It stays there when the call shrinks, until the call empties.
+    c.ok("leave_call", &[json!("class")]).await;
+    b.ok("leave_call", &[json!("class")]).await;
+    assert_eq!(b.ok("join_call", &[json!("class")]).await["media"], "sfu");
+    a.ok("leave_call", &[json!("class")]).await;
+    b.ok("leave_call", &[json!("class")]).await;
+    assert_eq!(a.ok("join_call", &[json!("class")]).await["media"], "mesh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_media_server_a_call_stays_a_small_mesh() {
+    let server = TestServer::start_with(|c| c.sfu.enabled = false).await;
+    let mut members = Vec::new();
+    for _ in 0..7 {
+        let m = server.client().await;
+        m.enter("big").await;
+        members.push(m);
+    }
+    for m in &members[..6] {
+        assert_eq!(m.ok("join_call", &[json!("big")]).await["media"], "mesh");
+    }
+    members[6]
+        .err("join_call", &[json!("big")], "room_full")
+        .await;
+}

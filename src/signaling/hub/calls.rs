@@ -7,6 +7,23 @@ use socketioxide::socket::Sid;
 use super::{Hub, State, call_group, gone, not_in_room};
 use crate::signaling::protocol::{ApiError, ErrorCode, Member};
 
+/// The most participants a call in a mesh holds, whatever `limits.call_max`
+/// says: every participant uploads its video once per peer.
+pub const MESH_CALL_MAX: u64 = 6;
+
+/// What `join_call` did.
+pub struct Joined {
+    pub me: Member,
+    pub peers: Vec<Member>,
+    /// Was already in the call.
+    pub already: bool,
+    /// How the call's media travels now: `mesh` or `sfu`.
+    pub media: &'static str,
+    /// This join moved the call from the mesh to the media server: the
+    /// others must switch.
+    pub switched: bool,
+}
+
 impl Hub {
     /// The media server's name for `sid`'s session in the call of `room`.
     pub fn media_key(sid: Sid, room: &str) -> String {
@@ -30,12 +47,9 @@ impl Hub {
             .is_some_and(|c| c.calls.iter().any(|r| r == room))
     }
 
-    /// Adds `sid` to the call of `room`; returns itself and the other participants.
-    pub fn join_call(
-        &self,
-        socket: &SocketRef,
-        room: &str,
-    ) -> Result<(Member, Vec<Member>, bool), ApiError> {
+    /// Adds `sid` to the call of `room`: itself, the other participants, and
+    /// how the call's media travels now.
+    pub fn join_call(&self, socket: &SocketRef, room: &str) -> Result<Joined, ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
         let State { conns, rooms, .. } = &mut *state;
@@ -45,16 +59,26 @@ impl Hub {
         }
         let live = rooms.get_mut(room).ok_or_else(|| not_in_room(room))?;
         let already = live.call.contains(&sid);
+        if live.call.is_empty() {
+            live.through_server = false;
+        }
+        let mut switched = false;
         if !already {
-            if live.call.len() as u64 >= self.config.limits.call_max {
+            let size = live.call.len() + 1;
+            let through_server = self.media_for(size, live.through_server);
+            let cap = if through_server {
+                self.config.limits.call_max
+            } else {
+                self.config.limits.call_max.min(MESH_CALL_MAX)
+            };
+            if live.call.len() as u64 >= cap {
                 return Err(ApiError::new(
                     ErrorCode::RoomFull,
-                    format!(
-                        "the call is full ({} participants)",
-                        self.config.limits.call_max
-                    ),
+                    format!("the call is full ({cap} participants)"),
                 ));
             }
+            switched = through_server && !live.through_server && !live.call.is_empty();
+            live.through_server = through_server;
             live.call.push(sid);
             conn.calls.push(room.to_string());
             socket.join(call_group(room));
@@ -66,7 +90,26 @@ impl Hub {
             .filter(|id| **id != sid)
             .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
             .collect();
-        Ok((me, peers, already))
+        Ok(Joined {
+            me,
+            peers,
+            already,
+            media: if live.through_server { "sfu" } else { "mesh" },
+            switched,
+        })
+    }
+
+    /// Whether a call of `size` goes through the media server, by
+    /// `call.mode`; `now` is whether it already does (`auto` never goes back).
+    fn media_for(&self, size: usize, now: bool) -> bool {
+        if self.sfu.is_none() {
+            return false;
+        }
+        match self.config.call.mode.as_str() {
+            "sfu" => true,
+            "auto" => now || size as u64 > self.config.call.mesh_max,
+            _ => false,
+        }
     }
 
     pub fn leave_call(&self, socket: &SocketRef, room: &str) -> Result<Member, ApiError> {

@@ -32,6 +32,7 @@ mod admin;
 mod calls;
 
 pub use admin::{LiveCounts, MemberDetail};
+pub use calls::{Joined, MESH_CALL_MAX};
 
 /// The socketioxide room that carries a chat room's broadcasts.
 pub fn chat_group(room: &str) -> String {
@@ -82,6 +83,8 @@ struct LiveRoom {
     /// In order of entry.
     members: Vec<Sid>,
     call: Vec<Sid>,
+    /// The call's media goes through the media server (until it empties).
+    through_server: bool,
 }
 
 struct State {
