@@ -55,7 +55,8 @@ export class RemoteMember {
     let ready = false;
     report.forEach((s) => {
       if (s.type !== "inbound-rtp" || !ids.has(s.trackIdentifier)) return;
-      if (s.kind === "video" ? s.framesDecoded > 0 : !this.remote.video && s.packetsReceived > 0) ready = true;
+      // A few frames: the decoder is past its first keyframe and keeps up.
+      if (s.kind === "video" ? s.framesDecoded >= 3 : !this.remote.video && s.packetsReceived > 0) ready = true;
     });
     return ready;
   }
