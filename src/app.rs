@@ -223,6 +223,7 @@ impl App {
         ];
         if let Some(events) = sfu_events {
             background.push(tokio::spawn(signaling::media::forward_events(
+                hub.clone(),
                 io.clone(),
                 events,
                 shutdown.clone(),

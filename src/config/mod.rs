@@ -156,6 +156,11 @@ pub struct SfuConfig {
     pub public_ip: String,
     /// Media sessions at once, over every call.
     pub max_participants: u64,
+    /// Media sessions at once from one client address.
+    pub sessions_per_ip: u64,
+    /// Media sessions started per minute from one client address (each
+    /// costs a DTLS certificate and handshake).
+    pub joins_per_ip_per_min: u64,
 }
 
 impl Default for SfuConfig {
@@ -165,6 +170,8 @@ impl Default for SfuConfig {
             listen: "0.0.0.0:3479".into(),
             public_ip: String::new(),
             max_participants: 500,
+            sessions_per_ip: 50,
+            joins_per_ip_per_min: 60,
         }
     }
 }

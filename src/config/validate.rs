@@ -499,6 +499,12 @@ impl Config {
         if sfu.max_participants == 0 || sfu.max_participants > 100_000 {
             return Err(bad("sfu.max_participants", "must be between 1 and 100000"));
         }
+        if sfu.sessions_per_ip == 0 || sfu.joins_per_ip_per_min == 0 {
+            return Err(bad(
+                "sfu.sessions_per_ip",
+                "sfu.sessions_per_ip and sfu.joins_per_ip_per_min must be at least 1",
+            ));
+        }
         Ok(Some(ResolvedSfu { listen, public_ip }))
     }
 }

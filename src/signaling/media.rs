@@ -94,15 +94,15 @@ pub async fn media_join(
     let sfu = sfu(&hub)?;
     let room = call_room(&hub, &s, &args)?;
     let offer = offer_of(&args)?;
-    let answer = sfu
-        .join(
-            &room,
-            &Hub::media_key(s.id, &room),
-            &s.id.to_string(),
-            offer,
-        )
-        .await
-        .map_err(refused)?;
+    hub.admit_media(s.id, &room)?;
+    let key = Hub::media_key(s.id, &room);
+    let answer = match sfu.join(&room, &key, &s.id.to_string(), offer).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            hub.media_ended(&key);
+            return Err(refused(e));
+        }
+    };
     Ok(ok(json!({ "answer": answer_json(&answer) })))
 }
 
@@ -170,6 +170,7 @@ pub async fn media_state(
 
 /// Carries the media server's events to the sockets concerned until `shutdown`.
 pub async fn forward_events(
+    hub: Arc<Hub>,
     io: SocketIo,
     mut events: UnboundedReceiver<SfuEvent>,
     shutdown: CancellationToken,
@@ -188,7 +189,10 @@ pub async fn forward_events(
                 events::MEDIA_OFFER,
                 Some(json!({ "type": "offer", "sdp": offer.to_sdp_string() })),
             ),
-            SfuEvent::Closed { participant } => (participant, events::MEDIA_CLOSED, None),
+            SfuEvent::Closed { participant } => {
+                hub.media_ended(participant);
+                (participant, events::MEDIA_CLOSED, None)
+            }
         };
         let Some((sid, room)) = key.split_once(':') else {
             continue;

@@ -270,3 +270,43 @@ async fn without_the_media_server_a_call_stays_a_small_mesh() {
         .err("join_call", &[json!("big")], "room_full")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_gets_a_bounded_number_of_media_sessions() {
+    let server = TestServer::start_with(|c| {
+        c.sfu.sessions_per_ip = 1;
+        c.sfu.joins_per_ip_per_min = 3;
+    })
+    .await;
+    let first = in_call(&server, "class").await;
+    let second = in_call(&server, "class").await;
+    let offer = |peer: &mut Peer| {
+        let (offer, _, _) = peer.offer(MediaKind::Audio, Direction::SendOnly);
+        json!({ "type": "offer", "sdp": offer.to_sdp_string() })
+    };
+    let mut peer = Peer::new().await;
+    first
+        .ok("media_join", &[json!("class"), offer(&mut peer)])
+        .await;
+    // Every test client comes from 127.0.0.1: the second session is refused...
+    second
+        .err(
+            "media_join",
+            &[json!("class"), offer(&mut peer)],
+            "room_full",
+        )
+        .await;
+    // ...until the first one's session ends with its call.
+    first.ok("leave_call", &[json!("class")]).await;
+    second
+        .ok("media_join", &[json!("class"), offer(&mut peer)])
+        .await;
+    // Starting sessions is budgeted too (3 a minute here, all used).
+    second
+        .err(
+            "media_join",
+            &[json!("class"), offer(&mut peer)],
+            "rate_limited",
+        )
+        .await;
+}

@@ -5,6 +5,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::{Hub, State, call_group, gone, not_in_room};
+use crate::metrics::Metrics;
 use crate::signaling::protocol::{ApiError, ErrorCode, Member};
 
 /// The most participants a call in a mesh holds, whatever `limits.call_max`
@@ -33,9 +34,48 @@ impl Hub {
     /// Ends `sid`'s media session in the call of `room`, if it has one
     /// (a message to the media loop: fine under the lock).
     pub(super) fn end_media(&self, sid: Sid, room: &str) {
+        let key = Self::media_key(sid, room);
         if let Some(sfu) = &self.sfu {
-            sfu.leave(&Self::media_key(sid, room));
+            sfu.leave(&key);
         }
+        self.media_ended(&key);
+    }
+
+    /// Counts a media session about to start for `sid` against its
+    /// address's budgets (`sfu.joins_per_ip_per_min`, `sfu.sessions_per_ip`);
+    /// a session that replaces one of the same key reuses its count.
+    pub fn admit_media(&self, sid: Sid, room: &str) -> Result<(), ApiError> {
+        let key = Self::media_key(sid, room);
+        let Some(ip) = self.state.lock().conns.get(&sid).and_then(|c| c.addr) else {
+            return Ok(());
+        };
+        if let Err(wait) = self.media_rate.try_take(&ip, std::time::Instant::now()) {
+            Metrics::inc(&self.metrics.rate_limited);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many media sessions started from your network address; retry in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        let mut sessions = self.media_sessions.lock();
+        if sessions.contains_key(&key) {
+            return Ok(());
+        }
+        let held = self.media_held.take(ip).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::RoomFull,
+                "too many media sessions from your network address (sfu.sessions_per_ip)",
+            )
+        })?;
+        sessions.insert(key, held);
+        Ok(())
+    }
+
+    /// A media session ended: its address may open another.
+    pub fn media_ended(&self, key: &str) {
+        self.media_sessions.lock().remove(key);
     }
 
     /// True when `sid` is in the call of `room`.

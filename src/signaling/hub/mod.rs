@@ -109,6 +109,11 @@ pub struct Hub {
     rooms_changed: Notify,
     /// TURN credentials minted per client address: what makes them cost something.
     credential_rate: crate::limit::Buckets<IpAddr>,
+    /// Media sessions started, per client address.
+    media_rate: crate::limit::Buckets<IpAddr>,
+    /// Media sessions open, counted per client address, by session key.
+    media_held: Arc<crate::limit::Counts<IpAddr>>,
+    media_sessions: Mutex<HashMap<String, crate::limit::Held<IpAddr>>>,
 }
 
 /// The result of `enter`.
@@ -157,6 +162,12 @@ impl Hub {
             relay,
             relay_error: None,
             sfu: None,
+            media_rate: {
+                let per_min = config.sfu.joins_per_ip_per_min as f64;
+                crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
+            },
+            media_held: crate::limit::Counts::new(config.sfu.sessions_per_ip as usize),
+            media_sessions: Mutex::new(HashMap::new()),
             credential_rate: {
                 let per_min = config.turn.credentials_per_ip_per_min as f64;
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
