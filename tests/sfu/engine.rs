@@ -128,3 +128,28 @@ async fn junk_on_the_port_is_ignored() {
     pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(200)).await;
     assert!(!bob.received.is_empty(), "no media after the junk");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_vanishes_without_a_word_is_timed_out() {
+    let (sfu, mut events) = start();
+    let mut alice = Peer::new().await;
+    let mut bob = Peer::new().await;
+    join(&sfu, "room", "alice", &mut alice, Direction::SendOnly).await;
+    join(&sfu, "room", "bob", &mut bob, Direction::RecvOnly).await;
+    pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(500)).await;
+    assert!(bob.connected);
+    // Bob's machine goes away: no leave, no more packets.
+    drop(bob);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(40);
+    let mut closed = false;
+    while !closed && Instant::now() < deadline {
+        pump_all(&mut [&mut alice], Duration::from_millis(100)).await;
+        while let Ok(e) = events.try_recv() {
+            closed |= matches!(&e, SfuEvent::Closed { participant } if participant == "bob");
+        }
+    }
+    assert!(closed, "bob's session outlived him by 40 s");
+    eprintln!("bob timed out after {:?}", started.elapsed());
+    assert_eq!(sfu.stats().await.unwrap().participants, 1);
+}
