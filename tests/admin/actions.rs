@@ -241,3 +241,45 @@ async fn revoking_a_session_ends_its_identity() {
     assert_eq!(admin.post("/admin/api/users/not-hex!/revoke").await.0, 400);
     bo.say("lobby", "unaffected").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_call_ends_its_media_sessions() {
+    let server = admin::server().await;
+    let ana = server.client().await;
+    ana.enter("lobby").await;
+    ana.ok("join_call", &[json!("lobby")]).await;
+    // A session with the media server (an offer is all it takes to open one).
+    let mut rtc = str0m::Rtc::builder()
+        .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+        .build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(
+        str0m::media::MediaKind::Audio,
+        str0m::media::Direction::SendOnly,
+        None,
+        None,
+        None,
+    );
+    let (offer, _) = api.apply().expect("an offer");
+    ana.ok(
+        "media_join",
+        &[
+            json!("lobby"),
+            json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+        ],
+    )
+    .await;
+    let sfu = server.running.sfu().expect("media server");
+    assert_eq!(sfu.stats().await.unwrap().participants, 1);
+    let admin = Admin::login(&server).await;
+    let (status, _) = admin.post("/admin/api/rooms/lobby/end-call").await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while sfu.stats().await.unwrap().participants != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the media session outlived the call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
