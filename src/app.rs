@@ -146,9 +146,9 @@ impl App {
             (None, None)
         };
         // Likewise the media server: without it, calls stay in the mesh.
-        let (sfu, sfu_events) = match &resolved.sfu {
+        let (sfu, sfu_events, sfu_error) = match &resolved.sfu {
             Some(at) => start_sfu(&config, at, relay.as_deref()),
-            None => (None, None),
+            None => (None, None, None),
         };
         let proxies = Proxies::new(resolved.trusted_proxies.clone(), cert.is_some());
         let known_rooms = store.rooms().await?;
@@ -161,6 +161,7 @@ impl App {
         );
         hub.relay_error = relay_error;
         hub.sfu = sfu.clone();
+        hub.sfu_error = sfu_error;
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
         let (sio_layer, io) = signaling::layer(&hub);
@@ -518,7 +519,8 @@ async fn retention_pass(
 
 /// Starts the media server on `at`; it tells browsers the configured public
 /// address, else the relay's, else this host's on its default route. A
-/// media server that cannot start is logged and left out.
+/// media server that cannot start is logged, reported by `/healthz` (the
+/// error returned) and left out.
 fn start_sfu(
     config: &Config,
     at: &crate::config::ResolvedSfu,
@@ -526,6 +528,7 @@ fn start_sfu(
 ) -> (
     Option<Arc<Sfu>>,
     Option<tokio::sync::mpsc::UnboundedReceiver<crate::sfu::SfuEvent>>,
+    Option<String>,
 ) {
     let public_ip = at
         .public_ip
@@ -543,11 +546,11 @@ fn start_sfu(
             if let Some(relay) = relay {
                 relay.open_own_port(sfu.addr().port());
             }
-            (Some(sfu), Some(events))
+            (Some(sfu), Some(events), None)
         }
         Err(e) => {
             tracing::error!("the media server (SFU) is NOT running: {e}");
-            (None, None)
+            (None, None, Some(e.to_string()))
         }
     }
 }

@@ -80,6 +80,23 @@ pub async fn healthz(State(web): State<Web>) -> Response {
             Some(t) => (false, json!({ "status": "failing", "detail": t.detail })),
         },
     };
+    // The media server: its loop must answer, not only have started.
+    let (sfu_ok, sfu) = match &web.hub.sfu {
+        Some(s) => match s.stats().await {
+            Ok(stats) => (
+                true,
+                json!({ "status": "ok", "sessions": stats.participants }),
+            ),
+            Err(e) => (
+                false,
+                json!({ "status": "failing", "detail": e.to_string() }),
+            ),
+        },
+        None => match &web.hub.sfu_error {
+            Some(e) => (false, json!({ "status": "failing", "detail": e })),
+            None => (true, json!({ "status": "disabled" })),
+        },
+    };
     // An expired certificate fails every visitor; one about to expire is a warning.
     let (tls_ok, tls) = match &web.cert {
         None => (true, json!({ "status": "off" })),
@@ -101,12 +118,13 @@ pub async fn healthz(State(web): State<Web>) -> Response {
             )
         }
     };
-    let up = store.ok() && relay_ok && tls_ok;
+    let up = store.ok() && relay_ok && sfu_ok && tls_ok;
     let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
         "store": store.status,
         "relay": relay,
+        "sfu": sfu,
         "tls": tls,
     });
     if !store.ok() {

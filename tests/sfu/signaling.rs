@@ -310,3 +310,35 @@ async fn one_address_gets_a_bounded_number_of_media_sessions() {
         )
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_tells_whether_the_media_server_runs() {
+    let server = TestServer::start().await;
+    let (status, body) = crate::common::get_json(&server.url("/healthz")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sfu"]["status"], "ok", "{body}");
+    assert_eq!(body["sfu"]["sessions"], 0, "{body}");
+
+    let off = TestServer::start_with(|c| c.sfu.enabled = false).await;
+    let (status, body) = crate::common::get_json(&off.url("/healthz")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sfu"]["status"], "disabled", "{body}");
+
+    // Its port held by another program: the server runs (calls stay in the
+    // mesh) and says what is wrong.
+    let squatter = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let taken = TestServer::start_with(|c| c.sfu.listen = format!("127.0.0.1:{port}")).await;
+    assert!(taken.running.sfu().is_none());
+    let (status, body) = crate::common::get_json(&taken.url("/healthz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["sfu"]["status"], "failing", "{body}");
+    assert!(
+        body["sfu"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&port.to_string())),
+        "{body}"
+    );
+    drop(squatter);
+}

@@ -105,6 +105,8 @@ pub struct Hub {
     pub relay_error: Option<String>,
     /// The media server, when it runs.
     pub sfu: Option<Arc<crate::sfu::Sfu>>,
+    /// Why the media server is enabled in the configuration but not running.
+    pub sfu_error: Option<String>,
     state: Mutex<State>,
     rooms_changed: Notify,
     /// TURN credentials minted per client address: what makes them cost something.
@@ -162,6 +164,7 @@ impl Hub {
             relay,
             relay_error: None,
             sfu: None,
+            sfu_error: None,
             media_rate: {
                 let per_min = config.sfu.joins_per_ip_per_min as f64;
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
