@@ -181,7 +181,7 @@ impl Engine {
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         let id = self.next_id;
         self.next_id += 1;
-        let mut newcomer = Participant::new(id, key, label, call, rtc);
+        let mut newcomer = Participant::new(id, key, label, Arc::from(call), rtc);
         // It receives everything the call already publishes.
         for other in &self.participants {
             if other.call == newcomer.call && other.rtc.is_alive() {

@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use str0m::change::{SdpAnswer, SdpOffer};
 use tokio::sync::{mpsc, oneshot};
 
@@ -113,8 +112,9 @@ pub struct SfuStats {
 /// Handle to the running SFU; cheap to share.
 pub struct Sfu {
     addr: SocketAddr,
+    /// The loop (and its thread) ends when the last handle, so this
+    /// sender, is dropped: a drop never waits for it.
     commands: mpsc::UnboundedSender<Command>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Sfu {
@@ -146,7 +146,7 @@ impl Sfu {
             .build()
             .map_err(SfuError::Thread)?;
         let max = settings.max_participants;
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("noom-sfu".into())
             .spawn(move || {
                 runtime.block_on(async move {
@@ -164,14 +164,7 @@ impl Sfu {
             })
             .map_err(SfuError::Thread)?;
         tracing::info!(%addr, "media server (SFU) listening");
-        Ok((
-            Arc::new(Sfu {
-                addr,
-                commands,
-                thread: Mutex::new(Some(thread)),
-            }),
-            events,
-        ))
+        Ok((Arc::new(Sfu { addr, commands }), events))
     }
 
     /// The address browsers send media to.
@@ -254,13 +247,5 @@ impl Sfu {
             .send(Command::Stats { reply: tx })
             .map_err(|_| SfuError::Stopped)?;
         rx.await.map_err(|_| SfuError::Stopped)
-    }
-}
-
-impl Drop for Sfu {
-    fn drop(&mut self) {
-        // The loop ends when every command sender is gone; the thread is
-        // not joined here (a drop must not block), it exits on its own.
-        self.thread.get_mut().take();
     }
 }

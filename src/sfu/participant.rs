@@ -84,7 +84,8 @@ pub struct Participant {
     pub key: String,
     /// The stream id of its tracks as the others see them.
     pub label: String,
-    pub call: String,
+    /// Shared with its tracks' forwarding, which compares it per frame.
+    pub call: Arc<str>,
     pub rtc: Rtc,
     /// ICE and DTLS are up: offers may be sent.
     connected: bool,
@@ -94,7 +95,7 @@ pub struct Participant {
 }
 
 impl Participant {
-    pub fn new(id: u64, key: String, label: String, call: String, rtc: Rtc) -> Self {
+    pub fn new(id: u64, key: String, label: String, call: Arc<str>, rtc: Rtc) -> Self {
         Participant {
             id,
             key,
@@ -193,6 +194,7 @@ impl Participant {
 
     /// Writes media of `origin` to the matching track, if this participant
     /// receives it. Returns whether it was written.
+    /// The payload is shared, not copied (`MediaData::data` is an `Arc`).
     pub fn forward(&mut self, origin: u64, data: &MediaData) -> bool {
         // Simulcast layers are chosen per subscriber later; until then only
         // unlayered media and the high layer pass.

@@ -342,3 +342,37 @@ async fn healthz_tells_whether_the_media_server_runs() {
     );
     drop(squatter);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_may_renegotiate_its_own_session() {
+    let server = TestServer::start().await;
+    let c = in_call(&server, "class").await;
+    let mut peer = Peer::new().await;
+    let (early, _, _) = peer.offer(MediaKind::Audio, Direction::SendOnly);
+    // Before a session exists there is nothing to renegotiate.
+    c.err(
+        "media_offer",
+        &[
+            json!("class"),
+            json!({ "type": "offer", "sdp": early.to_sdp_string() }),
+        ],
+        "not_in_call",
+    )
+    .await;
+    let mut peer = Peer::new().await;
+    media_join(&c, "class", &mut peer, Direction::SendOnly).await;
+    pump_all(&mut [&mut peer], Duration::from_millis(300)).await;
+    // A second track (a screen share, say): the browser offers, the server answers.
+    let (offer, pending, _) = peer.offer(MediaKind::Video, Direction::SendOnly);
+    let ack = c
+        .ok(
+            "media_offer",
+            &[
+                json!("class"),
+                json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+            ],
+        )
+        .await;
+    let answer = SdpAnswer::from_sdp_string(ack["answer"]["sdp"].as_str().unwrap()).unwrap();
+    peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+}
