@@ -539,6 +539,7 @@ fn start_sfu(
         listen: at.listen,
         public_ip,
         max_participants: config.sfu.max_participants as usize,
+        audio_streams: config.sfu.audio_streams as usize,
     };
     match Sfu::start(settings) {
         Ok((sfu, events)) => {

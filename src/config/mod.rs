@@ -161,6 +161,9 @@ pub struct SfuConfig {
     /// Media sessions started per minute from one client address (each
     /// costs a DTLS certificate and handshake).
     pub joins_per_ip_per_min: u64,
+    /// Audio streams a call forwards once more participants publish: the
+    /// loudest, plus anyone who spoke in the last seconds.
+    pub audio_streams: u64,
 }
 
 impl Default for SfuConfig {
@@ -172,6 +175,7 @@ impl Default for SfuConfig {
             max_participants: 500,
             sessions_per_ip: 50,
             joins_per_ip_per_min: 60,
+            audio_streams: 3,
         }
     }
 }

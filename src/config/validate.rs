@@ -499,6 +499,9 @@ impl Config {
         if sfu.max_participants == 0 || sfu.max_participants > 100_000 {
             return Err(bad("sfu.max_participants", "must be between 1 and 100000"));
         }
+        if sfu.audio_streams == 0 || sfu.audio_streams > 50 {
+            return Err(bad("sfu.audio_streams", "must be between 1 and 50"));
+        }
         if sfu.sessions_per_ip == 0 || sfu.joins_per_ip_per_min == 0 {
             return Err(bad(
                 "sfu.sessions_per_ip",

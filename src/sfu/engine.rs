@@ -7,24 +7,30 @@
 //! publishes to the others. It never blocks: a datagram the kernel will not
 //! take now is dropped, like a router would.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::layers;
 use super::participant::{Participant, Propagated, timeout_of};
-use super::{Command, SfuError, SfuEvent, SfuStats};
+use super::speakers::Speakers;
+use super::{Command, SfuError, SfuEvent, SfuSettings, SfuStats};
 
 /// The loop wakes at least this often to drive time in every session.
 const TICK: Duration = Duration::from_millis(100);
+/// Speakers are ranked and layers measured this often.
+const RANK_EVERY: Duration = Duration::from_millis(250);
 /// Largest datagram read.
 const DATAGRAM_MAX: usize = 2000;
+/// Sessions report their statistics (the loss their browser saw) this often.
+const STATS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Engine {
     socket: UdpSocket,
@@ -36,24 +42,28 @@ pub struct Engine {
     next_id: u64,
     stats: SfuStats,
     crypto: Arc<str0m::crypto::CryptoProvider>,
+    speakers: Speakers,
+    next_rank: Instant,
 }
 
 impl Engine {
     pub fn new(
         socket: UdpSocket,
         addr: SocketAddr,
-        max: usize,
+        settings: &SfuSettings,
         events: mpsc::UnboundedSender<SfuEvent>,
     ) -> Self {
         Engine {
             socket,
             addr,
-            max,
+            max: settings.max_participants,
             events,
             participants: Vec::new(),
             next_id: 1,
             stats: SfuStats::default(),
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            speakers: Speakers::new(settings.audio_streams),
+            next_rank: Instant::now(),
         }
     }
 
@@ -119,16 +129,27 @@ impl Engine {
                 };
                 // A new subscriber needs a keyframe to show anything.
                 if let Ok(opened) = &result {
-                    for (origin, mid) in opened {
-                        if let Some(publisher) =
-                            self.participants.iter_mut().find(|p| p.id == *origin)
-                        {
-                            publisher.request_keyframe(*mid, KeyframeRequestKind::Pli);
-                            self.stats.keyframe_requests += 1;
-                        }
+                    for &(origin, mid, layer) in opened {
+                        self.ask_keyframe(origin, mid, Some(layer));
                     }
                 }
                 let _ = reply.send(result.map(|_| ()));
+            }
+            Command::View {
+                participant,
+                views,
+                reply,
+            } => {
+                let result = match self.find(&participant) {
+                    Some(p) => {
+                        for (label, height) in views {
+                            p.set_view(label, height);
+                        }
+                        Ok(())
+                    }
+                    None => Err(SfuError::NoSession(participant)),
+                };
+                let _ = reply.send(result);
             }
             Command::Leave { participant } => {
                 if let Some(p) = self.find(&participant) {
@@ -138,9 +159,33 @@ impl Engine {
             Command::Stats { reply } => {
                 let mut stats = self.stats;
                 stats.participants = self.participants.len() as u64;
+                stats.subscriptions = self
+                    .participants
+                    .iter()
+                    .map(|p| p.subscriptions() as u64)
+                    .sum();
+                stats.layer_switches += self.participants.iter().map(|p| p.switches()).sum::<u64>();
+                stats.nacks += self.participants.iter().map(|p| p.nacks()).sum::<u64>();
                 let _ = reply.send(stats);
             }
+            Command::Report { reply } => {
+                let _ = reply.send(self.participants.iter().map(|p| p.report()).collect());
+            }
         }
+    }
+
+    /// Asks the publisher `origin` for a keyframe of its track `mid`: of
+    /// `layer` when the track is simulcast.
+    fn ask_keyframe(&mut self, origin: u64, mid: Mid, layer: Option<usize>) {
+        let Some(publisher) = self.participants.iter_mut().find(|p| p.id == origin) else {
+            return;
+        };
+        let simulcast = publisher
+            .layers_of(mid)
+            .is_some_and(|l| l.iter().any(|x| x.active));
+        let rid = layer.filter(|_| simulcast).map(layers::rid_of);
+        publisher.request_keyframe(mid, rid, KeyframeRequestKind::Pli);
+        self.stats.keyframe_requests += 1;
     }
 
     fn find(&mut self, key: &str) -> Option<&mut Participant> {
@@ -171,6 +216,7 @@ impl Engine {
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .set_crypto_provider(self.crypto.clone())
+            .set_stats_interval(Some(STATS_EVERY))
             .build(Instant::now());
         let candidate =
             Candidate::host(self.addr, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;
@@ -210,6 +256,7 @@ impl Engine {
         );
         match self.participants.iter_mut().find(|p| p.rtc.accepts(&input)) {
             Some(p) => {
+                p.remote = Some(from);
                 if p.rtc.handle_input(input).is_err() {
                     p.rtc.disconnect();
                 }
@@ -263,6 +310,7 @@ impl Engine {
                 self.propagate(from, item);
             }
         }
+        self.rank();
         for p in &mut self.participants {
             if let Some(offer) = p.negotiate() {
                 self.stats.offers += 1;
@@ -272,10 +320,13 @@ impl Engine {
                 });
             }
         }
-        let events = &self.events;
+        let (events, speakers, stats) = (&self.events, &mut self.speakers, &mut self.stats);
         self.participants.retain(|p| {
             let alive = p.rtc.is_alive();
             if !alive {
+                speakers.forget(&p.call, p.id);
+                stats.layer_switches += p.switches();
+                stats.nacks += p.nacks();
                 let _ = events.send(SfuEvent::Closed {
                     participant: p.key.clone(),
                 });
@@ -285,12 +336,69 @@ impl Engine {
         earliest.max(Instant::now() + Duration::from_millis(1))
     }
 
+    /// Every RANK_EVERY: measures the publishers' layers, ranks each call's
+    /// speakers (announcing changes) and chooses the layers of the
+    /// subscribers whose views, estimate or publishers changed.
+    fn rank(&mut self) {
+        let now = Instant::now();
+        if now < self.next_rank {
+            return;
+        }
+        self.next_rank = now + RANK_EVERY;
+        let mut measured = false;
+        for p in &mut self.participants {
+            measured |= p.tick(now);
+        }
+        for (call, origins) in self.speakers.tick(now) {
+            let participants = origins
+                .iter()
+                .filter_map(|o| self.participants.iter().find(|p| p.id == *o))
+                .map(|p| p.key.clone())
+                .collect();
+            let _ = self.events.send(SfuEvent::Speakers {
+                call: call.to_string(),
+                participants,
+            });
+        }
+        if !measured && !self.participants.iter().any(|p| p.reselect) {
+            return;
+        }
+        let layers: HashMap<(u64, Mid), layers::Layers> = self
+            .participants
+            .iter()
+            .flat_map(|p| p.all_layers())
+            .collect();
+        let mut asks = Vec::new();
+        for p in &mut self.participants {
+            if (measured || p.reselect) && p.rtc.is_alive() {
+                asks.extend(p.select(&layers, now));
+            }
+        }
+        for (origin, mid, layer) in asks {
+            self.ask_keyframe(origin, mid, Some(layer));
+        }
+    }
+
     /// Carries one participant's output to the others of its call.
     fn propagate(&mut self, from: usize, item: Propagated) {
         let Some(origin) = self.participants.get(from) else {
             return;
         };
         let (origin_id, call) = (origin.id, origin.call.clone());
+        let now = Instant::now();
+        // Audio of a large call: only its loudest and its recent speakers.
+        if let Propagated::Media(data) = &item
+            && origin
+                .kind_of(data.mid)
+                .is_some_and(|k| k == MediaKind::Audio)
+            && !self
+                .speakers
+                .on_audio(&call, origin_id, data.ext_vals.audio_level, now)
+        {
+            self.stats.audio_held += 1;
+            return;
+        }
+        let mut asks = Vec::new();
         for p in &mut self.participants {
             if p.id == origin_id || p.call != call || !p.rtc.is_alive() {
                 continue;
@@ -298,8 +406,13 @@ impl Engine {
             match &item {
                 Propagated::TrackOpen(track) => p.receive(track.clone()),
                 Propagated::Media(data) => {
-                    if p.forward(origin_id, data) {
+                    let done = p.forward(origin_id, data, now);
+                    if done.bytes > 0 {
                         self.stats.forwarded += 1;
+                        self.stats.forwarded_bytes += done.bytes as u64;
+                    }
+                    if let Some(layer) = done.ask_keyframe {
+                        asks.push((data.mid, layer));
                     }
                 }
                 Propagated::Keyframe {
@@ -313,6 +426,10 @@ impl Engine {
                     }
                 }
             }
+        }
+        asks.dedup();
+        for (mid, layer) in asks {
+            self.ask_keyframe(origin_id, mid, Some(layer));
         }
     }
 }

@@ -10,7 +10,12 @@
 //! others of the same call.
 
 mod engine;
+mod estimate;
+mod layers;
 mod participant;
+mod speakers;
+
+pub use participant::Report;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -31,6 +36,9 @@ pub struct SfuSettings {
     pub public_ip: IpAddr,
     /// Participants at once, over every call.
     pub max_participants: usize,
+    /// Audio streams a call forwards once it has more publishers: its
+    /// loudest, plus anyone who spoke in the last seconds.
+    pub audio_streams: usize,
 }
 
 /// Why the SFU refused something.
@@ -66,6 +74,11 @@ pub enum SfuEvent {
     },
     /// The session of `participant` ended (left, timed out, or failed).
     Closed { participant: String },
+    /// Who speaks in `call` now, loudest first (empty: nobody).
+    Speakers {
+        call: String,
+        participants: Vec<String>,
+    },
 }
 
 /// What signaling asks of the media loop.
@@ -87,11 +100,20 @@ pub(crate) enum Command {
         answer: SdpAnswer,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+    /// The tile heights a participant's page shows, per publisher label.
+    View {
+        participant: String,
+        views: Vec<(String, u32)>,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
     Leave {
         participant: String,
     },
     Stats {
         reply: oneshot::Sender<SfuStats>,
+    },
+    Report {
+        reply: oneshot::Sender<Vec<Report>>,
     },
 }
 
@@ -107,6 +129,16 @@ pub struct SfuStats {
     pub keyframe_requests: u64,
     /// Server offers sent to renegotiate a session (tracks came or went).
     pub offers: u64,
+    /// Bytes of media forwarded.
+    pub forwarded_bytes: u64,
+    /// Tracks of others received, over every session (now).
+    pub subscriptions: u64,
+    /// Simulcast layer switches made for subscribers.
+    pub layer_switches: u64,
+    /// Audio frames not forwarded: not among a large call's loudest.
+    pub audio_held: u64,
+    /// Retransmission requests (NACK) from subscribers.
+    pub nacks: u64,
 }
 
 /// Handle to the running SFU; cheap to share.
@@ -145,14 +177,13 @@ impl Sfu {
             .enable_all()
             .build()
             .map_err(SfuError::Thread)?;
-        let max = settings.max_participants;
         std::thread::Builder::new()
             .name("noom-sfu".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     match tokio::net::UdpSocket::from_std(socket) {
                         Ok(socket) => {
-                            engine::Engine::new(socket, addr, max, event_tx)
+                            engine::Engine::new(socket, addr, &settings, event_tx)
                                 .run(command_rx)
                                 .await
                         }
@@ -231,6 +262,28 @@ impl Sfu {
             reply,
         })
         .await
+    }
+
+    /// The page of `participant` shows each publisher (by label) at most
+    /// this tall, in device pixels (0: not shown); the SFU picks the
+    /// simulcast layers it sends from that.
+    pub async fn view(&self, participant: &str, views: Vec<(String, u32)>) -> Result<(), SfuError> {
+        let participant = participant.to_string();
+        self.ask(|reply| Command::View {
+            participant,
+            views,
+            reply,
+        })
+        .await
+    }
+
+    /// Every session as the admin room view shows it.
+    pub async fn report(&self) -> Result<Vec<Report>, SfuError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Report { reply: tx })
+            .map_err(|_| SfuError::Stopped)?;
+        rx.await.map_err(|_| SfuError::Stopped)
     }
 
     /// Ends the session of `participant`, if it has one.

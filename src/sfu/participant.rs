@@ -7,12 +7,19 @@
 //! offers from the server ([`Participant::negotiate`]), sent through
 //! signaling; the browser answers through signaling too.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{
+    Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid,
+};
 use str0m::{Event, IceConnectionState, Output, Rtc};
+
+use super::estimate::LossEstimate;
+use super::layers::{self, LayerMeter, Layers, Selection, Verdict, Want};
 
 /// Keyframe requests to one publisher's track, at most one this often.
 const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
@@ -30,7 +37,9 @@ pub struct TrackIn {
 #[derive(Debug)]
 struct TrackInEntry {
     track: Arc<TrackIn>,
-    last_keyframe_request: Option<Instant>,
+    /// Per rid (simulcast layers have one each).
+    last_keyframe_request: Vec<(Option<Rid>, Instant)>,
+    meter: LayerMeter,
 }
 
 /// Where a track of someone else stands in this participant's session.
@@ -49,6 +58,8 @@ enum OutState {
 struct TrackOut {
     track: Weak<TrackIn>,
     state: OutState,
+    /// The simulcast layer sent (unused for unlayered tracks).
+    selection: Selection,
 }
 
 impl TrackOut {
@@ -69,12 +80,81 @@ pub enum Propagated {
     TrackOpen(Weak<TrackIn>),
     /// Media of one of its tracks.
     Media(Box<MediaData>),
-    /// It asks the publisher of a track it receives for a keyframe.
+    /// It asks the publisher of a track it receives for a keyframe (of the
+    /// layer it gets).
     Keyframe {
         request: KeyframeRequest,
         origin: u64,
         mid: Mid,
     },
+}
+
+/// What [`Participant::forward`] did with a frame.
+#[derive(Debug, Default)]
+pub struct Forwarded {
+    /// Bytes written (0: not sent to this participant).
+    pub bytes: usize,
+    /// The layer (of the frame's track) to ask its publisher a keyframe of.
+    pub ask_keyframe: Option<usize>,
+}
+
+/// One participant as the admin room view shows it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub key: String,
+    /// Where its media comes from (UDP), once it sent any.
+    pub remote: Option<SocketAddr>,
+    /// What it publishes and receives, bits per second.
+    pub bitrate_in: u64,
+    pub bitrate_out: u64,
+    /// Its bandwidth estimate (TWCC), once there is one.
+    pub estimate: Option<u64>,
+    /// Per video track received: whose (their label) and the layer sent.
+    pub layers: Vec<(String, Option<&'static str>)>,
+}
+
+/// Bytes over a one-second window, as bits per second.
+#[derive(Debug)]
+struct Rate {
+    bytes: u64,
+    since: Instant,
+    bitrate: u64,
+}
+
+impl Rate {
+    fn new(now: Instant) -> Self {
+        Rate {
+            bytes: 0,
+            since: now,
+            bitrate: 0,
+        }
+    }
+
+    fn add(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    /// Closes the window when it is over; true when it was.
+    fn tick(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < Duration::from_secs(1) {
+            return false;
+        }
+        self.bitrate = (self.bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+        self.bytes = 0;
+        self.since = now;
+        true
+    }
+}
+
+/// What the browser last reported of one track it receives from us.
+#[derive(Debug, Default, Clone, Copy)]
+struct Egress {
+    packets: u64,
+    /// `packets` at the last estimate update.
+    packets_before: u64,
+    loss: Option<f32>,
+    nacks: u64,
 }
 
 pub struct Participant {
@@ -92,6 +172,17 @@ pub struct Participant {
     pending: Option<SdpPendingOffer>,
     tracks_in: Vec<TrackInEntry>,
     tracks_out: Vec<TrackOut>,
+    /// The tile heights its page shows, per publisher label.
+    views: HashMap<String, u32>,
+    /// The layers are to be chosen again (a view or the estimate changed).
+    pub reselect: bool,
+    /// Its bandwidth estimate, bits per second.
+    estimate: Option<u64>,
+    loss: LossEstimate,
+    egress: HashMap<Mid, Egress>,
+    pub remote: Option<SocketAddr>,
+    rate_in: Rate,
+    rate_out: Rate,
 }
 
 impl Participant {
@@ -106,7 +197,185 @@ impl Participant {
             pending: None,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
+            views: HashMap::new(),
+            reselect: false,
+            estimate: None,
+            loss: LossEstimate::default(),
+            egress: HashMap::new(),
+            remote: None,
+            rate_in: Rate::new(Instant::now()),
+            rate_out: Rate::new(Instant::now()),
         }
+    }
+
+    /// The layers of its track `mid` as they arrive now.
+    pub fn layers_of(&self, mid: Mid) -> Option<Layers> {
+        self.tracks_in
+            .iter()
+            .find(|t| t.track.mid == mid)
+            .map(|t| t.meter.layers())
+    }
+
+    /// The kind of its track `mid`.
+    pub fn kind_of(&self, mid: Mid) -> Option<MediaKind> {
+        self.tracks_in
+            .iter()
+            .find(|t| t.track.mid == mid)
+            .map(|t| t.track.kind)
+    }
+
+    /// Every track it publishes with its layers (for the others' choice).
+    pub fn all_layers(&self) -> impl Iterator<Item = ((u64, Mid), Layers)> + '_ {
+        self.tracks_in
+            .iter()
+            .map(|t| ((t.track.origin, t.track.mid), t.meter.layers()))
+    }
+
+    /// Closes the measuring windows; true when a publisher's layers were
+    /// measured anew (subscribers choose again).
+    pub fn tick(&mut self, now: Instant) -> bool {
+        self.rate_in.tick(now);
+        if self.rate_out.tick(now) {
+            self.update_estimate(now);
+        }
+        let mut measured = false;
+        for t in &mut self.tracks_in {
+            measured |= t.meter.tick(now);
+        }
+        measured
+    }
+
+    /// Feeds the loss its browser reported over the last second into its
+    /// estimate (weighted by the packets of each track).
+    fn update_estimate(&mut self, now: Instant) {
+        let (mut lost, mut sent) = (0.0f64, 0u64);
+        for e in self.egress.values_mut() {
+            let packets = e.packets.saturating_sub(e.packets_before);
+            e.packets_before = e.packets;
+            if let Some(loss) = e.loss {
+                lost += f64::from(loss) * packets as f64;
+                sent += packets;
+            }
+        }
+        if sent == 0 {
+            return;
+        }
+        let loss = (lost / sent as f64) as f32;
+        tracing::debug!(participant = %self.key, sent = self.rate_out.bitrate, loss, estimate = ?self.loss.get(), "estimate");
+        if self.loss.update(self.rate_out.bitrate, loss, now) {
+            self.estimate = self.loss.get();
+            self.reselect = true;
+        }
+    }
+
+    /// Retransmission requests its browser sent us (a metric).
+    pub fn nacks(&self) -> u64 {
+        self.egress.values().map(|e| e.nacks).sum()
+    }
+
+    /// The page shows `label`'s video at most this tall (device pixels; 0:
+    /// not at all).
+    pub fn set_view(&mut self, label: String, height: u32) {
+        self.views.insert(label, height);
+        self.reselect = true;
+    }
+
+    /// Chooses the layer of every simulcast track it receives, from its
+    /// views, the publishers' layers and its bandwidth estimate. Returns the
+    /// keyframes to ask for: (publisher, its track, layer).
+    pub fn select(
+        &mut self,
+        layers: &HashMap<(u64, Mid), Layers>,
+        now: Instant,
+    ) -> Vec<(u64, Mid, usize)> {
+        self.reselect = false;
+        let mut wants = Vec::new();
+        let mut which = Vec::new();
+        for (i, t) in self.tracks_out.iter_mut().enumerate() {
+            let Some(track) = t.track.upgrade() else {
+                continue;
+            };
+            let Some(l) = layers.get(&(track.origin, track.mid)) else {
+                continue;
+            };
+            if track.kind != MediaKind::Video || !l.iter().any(|x| x.active) {
+                continue;
+            }
+            let want_height = self
+                .views
+                .get(&track.label)
+                .copied()
+                .unwrap_or(layers::DEFAULT_HEIGHT);
+            t.selection.want_height = want_height;
+            wants.push(Want {
+                layers: *l,
+                want_height,
+            });
+            which.push((i, track.origin, track.mid));
+        }
+        // Audio goes first out of the estimate (about 40 kbit/s a stream).
+        let audio = self
+            .tracks_out
+            .iter()
+            .filter(|t| {
+                t.track
+                    .upgrade()
+                    .is_some_and(|x| x.kind == MediaKind::Audio)
+            })
+            .count() as u64
+            * 40_000;
+        let budget = self.estimate.map(|e| e.saturating_sub(audio));
+        let (picks, _) = layers::choose(&wants, budget);
+        tracing::debug!(participant = %self.key, ?wants, ?budget, ?picks, "layers chosen");
+        let mut asks = Vec::new();
+        for ((i, origin, mid), pick) in which.into_iter().zip(picks) {
+            if let Some(layer) = pick
+                && self.tracks_out[i].selection.retarget(layer, now)
+            {
+                asks.push((origin, mid, layer));
+            }
+        }
+        asks
+    }
+
+    /// What the admin room view shows of it.
+    pub fn report(&self) -> Report {
+        let layers = self
+            .tracks_out
+            .iter()
+            .filter_map(|t| {
+                let track = t.track.upgrade()?;
+                (track.kind == MediaKind::Video && matches!(t.state, OutState::Open(_))).then(
+                    || {
+                        (
+                            track.label.clone(),
+                            t.selection.current.map(|l| layers::RIDS[l]),
+                        )
+                    },
+                )
+            })
+            .collect();
+        Report {
+            key: self.key.clone(),
+            remote: self.remote,
+            bitrate_in: self.rate_in.bitrate,
+            bitrate_out: self.rate_out.bitrate,
+            estimate: self.estimate,
+            layers,
+        }
+    }
+
+    /// Layer switches made for it so far.
+    pub fn switches(&self) -> u64 {
+        self.tracks_out.iter().map(|t| t.selection.switches).sum()
+    }
+
+    /// Tracks of others it receives now.
+    pub fn subscriptions(&self) -> usize {
+        self.tracks_out
+            .iter()
+            .filter(|t| matches!(t.state, OutState::Open(_)))
+            .count()
     }
 
     /// The tracks it publishes, for a newcomer to receive.
@@ -140,47 +409,73 @@ impl Participant {
                 let weak = Arc::downgrade(&track);
                 self.tracks_in.push(TrackInEntry {
                     track,
-                    last_keyframe_request: None,
+                    last_keyframe_request: Vec::new(),
+                    meter: LayerMeter::new(Instant::now()),
                 });
                 Some(Propagated::TrackOpen(weak))
             }
             Event::MediaData(data) => {
-                if !data.contiguous {
-                    self.request_keyframe(data.mid, KeyframeRequestKind::Fir);
+                self.rate_in.add(data.data.len());
+                // A gap in video: the decoders downstream need a keyframe.
+                if !data.contiguous && self.kind_of(data.mid) == Some(MediaKind::Video) {
+                    self.request_keyframe(data.mid, data.rid, KeyframeRequestKind::Fir);
+                }
+                if let Some(layer) = layers::layer_of(data.rid)
+                    && let Some(entry) = self.tracks_in.iter_mut().find(|t| t.track.mid == data.mid)
+                {
+                    entry.meter.on_frame(layer, &data, data.network_time);
                 }
                 Some(Propagated::Media(Box::new(data)))
             }
-            Event::KeyframeRequest(request) => {
+            Event::KeyframeRequest(mut request) => {
                 let out = self
                     .tracks_out
                     .iter()
                     .find(|t| t.mid() == Some(request.mid))?;
                 let track = out.track.upgrade()?;
+                // Of the layer this subscriber gets (none for unlayered tracks).
+                request.rid = out.selection.current.map(layers::rid_of);
                 Some(Propagated::Keyframe {
                     request,
                     origin: track.origin,
                     mid: track.mid,
                 })
             }
+            Event::MediaEgressStats(stats) => {
+                let e = self.egress.entry(stats.mid).or_default();
+                e.packets = stats.packets;
+                e.nacks = stats.nacks;
+                if stats.loss.is_some() {
+                    e.loss = stats.loss;
+                }
+                None
+            }
             _ => None,
         }
     }
 
-    /// Asks the browser for a keyframe of its track `mid`, at most once a second.
-    pub fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind) {
+    /// Asks the browser for a keyframe of its track `mid` (layer `rid`), at
+    /// most once a second per layer.
+    pub fn request_keyframe(&mut self, mid: Mid, rid: Option<Rid>, kind: KeyframeRequestKind) {
         let Some(entry) = self.tracks_in.iter_mut().find(|t| t.track.mid == mid) else {
             return;
         };
+        let now = Instant::now();
         if entry
             .last_keyframe_request
-            .is_some_and(|t| t.elapsed() < KEYFRAME_EVERY)
+            .iter()
+            .any(|(r, t)| *r == rid && now.saturating_duration_since(*t) < KEYFRAME_EVERY)
         {
             return;
         }
         if let Some(mut writer) = self.rtc.writer(mid) {
             // Fails only when the track has no stream yet; the next try will do.
-            let _ = writer.request_keyframe(None, kind);
-            entry.last_keyframe_request = Some(Instant::now());
+            let result = writer.request_keyframe(rid, kind);
+            tracing::debug!(participant = %self.key, ?mid, ?rid, ?result, "keyframe request");
+            if result.is_ok() {
+                entry.last_keyframe_request.retain(|(r, _)| *r != rid);
+                entry.last_keyframe_request.push((rid, now));
+            }
         }
     }
 
@@ -189,52 +484,64 @@ impl Participant {
         self.tracks_out.push(TrackOut {
             track,
             state: OutState::ToOpen,
+            selection: Selection::default(),
         });
+        self.reselect = true;
     }
 
     /// Writes media of `origin` to the matching track, if this participant
-    /// receives it. Returns whether it was written.
-    /// The payload is shared, not copied (`MediaData::data` is an `Arc`).
-    pub fn forward(&mut self, origin: u64, data: &MediaData) -> bool {
-        // Simulcast layers are chosen per subscriber later; until then only
-        // unlayered media and the high layer pass.
-        if data.rid.is_some() && data.rid != Some("h".into()) {
-            return false;
-        }
-        let Some(mid) = self
-            .tracks_out
-            .iter()
-            .find(|o| {
-                o.track
-                    .upgrade()
-                    .is_some_and(|t| t.origin == origin && t.mid == data.mid)
-            })
-            .and_then(|o| match o.state {
-                OutState::Open(m) => Some(m),
-                _ => None,
-            })
-        else {
-            return false;
+    /// receives it (and, for a simulcast track, it is of the layer chosen
+    /// for it). The payload is shared, not copied (`MediaData::data` is an
+    /// `Arc`).
+    pub fn forward(&mut self, origin: u64, data: &MediaData, now: Instant) -> Forwarded {
+        let mut done = Forwarded::default();
+        let Some(out) = self.tracks_out.iter_mut().find(|o| {
+            o.track
+                .upgrade()
+                .is_some_and(|t| t.origin == origin && t.mid == data.mid)
+        }) else {
+            return done;
+        };
+        let OutState::Open(mid) = out.state else {
+            return done;
+        };
+        let time = match (data.rid, layers::layer_of(data.rid)) {
+            (None, _) => data.time,
+            // A rid of a client that is not ours: not forwarded.
+            (Some(_), None) => return done,
+            (Some(_), Some(layer)) => match out.selection.on_frame(layer, data, now) {
+                Verdict::Forward(time) => {
+                    if out.selection.switched_now {
+                        tracing::debug!(participant = %self.key, layer, ?time, "layer switch");
+                    }
+                    time
+                }
+                Verdict::Drop => return done,
+                Verdict::AskKeyframe(layer) => {
+                    done.ask_keyframe = Some(layer);
+                    return done;
+                }
+            },
         };
         let Some(writer) = self.rtc.writer(mid) else {
-            return false;
+            return done;
         };
         let Some(pt) = writer.match_params(data.params) else {
-            return false;
+            return done;
         };
-        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+        if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
             tracing::debug!(participant = %self.key, error = %e, "media session failed");
             self.rtc.disconnect();
-            return false;
+            return done;
         }
-        true
+        done.bytes = data.data.len();
+        self.rate_out.add(done.bytes);
+        done
     }
 
     /// Relays a keyframe request to this participant's own track `mid`.
     pub fn keyframe_requested(&mut self, request: &KeyframeRequest, mid: Mid) {
-        if let Some(mut writer) = self.rtc.writer(mid) {
-            let _ = writer.request_keyframe(request.rid, request.kind);
-        }
+        self.request_keyframe(mid, request.rid, request.kind);
     }
 
     /// An offer for the tracks to add or stop, when there are any and no
@@ -283,10 +590,10 @@ impl Participant {
         Some(offer)
     }
 
-    /// The browser's answer to the last offer; returns the tracks it now
-    /// receives (their publisher is asked for a keyframe, so the first
-    /// picture comes at once).
-    pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<Vec<(u64, Mid)>, String> {
+    /// The browser's answer to the last offer; returns the video tracks it
+    /// now receives, with the layer it is to get (their publisher is asked
+    /// for a keyframe, so the first picture comes at once).
+    pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<Vec<(u64, Mid, usize)>, String> {
         let Some(pending) = self.pending.take() else {
             return Err("no offer is waiting for an answer".into());
         };
@@ -301,7 +608,7 @@ impl Participant {
                 if let Some(track) = t.track.upgrade()
                     && track.kind == MediaKind::Video
                 {
-                    opened.push((track.origin, track.mid));
+                    opened.push((track.origin, track.mid, t.selection.target));
                 }
             }
         }

@@ -138,6 +138,55 @@ pub async fn media_answer(
     Ok(ok(json!({})))
 }
 
+/// Most tiles a `media_view` may name (a call holds at most 50 through the
+/// media server; a page may name some twice while its layout changes).
+const VIEWS_MAX: usize = 100;
+/// Largest tile height a page may report (device pixels).
+const VIEW_HEIGHT_MAX: u64 = 8192;
+
+/// How large the page shows each participant's video: the media server
+/// sends each subscriber the smallest simulcast layer that fills its tile.
+pub async fn media_view(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let sfu = sfu(&hub)?;
+    let room = call_room(&hub, &s, &args)?;
+    let Some(Value::Array(items)) = args.0.get(1) else {
+        return Err(ApiError::invalid_argument(
+            "the views must be an array of { from, width, height }",
+        ));
+    };
+    if items.len() > VIEWS_MAX {
+        return Err(ApiError::invalid_argument(format!(
+            "at most {VIEWS_MAX} views at once"
+        )));
+    }
+    let mut views = Vec::with_capacity(items.len());
+    for item in items {
+        let (Some(from), Some(height)) = (
+            item.get("from").and_then(Value::as_str),
+            item.get("height").and_then(Value::as_u64),
+        ) else {
+            return Err(ApiError::invalid_argument(
+                "each view needs `from` (a participant id) and `height` (pixels, an integer)",
+            ));
+        };
+        if from.is_empty() || from.len() > 64 || height > VIEW_HEIGHT_MAX {
+            return Err(ApiError::invalid_argument(format!(
+                "a view's `from` is 1 to 64 characters and its `height` at most {VIEW_HEIGHT_MAX}"
+            )));
+        }
+        views.push((from.to_string(), height as u32));
+    }
+    sfu.view(&Hub::media_key(s.id, &room), views)
+        .await
+        .map_err(refused)?;
+    Ok(ok(json!({})))
+}
+
 /// A participant's state (microphone on, video on, sharing its screen) to
 /// the others of the call: in a mesh each pair says it on its own data
 /// channel; through the media server it goes here.
@@ -184,6 +233,21 @@ pub async fn forward_events(
             _ = shutdown.cancelled() => return,
         };
         let (key, name, payload) = match &event {
+            SfuEvent::Speakers { call, participants } => {
+                // Keys are `{sid}:{room}`: the others know a participant by its sid.
+                let speakers: Vec<&str> = participants
+                    .iter()
+                    .filter_map(|k| k.split_once(':').map(|(sid, _)| sid))
+                    .collect();
+                let _ = io
+                    .to(super::hub::call_group(call))
+                    .emit(
+                        events::ACTIVE_SPEAKER,
+                        &(call.as_str(), json!({ "speakers": speakers })),
+                    )
+                    .await;
+                continue;
+            }
             SfuEvent::Offer { participant, offer } => (
                 participant,
                 events::MEDIA_OFFER,

@@ -190,6 +190,7 @@ async fn authenticate(
     route(&s, "media_offer", media::media_offer);
     route(&s, "media_answer", media::media_answer);
     route(&s, "media_state", media::media_state);
+    route(&s, "media_view", media::media_view);
     route(&s, "offer", |h, s, io, a| {
         call::forward(call::Signal::Offer, h, s, io, a)
     });

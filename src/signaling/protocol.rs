@@ -25,6 +25,8 @@ pub mod events {
     pub const MEDIA_CLOSED: &str = "media_closed";
     /// A participant's microphone/camera/screen state, in a call through the media server.
     pub const MEDIA_STATE: &str = "media_state";
+    /// Who speaks in a call through the media server, loudest first.
+    pub const ACTIVE_SPEAKER: &str = "active_speaker";
     /// A call moved from the mesh to the media server.
     pub const CALL_MEDIA: &str = "call_media";
     pub const KICKED: &str = "kicked";

@@ -18,12 +18,26 @@
  * A session the server ends (`media_closed`), or whose connection fails, is
  * started again from a new offer.
  *
+ * Video goes out in three simulcast layers (rids q, h, f: a quarter, half
+ * and all of the capture size); the server sends each of us the layer that
+ * fills our tile, so the page tells it how large it shows each member
+ * (`media_view`, from `setViews`).
+ *
  * Switching from a mesh (the call grew past `call.mesh_max`): each member's
  * mesh connection stays as its `standIn`, and its tile keeps showing it,
  * until the server connection has decoded the member's video (its stats
  * say so); then the mesh connection is closed. Members that do not play
  * within a few seconds switch anyway.
  */
+
+/** The simulcast layers of our video (the server knows these rids). */
+const SIMULCAST = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+/** Views are sent at most this often. */
+const VIEW_EVERY_MS = 300;
 
 /** A participant of a media-server call, as the page sees it. */
 export class RemoteMember {
@@ -113,6 +127,9 @@ export class ServerSession {
     this.queue = Promise.resolve();
     this.closed = false;
     this.restarting = false;
+    this.views = []; // [{ from, width, height }] as the page last reported them
+    this.viewsSent = "";
+    this.viewTimer = null;
   }
 
   get state() {
@@ -129,7 +146,10 @@ export class ServerSession {
     this.pc = pc;
     const { audio, video } = this.call._outgoing();
     this.audioTx = pc.addTransceiver(audio || "audio", { direction: "sendonly" });
-    this.videoTx = pc.addTransceiver(video || "video", { direction: "sendonly" });
+    this.videoTx = pc.addTransceiver(video || "video", {
+      direction: "sendonly",
+      sendEncodings: SIMULCAST.map((layer) => ({ ...layer })),
+    });
     pc.ontrack = ({ track, streams }) => this._onTrack(track, streams);
     pc.onconnectionstatechange = () => this._onConnectionState();
     await pc.setLocalDescription(await pc.createOffer());
@@ -137,6 +157,26 @@ export class ServerSession {
     if (this.pc !== pc || this.closed) return;
     await pc.setRemoteDescription(ack.answer);
     this.sendState();
+    this.viewsSent = ""; // a new session knows nothing of our tiles
+    this._sendViews();
+  }
+
+  /** How large the page shows each member now: [{ from, width, height }]. */
+  setViews(views) {
+    this.views = views;
+    if (!this.viewTimer) this.viewTimer = setTimeout(() => this._sendViews(), VIEW_EVERY_MS);
+  }
+
+  _sendViews() {
+    clearTimeout(this.viewTimer);
+    this.viewTimer = null;
+    const body = JSON.stringify(this.views);
+    if (this.closed || !this.pc || body === this.viewsSent || !this.call.client.connected) return;
+    this.viewsSent = body;
+    this.call.client.mediaView(this.call.room, this.views).catch((err) => {
+      this.viewsSent = "";
+      this.call._log("media_view failed", err);
+    });
   }
 
   _onTrack(track, streams) {
@@ -213,6 +253,7 @@ export class ServerSession {
 
   close() {
     this.closed = true;
+    clearTimeout(this.viewTimer);
     this._closePc();
   }
 }

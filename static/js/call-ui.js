@@ -239,6 +239,28 @@ export function setupCall({ client, room, lookup, notice }) {
     }
     grid.style.setProperty("--tile-w", `${Math.max(80, Math.floor(best.w))}px`);
     grid.dataset.cols = String(best.cols);
+    reportViews();
+  }
+
+  /**
+   * Through the media server: tell it how large each member's video shows
+   * (device pixels; 0 when it does not), so it sends the simulcast layer
+   * that fills the tile and no larger. Batched; the session drops repeats.
+   */
+  let viewTimer = null;
+  function reportViews() {
+    if (viewTimer) return;
+    viewTimer = setTimeout(() => {
+      viewTimer = null;
+      if (call.mode !== "sfu") return;
+      const ratio = window.devicePixelRatio || 1;
+      const views = [...tiles.entries()].map(([id, tile]) => {
+        const shown = tile.el.dataset.video === "on" && tile.el.isConnected && !document.hidden;
+        const size = (px) => (shown ? Math.round(px * ratio) : 0);
+        return { from: id, width: size(tile.video.clientWidth), height: size(tile.video.clientHeight) };
+      });
+      call.setViews(views);
+    }, 100);
   }
   new ResizeObserver(() => layout()).observe(grid);
 
@@ -285,6 +307,7 @@ export function setupCall({ client, room, lookup, notice }) {
     tile.overlay.textContent = connected ? "" : stateText;
     tile.overlay.hidden = connected;
     tile.el.setAttribute("aria-label", [peer.nickname, !peer.remote.audio ? t("call.muted") : "", stateText].filter(Boolean).join(", "));
+    reportViews();
   }
 
   function watchFrames(peer, tile) {
@@ -454,6 +477,11 @@ export function setupCall({ client, room, lookup, notice }) {
     updateMeter();
   });
   call.on("peer-added", ({ peer }) => addPeerTile(peer));
+  // Our own tile follows the level meter above.
+  call.on("speakers", ({ ids }) => {
+    for (const [id, tile] of tiles) tile.el.dataset.speaking = String(ids.includes(id));
+  });
+  document.addEventListener("visibilitychange", () => reportViews());
   call.on("peer-updated", ({ peer }) => renderPeer(peer));
   call.on("peer-removed", ({ peer, reason }) => removePeerTile(peer, reason));
   call.on("left", ({ error } = {}) => {
@@ -497,7 +525,14 @@ export function setupCall({ client, room, lookup, notice }) {
       muted: call.muted,
       cameraOff: call.cameraOff,
       audioTrack: call.audio ? { enabled: call.audio.enabled, label: call.audio.label, readyState: call.audio.readyState } : null,
-      videoTrack: call._outgoing().video ? { label: call._outgoing().video.label, readyState: call._outgoing().video.readyState } : null,
+      videoTrack: call._outgoing().video
+        ? {
+            label: call._outgoing().video.label,
+            readyState: call._outgoing().video.readyState,
+            width: call._outgoing().video.getSettings().width,
+            height: call._outgoing().video.getSettings().height,
+          }
+        : null,
     }),
     peers: () => [...call.peers.values()].map((p) => ({ id: p.id, nickname: p.nickname, state: p.state, remote: { ...p.remote } })),
     stats: () => call.stats(),

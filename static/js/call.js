@@ -44,7 +44,8 @@
  *   joined       { peers }                  / left {}
  */
 import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
-import { getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
+import { MESH_SEND_HEIGHT, getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
+import { Speakers } from "/static/js/speakers.js";
 
 const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long -> ICE restart
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
@@ -200,8 +201,14 @@ class Peer {
     if (this.audioTx && this.audioTx.sender.track !== audio) jobs.push(this.audioTx.sender.replaceTrack(audio));
     if (this.videoTx && this.videoTx.sender.track !== video) jobs.push(this.videoTx.sender.replaceTrack(video));
     await Promise.all(jobs).catch((err) => this.call._log("replaceTrack failed", this.id, err));
+    await this.setBitrate(this.call.peers.size);
   }
 
+  /**
+   * The encoding of our video to this peer: a bitrate shared by the mesh,
+   * and the camera scaled to MESH_SEND_HEIGHT (it is opened larger, for
+   * the media server's top layer). A shared screen goes at its own size.
+   */
   async setBitrate(connections) {
     const sender = this.videoTx && this.videoTx.sender;
     if (!sender) return;
@@ -209,8 +216,13 @@ class Peer {
       const params = sender.getParameters();
       if (!params.encodings || !params.encodings.length) return;
       const max = maxBitrateFor(connections);
-      if (params.encodings[0].maxBitrate === max) return;
-      params.encodings[0].maxBitrate = max;
+      const track = sender.track;
+      const height = track && track === this.call.camera ? track.getSettings().height || 0 : 0;
+      const scale = Math.max(1, height / MESH_SEND_HEIGHT);
+      const encoding = params.encodings[0];
+      if (encoding.maxBitrate === max && (encoding.scaleResolutionDownBy || 1) === scale) return;
+      encoding.maxBitrate = max;
+      encoding.scaleResolutionDownBy = scale;
       await sender.setParameters(params);
     } catch {
       /* not negotiated yet: set on "connected" */
@@ -232,6 +244,10 @@ class Peer {
     try {
       msg = JSON.parse(data);
     } catch {
+      return;
+    }
+    if (msg && msg.type === "retired") {
+      this._otherSideRetired();
       return;
     }
     if (!msg || msg.type !== "state") return;
@@ -322,6 +338,33 @@ class Peer {
     this.call._emit("peer-updated", { peer: this });
   }
 
+  /**
+   * After a move to the media server: the other side now shows us through
+   * the server, so this connection need not carry our media any more (its
+   * encoders cost CPU while both streams run). Once both sides are done
+   * with it, it closes.
+   */
+  _otherSideRetired() {
+    this.otherSideRetired = true;
+    for (const tx of [this.audioTx, this.videoTx]) {
+      if (tx && tx.sender.track) tx.sender.replaceTrack(null).catch(() => {});
+    }
+    if (this.retired) this.close();
+  }
+
+  /** We show the other side through the server now: tell it (see `_otherSideRetired`). */
+  retire() {
+    this.retired = true;
+    if (this.dc && this.dc.readyState === "open") {
+      try {
+        this.dc.send(JSON.stringify({ type: "retired" }));
+      } catch {
+        /* closing */
+      }
+    }
+    if (this.otherSideRetired) this.close();
+  }
+
   close() {
     if (this.closed) return;
     this.closed = true;
@@ -359,6 +402,7 @@ export class Call extends EventTarget {
     this.joining = false; // join_call in flight
     this.iceServers = [];
     this.lookup = null; // (socket id) -> Member, set by the page
+    this.speakers = new Speakers(this);
     this._subs = [
       client.on("peer_joined", ({ room: r, member }) => r === room && this._onPeerJoined(member)),
       client.on("peer_left", ({ room: r, member }) => r === room && member && this._dropId(member.id, "left")),
@@ -369,6 +413,7 @@ export class Call extends EventTarget {
       client.on("media_closed", ({ room: r }) => r === room && this.server && this.active && this.server.restart()),
       client.on("media_state", ({ room: r, state }) => r === room && this._onMediaState(state)),
       client.on("call_media", ({ room: r, media }) => r === room && media === "sfu" && this._switchToServer()),
+      client.on("active_speaker", ({ room: r, speakers }) => r === room && this.mode === "sfu" && this.speakers.fromServer(speakers)),
     ];
   }
 
@@ -470,6 +515,11 @@ export class Call extends EventTarget {
     }
   }
 
+  /** How large the page shows each member: [{ from, width, height }] (device pixels; 0: not shown). */
+  setViews(views) {
+    if (this.server) this.server.setViews(views);
+  }
+
   /** Tracks changed: senders, peers and the page learn about it. */
   async _localChanged() {
     this._emit("local");
@@ -565,6 +615,7 @@ export class Call extends EventTarget {
     this.active = true;
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
     this.mode = ack.media === "sfu" ? "sfu" : "mesh";
+    this.speakers.start();
     for (const member of ack.peers || []) {
       if (!member || member.id === this.client.id || this.peers.has(member.id)) continue;
       const peer = this._addPeer(member);
@@ -594,6 +645,7 @@ export class Call extends EventTarget {
   async leave() {
     const wasActive = this.active;
     this.active = false;
+    this.speakers.stop();
     this._closeServer();
     for (const peer of [...this.peers.values()]) this._drop(peer, "leave");
     if (wasActive && this.client.connected) {
@@ -698,8 +750,8 @@ export class Call extends EventTarget {
     const old = member.standIn;
     if (!old) return;
     member.standIn = null;
-    old.retired = true;
-    if (this.retired && this.mode === "sfu" && !old.closed) this.retired.push(old);
+    old.retire(); // closes it when the other side is done with it too
+    if (this.retired && this.mode === "sfu") this.retired.push(old);
     else old.close();
     this._emit("peer-updated", { peer: member });
   }
@@ -779,6 +831,7 @@ export class Call extends EventTarget {
 
   /** Forget everything (page unload). */
   destroy() {
+    this.speakers.stop();
     this._closeServer();
     for (const peer of this.peers.values()) peer.close();
     this.peers.clear();
@@ -822,6 +875,7 @@ export class Call extends EventTarget {
         },
         framesDecoded: 0,
         frameWidth: 0,
+        frameHeight: 0,
         // The candidate pair in use: its local side's type ("host", "srflx",
         // "relay") and, for a relay, the transport to the TURN server.
         path: null,
@@ -843,6 +897,7 @@ export class Call extends EventTarget {
           if (s.kind === "video") {
             row.framesDecoded += s.framesDecoded || 0;
             row.frameWidth = s.frameWidth || row.frameWidth;
+            row.frameHeight = s.frameHeight || row.frameHeight;
           } else if (s.kind === "audio") {
             row.totalAudioEnergy += s.totalAudioEnergy || 0;
             row.audioLevel = Math.max(row.audioLevel, s.audioLevel || 0);

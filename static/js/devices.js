@@ -12,8 +12,34 @@
  * No DOM code here apart from reading the browser's media APIs.
  */
 
-/** Video we ask for: enough for a 6-tile mesh without melting a laptop. */
-const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
+/**
+ * The camera is opened at the largest size a call may send
+ * (`serverSendHeight`, 720p by default): the media server gets it in three
+ * layers, and each mesh connection's encoder scales it to MESH_SEND_HEIGHT.
+ */
+const VIDEO = { frameRate: { ideal: 24, max: 30 } };
+/** The capture height of a mesh call: enough for a 6-tile mesh without melting a laptop. */
+export const MESH_SEND_HEIGHT = 360;
+
+/**
+ * The capture height of a call through the media server, the top of its
+ * three simulcast layers (a quarter, half and all of it): 720, unless
+ * `localStorage["noom.sendHeight"]` says 360 or 180 (a slow uplink or CPU).
+ */
+export function serverSendHeight() {
+  let asked = 0;
+  try {
+    asked = Number(localStorage.getItem("noom.sendHeight"));
+  } catch {
+    /* storage blocked: the default */
+  }
+  return [180, 360, 720].includes(asked) ? asked : 720;
+}
+
+/** Camera constraints for `height` lines (16:9). */
+function captureConstraints(height) {
+  return { width: { ideal: Math.round((height * 16) / 9) }, height: { ideal: height }, frameRate: { ...VIDEO.frameRate } };
+}
 const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
 export class MediaFailure extends Error {
@@ -55,7 +81,8 @@ function classify(err) {
 }
 
 function videoConstraints(deviceId) {
-  return deviceId ? { ...VIDEO, deviceId: { exact: deviceId } } : { ...VIDEO };
+  const size = captureConstraints(serverSendHeight());
+  return deviceId ? { ...size, deviceId: { exact: deviceId } } : size;
 }
 
 function audioConstraints(deviceId) {

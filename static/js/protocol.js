@@ -25,6 +25,7 @@
  *   media_closed { room }                the media server ended our session
  *   media_state  { room, state }         a participant's { from, audio, video, screen }
  *   call_media   { room, media }         the call moved to the media server ("sfu")
+ *   active_speaker { room, speakers }    who speaks now, loudest first (socket ids)
  *                                        (calls through the media server)
  *   signal       { kind, from, description?, candidate? }
  *                kind: offer | answer | ice (WebRTC negotiation relayed by the server)
@@ -201,6 +202,10 @@ export class NoomClient extends EventTarget {
     s.on("media_closed", (room) => this._emit("media_closed", { room }));
     s.on("media_state", (room, state) => this._emit("media_state", { room, state }));
     s.on("call_media", (room, media) => this._emit("call_media", { room, media }));
+    s.on("active_speaker", (room, info) => {
+      const speakers = info && Array.isArray(info.speakers) ? info.speakers.filter((x) => typeof x === "string") : [];
+      this._emit("active_speaker", { room, speakers });
+    });
     for (const kind of ["offer", "answer", "ice"]) {
       s.on(kind, (data) => {
         if (!data || typeof data !== "object" || typeof data.from !== "string") return;
@@ -288,6 +293,14 @@ export class NoomClient extends EventTarget {
   /** Answer the media server's offer -> { ok } */
   mediaAnswer(room, answer) {
     return this.request("media_answer", room, answer);
+  }
+
+  /**
+   * Tell the media server how large we show each participant's video:
+   * views = [{ from, width, height }] in device pixels (0: not shown) -> { ok }
+   */
+  mediaView(room, views) {
+    return this.request("media_view", room, views);
   }
 
   /** Tell the call our { audio, video, screen } (media server calls) -> { ok } */

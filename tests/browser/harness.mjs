@@ -179,11 +179,16 @@ export async function openPage(browser, server, path, options = {}) {
   const context = await browser.newContext({
     locale: options.locale ?? "en-US",
     viewport: options.viewport ?? { width: 1280, height: 720 },
+    deviceScaleFactor: options.deviceScaleFactor ?? 1,
     permissions: options.permissions ?? ["camera", "microphone"],
     baseURL: server.base,
     ignoreHTTPSErrors: options.ignoreHTTPSErrors ?? false,
     colorScheme: options.colorScheme ?? "light",
   });
+  // Pages send at most 360p (the user preference for a slow computer) unless
+  // a test asks for more: eight fake 720p cameras do not fit two cores.
+  const sendHeight = options.sendHeight ?? 360;
+  await context.addInitScript(`localStorage.setItem("noom.sendHeight", "${sendHeight}")`);
   if (options.init) await context.addInitScript(options.init);
   const page = await context.newPage();
   page.errors = [];

@@ -18,6 +18,7 @@ pub fn start() -> (Arc<Sfu>, UnboundedReceiver<SfuEvent>) {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_ip: "127.0.0.1".parse().unwrap(),
         max_participants: 50,
+        audio_streams: 3,
     })
     .expect("sfu starts")
 }

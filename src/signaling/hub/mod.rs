@@ -574,7 +574,7 @@ impl Hub {
 
 /// The media server's families of the Prometheus exposition.
 fn render_sfu(out: &mut String, s: &crate::sfu::SfuStats) {
-    let lines: [(&str, &str, &str, u64); 5] = [
+    let lines: [(&str, &str, &str, u64); 10] = [
         (
             "noom_sfu_participants",
             "gauge",
@@ -604,6 +604,36 @@ fn render_sfu(out: &mut String, s: &crate::sfu::SfuStats) {
             "counter",
             "Offers the media server sent to renegotiate a session.",
             s.offers,
+        ),
+        (
+            "noom_sfu_forwarded_bytes_total",
+            "counter",
+            "Bytes of media forwarded to subscribers.",
+            s.forwarded_bytes,
+        ),
+        (
+            "noom_sfu_subscriptions",
+            "gauge",
+            "Tracks of others received, over every media session.",
+            s.subscriptions,
+        ),
+        (
+            "noom_sfu_layer_switches_total",
+            "counter",
+            "Simulcast layer switches made for subscribers.",
+            s.layer_switches,
+        ),
+        (
+            "noom_sfu_nacks_total",
+            "counter",
+            "Retransmission requests (NACK) from subscribers.",
+            s.nacks,
+        ),
+        (
+            "noom_sfu_audio_held_total",
+            "counter",
+            "Audio frames not forwarded: not among a large call's loudest speakers.",
+            s.audio_held,
         ),
     ];
     for (name, kind, help, value) in lines {
