@@ -78,6 +78,33 @@ pub struct MemberRow {
     pub member: MemberDetail,
     /// websocket or polling
     pub transport: &'static str,
+    /// Its session with the media server, when its call goes through it.
+    pub media: Option<MediaRow>,
+}
+
+/// A participant's session with the media server.
+#[derive(Debug, Serialize)]
+pub struct MediaRow {
+    /// `udp` straight from the client, or `turn-udp`/`turn-tcp`/`turn-tls`
+    /// through this server's relay; `connecting` before any media.
+    pub transport: String,
+    /// Where its media comes from (the relay's address when relayed).
+    pub remote: Option<String>,
+    /// What it publishes and receives, bits per second (last second).
+    pub bitrate_in: u64,
+    pub bitrate_out: u64,
+    /// What its link seems to carry (from the loss it reports), when limited.
+    pub estimate: Option<u64>,
+    /// Per participant whose video it receives: the layer sent (q, h, f;
+    /// none before the first keyframe or for unlayered video).
+    pub layers: Vec<LayerRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayerRow {
+    /// The publisher's socket id.
+    pub from: String,
+    pub layer: Option<&'static str>,
 }
 
 fn transport_name(t: TransportType) -> &'static str {
@@ -177,6 +204,53 @@ impl Admin {
             .collect()
     }
 
+    /// The media server's sessions in the call of `room`, by socket id.
+    async fn media_sessions(&self, room: &str) -> std::collections::HashMap<String, MediaRow> {
+        let Some(sfu) = &self.hub.sfu else {
+            return Default::default();
+        };
+        let Ok(reports) = sfu.report().await else {
+            return Default::default();
+        };
+        let relayed: Vec<AllocationInfo> = self
+            .hub
+            .relay
+            .as_ref()
+            .map(|r| r.allocations())
+            .unwrap_or_default();
+        let suffix = format!(":{room}");
+        reports
+            .into_iter()
+            .filter_map(|r| {
+                let sid = r.key.strip_suffix(&suffix)?.to_string();
+                let remote = r.remote.map(|a| a.to_string());
+                let transport = match &remote {
+                    None => "connecting".to_string(),
+                    Some(addr) => relayed
+                        .iter()
+                        .find(|a| &a.relayed == addr)
+                        .map_or("udp".to_string(), |a| format!("turn-{}", a.transport)),
+                };
+                let layers = r
+                    .layers
+                    .into_iter()
+                    .map(|(from, layer)| LayerRow { from, layer })
+                    .collect();
+                Some((
+                    sid,
+                    MediaRow {
+                        transport,
+                        remote,
+                        bitrate_in: r.bitrate_in,
+                        bitrate_out: r.bitrate_out,
+                        estimate: r.estimate,
+                        layers,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// A room's members and counters; `None` for a room that does not exist
     /// (or was closed and nobody is in it).
     pub async fn room_detail(&self, room: &str) -> Result<Option<RoomDetail>, StoreError> {
@@ -189,6 +263,7 @@ impl Admin {
             return Ok(None);
         }
         let in_call = members.iter().filter(|m| m.in_call).count();
+        let mut sessions = self.media_sessions(room).await;
         let members = members
             .into_iter()
             .map(|member| {
@@ -196,7 +271,12 @@ impl Admin {
                     .ok()
                     .and_then(|sid| self.io.get_socket(sid))
                     .map_or("gone", |s| transport_name(s.transport_type()));
-                MemberRow { member, transport }
+                let media = sessions.remove(&member.id);
+                MemberRow {
+                    member,
+                    transport,
+                    media,
+                }
             })
             .collect();
         Ok(Some(RoomDetail {

@@ -48,6 +48,21 @@ function row(cells) {
   return tr;
 }
 
+function bitrate(bps) {
+  if (!bps) return "0";
+  return bps >= 1_000_000 ? `${(bps / 1_000_000).toFixed(1)} Mbit/s` : `${Math.round(bps / 1000)} kbit/s`;
+}
+
+/** A participant's media-server session as one line (`names`: socket id -> nickname). */
+function mediaText(media, names) {
+  if (!media) return "—";
+  const parts = [media.transport, `in ${bitrate(media.bitrate_in)}`, `out ${bitrate(media.bitrate_out)}`];
+  if (media.estimate) parts.push(`link ~${bitrate(media.estimate)}`);
+  const layers = media.layers.map((l) => `${names.get(l.from) ?? l.from}: ${l.layer ?? "—"}`);
+  if (layers.length) parts.push(`layers ${layers.join(", ")}`);
+  return parts.join(" · ");
+}
+
 function duration(secs) {
   const s = Math.max(0, Math.floor(secs));
   const d = Math.floor(s / 86400);
@@ -134,6 +149,7 @@ function renderRoom(detail) {
   $("room-counts").textContent =
     `${detail.members.length} members, ${detail.in_call} in call, ${detail.messages} messages stored`;
   $("end-call").disabled = detail.in_call === 0;
+  const names = new Map(detail.members.map((m) => [m.id, m.nickname]));
   $("members").replaceChildren(
     ...detail.members.map((m) => {
       const actions = document.createElement("span");
@@ -151,7 +167,8 @@ function renderRoom(detail) {
         ),
       );
       const tr = row([
-        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no", actions,
+        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no",
+        mediaText(m.media, names), actions,
       ]);
       tr.dataset.member = m.id;
       return tr;

@@ -376,3 +376,134 @@ async fn the_browser_may_renegotiate_its_own_session() {
     let answer = SdpAnswer::from_sdp_string(ack["answer"]["sdp"].as_str().unwrap()).unwrap();
     peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
 }
+
+/// Pumps the peers until `c` gets an `active_speaker` event for `room`; its speakers.
+async fn next_speakers(
+    c: &mut Connected,
+    room: &str,
+    peers: &mut [&mut Peer],
+    send: &mut dyn FnMut(&mut [&mut Peer]),
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        assert!(Instant::now() < deadline, "no active_speaker");
+        if let Some(e) =
+            c.c.drain_events()
+                .into_iter()
+                .find(|e| e.name == "active_speaker")
+        {
+            assert_eq!(e.args[0], room);
+            return e.args[1]["speakers"]
+                .as_array()
+                .expect("a speakers array")
+                .iter()
+                .map(|s| s.as_str().expect("socket ids").to_string())
+                .collect();
+        }
+        send(peers);
+        pump_all(peers, Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speakers_are_announced_and_the_admin_sees_each_media_session() {
+    const TOKEN: &str = "sfu-test-api-token-0123456789abcdef";
+    let server = TestServer::start_with(|c| c.admin.api_token = TOKEN.into()).await;
+    let alice = in_call(&server, "talk").await;
+    let mut bob = server.client().await;
+    bob.enter("talk").await;
+    let joined = bob.ok("join_call", &[json!("talk")]).await;
+    let alice_id = joined["peers"][0]["id"]
+        .as_str()
+        .expect("alice's id")
+        .to_string();
+    let (mut a, mut b) = (Peer::new().await, Peer::new().await);
+    let mic = media_join(&alice, "talk", &mut a, Direction::SendOnly).await;
+    media_join(&bob, "talk", &mut b, Direction::RecvOnly).await;
+    pump_all(&mut [&mut a, &mut b], Duration::from_millis(500)).await;
+    answer_media_offer(&mut bob, "talk", &mut [&mut a, &mut b], 1).await;
+
+    // Alice talks (-20 dBov): the call hears that she speaks.
+    let frames = std::cell::Cell::new(0u64);
+    let talk = |level: i8| {
+        let frames = &frames;
+        move |peers: &mut [&mut Peer]| {
+            frames.set(frames.get() + 1);
+            peers[0].send_audio_level(mic, frames.get(), level);
+        }
+    };
+    let speakers = next_speakers(&mut bob, "talk", &mut [&mut a, &mut b], &mut talk(-20)).await;
+    assert_eq!(speakers, vec![alice_id.clone()]);
+
+    // The admin room view shows both sessions: Alice's media comes in,
+    // Bob's goes out, both straight over UDP.
+    let send = talk(-20);
+    for _ in 0..60 {
+        send(&mut [&mut a, &mut b]);
+        pump_all(&mut [&mut a, &mut b], Duration::from_millis(20)).await;
+    }
+    let detail: Value = reqwest::Client::new()
+        .get(server.url("/admin/api/rooms/talk"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let members = detail["members"].as_array().expect("members");
+    let media = |id: &str| {
+        members
+            .iter()
+            .find(|m| m["id"] == id)
+            .map(|m| m["media"].clone())
+            .expect("a member")
+    };
+    let (of_alice, of_bob) = (
+        media(&alice_id),
+        members
+            .iter()
+            .find(|m| m["id"] != alice_id.as_str())
+            .map(|m| m["media"].clone())
+            .expect("bob"),
+    );
+    assert_eq!(of_alice["transport"], "udp", "{detail}");
+    assert!(of_alice["bitrate_in"].as_u64().unwrap() > 0, "{detail}");
+    assert!(of_bob["bitrate_out"].as_u64().unwrap() > 0, "{detail}");
+    assert!(
+        of_bob["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("127.0.0.1:")),
+        "{detail}"
+    );
+
+    // She stops: after a moment nobody speaks.
+    let speakers = next_speakers(&mut bob, "talk", &mut [&mut a, &mut b], &mut talk(-127)).await;
+    assert!(speakers.is_empty(), "{speakers:?}");
+
+    // What the page shows, for the layers; junk is refused.
+    bob.ok(
+        "media_view",
+        &[
+            json!("talk"),
+            json!([{ "from": alice_id, "width": 320, "height": 180 }]),
+        ],
+    )
+    .await;
+    for bad in [
+        json!("big"),
+        json!([{ "from": "", "height": 180 }]),
+        json!([{ "from": alice_id }]),
+        json!([{ "from": alice_id, "height": -1 }]),
+        json!([{ "from": alice_id, "height": 100_000 }]),
+        Value::Array(vec![json!({ "from": "x", "height": 1 }); 101]),
+    ] {
+        bob.err("media_view", &[json!("talk"), bad], "invalid_argument")
+            .await;
+    }
+    let outsider = server.client().await;
+    outsider.enter("talk").await;
+    outsider
+        .err("media_view", &[json!("talk"), json!([])], "not_in_call")
+        .await;
+}
