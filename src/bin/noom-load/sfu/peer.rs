@@ -418,7 +418,9 @@ impl Peer {
         });
     }
 
-    /// Writes the frames whose time has come.
+    /// Writes the frame and the audio packet whose time has come, at most
+    /// one of each: str0m wants `poll_output` between writes (it refuses a
+    /// queue of many), and the loop comes straight back while more are due.
     fn publish_due(&mut self, now: Instant) {
         let Some(p) = &mut self.publishing else {
             return;
@@ -426,7 +428,7 @@ impl Peer {
         let window = &self.window;
         let log = &mut self.log;
         let late_catch_up = Duration::from_secs(1);
-        while p.next_video <= now {
+        if p.next_video <= now {
             log.send_lag_max_us = log
                 .send_lag_max_us
                 .max(now.duration_since(p.next_video).as_micros() as u64);
@@ -471,7 +473,7 @@ impl Peer {
                 p.next_video = now + FRAME_INTERVAL;
             }
         }
-        while p.next_audio <= now {
+        if p.next_audio <= now {
             let sent_us = window.us(now);
             let tag = Tag {
                 layer: None,
