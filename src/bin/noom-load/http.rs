@@ -1,6 +1,7 @@
 //! Plain HTTP to the server under test: is it there, and what its `/metrics`
-//! say. Raw HTTP/1.0 over a TCP stream: the body ends with the connection, and
-//! the tool needs no HTTP client library.
+//! say; and Janus's JSON API for `sfu --target janus`. Raw HTTP/1.0 over a
+//! TCP stream: the body ends with the connection, and the tool needs no HTTP
+//! client library.
 
 use std::time::Duration;
 
@@ -31,26 +32,46 @@ pub fn authority(url: &str) -> Res<String> {
 
 /// A plain `GET` over HTTP/1.0 (so the body ends with the connection): status and body.
 pub async fn http_get(addr: &str, path: &str) -> Res<(u16, String)> {
+    http_request(addr, "GET", path, None, HTTP_TIMEOUT).await
+}
+
+/// One HTTP/1.0 request with an optional JSON body, answered within `within`
+/// (a long poll needs longer than [`HTTP_TIMEOUT`]): status and body.
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+    within: Duration,
+) -> Res<(u16, String)> {
     let request = async {
         let mut stream = TcpStream::connect(addr).await?;
-        let head = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
+        if let Some(body) = json_body {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        head.push_str(json_body.unwrap_or_default());
         stream.write_all(head.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         Ok::<_, std::io::Error>(raw)
     };
-    let raw = tokio::time::timeout(HTTP_TIMEOUT, request)
+    let raw = tokio::time::timeout(within, request)
         .await
-        .map_err(|_| format!("GET {path}: no answer within {HTTP_TIMEOUT:?}"))??;
+        .map_err(|_| format!("{method} {path}: no answer within {within:?}"))??;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET {path}: malformed response"))?;
+        .ok_or_else(|| format!("{method} {path}: malformed response"))?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET {path}: no status in the response"))?;
+        .ok_or_else(|| format!("{method} {path}: no status in the response"))?;
     Ok((status, body.to_string()))
 }
 

@@ -3,7 +3,7 @@
 //! worth a look (a lost, duplicated or reordered message; a failed or dropped
 //! idle connection; a server that did not exit 0), or 2 when the tool failed.
 //!
-//! Four subcommands, one module each (`docs/benchmarks.md` shows them at work):
+//! Five subcommands, one module each (`docs/benchmarks.md` shows them at work):
 //!
 //! - `chat` ([`chat`]): chat throughput, ack and delivery latency, losses and
 //!   the server's CPU time per delivered message;
@@ -14,7 +14,11 @@
 //! - `turn-flood` ([`turn_flood`]): a flood of unauthenticated TURN Allocate
 //!   requests from one source, and the memory of the relay's process
 //!   meanwhile (any TURN server; `scripts/bench-relay.sh` runs it against Noom
-//!   and coturn).
+//!   and coturn);
+//! - `sfu` ([`sfu`]): synthetic WebRTC participants publishing simulcast video
+//!   and audio through the media server, against Noom or Janus: forwarded
+//!   packets/s, loss, jitter and server CPU per forwarded packet
+//!   (`scripts/bench-sfu.sh` runs both side by side).
 //!
 //! Shared: [`http`] talks plain HTTP to the server under test (`/healthz`,
 //! `/metrics`); [`stats`] summarises latencies (percentiles) and converts units.
@@ -33,12 +37,14 @@ use serde::Serialize;
 mod chat;
 mod http;
 mod idle;
+mod sfu;
 mod startup;
 mod stats;
 mod turn_flood;
 
 use chat::ChatArgs;
 use idle::IdleArgs;
+use sfu::SfuArgs;
 use startup::StartupArgs;
 use turn_flood::TurnFloodArgs;
 
@@ -70,6 +76,9 @@ enum Mode {
     /// A flood of unauthenticated TURN Allocate requests from one source, and
     /// the memory of the relay's process meanwhile (any TURN server: give its pid).
     TurnFlood(TurnFloodArgs),
+    /// Synthetic publishers and subscribers through a media server (Noom or
+    /// Janus): forwarded packets/s, loss, jitter, server CPU per packet.
+    Sfu(SfuArgs),
 }
 
 #[tokio::main]
@@ -80,6 +89,7 @@ async fn main() -> ExitCode {
         Mode::Idle(args) => idle::run(args).await,
         Mode::Startup(args) => startup::run(args).await,
         Mode::TurnFlood(args) => turn_flood::run(args).await,
+        Mode::Sfu(args) => sfu::run(args).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
