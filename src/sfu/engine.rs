@@ -74,7 +74,13 @@ impl Engine {
             let deadline = self.drive();
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(c) => self.command(c),
+                    Some(c) => {
+                        self.command(c);
+                        // Commands are rare: every session looks again.
+                        for p in &mut self.participants {
+                            p.dirty = true;
+                        }
+                    }
                     None => break,
                 },
                 received = self.socket.recv_from(&mut buf) => {
@@ -84,10 +90,15 @@ impl Engine {
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+            // Time moves only the sessions whose deadline passed: the cost
+            // of a datagram does not grow with the number of sessions.
             let now = Instant::now();
             for p in &mut self.participants {
-                if p.rtc.is_alive() && p.rtc.handle_input(Input::Timeout(now)).is_err() {
-                    p.rtc.disconnect();
+                if p.next_timeout <= now && p.rtc.is_alive() {
+                    p.dirty = true;
+                    if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        p.rtc.disconnect();
+                    }
                 }
             }
         }
@@ -185,6 +196,7 @@ impl Engine {
             .is_some_and(|l| l.iter().any(|x| x.active));
         let rid = layer.filter(|_| simulcast).map(layers::rid_of);
         publisher.request_keyframe(mid, rid, KeyframeRequestKind::Pli);
+        publisher.dirty = true;
         self.stats.keyframe_requests += 1;
     }
 
@@ -257,6 +269,7 @@ impl Engine {
         match self.participants.iter_mut().find(|p| p.rtc.accepts(&input)) {
             Some(p) => {
                 p.remote = Some(from);
+                p.dirty = true;
                 if p.rtc.handle_input(input).is_err() {
                     p.rtc.disconnect();
                 }
@@ -269,10 +282,15 @@ impl Engine {
     /// each publishes to the others, then offers new tracks and forgets
     /// ended sessions. Returns when the loop must wake next.
     fn drive(&mut self) -> Instant {
-        let mut earliest = Instant::now() + TICK;
         let mut queue: VecDeque<(usize, Propagated)> = VecDeque::new();
         loop {
+            // Only sessions that had input, output written to them, or a
+            // passed deadline have anything to say.
             for (i, p) in self.participants.iter_mut().enumerate() {
+                if !p.dirty {
+                    continue;
+                }
+                p.dirty = false;
                 loop {
                     if !p.rtc.is_alive() {
                         break;
@@ -286,7 +304,7 @@ impl Engine {
                         }
                     };
                     if let Some(t) = timeout_of(&output) {
-                        earliest = earliest.min(t);
+                        p.next_timeout = t;
                         break;
                     }
                     match output {
@@ -312,7 +330,11 @@ impl Engine {
         }
         self.rank();
         for p in &mut self.participants {
+            if !p.needs_offer {
+                continue;
+            }
             if let Some(offer) = p.negotiate() {
+                p.dirty = true;
                 self.stats.offers += 1;
                 let _ = self.events.send(SfuEvent::Offer {
                     participant: p.key.clone(),
@@ -321,9 +343,11 @@ impl Engine {
             }
         }
         let (events, speakers, stats) = (&self.events, &mut self.speakers, &mut self.stats);
+        let mut gone_from: Vec<Arc<str>> = Vec::new();
         self.participants.retain(|p| {
             let alive = p.rtc.is_alive();
             if !alive {
+                gone_from.push(p.call.clone());
                 speakers.forget(&p.call, p.id);
                 stats.layer_switches += p.switches();
                 stats.nacks += p.nacks();
@@ -333,6 +357,19 @@ impl Engine {
             }
             alive
         });
+        // The others of its call stop its tracks at their next offer.
+        for p in &mut self.participants {
+            if gone_from.contains(&p.call) {
+                p.needs_offer = true;
+            }
+        }
+        let earliest = self
+            .participants
+            .iter()
+            .map(|p| p.next_timeout)
+            .min()
+            .unwrap_or_else(|| Instant::now() + TICK)
+            .min(Instant::now() + TICK);
         earliest.max(Instant::now() + Duration::from_millis(1))
     }
 
@@ -404,10 +441,14 @@ impl Engine {
                 continue;
             }
             match &item {
-                Propagated::TrackOpen(track) => p.receive(track.clone()),
+                Propagated::TrackOpen(track) => {
+                    p.receive(track.clone());
+                    p.dirty = true;
+                }
                 Propagated::Media(data) => {
                     let done = p.forward(origin_id, data, now);
                     if done.bytes > 0 {
+                        p.dirty = true;
                         self.stats.forwarded += 1;
                         self.stats.forwarded_bytes += done.bytes as u64;
                     }
@@ -422,6 +463,7 @@ impl Engine {
                 } => {
                     if p.id == *origin {
                         p.keyframe_requested(request, *mid);
+                        p.dirty = true;
                         self.stats.keyframe_requests += 1;
                     }
                 }

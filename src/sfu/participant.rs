@@ -57,6 +57,10 @@ enum OutState {
 #[derive(Debug)]
 struct TrackOut {
     track: Weak<TrackIn>,
+    /// The track's publisher and its mid there (matched per frame without
+    /// touching the `Weak`).
+    origin: u64,
+    source: Option<Mid>,
     state: OutState,
     /// The simulcast layer sent (unused for unlayered tracks).
     selection: Selection,
@@ -181,6 +185,12 @@ pub struct Participant {
     loss: LossEstimate,
     egress: HashMap<Mid, Egress>,
     pub remote: Option<SocketAddr>,
+    /// It had input, or output was written to it: the loop polls it.
+    pub dirty: bool,
+    /// When its `Rtc` wants time to move next.
+    pub next_timeout: Instant,
+    /// Tracks came or went: an offer may be due.
+    pub needs_offer: bool,
     rate_in: Rate,
     rate_out: Rate,
 }
@@ -203,6 +213,9 @@ impl Participant {
             loss: LossEstimate::default(),
             egress: HashMap::new(),
             remote: None,
+            dirty: true,
+            next_timeout: Instant::now(),
+            needs_offer: true,
             rate_in: Rate::new(Instant::now()),
             rate_out: Rate::new(Instant::now()),
         }
@@ -393,6 +406,7 @@ impl Participant {
             }
             Event::Connected => {
                 self.connected = true;
+                self.needs_offer = true;
                 None
             }
             Event::MediaAdded(added) => {
@@ -481,12 +495,18 @@ impl Participant {
 
     /// Someone else of the call publishes `track`: it is added at the next offer.
     pub fn receive(&mut self, track: Weak<TrackIn>) {
+        let (origin, source) = track
+            .upgrade()
+            .map_or((0, None), |t| (t.origin, Some(t.mid)));
         self.tracks_out.push(TrackOut {
             track,
+            origin,
+            source,
             state: OutState::ToOpen,
             selection: Selection::default(),
         });
         self.reselect = true;
+        self.needs_offer = true;
     }
 
     /// Writes media of `origin` to the matching track, if this participant
@@ -495,11 +515,11 @@ impl Participant {
     /// `Arc`).
     pub fn forward(&mut self, origin: u64, data: &MediaData, now: Instant) -> Forwarded {
         let mut done = Forwarded::default();
-        let Some(out) = self.tracks_out.iter_mut().find(|o| {
-            o.track
-                .upgrade()
-                .is_some_and(|t| t.origin == origin && t.mid == data.mid)
-        }) else {
+        let Some(out) = self
+            .tracks_out
+            .iter_mut()
+            .find(|o| o.origin == origin && o.source == Some(data.mid))
+        else {
             return done;
         };
         let OutState::Open(mid) = out.state else {
@@ -548,8 +568,9 @@ impl Participant {
     /// other offer is out.
     pub fn negotiate(&mut self) -> Option<SdpOffer> {
         if !self.connected || self.pending.is_some() {
-            return None;
+            return None; // `needs_offer` stays: asked again after the answer
         }
+        self.needs_offer = false;
         for t in &mut self.tracks_out {
             if let OutState::Open(m) = t.state
                 && t.track.upgrade().is_none()
@@ -621,6 +642,7 @@ impl Participant {
     /// (the browser's wins); its tracks are offered again afterwards.
     pub fn accept_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, String> {
         self.pending = None;
+        self.needs_offer = true;
         for t in &mut self.tracks_out {
             match t.state {
                 OutState::Negotiating(_) => t.state = OutState::ToOpen,
