@@ -114,12 +114,15 @@ JCFG
 }
 
 # Noom: release build, own data directory, per-address limits lifted (every
-# client comes from 127.0.0.1), every call through the media server.
+# client comes from 127.0.0.1), every call through the media server, and
+# every participant's audio forwarded as Janus does (the synthetic Opus has
+# no audio level: with the default sfu.audio_streams = 3, all but three
+# publishers' audio would be held, and counted as lost by the tool).
 mkdir -p "$WORK/noom"
 NOOM_SFU_LISTEN=127.0.0.1:3479 NOOM_SFU_PUBLIC_IP=127.0.0.1 \
 NOOM_SERVER_CONNECTIONS_PER_IP=100000 NOOM_SFU_SESSIONS_PER_IP=100000 \
 NOOM_SFU_JOINS_PER_IP_PER_MIN=100000 NOOM_SFU_MAX_PARTICIPANTS=100000 \
-NOOM_LIMITS_CALL_MAX=50 NOOM_CALL_MODE=sfu RUST_LOG=warn \
+NOOM_LIMITS_CALL_MAX=50 NOOM_CALL_MODE=sfu NOOM_SFU_AUDIO_STREAMS=50 RUST_LOG=warn \
     nice -n 19 "$NOOM" --http "$NOOM_HTTP" --data-dir "$WORK/noom/data" >"$WORK/noom/log" 2>&1 &
 NOOM_PID=$!
 PIDS+=("$NOOM_PID")

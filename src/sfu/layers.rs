@@ -26,7 +26,7 @@ const ACTIVE_WITHIN: Duration = Duration::from_millis(1500);
 /// Bitrates are measured over this window.
 const WINDOW: Duration = Duration::from_secs(1);
 /// A subscriber waiting for a keyframe of its new layer asks again this often.
-const ASK_AGAIN: Duration = Duration::from_millis(1000);
+const ASK_AGAIN: Duration = Duration::from_millis(500);
 
 /// The layer of a rid, for the rids Noom's pages publish.
 pub fn layer_of(rid: Option<Rid>) -> Option<usize> {

@@ -21,8 +21,8 @@ use str0m::{Event, IceConnectionState, Output, Rtc};
 use super::estimate::LossEstimate;
 use super::layers::{self, LayerMeter, Layers, Selection, Verdict, Want};
 
-/// Keyframe requests to one publisher's track, at most one this often.
-const KEYFRAME_EVERY: Duration = Duration::from_secs(1);
+/// Keyframe requests to one layer of a publisher's track, at most one this often.
+const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 
 /// A track a participant publishes.
 #[derive(Debug)]

@@ -1,0 +1,99 @@
+// Eight pages in one call through the media server (call.mode = "sfu"): each
+// plays the seven others' moving video and hears the call; a leave and a
+// closed tab take their tiles away everywhere within 2 s; a late joiner has
+// everyone's tile within 3 s, then their video. Pages send 360p (the harness default: eight cameras
+// on two cores) and show their tiles in a 1280x720 grid.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
+
+const env = useServerAndBrowser({ server: { env: { NOOM_CALL_MODE: "sfu" } } });
+
+const NAMES = ["Ada", "Ben", "Cai", "Dev", "Eli", "Fay", "Gus", "Hal"];
+
+/** Audio energy received from every remote tile of `page`, summed. */
+async function audioEnergy(page) {
+  const stats = await page.evaluate(() => window.noomCall.stats());
+  return stats.reduce((sum, s) => sum + (s.totalAudioEnergy || 0), 0);
+}
+
+/** Waits until no remote tile of each page is named `name`; at most `ms`. */
+function tileGone(pages, name, ms) {
+  return Promise.all(
+    pages.map((page) =>
+      page.waitForFunction(
+        (name) => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === name),
+        name,
+        { timeout: ms, polling: 50 },
+      ),
+    ),
+  );
+}
+
+test("eight in one call through the media server; leave, closed tab, late joiner", async () => {
+  const room = "eight";
+  const pages = [];
+  for (const nickname of NAMES) pages.push(await openPage(env.browser, env.server, roomPath(room), { nickname }));
+  for (const page of pages) await joinCall(page);
+
+  // Everyone plays the seven others' video, moving, over one connection.
+  for (const [i, page] of pages.entries()) {
+    await expectLiveTiles(page, NAMES.filter((_, j) => j !== i), { timeout: 40000 });
+    assert.equal(await page.evaluate(() => window.noomCall.connections()), 1);
+  }
+  // And hears the call: the audio received keeps adding up.
+  const before = await Promise.all(pages.map(audioEnergy));
+  await new Promise((r) => setTimeout(r, 2000));
+  const after = await Promise.all(pages.map(audioEnergy));
+  for (const [i, page] of pages.entries()) {
+    assert.ok(after[i] > before[i], `${NAMES[i]} heard nothing: ${before[i]} then ${after[i]}`);
+    assert.deepEqual(page.errors, []);
+  }
+
+  // Hal leaves the call: his tile is gone from everyone within 2 s.
+  const hal = pages.pop();
+  await hal.getByRole("button", { name: "Leave call" }).click();
+  await tileGone(pages, "Hal", 2000);
+  await hal.context().close();
+
+  // Gus closes his tab: the same.
+  const gus = pages.pop();
+  await gus.context().close();
+  await tileGone(pages, "Gus", 2000);
+  const left = NAMES.slice(0, 6);
+  for (const [i, page] of pages.entries()) {
+    assert.deepEqual(await tileNames(page), left.filter((_, j) => j !== i));
+  }
+
+  // Ivy joins late: within 3 s of her click on "Join call" she has everyone's
+  // tile, and soon their moving video (its first frames take 2.5 to 4.5 s on
+  // this machine with eight pages running: a server offer, a DTLS handshake
+  // and a keyframe from each publisher; docs/sfu.md).
+  const ivy = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ivy" });
+  await waitEntered(ivy);
+  const started = Date.now();
+  await ivy.getByTestId("join-call").click();
+  await until(
+    ivy,
+    (want) => {
+      const names = [...document.querySelectorAll('[data-testid="tile"] .tile-name')].map((n) => n.textContent).sort();
+      return JSON.stringify(names) === JSON.stringify(want);
+    },
+    left,
+    { timeout: 3000, interval: 50, what: `Ivy's tiles of ${left.join(", ")} within 3 s of joining` },
+  );
+  await until(
+    ivy,
+    async (want) => {
+      const stats = await window.noomCall.stats();
+      return want.every((n) => stats.some((s) => s.nickname === n && s.framesDecoded > 0));
+    },
+    left,
+    { timeout: 8000, interval: 100, what: `Ivy playing ${left.join(", ")}` },
+  );
+  const took = Date.now() - started;
+  await expectLiveTiles(ivy, left);
+  for (const [i, page] of pages.entries()) await expectLiveTiles(page, [...left.filter((_, j) => j !== i), "Ivy"]);
+  console.log(`# late joiner: tiles within 3 s, all six playing ${took} ms after joining`);
+  for (const page of [...pages, ivy]) await page.context().close();
+});
