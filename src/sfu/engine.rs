@@ -29,6 +29,9 @@ const TICK: Duration = Duration::from_millis(100);
 const RANK_EVERY: Duration = Duration::from_millis(250);
 /// Largest datagram read.
 const DATAGRAM_MAX: usize = 2000;
+/// Datagrams read at most per wake-up before the sessions are driven: one
+/// wake-up and one pass over the sessions serve a burst, not each packet.
+const READ_BATCH: usize = 64;
 /// Sessions report their statistics (the loss their browser saw) this often.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
@@ -86,6 +89,12 @@ impl Engine {
                 received = self.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = received {
                         self.receive(&buf[..n], from);
+                        for _ in 1..READ_BATCH {
+                            match self.socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.receive(&buf[..n], from),
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -136,10 +145,11 @@ impl Engine {
             } => {
                 let result = match self.find(&participant) {
                     Some(p) => p.accept_answer(answer).map_err(SfuError::Sdp),
-                    None => Err(SfuError::NoSession(participant)),
+                    None => Err(SfuError::NoSession(participant.clone())),
                 };
                 // A new subscriber needs a keyframe to show anything.
                 if let Ok(opened) = &result {
+                    tracing::debug!(%participant, tracks = opened.len(), "answer accepted");
                     for &(origin, mid, layer) in opened {
                         self.ask_keyframe(origin, mid, Some(layer));
                     }
@@ -213,6 +223,7 @@ impl Engine {
         label: String,
         offer: str0m::change::SdpOffer,
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
+        tracing::debug!(participant = %key, "join");
         // A second join replaces the first session.
         if let Some(old) = self.find(&key) {
             old.rtc.disconnect();
@@ -334,6 +345,7 @@ impl Engine {
                 continue;
             }
             if let Some(offer) = p.negotiate() {
+                tracing::debug!(participant = %p.key, "server offer");
                 p.dirty = true;
                 self.stats.offers += 1;
                 let _ = self.events.send(SfuEvent::Offer {
@@ -423,6 +435,12 @@ impl Engine {
         };
         let (origin_id, call) = (origin.id, origin.call.clone());
         let now = Instant::now();
+        if let Propagated::Connected = item {
+            for (publisher, mid, layer) in origin.open_video() {
+                self.ask_keyframe(publisher, mid, Some(layer));
+            }
+            return;
+        }
         // Audio of a large call: only its loudest and its recent speakers.
         if let Propagated::Media(data) = &item
             && origin
@@ -441,6 +459,8 @@ impl Engine {
                 continue;
             }
             match &item {
+                // Handled above, for the participant itself.
+                Propagated::Connected => {}
                 Propagated::TrackOpen(track) => {
                     p.receive(track.clone());
                     p.dirty = true;

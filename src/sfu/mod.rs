@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Longest a signaling request waits for the media loop.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// Kernel buffer asked for the media socket, each way.
+const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Where the SFU listens and what it tells browsers.
 #[derive(Debug, Clone)]
@@ -170,6 +172,12 @@ impl Sfu {
                 addr: settings.listen,
                 source,
             })?;
+        // Bursts (a keyframe fanned out to every subscriber) must not
+        // overflow the kernel's buffers. Best effort: capped by
+        // net.core.rmem_max / wmem_max.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
         let addr = SocketAddr::new(settings.public_ip, bound.port());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();

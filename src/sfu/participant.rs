@@ -64,6 +64,8 @@ struct TrackOut {
     state: OutState,
     /// The simulcast layer sent (unused for unlayered tracks).
     selection: Selection,
+    /// A frame of it was sent (the first one is logged: join timing).
+    started: bool,
 }
 
 impl TrackOut {
@@ -84,6 +86,9 @@ pub enum Propagated {
     TrackOpen(Weak<TrackIn>),
     /// Media of one of its tracks.
     Media(Box<MediaData>),
+    /// Its ICE and DTLS came up: media written to it before was lost, so
+    /// the tracks it receives need a keyframe each.
+    Connected,
     /// It asks the publisher of a track it receives for a keyframe (of the
     /// layer it gets).
     Keyframe {
@@ -171,8 +176,6 @@ pub struct Participant {
     /// Shared with its tracks' forwarding, which compares it per frame.
     pub call: Arc<str>,
     pub rtc: Rtc,
-    /// ICE and DTLS are up: offers may be sent.
-    connected: bool,
     pending: Option<SdpPendingOffer>,
     tracks_in: Vec<TrackInEntry>,
     tracks_out: Vec<TrackOut>,
@@ -203,7 +206,6 @@ impl Participant {
             label,
             call,
             rtc,
-            connected: false,
             pending: None,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
@@ -378,6 +380,22 @@ impl Participant {
         }
     }
 
+    /// The video tracks it receives now: (publisher, its mid, layer wanted).
+    pub fn open_video(&self) -> Vec<(u64, Mid, usize)> {
+        self.tracks_out
+            .iter()
+            .filter(|t| matches!(t.state, OutState::Open(_)))
+            .filter_map(|t| {
+                let track = t.track.upgrade()?;
+                (track.kind == MediaKind::Video).then_some((
+                    t.origin,
+                    track.mid,
+                    t.selection.target,
+                ))
+            })
+            .collect()
+    }
+
     /// Layer switches made for it so far.
     pub fn switches(&self) -> u64 {
         self.tracks_out.iter().map(|t| t.selection.switches).sum()
@@ -405,9 +423,8 @@ impl Participant {
                 None
             }
             Event::Connected => {
-                self.connected = true;
-                self.needs_offer = true;
-                None
+                tracing::debug!(participant = %self.key, "connected (ICE and DTLS)");
+                Some(Propagated::Connected)
             }
             Event::MediaAdded(added) => {
                 // Only what the browser sends is a track of its own.
@@ -504,6 +521,7 @@ impl Participant {
             source,
             state: OutState::ToOpen,
             selection: Selection::default(),
+            started: false,
         });
         self.reselect = true;
         self.needs_offer = true;
@@ -556,6 +574,10 @@ impl Participant {
         }
         done.bytes = data.data.len();
         self.rate_out.add(done.bytes);
+        if !out.started {
+            out.started = true;
+            tracing::debug!(participant = %self.key, origin, ?mid, keyframe = data.is_keyframe(), "first frame sent");
+        }
         done
     }
 
@@ -567,7 +589,9 @@ impl Participant {
     /// An offer for the tracks to add or stop, when there are any and no
     /// other offer is out.
     pub fn negotiate(&mut self) -> Option<SdpOffer> {
-        if !self.connected || self.pending.is_some() {
+        // Not waiting for ICE and DTLS: the offer's round trip overlaps
+        // them (the page applies it after the join's answer).
+        if self.pending.is_some() {
             return None; // `needs_offer` stays: asked again after the answer
         }
         self.needs_offer = false;

@@ -125,6 +125,7 @@ export class ServerSession {
     this.audioTx = null;
     this.videoTx = null;
     this.queue = Promise.resolve();
+    this.ready = Promise.resolve(); // our offer's answer applied (see start)
     this.closed = false;
     this.restarting = false;
     this.views = []; // [{ from, width, height }] as the page last reported them
@@ -142,6 +143,13 @@ export class ServerSession {
   /** Opens the connection and negotiates it with the server (`media_join`). */
   async start() {
     if (this.pc) this._closePc();
+    // The server may offer the call's tracks as soon as it has answered us
+    // (before ICE and DTLS are up): its offers wait until our side applied
+    // that answer.
+    let applied;
+    this.ready = new Promise((resolve) => {
+      applied = resolve;
+    });
     const pc = new RTCPeerConnection(this.configuration);
     this.pc = pc;
     const { audio, video } = this.call._outgoing();
@@ -152,10 +160,14 @@ export class ServerSession {
     });
     pc.ontrack = ({ track, streams }) => this._onTrack(track, streams);
     pc.onconnectionstatechange = () => this._onConnectionState();
-    await pc.setLocalDescription(await pc.createOffer());
-    const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON());
-    if (this.pc !== pc || this.closed) return;
-    await pc.setRemoteDescription(ack.answer);
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON());
+      if (this.pc !== pc || this.closed) return;
+      await pc.setRemoteDescription(ack.answer);
+    } finally {
+      applied();
+    }
     this.sendState();
     this.viewsSent = ""; // a new session knows nothing of our tiles
     this._sendViews();
@@ -193,6 +205,7 @@ export class ServerSession {
   /** The server's offer: answer it, in arrival order. */
   onOffer(description) {
     this.queue = this.queue
+      .then(() => this.ready)
       .then(async () => {
         if (this.closed || !this.pc) return;
         await this.pc.setRemoteDescription(description);

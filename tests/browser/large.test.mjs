@@ -66,9 +66,10 @@ test("eight in one call through the media server; leave, closed tab, late joiner
   }
 
   // Ivy joins late: within 3 s of her click on "Join call" she has everyone's
-  // tile, and soon their moving video (its first frames take 2.5 to 4.5 s on
-  // this machine with eight pages running: a server offer, a DTLS handshake
-  // and a keyframe from each publisher; docs/sfu.md).
+  // tile, and then their moving video. With eight pages on this machine her
+  // first frames take 4 to 6 s, most of it her page's ICE and DTLS handshake
+  // (the server's offer of the call's tracks overlaps it); in CI, under more
+  // load, longer: up to 12 s is allowed here.
   const ivy = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ivy" });
   await waitEntered(ivy);
   const started = Date.now();
@@ -89,7 +90,7 @@ test("eight in one call through the media server; leave, closed tab, late joiner
       return want.every((n) => stats.some((s) => s.nickname === n && s.framesDecoded > 0));
     },
     left,
-    { timeout: 8000, interval: 100, what: `Ivy playing ${left.join(", ")}` },
+    { timeout: 12000, interval: 100, what: `Ivy playing ${left.join(", ")}` },
   );
   const took = Date.now() - started;
   await expectLiveTiles(ivy, left);
