@@ -6,5 +6,6 @@
 mod common;
 
 mod engine;
+mod layers;
 mod peer;
 mod signaling;

@@ -31,6 +31,11 @@ pub struct Peer {
     /// Media received: (mid, payload).
     pub received: Vec<(Mid, Vec<u8>)>,
     pub connected: bool,
+    /// Keyframe requests received (the rid they name).
+    pub keyframe_requests: Vec<Option<str0m::media::Rid>>,
+    /// Drop every this-many-th RTP packet received (0: none): a lossy link.
+    pub drop_every: u32,
+    rtp_seen: u32,
 }
 
 impl Peer {
@@ -47,6 +52,9 @@ impl Peer {
             local,
             received: Vec::new(),
             connected: false,
+            keyframe_requests: Vec::new(),
+            drop_every: 0,
+            rtp_seen: 0,
         }
     }
 
@@ -73,6 +81,7 @@ impl Peer {
                     Output::Event(Event::MediaData(d)) => {
                         self.received.push((d.mid, d.data.to_vec()))
                     }
+                    Output::Event(Event::KeyframeRequest(r)) => self.keyframe_requests.push(r.rid),
                     Output::Event(_) => {}
                 }
             };
@@ -83,6 +92,7 @@ impl Peer {
             let wait = deadline.min(until).saturating_duration_since(now);
             if let Ok(Ok((n, from))) =
                 tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await
+                && !self.lost(&buf[..n])
                 && let Ok(contents) = buf[..n].try_into()
             {
                 self.rtc
@@ -101,6 +111,19 @@ impl Peer {
                 .handle_input(Input::Timeout(Instant::now()))
                 .unwrap();
         }
+    }
+
+    /// Whether the lossy link drops this datagram: every `drop_every`-th RTP
+    /// packet (not RTCP, STUN or DTLS).
+    fn lost(&mut self, datagram: &[u8]) -> bool {
+        let rtp = datagram.len() > 12
+            && (128..=191).contains(&datagram[0])
+            && !(192..=223).contains(&datagram[1]);
+        if self.drop_every == 0 || !rtp {
+            return false;
+        }
+        self.rtp_seen += 1;
+        self.rtp_seen.is_multiple_of(self.drop_every)
     }
 
     /// Writes one Opus frame on `mid` with its audio level (dBov, RFC 6464).

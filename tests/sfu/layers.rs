@@ -1,0 +1,203 @@
+//! Simulcast through the SFU with synthetic clients: a publisher sends three
+//! layers (rids q, h, f, with VP8 key frame headers saying 180, 360 and 720
+//! lines); a subscriber gets the middle one by default, and the small one,
+//! after a keyframe of it that the SFU asks the publisher for, once its page
+//! says the tile is small. On a lossy link the subscriber asks for lost
+//! packets again (NACK) and the SFU resends them (RTX).
+
+use std::time::Duration;
+
+use str0m::format::Codec;
+use str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
+
+use crate::peer::{Peer, answer_offer, join, pump_all, start};
+
+const RIDS: [&str; 3] = ["q", "h", "f"];
+const HEIGHTS: [u16; 3] = [180, 360, 720];
+
+/// A VP8-shaped frame of `layer`: a key frame header with the layer's size,
+/// or an inter frame; byte 10 says the layer, bytes 11.. the frame number.
+fn frame(layer: usize, n: u64, key: bool) -> Vec<u8> {
+    let mut f = vec![0u8; 400];
+    if key {
+        f[..3].copy_from_slice(&[0x10, 0x02, 0x00]);
+        f[3..6].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+        f[6..8].copy_from_slice(&(HEIGHTS[layer] * 16 / 9).to_le_bytes());
+        f[8..10].copy_from_slice(&HEIGHTS[layer].to_le_bytes());
+    } else {
+        f[0] = 0x11;
+    }
+    f[10] = layer as u8;
+    f[11..19].copy_from_slice(&n.to_le_bytes());
+    f
+}
+
+/// Offers one sendonly video m-line in three simulcast layers and joins.
+async fn publish(sfu: &noom::sfu::Sfu, peer: &mut Peer) -> Mid {
+    let mut api = peer.rtc.sdp_api();
+    let mut simulcast = Simulcast::new();
+    for rid in RIDS {
+        simulcast.add_send_layer(SimulcastLayer::new(rid));
+    }
+    let mid = api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        Some("pub".into()),
+        Some("pub-video".into()),
+        Some(simulcast),
+    );
+    let (offer, pending) = api.apply().unwrap();
+    let answer = sfu.join("room", "pub", "pub", offer).await.expect("joined");
+    peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    mid
+}
+
+/// The publisher's next frame on every layer: a key frame every 90 frames,
+/// and on every layer the SFU asked one of since the last frame.
+fn send_frame(publisher: &mut Peer, mid: Mid, n: u64) {
+    let asked: Vec<Option<Rid>> = publisher.keyframe_requests.drain(..).collect();
+    let writer = publisher.rtc.writer(mid).expect("a video writer");
+    let pt = writer
+        .payload_params()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .map(|p| p.pt())
+        .expect("vp8 negotiated");
+    for (layer, rid) in RIDS.iter().enumerate() {
+        let key = n.is_multiple_of(90)
+            || asked
+                .iter()
+                .any(|r| *r == Some(Rid::from(*rid)) || r.is_none());
+        let Some(writer) = publisher.rtc.writer(mid) else {
+            return;
+        };
+        writer
+            .rid(Rid::from(*rid))
+            .write(
+                pt,
+                std::time::Instant::now(),
+                MediaTime::new(n * 3000, Frequency::NINETY_KHZ),
+                frame(layer, n, key),
+            )
+            .unwrap();
+    }
+}
+
+/// The layers of the last `count` frames the subscriber received.
+fn last_layers(sub: &Peer, count: usize) -> Vec<u8> {
+    let video: Vec<u8> = sub
+        .received
+        .iter()
+        .filter(|(_, d)| d.len() == 400)
+        .map(|(_, d)| d[10])
+        .collect();
+    video[video.len().saturating_sub(count)..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe() {
+    let (sfu, mut events) = start();
+    let mut publisher = Peer::new().await;
+    let mut sub = Peer::new().await;
+    let video = publish(&sfu, &mut publisher).await;
+    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
+    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
+    assert!(publisher.connected && sub.connected, "ICE and DTLS up");
+    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+
+    let mut n = 0u64;
+    for _ in 0..60 {
+        send_frame(&mut publisher, video, n);
+        n += 1;
+        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
+    }
+    // Before its page says anything: the middle layer, and only that.
+    let got = last_layers(&sub, 20);
+    assert!(
+        got.len() == 20 && got.iter().all(|l| *l == 1),
+        "layers received: {got:?}"
+    );
+
+    // Its tile is 100 lines high: the quarter layer (180 lines) fills it.
+    let asked_before = sfu.stats().await.unwrap().keyframe_requests;
+    sfu.view("sub", vec![("pub".into(), 100)])
+        .await
+        .expect("view taken");
+    for _ in 0..60 {
+        send_frame(&mut publisher, video, n);
+        n += 1;
+        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
+    }
+    let got = last_layers(&sub, 20);
+    assert!(got.iter().all(|l| *l == 0), "layers received: {got:?}");
+    let stats = sfu.stats().await.unwrap();
+    assert!(stats.layer_switches >= 1, "{stats:?}");
+    assert!(
+        stats.keyframe_requests > asked_before,
+        "a keyframe of the new layer was asked for: {stats:?}"
+    );
+
+    // A tile of 1080 lines: the top layer, the largest there is.
+    sfu.view("sub", vec![("pub".into(), 1080)])
+        .await
+        .expect("view taken");
+    for _ in 0..60 {
+        send_frame(&mut publisher, video, n);
+        n += 1;
+        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
+    }
+    let got = last_layers(&sub, 20);
+    assert!(got.iter().all(|l| *l == 2), "layers received: {got:?}");
+    // The frames come in order across the switches (the picture a switch
+    // happens at may come twice: its old layer's copy first, then the new
+    // layer's key frame of it).
+    let numbers: Vec<u64> = sub
+        .received
+        .iter()
+        .filter(|(_, d)| d.len() == 400)
+        .map(|(_, d)| u64::from_le_bytes(d[11..19].try_into().unwrap()))
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] >= w[0]),
+        "frame numbers rise: {numbers:?}"
+    );
+    assert!(
+        numbers.len() >= 150,
+        "{} of 180 frames arrived",
+        numbers.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_lost_on_the_way_to_a_subscriber_are_resent() {
+    let (sfu, mut events) = start();
+    let mut publisher = Peer::new().await;
+    let mut sub = Peer::new().await;
+    let video = publish(&sfu, &mut publisher).await;
+    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
+    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
+    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    // One RTP packet in ten never reaches the subscriber.
+    sub.drop_every = 10;
+    for n in 0..150 {
+        send_frame(&mut publisher, video, n);
+        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
+    }
+    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
+    let numbers: std::collections::BTreeSet<u64> = sub
+        .received
+        .iter()
+        .filter(|(_, d)| d.len() == 400)
+        .map(|(_, d)| u64::from_le_bytes(d[11..19].try_into().unwrap()))
+        .collect();
+    let first = *numbers.first().expect("frames arrived");
+    let missing: Vec<u64> = (first..150).filter(|n| !numbers.contains(n)).collect();
+    // Without retransmission a tenth would be missing.
+    assert!(
+        missing.len() <= 3,
+        "frames missing after {first}: {missing:?}"
+    );
+    let stats = sfu.stats().await.unwrap();
+    assert!(stats.nacks > 0, "{stats:?}");
+}
