@@ -645,16 +645,16 @@ export class Call extends EventTarget {
   async leave() {
     const wasActive = this.active;
     this.active = false;
+    // The others learn it first: closing our connections (many decoders
+    // through the media server) can take a while on a busy machine.
+    const told =
+      wasActive && this.client.connected
+        ? this.client.leaveCall(this.room).catch((err) => this._log("leave_call failed", err))
+        : Promise.resolve();
     this.speakers.stop();
     this._closeServer();
     for (const peer of [...this.peers.values()]) this._drop(peer, "leave");
-    if (wasActive && this.client.connected) {
-      try {
-        await this.client.leaveCall(this.room);
-      } catch (err) {
-        this._log("leave_call failed", err);
-      }
-    }
+    await told;
     this.stopMedia();
     this._emit("left");
   }

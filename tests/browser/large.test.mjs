@@ -1,8 +1,9 @@
 // Eight pages in one call through the media server (call.mode = "sfu"): each
 // plays the seven others' moving video and hears the call; a leave and a
 // closed tab take their tiles away everywhere within 2 s; a late joiner has
-// everyone's tile within 3 s, then their video. Pages send 360p (the harness default: eight cameras
-// on two cores) and show their tiles in a 1280x720 grid.
+// everyone's tile within 3 s, then their video. Pages send 360p (the harness
+// default: eight cameras on two cores) and show their tiles in a 960x540
+// window.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
@@ -33,7 +34,9 @@ function tileGone(pages, name, ms) {
 test("eight in one call through the media server; leave, closed tab, late joiner", async () => {
   const room = "eight";
   const pages = [];
-  for (const nickname of NAMES) pages.push(await openPage(env.browser, env.server, roomPath(room), { nickname }));
+  // Laptop-sized windows: eight tiles of about 225x127, so the small layer.
+  const viewport = { width: 960, height: 540 };
+  for (const nickname of NAMES) pages.push(await openPage(env.browser, env.server, roomPath(room), { nickname, viewport }));
   for (const page of pages) await joinCall(page);
 
   // Everyone plays the seven others' video, moving, over one connection.
@@ -70,7 +73,7 @@ test("eight in one call through the media server; leave, closed tab, late joiner
   // first frames take 4 to 6 s, most of it her page's ICE and DTLS handshake
   // (the server's offer of the call's tracks overlaps it); in CI, under more
   // load, longer: up to 12 s is allowed here.
-  const ivy = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ivy" });
+  const ivy = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ivy", viewport });
   await waitEntered(ivy);
   const started = Date.now();
   await ivy.getByTestId("join-call").click();
