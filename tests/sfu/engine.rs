@@ -153,3 +153,64 @@ async fn a_participant_that_vanishes_without_a_word_is_timed_out() {
     eprintln!("bob timed out after {:?}", started.elapsed());
     assert_eq!(sfu.stats().await.unwrap().participants, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_that_goes_and_one_that_comes_are_renegotiated_together() {
+    let (sfu, mut events) = start();
+    let mut alice = Peer::new().await;
+    let mut bob = Peer::new().await;
+    let mut carol = Peer::new().await;
+    join(&sfu, "room", "alice", &mut alice, Direction::SendOnly).await;
+    join(&sfu, "room", "bob", &mut bob, Direction::RecvOnly).await;
+    pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(500)).await;
+    answer_offer(
+        &sfu,
+        &mut events,
+        "bob",
+        &mut [&mut alice, &mut bob, &mut carol],
+        1,
+    )
+    .await;
+    // Alice goes and Carol comes at once: Bob's next offer stops one m-line
+    // and adds another.
+    sfu.leave("alice");
+    let mic = join(&sfu, "room", "carol", &mut carol, Direction::SendOnly).await;
+    pump_all(
+        &mut [&mut alice, &mut bob, &mut carol],
+        Duration::from_millis(500),
+    )
+    .await;
+    answer_offer(
+        &sfu,
+        &mut events,
+        "bob",
+        &mut [&mut alice, &mut bob, &mut carol],
+        1,
+    )
+    .await;
+    // Possibly a second offer (the stop and the add apart): answer it too.
+    pump_all(&mut [&mut bob, &mut carol], Duration::from_millis(300)).await;
+    while let Ok(e) = events.try_recv() {
+        if let SfuEvent::Offer { participant, offer } = e
+            && participant == "bob"
+        {
+            let answer = bob
+                .rtc
+                .sdp_api()
+                .accept_offer(offer)
+                .expect("bob takes the offer");
+            sfu.answer("bob", answer).await.expect("answer accepted");
+        }
+    }
+    let before = bob.received.len();
+    for n in 0..30u64 {
+        carol.send_audio(mic, n, &[3; 40]);
+        pump_all(&mut [&mut bob, &mut carol], Duration::from_millis(20)).await;
+    }
+    pump_all(&mut [&mut bob, &mut carol], Duration::from_millis(300)).await;
+    assert!(
+        bob.received.len() - before >= 20,
+        "bob got {} of carol's 30 frames",
+        bob.received.len() - before
+    );
+}
