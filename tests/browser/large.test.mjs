@@ -18,16 +18,41 @@ async function audioEnergy(page) {
   return stats.reduce((sum, s) => sum + (s.totalAudioEnergy || 0), 0);
 }
 
-/** Waits until no remote tile of each page is named `name`; at most `ms`. */
-function tileGone(pages, name, ms) {
+/**
+ * Records, in each page, when a remote tile leaves its grid (Date.now(), by
+ * name): the page's own time of the removal, not when a test poll through a
+ * busy browser connection got to see it.
+ */
+function watchRemovals(pages) {
   return Promise.all(
     pages.map((page) =>
-      page.waitForFunction(
-        (name) => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === name),
-        name,
-        { timeout: ms, polling: 50 },
-      ),
+      page.evaluate(() => {
+        window.tileGoneAt = {};
+        const grid = document.querySelector('[data-testid="tile"]').parentElement;
+        new MutationObserver((records) => {
+          for (const record of records) {
+            for (const node of record.removedNodes) {
+              const name = node.querySelector && node.querySelector(".tile-name");
+              if (name) window.tileGoneAt[name.textContent] = Date.now();
+            }
+          }
+        }).observe(grid, { childList: true });
+      }),
     ),
+  );
+}
+
+/** Asserts that every page removed `name`'s tile within `ms` of `since` (Date.now()). */
+async function tileGone(pages, name, since, ms) {
+  const at = [];
+  for (const page of pages) {
+    const gone = await until(page, (name) => window.tileGoneAt[name], name, { timeout: 15000, what: `${name}'s tile removed` });
+    at.push(gone - since);
+  }
+  console.log(`# ${name}'s tile left the seven pages after ${JSON.stringify(at)} ms`);
+  assert.ok(
+    at.every((t) => t <= ms),
+    `${name}'s tile left the pages ${JSON.stringify(at)} ms after, over ${ms}`,
   );
 }
 
@@ -55,14 +80,17 @@ test("eight in one call through the media server; leave, closed tab, late joiner
 
   // Hal leaves the call: his tile is gone from everyone within 2 s.
   const hal = pages.pop();
+  await watchRemovals(pages);
+  let since = Date.now();
   await hal.getByRole("button", { name: "Leave call" }).click();
-  await tileGone(pages, "Hal", 2000);
+  await tileGone(pages, "Hal", since, 2000);
   await hal.context().close();
 
   // Gus closes his tab: the same.
   const gus = pages.pop();
+  since = Date.now();
   await gus.context().close();
-  await tileGone(pages, "Gus", 2000);
+  await tileGone(pages, "Gus", since, 2000);
   const left = NAMES.slice(0, 6);
   for (const [i, page] of pages.entries()) {
     assert.deepEqual(await tileNames(page), left.filter((_, j) => j !== i));
