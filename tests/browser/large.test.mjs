@@ -86,8 +86,14 @@ test("eight in one call through the media server; leave, closed tab, late joiner
   // here at 4 s. sfu.test.mjs checks 2 s with three pages.
   const hal = pages.pop();
   await watchRemovals(pages);
-  let since = Date.now();
+  // From the click as Hal's page received it (Playwright's own checks
+  // before clicking take long on a starved page).
+  await hal.evaluate(() => {
+    const button = document.querySelector('[data-testid="leave-call"]');
+    button.addEventListener("click", () => (window.clickedAt = Date.now()), { capture: true, once: true });
+  });
   await hal.getByRole("button", { name: "Leave call" }).click();
+  let since = await hal.evaluate(() => window.clickedAt);
   await tileGone(pages, "Hal", since, 4000);
   await hal.context().close();
 
