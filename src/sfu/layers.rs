@@ -87,10 +87,8 @@ impl LayerMeter {
         };
         *bytes += data.data.len() as u64;
         self.last_seen[layer] = Some(now);
-        if !self.info[layer].active {
-            // A layer that (re)starts counts at once: a subscriber may want it.
-            self.info[layer].active = true;
-        }
+        // A layer that (re)starts counts at once: a subscriber may want it.
+        self.info[layer].active = true;
         if data.is_keyframe()
             && let Some((_, height)) = vp8_keyframe_size(&data.data)
         {

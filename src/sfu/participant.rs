@@ -21,6 +21,9 @@ use str0m::{Event, IceConnectionState, Output, Rtc};
 use super::estimate::LossEstimate;
 use super::layers::{self, LayerMeter, Layers, Selection, Verdict, Want};
 
+/// Tile sizes kept per participant (a call holds at most 50 others through
+/// the media server).
+const VIEWS_KEPT: usize = 100;
 /// Keyframe requests to one layer of a publisher's track, at most one this often.
 const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 
@@ -116,7 +119,7 @@ pub struct Report {
     /// What it publishes and receives, bits per second.
     pub bitrate_in: u64,
     pub bitrate_out: u64,
-    /// Its bandwidth estimate (TWCC), once there is one.
+    /// Its link estimate (from the loss it reports), once loss limited it.
     pub estimate: Option<u64>,
     /// Per video track received: whose (their label) and the layer sent.
     pub layers: Vec<(String, Option<&'static str>)>,
@@ -183,8 +186,7 @@ pub struct Participant {
     views: HashMap<String, u32>,
     /// The layers are to be chosen again (a view or the estimate changed).
     pub reselect: bool,
-    /// Its bandwidth estimate, bits per second.
-    estimate: Option<u64>,
+    /// Its bandwidth estimate (bits per second, from the loss it reports).
     loss: LossEstimate,
     egress: HashMap<Mid, Egress>,
     pub remote: Option<SocketAddr>,
@@ -211,7 +213,6 @@ impl Participant {
             tracks_out: Vec::new(),
             views: HashMap::new(),
             reselect: false,
-            estimate: None,
             loss: LossEstimate::default(),
             egress: HashMap::new(),
             remote: None,
@@ -278,7 +279,6 @@ impl Participant {
         let loss = (lost / sent as f64) as f32;
         tracing::debug!(participant = %self.key, sent = self.rate_out.bitrate, loss, estimate = ?self.loss.get(), "estimate");
         if self.loss.update(self.rate_out.bitrate, loss, now) {
-            self.estimate = self.loss.get();
             self.reselect = true;
         }
     }
@@ -291,6 +291,19 @@ impl Participant {
     /// The page shows `label`'s video at most this tall (device pixels; 0:
     /// not at all).
     pub fn set_view(&mut self, label: String, height: u32) {
+        // Bounded: past VIEWS_KEPT, sizes of nobody it receives are dropped
+        // (a page naming made-up participants cannot grow the map).
+        if self.views.len() >= VIEWS_KEPT && !self.views.contains_key(&label) {
+            let receiving: Vec<String> = self
+                .tracks_out
+                .iter()
+                .filter_map(|t| t.track.upgrade().map(|x| x.label.clone()))
+                .collect();
+            self.views.retain(|l, _| receiving.contains(l));
+            if self.views.len() >= VIEWS_KEPT {
+                return;
+            }
+        }
         self.views.insert(label, height);
         self.reselect = true;
     }
@@ -339,7 +352,7 @@ impl Participant {
             })
             .count() as u64
             * 40_000;
-        let budget = self.estimate.map(|e| e.saturating_sub(audio));
+        let budget = self.loss.get().map(|e| e.saturating_sub(audio));
         let (picks, _) = layers::choose(&wants, budget);
         tracing::debug!(participant = %self.key, ?wants, ?budget, ?picks, "layers chosen");
         let mut asks = Vec::new();
@@ -375,7 +388,7 @@ impl Participant {
             remote: self.remote,
             bitrate_in: self.rate_in.bitrate,
             bitrate_out: self.rate_out.bitrate,
-            estimate: self.estimate,
+            estimate: self.loss.get(),
             layers,
         }
     }

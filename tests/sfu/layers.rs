@@ -84,6 +84,16 @@ fn send_frame(publisher: &mut Peer, mid: Mid, n: u64) {
     }
 }
 
+/// `count` frames from number `n` at 30 a second, both peers pumped
+/// meanwhile; returns the next frame number.
+async fn send_frames(publisher: &mut Peer, sub: &mut Peer, mid: Mid, n: u64, count: u64) -> u64 {
+    for i in n..n + count {
+        send_frame(publisher, mid, i);
+        pump_all(&mut [publisher, sub], Duration::from_millis(33)).await;
+    }
+    n + count
+}
+
 /// The layers of the last `count` frames the subscriber received.
 fn last_layers(sub: &Peer, count: usize) -> Vec<u8> {
     let video: Vec<u8> = sub
@@ -107,11 +117,7 @@ async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe()
     answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
 
     let mut n = 0u64;
-    for _ in 0..60 {
-        send_frame(&mut publisher, video, n);
-        n += 1;
-        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
-    }
+    n = send_frames(&mut publisher, &mut sub, video, n, 60).await;
     // Before its page says anything: the middle layer, and only that.
     let got = last_layers(&sub, 20);
     assert!(
@@ -121,14 +127,18 @@ async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe()
 
     // Its tile is 100 lines high: the quarter layer (180 lines) fills it.
     let asked_before = sfu.stats().await.unwrap().keyframe_requests;
+    // A page naming participants that do not exist changes nothing (and
+    // the sizes kept per subscriber stay bounded).
+    for round in 0..20 {
+        let made_up = (0..100)
+            .map(|i| (format!("nobody-{round}-{i}"), 720))
+            .collect();
+        sfu.view("sub", made_up).await.expect("view taken");
+    }
     sfu.view("sub", vec![("pub".into(), 100)])
         .await
         .expect("view taken");
-    for _ in 0..60 {
-        send_frame(&mut publisher, video, n);
-        n += 1;
-        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
-    }
+    n = send_frames(&mut publisher, &mut sub, video, n, 60).await;
     let got = last_layers(&sub, 20);
     assert!(got.iter().all(|l| *l == 0), "layers received: {got:?}");
     let stats = sfu.stats().await.unwrap();
@@ -142,11 +152,7 @@ async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe()
     sfu.view("sub", vec![("pub".into(), 1080)])
         .await
         .expect("view taken");
-    for _ in 0..60 {
-        send_frame(&mut publisher, video, n);
-        n += 1;
-        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
-    }
+    send_frames(&mut publisher, &mut sub, video, n, 60).await;
     let got = last_layers(&sub, 20);
     assert!(got.iter().all(|l| *l == 2), "layers received: {got:?}");
     // The frames come in order across the switches (the picture a switch

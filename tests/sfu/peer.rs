@@ -128,37 +128,31 @@ impl Peer {
 
     /// Writes one Opus frame on `mid` with its audio level (dBov, RFC 6464).
     pub fn send_audio_level(&mut self, mid: Mid, n: u64, level: i8) {
-        let writer = self.rtc.writer(mid).expect("a writer for the audio track");
-        let pt = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-            .expect("opus negotiated");
-        writer
-            .audio_level(level, level > -50)
-            .write(
-                pt,
-                Instant::now(),
-                MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
-                vec![9; 60],
-            )
-            .unwrap();
+        self.write_opus(mid, n, Some(level), vec![9; 60]);
     }
 
     /// Writes one Opus frame on `mid`.
     pub fn send_audio(&mut self, mid: Mid, n: u64, payload: &[u8]) {
+        self.write_opus(mid, n, None, payload.to_vec());
+    }
+
+    fn write_opus(&mut self, mid: Mid, n: u64, level: Option<i8>, payload: Vec<u8>) {
         let writer = self.rtc.writer(mid).expect("a writer for the audio track");
         let pt = writer
             .payload_params()
             .find(|p| p.spec().codec == Codec::Opus)
             .map(|p| p.pt())
             .expect("opus negotiated");
+        let writer = match level {
+            Some(level) => writer.audio_level(level, level > -50),
+            None => writer,
+        };
         writer
             .write(
                 pt,
                 Instant::now(),
                 MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ),
-                payload.to_vec(),
+                payload,
             )
             .unwrap();
     }
