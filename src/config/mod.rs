@@ -292,7 +292,7 @@ impl Default for LimitsConfig {
             rooms_per_connection: 16,
             events_per_sec: 50,
             events_burst: 100,
-            max_payload_bytes: 64 * 1024,
+            max_payload_bytes: 256 * 1024,
             slow_consumer_secs: 10,
             outgoing_max_kib: 4096,
         }

@@ -236,7 +236,14 @@ impl Engine {
         if live >= self.max {
             return Err(SfuError::Full(self.max));
         }
+        // Opus and VP8 only: every browser has both, the layer logic reads
+        // VP8 keyframes, and each codec more adds about 500 bytes per track
+        // to every offer and answer (a 50-person call's SDP must stay under
+        // the signaling payload limit).
         let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
             .set_ice_lite(true)
             .set_crypto_provider(self.crypto.clone())
             .set_stats_interval(Some(STATS_EVERY))

@@ -51,7 +51,12 @@ async fn closed_by_server(ws: &mut Ws, wait: Duration) -> bool {
 /// one packet may carry (64 KiB), and the memory comes back when it goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_binary_attachments_are_bounded() {
-    let server = Binary::start(Spawn::default()).await;
+    // The bound under test is the configured packet size, set here to 64 KiB.
+    let server = Binary::start(Spawn {
+        env: vec![("NOOM_LIMITS_MAX_PAYLOAD_BYTES".into(), "65536".into())],
+        ..Spawn::default()
+    })
+    .await;
     // The contract still holds: a binary payload is refused with invalid_argument.
     let mut one = raw(&server.base, None).await;
     one.send(Frame::text(

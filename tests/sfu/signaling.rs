@@ -507,3 +507,98 @@ async fn speakers_are_announced_and_the_admin_sees_each_media_session() {
         .err("media_view", &[json!("talk"), json!([])], "not_in_call")
         .await;
 }
+
+/// A full call of 50: the newest member's session carries everyone else's
+/// audio and video, and its answer (which grows with every member) still
+/// fits in what one Socket.IO packet may carry by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_of_fifty_negotiates_within_the_packet_limit() {
+    const MEMBERS: usize = 50;
+    // Every limit but the per-address ones (all clients here are 127.0.0.1)
+    // at its default: the packet limit is under test.
+    let server = TestServer::start_with(|c| {
+        c.call.mode = "sfu".into();
+        c.sfu.sessions_per_ip = 100;
+        c.sfu.joins_per_ip_per_min = 1000;
+    })
+    .await;
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let c = in_call(&server, "assembly").await;
+        // What a page publishes: its microphone and its camera.
+        let mut peer = Peer::new().await;
+        let mut api = peer.rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let ack = c
+            .ok(
+                "media_join",
+                &[
+                    json!("assembly"),
+                    json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+                ],
+            )
+            .await;
+        let answer = SdpAnswer::from_sdp_string(ack["answer"]["sdp"].as_str().unwrap()).unwrap();
+        peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+        members.push((c, peer));
+    }
+    let (mut last, mut peer) = members.pop().unwrap();
+    // A track is offered to the others once its publisher's ICE and DTLS
+    // are up: every member connects, in parallel.
+    let others: Vec<_> = members
+        .into_iter()
+        .map(|(c, mut p)| {
+            tokio::spawn(async move {
+                p.pump(Duration::from_secs(6)).await;
+                (c, p)
+            })
+        })
+        .collect();
+    // The newest answers each offer, as a page does, until it has everyone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut offer, mut answer) = (String::new(), String::new());
+    while offer.matches("\r\na=sendonly").count() < 2 * (MEMBERS - 1) {
+        assert!(
+            Instant::now() < deadline,
+            "the 50th was offered {} of {} tracks",
+            offer.matches("\r\na=sendonly").count(),
+            2 * (MEMBERS - 1)
+        );
+        peer.pump(Duration::from_millis(20)).await;
+        let Some(e) = last
+            .c
+            .drain_events()
+            .into_iter()
+            .find(|e| e.name == "media_offer")
+        else {
+            continue;
+        };
+        offer = e.args[1]["sdp"].as_str().unwrap().to_string();
+        answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap()
+            .to_sdp_string();
+        last.ok(
+            "media_answer",
+            &[
+                json!("assembly"),
+                json!({ "type": "answer", "sdp": answer }),
+            ],
+        )
+        .await;
+    }
+    // Only Opus and VP8 are offered: each codec more costs every m-line.
+    assert!(!offer.contains("H264") && !offer.contains("VP9"), "{offer}");
+    eprintln!(
+        "50-person call: offer {} bytes, answer {} bytes",
+        offer.len(),
+        answer.len()
+    );
+    for t in others {
+        t.await.unwrap();
+    }
+}
