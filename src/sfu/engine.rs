@@ -123,9 +123,10 @@ impl Engine {
                 participant,
                 label,
                 offer,
+                screen,
                 reply,
             } => {
-                let _ = reply.send(self.join(call, participant, label, offer));
+                let _ = reply.send(self.join(call, participant, label, offer, screen));
             }
             Command::Offer {
                 participant,
@@ -222,6 +223,7 @@ impl Engine {
         key: String,
         label: String,
         offer: str0m::change::SdpOffer,
+        screen: Option<String>,
     ) -> Result<str0m::change::SdpAnswer, SfuError> {
         tracing::debug!(participant = %key, "join");
         // A second join replaces the first session.
@@ -258,6 +260,7 @@ impl Engine {
         let id = self.next_id;
         self.next_id += 1;
         let mut newcomer = Participant::new(id, key, label, Arc::from(call), rtc);
+        newcomer.screen = screen.as_deref().map(Mid::from);
         // It receives everything the call already publishes.
         for other in &self.participants {
             if other.call == newcomer.call && other.rtc.is_alive() {

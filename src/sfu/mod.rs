@@ -90,6 +90,8 @@ pub(crate) enum Command {
         participant: String,
         label: String,
         offer: SdpOffer,
+        /// The mid its page shares its screen on.
+        screen: Option<String>,
         reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
     },
     Offer {
@@ -230,20 +232,26 @@ impl Sfu {
     /// browser's offer; returns the server's answer. A participant that
     /// already has a session gets a new one (the old one ends). `label` is
     /// the stream id the others see on its tracks (who they come from).
+    /// `screen` is the mid of the offer's video m-line that carries a shared
+    /// screen: the others see it as a track of its own, with the stream id
+    /// `label` + `.screen`, once it carries media.
     pub async fn join(
         &self,
         call: &str,
         participant: &str,
         label: &str,
         offer: SdpOffer,
+        screen: Option<&str>,
     ) -> Result<SdpAnswer, SfuError> {
         let (call, participant, label) =
             (call.to_string(), participant.to_string(), label.to_string());
+        let screen = screen.map(str::to_string);
         self.ask(|reply| Command::Join {
             call,
             participant,
             label,
             offer,
+            screen,
             reply,
         })
         .await

@@ -40,6 +40,10 @@ pub struct TrackIn {
 #[derive(Debug)]
 struct TrackInEntry {
     track: Arc<TrackIn>,
+    /// Offered to the others. A screen track is offered with its first
+    /// packet: most participants never share, and every m-line costs every
+    /// subscriber's offer and answer.
+    announced: bool,
     /// Per rid (simulcast layers have one each).
     last_keyframe_request: Vec<(Option<Rid>, Instant)>,
     meter: LayerMeter,
@@ -198,7 +202,12 @@ pub struct Participant {
     pub needs_offer: bool,
     rate_in: Rate,
     rate_out: Rate,
+    /// The mid of the m-line its page shares its screen on, if any.
+    pub screen: Option<Mid>,
 }
+
+/// What a screen track's stream id adds to its publisher's label.
+pub const SCREEN_SUFFIX: &str = ".screen";
 
 impl Participant {
     pub fn new(id: u64, key: String, label: String, call: Arc<str>, rtc: Rtc) -> Self {
@@ -221,6 +230,7 @@ impl Participant {
             needs_offer: true,
             rate_in: Rate::new(Instant::now()),
             rate_out: Rate::new(Instant::now()),
+            screen: None,
         }
     }
 
@@ -424,7 +434,10 @@ impl Participant {
 
     /// The tracks it publishes, for a newcomer to receive.
     pub fn published(&self) -> impl Iterator<Item = Weak<TrackIn>> + '_ {
-        self.tracks_in.iter().map(|t| Arc::downgrade(&t.track))
+        self.tracks_in
+            .iter()
+            .filter(|t| t.announced)
+            .map(|t| Arc::downgrade(&t.track))
     }
 
     /// Handles one event of its `Rtc`; returns what the others of the call
@@ -444,22 +457,40 @@ impl Participant {
                 if !matches!(added.direction, Direction::RecvOnly | Direction::SendRecv) {
                     return None;
                 }
+                let screen = added.kind == MediaKind::Video && self.screen == Some(added.mid);
                 let track = Arc::new(TrackIn {
                     origin: self.id,
-                    label: self.label.clone(),
+                    label: if screen {
+                        format!("{}{SCREEN_SUFFIX}", self.label)
+                    } else {
+                        self.label.clone()
+                    },
                     mid: added.mid,
                     kind: added.kind,
                 });
                 let weak = Arc::downgrade(&track);
                 self.tracks_in.push(TrackInEntry {
                     track,
+                    announced: !screen,
                     last_keyframe_request: Vec::new(),
                     meter: LayerMeter::new(Instant::now()),
                 });
-                Some(Propagated::TrackOpen(weak))
+                (!screen).then_some(Propagated::TrackOpen(weak))
             }
             Event::MediaData(data) => {
                 self.rate_in.add(data.data.len());
+                // A screen shared for the first time: the others get its
+                // track now (this frame cannot reach them before they
+                // answer; they ask for a keyframe once they have).
+                if let Some(entry) = self
+                    .tracks_in
+                    .iter_mut()
+                    .find(|t| !t.announced && t.track.mid == data.mid)
+                {
+                    entry.announced = true;
+                    tracing::debug!(participant = %self.key, mid = ?data.mid, "screen shared");
+                    return Some(Propagated::TrackOpen(Arc::downgrade(&entry.track)));
+                }
                 // A gap in video: the decoders downstream need a keyframe.
                 if !data.contiguous && self.kind_of(data.mid) == Some(MediaKind::Video) {
                     self.request_keyframe(data.mid, data.rid, KeyframeRequestKind::Fir);

@@ -94,9 +94,22 @@ pub async fn media_join(
     let sfu = sfu(&hub)?;
     let room = call_room(&hub, &s, &args)?;
     let offer = offer_of(&args)?;
+    let options = args.opt_object(2, "options")?;
+    let screen = match options.get("screen") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(mid)) if (1..=32).contains(&mid.len()) => Some(mid.as_str()),
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "`screen` must be the mid (1 to 32 characters) of a video m-line of the offer",
+            ));
+        }
+    };
     hub.admit_media(s.id, &room)?;
     let key = Hub::media_key(s.id, &room);
-    let answer = match sfu.join(&room, &key, &s.id.to_string(), offer).await {
+    let answer = match sfu
+        .join(&room, &key, &s.id.to_string(), offer, screen)
+        .await
+    {
         Ok(answer) => answer,
         Err(e) => {
             hub.media_ended(&key);

@@ -6,11 +6,15 @@
  * (`media_join`) with one sendonly audio and one sendonly video transceiver;
  * from then on only the server offers (`media_offer` events: other
  * participants' tracks came or went) and we answer (`media_answer`), so
- * offers never collide. Device switches, camera off and screen share use
- * `replaceTrack`, as in the mesh, and need no renegotiation.
+ * offers never collide. A third sendonly video transceiver carries a shared
+ * screen (its mid goes with `media_join`), so the camera keeps going beside
+ * it. Device switches, camera off and screen share use `replaceTrack`, as in
+ * the mesh, and need no renegotiation.
  *
  * The server labels each forwarded track with its sender's socket id (the
- * stream id), which is how a track finds its member's tile. Each member is a
+ * stream id), which is how a track finds its member's tile; a shared screen
+ * has the stream id `<socket id>.screen` and goes to the member's
+ * `screenStream`. The server offers it once it carries media. Each member is a
  * `RemoteMember`, with the fields call-ui.js reads of a mesh peer (id,
  * nickname, remoteStream, remote state, connection state). The state a mesh
  * peer says on its data channel goes through the server here (`media_state`).
@@ -36,6 +40,10 @@ const SIMULCAST = [
   { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
+/** A shared screen: one encoding at the captured size (text must stay sharp). */
+const SCREEN_ENCODING = { maxBitrate: 2_500_000 };
+/** The stream id suffix of a shared screen's track. */
+const SCREEN_SUFFIX = ".screen";
 /** Views are sent at most this often. */
 const VIEW_EVERY_MS = 300;
 
@@ -47,6 +55,7 @@ export class RemoteMember {
     this.user = member.user;
     this.nickname = member.nickname || "";
     this.remoteStream = new MediaStream();
+    this.screenStream = new MediaStream(); // its shared screen, once it shared one
     this.remote = { audio: true, video: true, screen: false, known: false };
     this.closed = false;
     this.createdAt = performance.now();
@@ -97,6 +106,18 @@ export class RemoteMember {
     update();
   }
 
+  /** Its shared screen's track arrived. */
+  addScreen(track) {
+    const stream = this.screenStream;
+    for (const old of stream.getTracks()) if (old !== track) stream.removeTrack(old);
+    if (!stream.getTracks().includes(track)) stream.addTrack(track);
+    track.onended = () => {
+      stream.removeTrack(track);
+      this.changed();
+    };
+    this.changed();
+  }
+
   setState(state) {
     this.remote = {
       audio: state.audio !== false,
@@ -112,6 +133,7 @@ export class RemoteMember {
     if (this.standIn) this.standIn.close();
     this.standIn = null;
     for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+    for (const track of this.screenStream.getTracks()) this.screenStream.removeTrack(track);
   }
 }
 
@@ -124,6 +146,7 @@ export class ServerSession {
     this.pc = null;
     this.audioTx = null;
     this.videoTx = null;
+    this.screenTx = null;
     this.queue = Promise.resolve();
     this.ready = Promise.resolve(); // our offer's answer applied (see start)
     this.closed = false;
@@ -152,17 +175,21 @@ export class ServerSession {
     });
     const pc = new RTCPeerConnection(this.configuration);
     this.pc = pc;
-    const { audio, video } = this.call._outgoing();
+    const { audio, video, screen } = this.call._serverOutgoing();
     this.audioTx = pc.addTransceiver(audio || "audio", { direction: "sendonly" });
     this.videoTx = pc.addTransceiver(video || "video", {
       direction: "sendonly",
       sendEncodings: SIMULCAST.map((layer) => ({ ...layer })),
     });
+    this.screenTx = pc.addTransceiver(screen || "video", {
+      direction: "sendonly",
+      sendEncodings: [{ ...SCREEN_ENCODING }],
+    });
     pc.ontrack = ({ track, streams }) => this._onTrack(track, streams);
     pc.onconnectionstatechange = () => this._onConnectionState();
     try {
       await pc.setLocalDescription(await pc.createOffer());
-      const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON());
+      const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON(), { screen: this.screenTx.mid });
       if (this.pc !== pc || this.closed) return;
       await pc.setRemoteDescription(ack.answer);
     } finally {
@@ -192,14 +219,17 @@ export class ServerSession {
   }
 
   _onTrack(track, streams) {
-    const id = streams && streams[0] ? streams[0].id : null;
+    const label = streams && streams[0] ? streams[0].id : null;
+    const screen = Boolean(label) && label.endsWith(SCREEN_SUFFIX);
+    const id = screen ? label.slice(0, -SCREEN_SUFFIX.length) : label;
     if (!id || id === this.call.client.id) return;
     let member = this.call.peers.get(id);
     if (!member) {
       const known = this.call.lookup ? this.call.lookup(id) : null;
       member = this.call._addPeer(known || { id, nickname: "" });
     }
-    member.addTrack(track);
+    if (screen) member.addScreen(track);
+    else member.addTrack(track);
   }
 
   /** The server's offer: answer it, in arrival order. */
@@ -238,10 +268,11 @@ export class ServerSession {
   /** Put the current outgoing tracks on the senders (no renegotiation). */
   async applyTracks() {
     if (!this.pc) return;
-    const { audio, video } = this.call._outgoing();
+    const { audio, video, screen } = this.call._serverOutgoing();
     const jobs = [];
     if (this.audioTx && this.audioTx.sender.track !== audio) jobs.push(this.audioTx.sender.replaceTrack(audio));
     if (this.videoTx && this.videoTx.sender.track !== video) jobs.push(this.videoTx.sender.replaceTrack(video));
+    if (this.screenTx && this.screenTx.sender.track !== screen) jobs.push(this.screenTx.sender.replaceTrack(screen));
     await Promise.all(jobs).catch((err) => this.call._log("replaceTrack failed", err));
   }
 

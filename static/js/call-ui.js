@@ -50,6 +50,7 @@ export function setupCall({ client, room, lookup, notice }) {
   let phase = "prejoin"; // prejoin | joining | incall
   let selfTile = null;
   const tiles = new Map(); // peer id -> { el, video, peer }
+  const screens = new Map(); // peer id -> the tile of its shared screen (media server calls)
   const timings = { joinClickedAt: null, joinedAt: null, firstFrame: {} };
   let speaking = false;
 
@@ -224,13 +225,34 @@ export function setupCall({ client, room, lookup, notice }) {
 
   const GAP = 8; // px, as in the stylesheet
 
-  /** Choose the column count giving the largest 16:9 tiles that all fit. */
+  /**
+   * Choose the column count giving the largest 16:9 tiles that all fit. A
+   * shared screen goes large on a row of its own, the other tiles in a band
+   * under it.
+   */
   function layout() {
-    const count = grid.children.length;
-    grid.dataset.count = String(count);
+    const shared = [...grid.children].filter((el) => el.classList.contains("tile-screen"));
+    const count = grid.children.length - shared.length;
+    grid.dataset.count = String(grid.children.length);
+    grid.dataset.presenting = String(shared.length > 0);
     const width = grid.clientWidth;
-    const height = grid.clientHeight;
-    if (!count || !width || !height) return;
+    let height = grid.clientHeight;
+    if (!width || !height) return;
+    if (shared.length) {
+      const band = count ? Math.max(90, Math.floor(height * 0.25)) : 0;
+      const screenHeight = height - band - (count ? GAP : 0);
+      const n = shared.length;
+      const w = Math.max(80, Math.floor(Math.min((width - GAP * (n - 1)) / n, (screenHeight * 16) / 9)));
+      // Margins fill the row, so the camera tiles start a row of their own.
+      const side = `${Math.max(0, Math.floor((width - n * w - GAP * (n - 1)) / 2))}px`;
+      shared.forEach((el, i) => {
+        el.style.width = `${w}px`;
+        el.style.marginLeft = i === 0 ? side : "";
+        el.style.marginRight = i === n - 1 ? side : "";
+      });
+      height = band;
+    }
+    if (!count) return;
     let best = { w: 0, cols: 1 };
     for (let cols = 1; cols <= count; cols += 1) {
       const rows = Math.ceil(count / cols);
@@ -271,7 +293,7 @@ export function setupCall({ client, room, lookup, notice }) {
     setVideo(selfTile.video, video ? new MediaStream([video]) : null);
     selfTile.video.classList.toggle("mirror", Boolean(video) && video === call.camera);
     selfTile.el.dataset.audio = s.audio ? "on" : "off";
-    selfTile.el.dataset.video = s.video ? "on" : "off";
+    selfTile.el.dataset.video = video ? "on" : "off";
     selfTile.el.dataset.screen = String(s.screen);
     selfTile.el.dataset.state = "connected";
     selfTile.mic.hidden = s.audio;
@@ -307,7 +329,46 @@ export function setupCall({ client, room, lookup, notice }) {
     tile.overlay.textContent = connected ? "" : stateText;
     tile.overlay.hidden = connected;
     tile.el.setAttribute("aria-label", [peer.nickname, !peer.remote.audio ? t("call.muted") : "", stateText].filter(Boolean).join(", "));
+    renderScreen(peer);
     reportViews();
+  }
+
+  /** A member's shared screen through the media server: a large tile of its own. */
+  function renderScreen(peer) {
+    const track = peer.screenStream ? peer.screenStream.getVideoTracks()[0] : null;
+    const shown = Boolean(track) && peer.remote.screen && peer.state === "connected" && tiles.has(peer.id);
+    let tile = screens.get(peer.id);
+    if (!shown) {
+      if (tile) removeScreenTile(peer.id);
+      return;
+    }
+    if (!tile) {
+      tile = makeTile({ id: peer.id, self: false });
+      tile.el.classList.add("tile-screen");
+      tile.el.setAttribute("data-testid", "tile-screen");
+      tile.el.dataset.screen = "true";
+      tile.el.dataset.video = "on";
+      tile.el.dataset.state = "connected";
+      tile.mic.hidden = true;
+      screens.set(peer.id, tile);
+      grid.prepend(tile.el);
+      layout();
+    }
+    if (tile.track !== track) {
+      tile.track = track;
+      setVideo(tile.video, new MediaStream([track]));
+    }
+    tile.name.textContent = t("call.screenOf", { name: peer.nickname || "…" });
+    tile.el.setAttribute("aria-label", tile.name.textContent);
+  }
+
+  function removeScreenTile(id) {
+    const tile = screens.get(id);
+    if (!tile) return;
+    screens.delete(id);
+    tile.video.srcObject = null;
+    tile.el.remove();
+    layout();
   }
 
   function watchFrames(peer, tile) {
@@ -343,6 +404,7 @@ export function setupCall({ client, room, lookup, notice }) {
     tiles.delete(peer.id);
     tile.video.srcObject = null;
     tile.el.remove();
+    removeScreenTile(peer.id);
     layout();
     if (reason === "failed" || reason === "closed") {
       if (phase === "incall" && reason === "failed") showCallStatus(t("call.lostPeer", { name: peer.nickname || "?" }), { error: true });
@@ -459,6 +521,7 @@ export function setupCall({ client, room, lookup, notice }) {
     await call.leave();
     for (const [, tile] of tiles) tile.el.remove();
     tiles.clear();
+    for (const id of [...screens.keys()]) removeScreenTile(id);
     if (selfTile) selfTile.el.remove();
     selfTile = null;
     layout();
@@ -525,6 +588,7 @@ export function setupCall({ client, room, lookup, notice }) {
       muted: call.muted,
       cameraOff: call.cameraOff,
       audioTrack: call.audio ? { enabled: call.audio.enabled, label: call.audio.label, readyState: call.audio.readyState } : null,
+      screenTrack: call.screen ? { width: call.screen.getSettings().width, height: call.screen.getSettings().height } : null,
       videoTrack: call._outgoing().video
         ? {
             label: call._outgoing().video.label,

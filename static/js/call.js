@@ -441,11 +441,20 @@ export class Call extends EventTarget {
     return { audio: this.audio, video: this.screen || (this.cameraOff ? null : this.camera) };
   }
 
-  /** The state peers are told about. */
+  /**
+   * What goes to the media server: the camera and the shared screen are
+   * tracks of their own there, so the others keep seeing our face.
+   */
+  _serverOutgoing() {
+    return { audio: this.audio, video: this.cameraOff ? null : this.camera, screen: this.screen };
+  }
+
+  /** The state peers are told about (`video`: the camera, or in a mesh the screen in its place). */
   localState() {
+    const camera = Boolean(this.camera) && !this.cameraOff;
     return {
       audio: Boolean(this.audio) && !this.muted,
-      video: Boolean(this.screen) || (Boolean(this.camera) && !this.cameraOff),
+      video: this.mode === "sfu" ? camera : Boolean(this.screen) || camera,
       screen: Boolean(this.screen),
     };
   }

@@ -285,9 +285,12 @@ export class NoomClient extends EventTarget {
     return this.request("leave_call", room);
   }
 
-  /** Start a session with the media server from our offer -> { ok, answer } */
-  mediaJoin(room, offer) {
-    return this.request("media_join", room, offer);
+  /**
+   * Start a session with the media server from our offer -> { ok, answer }.
+   * options.screen: the mid of the offer's m-line that carries a shared screen.
+   */
+  mediaJoin(room, offer, options = {}) {
+    return this.request("media_join", room, offer, options);
   }
 
   /** Answer the media server's offer -> { ok } */

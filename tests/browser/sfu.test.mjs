@@ -1,9 +1,10 @@
 // Calls through the media server (call.mode = "sfu"): three pages see each
 // other's moving video over one connection each to the server, a departure
-// removes the tile everywhere within 2 s, and a late fourth sees everyone.
+// removes the tile everywhere within 2 s, and a late fourth sees everyone;
+// a shared screen is a track of its own, at full size, beside the camera.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, useServerAndBrowser } from "./harness.mjs";
+import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser } from "./harness.mjs";
 
 const env = useServerAndBrowser({ server: { env: { NOOM_CALL_MODE: "sfu" } } });
 
@@ -73,5 +74,56 @@ test("a page without UDP reaches the media server through the relay over TCP", a
     for (const page of pages) assert.deepEqual(page.errors, []);
   } finally {
     for (const page of pages) await page.context().close();
+  }
+});
+
+test("a shared screen is a track of its own: full size, and the camera keeps playing", async () => {
+  const room = "sfu screen";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  try {
+    await joinCall(ann);
+    await joinCall(ben);
+    await expectLiveTiles(ben, ["Ann"]);
+    // Before anyone shares, nobody is offered a screen track.
+    assert.equal(await ben.locator('[data-testid="tile-screen"]').count(), 0);
+
+    await ann.getByRole("button", { name: "Share screen", exact: true }).click();
+    await ann.getByRole("button", { name: "Stop sharing", exact: true }).waitFor();
+    const sent = await ann.evaluate(() => window.noomCall.local().screenTrack);
+    assert.ok(sent && sent.height > 0, JSON.stringify(sent));
+    // Ben gets Ann's screen in a tile of its own, at the size she captures it...
+    const screenFrames = () =>
+      ben.evaluate(() => {
+        const video = document.querySelector('[data-testid="tile-screen"] video');
+        return video ? { frames: video.getVideoPlaybackQuality().totalVideoFrames, height: video.videoHeight } : null;
+      });
+    await until(
+      ben,
+      (height) => {
+        const video = document.querySelector('[data-testid="tile-screen"] video');
+        return Boolean(video) && video.videoHeight === height;
+      },
+      sent.height,
+      { what: `Ann's screen at Ben in ${sent.height} lines`, timeout: 20000 },
+    );
+    assert.equal(
+      await ben.locator('[data-testid="tile-screen"] .tile-name').textContent(),
+      "Ann's screen",
+    );
+    // ...while her camera tile keeps playing, and the screen moves too.
+    const before = await screenFrames();
+    await expectLiveTiles(ben, ["Ann"]);
+    const after = await screenFrames();
+    assert.ok(after.frames > before.frames, `screen frames ${before.frames} -> ${after.frames}`);
+    assert.deepEqual(await tileNames(ben), ["Ann"]);
+
+    // Stopping the share removes the screen tile; the camera tile stays.
+    await ann.getByRole("button", { name: "Stop sharing", exact: true }).click();
+    await ben.locator('[data-testid="tile-screen"]').waitFor({ state: "detached", timeout: 5000 });
+    await expectLiveTiles(ben, ["Ann"]);
+    for (const page of [ann, ben]) assert.deepEqual(page.errors, []);
+  } finally {
+    for (const page of [ann, ben]) await page.context().close();
   }
 });

@@ -3,7 +3,8 @@
 //! lines); a subscriber gets the middle one by default, and the small one,
 //! after a keyframe of it that the SFU asks the publisher for, once its page
 //! says the tile is small. On a lossy link the subscriber asks for lost
-//! packets again (NACK) and the SFU resends them (RTX).
+//! packets again (NACK) and the SFU resends them (RTX). A shared screen is
+//! a track of its own, offered once it carries media.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use str0m::media::{
 };
 
 use crate::peer::{Peer, answer_offer, join, pump_all, start};
+use noom::sfu::SfuEvent;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 const HEIGHTS: [u16; 3] = [180, 360, 720];
@@ -49,7 +52,10 @@ async fn publish(sfu: &noom::sfu::Sfu, peer: &mut Peer) -> Mid {
         Some(simulcast),
     );
     let (offer, pending) = api.apply().unwrap();
-    let answer = sfu.join("room", "pub", "pub", offer).await.expect("joined");
+    let answer = sfu
+        .join("room", "pub", "pub", offer, None)
+        .await
+        .expect("joined");
     peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
     mid
 }
@@ -206,4 +212,106 @@ async fn packets_lost_on_the_way_to_a_subscriber_are_resent() {
     );
     let stats = sfu.stats().await.unwrap();
     assert!(stats.nacks > 0, "{stats:?}");
+}
+
+/// Waits for the server's offer to `key`, answers it with `peers[which]`,
+/// and returns the offer's SDP.
+async fn offer_text(
+    sfu: &noom::sfu::Sfu,
+    events: &mut UnboundedReceiver<SfuEvent>,
+    key: &str,
+    peers: &mut [&mut Peer],
+    which: usize,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no offer for {key}");
+        while let Ok(event) = events.try_recv() {
+            if let SfuEvent::Offer { participant, offer } = event
+                && participant == key
+            {
+                let text = offer.to_sdp_string();
+                let answer = peers[which].rtc.sdp_api().accept_offer(offer).unwrap();
+                sfu.answer(key, answer).await.expect("answer accepted");
+                return text;
+            }
+        }
+        pump_all(peers, Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_is_offered_once_it_carries_media_as_a_stream_of_its_own() {
+    let (sfu, mut events) = start();
+    let (mut publisher, mut sub) = (Peer::new().await, Peer::new().await);
+    // A page's session: a camera m-line and one for a screen, named at the join.
+    let mut api = publisher.rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let screen = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let answer = sfu
+        .join("room", "pub", "pub", offer, Some(&screen.to_string()))
+        .await
+        .expect("joined");
+    publisher
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, answer)
+        .unwrap();
+    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
+
+    // While nothing is shared, the subscriber is offered the camera only.
+    let first = offer_text(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    assert_eq!(first.matches("m=video").count(), 1, "{first}");
+    assert!(
+        first.contains("a=msid:pub ") && !first.contains(".screen"),
+        "{first}"
+    );
+
+    // The first frame of the screen brings its track, as stream `pub.screen`.
+    let pt = publisher
+        .rtc
+        .writer(screen)
+        .expect("a writer for the screen")
+        .payload_params()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .map(|p| p.pt())
+        .expect("vp8 negotiated");
+    let write = |publisher: &mut Peer, n: u64| {
+        let key = n == 0 || !publisher.keyframe_requests.is_empty();
+        publisher.keyframe_requests.clear();
+        publisher
+            .rtc
+            .writer(screen)
+            .expect("a writer for the screen")
+            .write(
+                pt,
+                std::time::Instant::now(),
+                MediaTime::new(n * 6000, Frequency::NINETY_KHZ),
+                frame(2, n, key),
+            )
+            .unwrap();
+    };
+    write(&mut publisher, 0);
+    let second = offer_text(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    assert_eq!(second.matches("m=video").count(), 2, "{second}");
+    assert!(second.contains("a=msid:pub.screen "), "{second}");
+
+    // Then its frames reach the subscriber, starting from a key frame the
+    // server asked the publisher for.
+    for n in 1..40 {
+        write(&mut publisher, n);
+        pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(33)).await;
+    }
+    let frames: Vec<&Vec<u8>> = sub
+        .received
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d.len() == 400)
+        .collect();
+    assert!(frames.len() >= 20, "{} screen frames arrived", frames.len());
+    assert!(
+        frames[0][0] & 1 == 0,
+        "the first screen frame is a key frame"
+    );
 }

@@ -144,6 +144,21 @@ async fn only_call_participants_may_open_a_session_and_junk_is_refused() {
             .err("media_join", &[json!("class"), bad], "invalid_argument")
             .await;
     }
+    // Options that are not an object, or a screen mid that is not a string.
+    for bad in [
+        json!("screen"),
+        json!({ "screen": 1 }),
+        json!({ "screen": "" }),
+        json!({ "screen": "x".repeat(33) }),
+    ] {
+        member
+            .err(
+                "media_join",
+                &[json!("class"), good.clone(), bad],
+                "invalid_argument",
+            )
+            .await;
+    }
     // An answer that cannot be read.
     member
         .err(
