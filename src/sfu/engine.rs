@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::layers;
 use super::participant::{Participant, Propagated, timeout_of};
 use super::speakers::Speakers;
-use super::{Command, SfuError, SfuEvent, SfuSettings, SfuStats};
+use super::{Command, Joined, SfuError, SfuEvent, SfuSettings, SfuStats};
 
 /// The loop wakes at least this often to drive time in every session.
 const TICK: Duration = Duration::from_millis(100);
@@ -224,7 +224,7 @@ impl Engine {
         label: String,
         offer: str0m::change::SdpOffer,
         screen: Option<String>,
-    ) -> Result<str0m::change::SdpAnswer, SfuError> {
+    ) -> Result<Joined, SfuError> {
         tracing::debug!(participant = %key, "join");
         // A second join replaces the first session.
         if let Some(old) = self.find(&key) {
@@ -253,6 +253,7 @@ impl Engine {
         let candidate =
             Candidate::host(self.addr, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        let mut free = receive_slots(&offer.to_sdp_string());
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -261,16 +262,31 @@ impl Engine {
         self.next_id += 1;
         let mut newcomer = Participant::new(id, key, label, Arc::from(call), rtc);
         newcomer.screen = screen.as_deref().map(Mid::from);
-        // It receives everything the call already publishes.
+        // It receives everything the call already publishes: on the receive
+        // m-lines its offer opened for that, while they last (no second
+        // round of negotiation before the first picture), then on m-lines
+        // of a server offer.
+        let mut slots = Vec::new();
         for other in &self.participants {
-            if other.call == newcomer.call && other.rtc.is_alive() {
-                for track in other.published() {
-                    newcomer.receive(track);
+            if other.call != newcomer.call || !other.rtc.is_alive() {
+                continue;
+            }
+            for track in other.published() {
+                let Some(published) = track.upgrade() else {
+                    continue;
+                };
+                let slot = free
+                    .iter()
+                    .position(|(_, kind)| *kind == published.kind)
+                    .map(|i| free.remove(i).0);
+                if let Some(mid) = slot {
+                    slots.push((mid.to_string(), published.label.clone()));
                 }
+                newcomer.receive_on(track, slot);
             }
         }
         self.participants.push(newcomer);
-        Ok(answer)
+        Ok(Joined { answer, slots })
     }
 
     fn receive(&mut self, datagram: &[u8], from: SocketAddr) {
@@ -503,5 +519,52 @@ impl Engine {
         for (mid, layer) in asks {
             self.ask_keyframe(origin_id, mid, Some(layer));
         }
+    }
+}
+
+/// The m-lines of a browser's offer that only receive (`a=recvonly`, not
+/// rejected), with their kind: where the tracks it is to get can go at once.
+fn receive_slots(offer: &str) -> Vec<(Mid, MediaKind)> {
+    offer
+        .split("\nm=")
+        .skip(1)
+        .filter_map(|section| {
+            let kind = if section.starts_with("audio ") {
+                MediaKind::Audio
+            } else if section.starts_with("video ") {
+                MediaKind::Video
+            } else {
+                return None;
+            };
+            let port = section.split(' ').nth(1)?;
+            let lines = || section.lines().map(str::trim_end);
+            if port == "0" || !lines().any(|l| l == "a=recvonly") {
+                return None;
+            }
+            let mid = lines().find_map(|l| l.strip_prefix("a=mid:"))?;
+            Some((Mid::from(mid), kind))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_slots_are_the_open_recvonly_m_lines() {
+        let offer = "v=0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=recvonly\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\na=mid:2\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=recvonly\r\n\
+            m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
+        assert_eq!(
+            receive_slots(offer),
+            vec![
+                (Mid::from("1"), MediaKind::Video),
+                (Mid::from("2"), MediaKind::Audio)
+            ]
+        );
     }
 }

@@ -83,6 +83,16 @@ pub enum SfuEvent {
     },
 }
 
+/// The server's answer to a join, and what it sends from the start.
+#[derive(Debug)]
+pub struct Joined {
+    pub answer: SdpAnswer,
+    /// `(mid, publisher label)`: the receive m-lines of the offer that carry
+    /// a publisher's track from the start (the answer cannot label them:
+    /// their stream ids are the ones the browser's offer left empty).
+    pub slots: Vec<(String, String)>,
+}
+
 /// What signaling asks of the media loop.
 pub(crate) enum Command {
     Join {
@@ -92,7 +102,7 @@ pub(crate) enum Command {
         offer: SdpOffer,
         /// The mid its page shares its screen on.
         screen: Option<String>,
-        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+        reply: oneshot::Sender<Result<Joined, SfuError>>,
     },
     Offer {
         participant: String,
@@ -242,7 +252,7 @@ impl Sfu {
         label: &str,
         offer: SdpOffer,
         screen: Option<&str>,
-    ) -> Result<SdpAnswer, SfuError> {
+    ) -> Result<Joined, SfuError> {
         let (call, participant, label) =
             (call.to_string(), participant.to_string(), label.to_string());
         let screen = screen.map(str::to_string);

@@ -204,6 +204,8 @@ pub struct Participant {
     rate_out: Rate,
     /// The mid of the m-line its page shares its screen on, if any.
     pub screen: Option<Mid>,
+    /// Its ICE and DTLS are up.
+    connected: bool,
 }
 
 /// What a screen track's stream id adds to its publisher's label.
@@ -231,6 +233,7 @@ impl Participant {
             rate_in: Rate::new(Instant::now()),
             rate_out: Rate::new(Instant::now()),
             screen: None,
+            connected: false,
         }
     }
 
@@ -449,6 +452,7 @@ impl Participant {
                 None
             }
             Event::Connected => {
+                self.connected = true;
                 tracing::debug!(participant = %self.key, "connected (ICE and DTLS)");
                 Some(Propagated::Connected)
             }
@@ -556,6 +560,12 @@ impl Participant {
 
     /// Someone else of the call publishes `track`: it is added at the next offer.
     pub fn receive(&mut self, track: Weak<TrackIn>) {
+        self.receive_on(track, None);
+    }
+
+    /// Like [`Participant::receive`], on an m-line its own offer already
+    /// opened for receiving (`mid`): no offer is needed for it.
+    pub fn receive_on(&mut self, track: Weak<TrackIn>, slot: Option<Mid>) {
         let (origin, source) = track
             .upgrade()
             .map_or((0, None), |t| (t.origin, Some(t.mid)));
@@ -563,7 +573,7 @@ impl Participant {
             track,
             origin,
             source,
-            state: OutState::ToOpen,
+            state: slot.map_or(OutState::ToOpen, OutState::Open),
             selection: Selection::default(),
             started: false,
         });
@@ -577,6 +587,12 @@ impl Participant {
     /// `Arc`).
     pub fn forward(&mut self, origin: u64, data: &MediaData, now: Instant) -> Forwarded {
         let mut done = Forwarded::default();
+        // Before ICE and DTLS are up, media would only pile up in the
+        // session (and be stale when it connects: each track asks for a
+        // keyframe then).
+        if !self.connected {
+            return done;
+        }
         let Some(out) = self
             .tracks_out
             .iter_mut()

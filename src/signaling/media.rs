@@ -106,17 +106,26 @@ pub async fn media_join(
     };
     hub.admit_media(s.id, &room)?;
     let key = Hub::media_key(s.id, &room);
-    let answer = match sfu
+    let joined = match sfu
         .join(&room, &key, &s.id.to_string(), offer, screen)
         .await
     {
-        Ok(answer) => answer,
+        Ok(joined) => joined,
         Err(e) => {
             hub.media_ended(&key);
             return Err(refused(e));
         }
     };
-    Ok(ok(json!({ "answer": answer_json(&answer) })))
+    // Which of the offer's receive m-lines carry whose track: the socket id
+    // of its publisher, as the stream id says on tracks offered later.
+    let tracks: Vec<Value> = joined
+        .slots
+        .iter()
+        .map(|(mid, from)| json!({ "mid": mid, "from": from }))
+        .collect();
+    Ok(ok(
+        json!({ "answer": answer_json(&joined.answer), "tracks": tracks }),
+    ))
 }
 
 pub async fn media_offer(

@@ -11,8 +11,13 @@
  * it. Device switches, camera off and screen share use `replaceTrack`, as in
  * the mesh, and need no renegotiation.
  *
- * The server labels each forwarded track with its sender's socket id (the
- * stream id), which is how a track finds its member's tile; a shared screen
+ * The offer also opens one receive-only audio and video m-line per member
+ * already in the call: the server puts their tracks there at once (its ack
+ * says whose is on which mid), so the first pictures need no second round
+ * of negotiation.
+ *
+ * The server labels each track it offers later with its sender's socket id
+ * (the stream id), which is how a track finds its member's tile; a shared screen
  * has the stream id `<socket id>.screen` and goes to the member's
  * `screenStream`. The server offers it once it carries media. Each member is a
  * `RemoteMember`, with the fields call-ui.js reads of a mesh peer (id,
@@ -147,6 +152,7 @@ export class ServerSession {
     this.audioTx = null;
     this.videoTx = null;
     this.screenTx = null;
+    this.slots = new Map(); // mid of a receive m-line of our offer -> whose track it carries (or null)
     this.queue = Promise.resolve();
     this.ready = Promise.resolve(); // our offer's answer applied (see start)
     this.closed = false;
@@ -185,12 +191,23 @@ export class ServerSession {
       direction: "sendonly",
       sendEncodings: [{ ...SCREEN_ENCODING }],
     });
-    pc.ontrack = ({ track, streams }) => this._onTrack(track, streams);
+    const members = [...this.call.peers.keys()].filter((id) => id !== this.call.client.id);
+    const receivers = members.flatMap(() => [
+      pc.addTransceiver("audio", { direction: "recvonly" }),
+      pc.addTransceiver("video", { direction: "recvonly" }),
+    ]);
+    this.slots = new Map();
+    pc.ontrack = ({ track, streams, transceiver }) => this._onTrack(track, streams, transceiver);
     pc.onconnectionstatechange = () => this._onConnectionState();
     try {
       await pc.setLocalDescription(await pc.createOffer());
       const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON(), { screen: this.screenTx.mid });
       if (this.pc !== pc || this.closed) return;
+      // Spare receive m-lines (a member without its tracks at the server yet) stay unused.
+      for (const receiver of receivers) this.slots.set(receiver.mid, null);
+      for (const { mid, from } of Array.isArray(ack.tracks) ? ack.tracks : []) {
+        if (this.slots.has(mid)) this.slots.set(mid, from);
+      }
       await pc.setRemoteDescription(ack.answer);
     } finally {
       applied();
@@ -218,9 +235,12 @@ export class ServerSession {
     });
   }
 
-  _onTrack(track, streams) {
-    const label = streams && streams[0] ? streams[0].id : null;
-    const screen = Boolean(label) && label.endsWith(SCREEN_SUFFIX);
+  _onTrack(track, streams, transceiver) {
+    const mid = transceiver ? transceiver.mid : null;
+    // A receive m-line of our own offer: the join's ack said whose it is.
+    const slot = this.slots.has(mid);
+    const label = slot ? this.slots.get(mid) : streams && streams[0] ? streams[0].id : null;
+    const screen = !slot && Boolean(label) && label.endsWith(SCREEN_SUFFIX);
     const id = screen ? label.slice(0, -SCREEN_SUFFIX.length) : label;
     if (!id || id === this.call.client.id) return;
     let member = this.call.peers.get(id);

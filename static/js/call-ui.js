@@ -492,12 +492,16 @@ export function setupCall({ client, room, lookup, notice }) {
     timings.firstFrame = {};
     setPhase("joining");
     showCallStatus("");
-    if (!call.hasMedia && mediaSupported() && !(call.mediaFailure && call.mediaFailure.reason === "denied")) {
-      await startPreview();
-    }
+    // The camera and microphone open while the join goes out: their tracks
+    // go onto the call's senders when they come (no renegotiation).
+    const media =
+      !call.hasMedia && mediaSupported() && !(call.mediaFailure && call.mediaFailure.reason === "denied")
+        ? startPreview()
+        : Promise.resolve();
     try {
       await call.join();
     } catch (err) {
+      await media;
       setPhase("prejoin");
       if (err.code === "room_full") {
         const n = (String(err.message).match(/\d+/) || ["6"])[0];

@@ -98,6 +98,20 @@ export class NoomClient extends EventTarget {
     return this.socket.connected;
   }
 
+  /**
+   * Leaves every room and call at once when the page goes away (tab closed,
+   * navigation): the others see us go now, not whenever the browser gets
+   * round to closing the connection. A page restored from the back/forward
+   * cache connects again (and the page re-enters its rooms as after any
+   * reconnect).
+   */
+  closeWithPage() {
+    window.addEventListener("pagehide", () => this.socket.disconnect());
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted && !this.socket.connected) this.socket.connect();
+    });
+  }
+
   /** Subscribe to an event; the handler gets `detail`. Returns an unsubscribe function. */
   on(type, handler) {
     const listener = (event) => handler(event.detail);

@@ -41,6 +41,8 @@ const chatClose = $("chat-close");
 const unread = $("unread");
 
 const client = new NoomClient();
+// Before the call's own pagehide handler: the server hears first.
+client.closeWithPage();
 
 const seen = new Set(); // seqs shown
 let firstSeq = Infinity; // lowest seq shown

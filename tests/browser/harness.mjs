@@ -80,8 +80,9 @@ export async function startServer({ env = {}, host = "127.0.0.1", https = false 
   async function up() {
     child = spawn(BIN, ["--http", `${host}:${port}`, "--data-dir", dataDir], {
       cwd: home,
-      env: { ...serverEnv(), RUST_LOG: "warn", ...turnEnv, ...env },
-      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...serverEnv(), RUST_LOG: (process.env.NOOM_TEST_SERVER_LOG && process.env.RUST_LOG) || "warn", ...turnEnv, ...env },
+      // NOOM_TEST_SERVER_LOG=1 shows the server's log (RUST_LOG from the test's env).
+      stdio: ["ignore", process.env.NOOM_TEST_SERVER_LOG ? "inherit" : "ignore", "inherit"],
     });
     const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
     child.exited = exited;

@@ -1,10 +1,10 @@
 // Eight pages in one call through the media server (call.mode = "sfu"): each
 // plays the seven others' moving video and hears the call; a leave and a
-// closed tab take their tiles away everywhere (within 4 s here: eight pages
-// on two cores; sfu.test.mjs checks 2 s with three); a late joiner has
-// everyone's tile within 3 s, then their video. Pages send 360p (the harness
-// default: eight cameras on two cores) and show their tiles in a 960x540
-// window.
+// closed tab take their tiles away everywhere within 2 s; a late joiner has
+// everyone's tile within 3 s, then their video (within 3 s in sfu.test.mjs,
+// with three pages; here the ninth page's own renderer, starved by eight
+// others on two cores, sets the pace). Pages send 360p (the harness default:
+// eight cameras on two cores) and show their tiles in a 960x540 window.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
@@ -80,10 +80,9 @@ test("eight in one call through the media server; leave, closed tab, late joiner
   }
 
   // Hal leaves the call, then Gus closes his tab: their tiles go from
-  // everyone. With eight pages on two cores, measured from the test's click
-  // or close (the browser's own teardown of the closing page included), CI
-  // saw 1.6-1.8 s for the leave and 2.4-2.9 s for the closed tab: bounded
-  // here at 4 s. sfu.test.mjs checks 2 s with three pages.
+  // everyone within 2 s, measured in each page from Hal's click as his page
+  // got it, and from the test's close of Gus's tab (a closing page
+  // disconnects on pagehide). Here: 0.05-0.6 s and 0.1-0.5 s.
   const hal = pages.pop();
   await watchRemovals(pages);
   // From the click as Hal's page received it (Playwright's own checks
@@ -94,23 +93,26 @@ test("eight in one call through the media server; leave, closed tab, late joiner
   });
   await hal.getByRole("button", { name: "Leave call" }).click();
   let since = await hal.evaluate(() => window.clickedAt);
-  await tileGone(pages, "Hal", since, 4000);
+  await tileGone(pages, "Hal", since, 2000);
   await hal.context().close();
 
   const gus = pages.pop();
   since = Date.now();
   await gus.context().close();
-  await tileGone(pages, "Gus", since, 4000);
+  await tileGone(pages, "Gus", since, 2000);
   const left = NAMES.slice(0, 6);
   for (const [i, page] of pages.entries()) {
     assert.deepEqual(await tileNames(page), left.filter((_, j) => j !== i));
   }
 
   // Ivy joins late: within 3 s of her click on "Join call" she has everyone's
-  // tile, and then their moving video. With eight pages on this machine her
-  // first frames take 4 to 6 s, most of it her page's ICE and DTLS handshake
-  // (the server's offer of the call's tracks overlaps it); in CI, under more
-  // load, longer: up to 12 s is allowed here.
+  // tile, and then their moving video. Her offer has room for everyone's
+  // tracks, so they flow as soon as her ICE and DTLS are up (no second
+  // negotiation); with eight other pages on this machine her first frames
+  // still take 3.4-4.1 s, most of it her page's main thread waiting for a
+  // core (the server sees her connected about 0.5 s after her join and
+  // sends the first keyframes 0.75 s later). 8 s is allowed here for CI;
+  // sfu.test.mjs holds a late joiner to 3 s.
   const ivy = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ivy", viewport });
   await waitEntered(ivy);
   const started = Date.now();
@@ -131,7 +133,7 @@ test("eight in one call through the media server; leave, closed tab, late joiner
       return want.every((n) => stats.some((s) => s.nickname === n && s.framesDecoded > 0));
     },
     left,
-    { timeout: 12000, interval: 100, what: `Ivy playing ${left.join(", ")}` },
+    { timeout: 8000, interval: 100, what: `Ivy playing ${left.join(", ")}` },
   );
   const took = Date.now() - started;
   await expectLiveTiles(ivy, left);

@@ -4,7 +4,7 @@
 // a shared screen is a track of its own, at full size, beside the camera.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser } from "./harness.mjs";
+import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
 
 const env = useServerAndBrowser({ server: { env: { NOOM_CALL_MODE: "sfu" } } });
 
@@ -40,9 +40,24 @@ test("three call through the media server, one leaves, a fourth joins late", asy
   assert.deepEqual(await tileNames(ben), ["Ann"]);
   await cat.context().close();
 
-  // Dan joins late and sees everyone; everyone sees Dan.
+  // Dan joins late and plays everyone's video within 3 s of his click;
+  // everyone sees Dan.
   const dan = await openPage(env.browser, env.server, roomPath(room), { nickname: "Dan" });
-  await joinCall(dan);
+  await waitEntered(dan);
+  const started = Date.now();
+  await dan.getByTestId("join-call").click();
+  await until(
+    dan,
+    async (want) => {
+      const stats = await window.noomCall.stats();
+      return want.every((n) => stats.some((s) => s.nickname === n && s.framesDecoded > 0));
+    },
+    ["Ann", "Ben"],
+    { timeout: 10000, interval: 50, what: "Dan playing Ann and Ben" },
+  );
+  const took = Date.now() - started;
+  console.log(`# late joiner plays everyone ${took} ms after joining`);
+  assert.ok(took <= 3000, `the late joiner played everyone after ${took} ms, over 3 s`);
   await expectLiveTiles(dan, ["Ann", "Ben"]);
   await expectLiveTiles(ann, ["Ben", "Dan"]);
   await expectLiveTiles(ben, ["Ann", "Dan"]);

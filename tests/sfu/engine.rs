@@ -1,11 +1,12 @@
 //! The SFU on its own: what one participant publishes reaches the others of
 //! its call and nobody else; a participant that leaves stops receiving; junk
-//! on the port changes nothing.
+//! on the port changes nothing. A newcomer whose offer opened receive
+//! m-lines gets the call's tracks on them, with no second negotiation.
 
 use std::time::{Duration, Instant};
 
 use noom::sfu::SfuEvent;
-use str0m::media::Direction;
+use str0m::media::{Direction, MediaKind};
 
 use crate::peer::{Peer, answer_offer, join, pump_all, start};
 
@@ -213,4 +214,51 @@ async fn a_track_that_goes_and_one_that_comes_are_renegotiated_together() {
         "bob got {} of carol's 30 frames",
         bob.received.len() - before
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_gets_the_call_on_the_receive_m_lines_of_its_own_offer() {
+    let (sfu, mut events) = start();
+    let (mut alice, mut bob) = (Peer::new().await, Peer::new().await);
+    let mic = join(&sfu, "room", "alice", &mut alice, Direction::SendOnly).await;
+    pump_all(&mut [&mut alice], Duration::from_millis(300)).await;
+    assert!(alice.connected, "ICE and DTLS up");
+
+    // Bob's offer opens two receive m-lines; the call publishes one audio track.
+    let mut api = bob.rtc.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let spare = api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let joined = sfu
+        .join("room", "bob", "bob", offer, None)
+        .await
+        .expect("joined");
+    assert_eq!(joined.slots, vec![(audio.to_string(), "alice".to_string())]);
+    bob.rtc
+        .sdp_api()
+        .accept_answer(pending, joined.answer)
+        .unwrap();
+
+    // Alice's microphone reaches Bob on that m-line, and nobody offers him anything.
+    for n in 0..50u64 {
+        alice.send_audio(mic, n, &[n as u8; 40]);
+        pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(20)).await;
+    }
+    pump_all(&mut [&mut alice, &mut bob], Duration::from_millis(300)).await;
+    assert!(
+        bob.received.len() >= 40 && bob.received.iter().all(|(mid, _)| *mid == audio),
+        "bob got {} of 50 frames, on {:?}",
+        bob.received.len(),
+        bob.received
+            .iter()
+            .map(|(m, _)| *m)
+            .collect::<std::collections::HashSet<_>>()
+    );
+    assert!(!bob.received.iter().any(|(mid, _)| *mid == spare));
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(&e, SfuEvent::Offer { participant, .. } if participant == "bob"),
+            "bob was offered what his own offer had room for"
+        );
+    }
 }

@@ -55,7 +55,8 @@ async fn publish(sfu: &noom::sfu::Sfu, peer: &mut Peer) -> Mid {
     let answer = sfu
         .join("room", "pub", "pub", offer, None)
         .await
-        .expect("joined");
+        .expect("joined")
+        .answer;
     peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
     mid
 }
@@ -252,7 +253,8 @@ async fn a_shared_screen_is_offered_once_it_carries_media_as_a_stream_of_its_own
     let answer = sfu
         .join("room", "pub", "pub", offer, Some(&screen.to_string()))
         .await
-        .expect("joined");
+        .expect("joined")
+        .answer;
     publisher
         .rtc
         .sdp_api()

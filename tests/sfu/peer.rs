@@ -171,7 +171,11 @@ pub async fn pump_all(peers: &mut [&mut Peer], for_: Duration) {
 /// Joins `peer` to `call` with an offer of one `kind` m-line in `dir`.
 pub async fn join(sfu: &Sfu, call: &str, key: &str, peer: &mut Peer, dir: Direction) -> Mid {
     let (offer, pending, mid) = peer.offer(MediaKind::Audio, dir);
-    let answer = sfu.join(call, key, key, offer, None).await.expect("joined");
+    let answer = sfu
+        .join(call, key, key, offer, None)
+        .await
+        .expect("joined")
+        .answer;
     peer.rtc.sdp_api().accept_answer(pending, answer).unwrap();
     mid
 }
