@@ -1,12 +1,21 @@
 // Calls through the media server (call.mode = "sfu"): three pages see each
 // other's moving video over one connection each to the server, a departure
 // removes the tile everywhere within 2 s, and a late fourth sees everyone;
-// a shared screen is a track of its own, at full size, beside the camera.
+// a shared screen is a track of its own, at full size, beside the camera;
+// the admin page shows each member's media session.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
+import { spawnSync } from "node:child_process";
+import { BIN, openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
 
-const env = useServerAndBrowser({ server: { env: { NOOM_CALL_MODE: "sfu" } } });
+const ADMIN_PASSWORD = "sfu admin secret";
+const env = useServerAndBrowser({
+  server: () => {
+    const hashed = spawnSync(BIN, ["hash-password"], { input: ADMIN_PASSWORD + "\n", encoding: "utf8" });
+    assert.equal(hashed.status, 0, hashed.stderr);
+    return { env: { NOOM_CALL_MODE: "sfu", NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim() } };
+  },
+});
 
 test("three call through the media server, one leaves, a fourth joins late", async () => {
   const room = "sfu call";
@@ -140,5 +149,39 @@ test("a shared screen is a track of its own: full size, and the camera keeps pla
     for (const page of [ann, ben]) assert.deepEqual(page.errors, []);
   } finally {
     for (const page of [ann, ben]) await page.context().close();
+  }
+});
+
+test("the admin page shows each member's media session: transport, bitrates, layers", async () => {
+  const room = "sfu watched";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  const admin = await openPage(env.browser, env.server, "/admin");
+  try {
+    await joinCall(ann);
+    await joinCall(ben);
+    await expectLiveTiles(ann, ["Ben"]);
+    await admin.waitForURL("**/admin/login");
+    await admin.getByTestId("password").fill(ADMIN_PASSWORD);
+    await admin.getByTestId("login").click();
+    await admin.waitForURL(/\/admin$/);
+    await admin.locator(`#rooms tr[data-room="${room}"]`).getByTestId("admin-room").click();
+    // Ann's row: UDP straight to the media server, media both ways, and the
+    // layer of Ben's video she gets (one of q, h, f).
+    const text = await until(
+      admin,
+      () => {
+        const row = [...document.querySelectorAll('[data-testid="admin-members"] tr')].find((tr) => tr.children[0].textContent === "Ann");
+        const text = row ? row.children[7].textContent : "";
+        const ok = /^udp · in [1-9][\d.]* (k|M)bit\/s · out [1-9][\d.]* (k|M)bit\/s/.test(text) && /layers Ben: [qhf]$/.test(text);
+        return ok && text;
+      },
+      null,
+      { what: "Ann's media session on the admin page", timeout: 15000 },
+    );
+    console.log(`# admin media cell: ${text}`);
+    assert.deepEqual(admin.errors, []);
+  } finally {
+    for (const page of [ann, ben, admin]) await page.context().close();
   }
 });
