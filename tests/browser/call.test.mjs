@@ -1,9 +1,9 @@
 // The mesh call: three pages see each other's video, a departure removes the
 // tile everywhere within 2 s, a late fourth sees everyone, and a page that
-// drops (closed) is removed the same way.
+// drops (closed) is removed the same way; a speaking peer's tile lights up.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, useServerAndBrowser } from "./harness.mjs";
+import { openPage, roomPath, joinCall, expectLiveTiles, expectSpeakingShown, tileNames, useServerAndBrowser } from "./harness.mjs";
 
 const env = useServerAndBrowser();
 
@@ -66,4 +66,18 @@ test("three join, one leaves, a fourth joins late, one drops", async () => {
   await expectLiveTiles(ann, ["Ben"]);
 
   for (const page of [ann, ben]) assert.deepEqual(page.errors, [], "no page errors");
+});
+
+test("a peer who speaks lights up its tile; muted, it does not", async () => {
+  const room = "mesh speakers";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  try {
+    await joinCall(ann);
+    await joinCall(ben);
+    await expectLiveTiles(ann, ["Ben"]);
+    await expectSpeakingShown(ann, ben, "Ben");
+  } finally {
+    for (const page of [ann, ben]) await page.context().close();
+  }
 });

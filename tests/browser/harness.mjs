@@ -315,3 +315,36 @@ export async function tileNames(page) {
     [...document.querySelectorAll('[data-testid="tile"] .tile-name')].map((n) => n.textContent).sort(),
   );
 }
+
+/**
+ * Two pages in a call (`room`): `listener` sees `speaker`'s tile light up
+ * while it speaks (Chromium's fake microphone beeps), and, once `speaker`
+ * mutes, stay dark. Returns what it saw.
+ */
+export async function expectSpeakingShown(listener, speaker, speakerNick) {
+  const speaking = (page, nick) =>
+    page.evaluate((nick) => {
+      const tile = [...document.querySelectorAll('[data-testid="tile"]')].find((t) => t.querySelector(".tile-name").textContent === nick);
+      return tile ? tile.dataset.speaking === "true" : null;
+    }, nick);
+  await until(
+    listener,
+    (nick) => {
+      const tile = [...document.querySelectorAll('[data-testid="tile"]')].find((t) => t.querySelector(".tile-name").textContent === nick);
+      return Boolean(tile) && tile.dataset.speaking === "true";
+    },
+    speakerNick,
+    { what: `${speakerNick}'s tile lit up as speaking`, timeout: 10000, interval: 50 },
+  );
+  await speaker.getByRole("button", { name: "Mute", exact: true }).click();
+  // The highlight holds over pauses between words (about a second here and
+  // through the media server 3 s), then goes out and stays out.
+  await until(listener, (nick) => {
+    const tile = [...document.querySelectorAll('[data-testid="tile"]')].find((t) => t.querySelector(".tile-name").textContent === nick);
+    return Boolean(tile) && tile.dataset.speaking === "false";
+  }, speakerNick, { what: `${speakerNick}'s tile dark once muted`, timeout: 8000, interval: 100 });
+  for (let i = 0; i < 10; i++) {
+    if ((await speaking(listener, speakerNick)) !== false) throw new Error(`${speakerNick}'s tile lit up while muted`);
+    await sleep(200);
+  }
+}

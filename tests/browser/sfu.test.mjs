@@ -2,11 +2,12 @@
 // other's moving video over one connection each to the server, a departure
 // removes the tile everywhere within 2 s, and a late fourth sees everyone;
 // a shared screen is a track of its own, at full size, beside the camera;
-// the admin page shows each member's media session.
+// the admin page shows each member's media session; the server's
+// active_speaker lights up the speaking member's tile.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { BIN, openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
+import { BIN, openPage, roomPath, joinCall, expectLiveTiles, expectSpeakingShown, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
 
 const ADMIN_PASSWORD = "sfu admin secret";
 const env = useServerAndBrowser({
@@ -183,5 +184,19 @@ test("the admin page shows each member's media session: transport, bitrates, lay
     assert.deepEqual(admin.errors, []);
   } finally {
     for (const page of [ann, ben, admin]) await page.context().close();
+  }
+});
+
+test("the member the media server hears speaking lights up; muted, it does not", async () => {
+  const room = "sfu speakers";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  try {
+    await joinCall(ann);
+    await joinCall(ben);
+    await expectLiveTiles(ann, ["Ben"]);
+    await expectSpeakingShown(ann, ben, "Ben");
+  } finally {
+    for (const page of [ann, ben]) await page.context().close();
   }
 });
