@@ -12,6 +12,8 @@ use crate::signaling::validate;
 #[template(path = "home.html")]
 pub struct Home {
     version: String,
+    room_name_max: u64,
+    nickname_max: u64,
 }
 
 #[derive(Template, WebTemplate)]
@@ -21,13 +23,17 @@ pub struct Room {
     version: String,
 }
 
-pub async fn home() -> Home {
+pub async fn home(State(web): State<Web>) -> Home {
+    let limits = &web.hub.config.limits;
     Home {
         version: crate::VERSION.to_string(),
+        room_name_max: limits.room_name_max,
+        nickname_max: limits.nickname_max,
     }
 }
 
-/// A room page; a name that breaks the rules sends the visitor home.
+/// A room page; a name that breaks the rules sends the visitor home, which
+/// says why (`?error=invalid_room`).
 pub async fn room(State(web): State<Web>, Path(room): Path<String>) -> Response {
     match validate::room_name(&room, web.hub.config.limits.room_name_max) {
         Ok(room) => Room {
@@ -35,6 +41,6 @@ pub async fn room(State(web): State<Web>, Path(room): Path<String>) -> Response 
             version: crate::VERSION.to_string(),
         }
         .into_response(),
-        Err(_) => Redirect::to("/").into_response(),
+        Err(_) => Redirect::to("/?error=invalid_room").into_response(),
     }
 }

@@ -296,6 +296,9 @@ export function setupCall({ client, room, lookup, notice }) {
     selfTile.el.dataset.video = video ? "on" : "off";
     selfTile.el.dataset.screen = String(s.screen);
     selfTile.el.dataset.state = "connected";
+    // Our own video is never "connecting": no dimming overlay on it.
+    selfTile.overlay.textContent = "";
+    selfTile.overlay.hidden = true;
     selfTile.mic.hidden = s.audio;
     const nickname = client.nickname || "";
     selfTile.name.textContent = `${nickname} (${t("call.you")})`;

@@ -24,6 +24,18 @@ const joinForm = $("join-form");
 const roomInput = $("room-input");
 const roomList = $("rooms");
 const roomsEmpty = $("rooms-empty");
+const nicknameError = $("nickname-error");
+const roomError = $("room-error");
+const limits = document.querySelector("main.home").dataset;
+const ROOM_NAME_MAX = Number(limits.roomNameMax) || 64;
+
+/** Says why a field's value was refused, next to it (empty text: clears it). */
+function fieldError(el, input, text) {
+  el.textContent = text;
+  el.hidden = !text;
+  if (text) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
 
 function roomHref(name) {
   return "/r/" + encodeURIComponent(name);
@@ -61,7 +73,12 @@ client.on("room_change", ({ rooms }) => renderRooms(rooms));
 nicknameForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = nicknameInput.value.trim();
-  if (!name) return;
+  if (!name) {
+    fieldError(nicknameError, nicknameInput, t("home.nicknameBlank"));
+    nicknameInput.focus();
+    return;
+  }
+  fieldError(nicknameError, nicknameInput, "");
   const button = nicknameForm.querySelector("button");
   button.disabled = true;
   try {
@@ -70,7 +87,8 @@ nicknameForm.addEventListener("submit", async (event) => {
     nicknameInput.value = "";
     showStatus(status, t("home.saved"));
   } catch (err) {
-    showStatus(status, err.message, err.code);
+    if (err.code === "invalid_nickname") fieldError(nicknameError, nicknameInput, err.message);
+    else showStatus(status, err.message, err.code);
   } finally {
     button.disabled = false;
   }
@@ -79,8 +97,25 @@ nicknameForm.addEventListener("submit", async (event) => {
 joinForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const name = roomInput.value.trim();
-  if (!name) return;
-  window.location.assign(roomHref(name));
+  const length = [...name].length;
+  if (!length) {
+    fieldError(roomError, roomInput, t("home.roomBlank"));
+  } else if (length > ROOM_NAME_MAX) {
+    fieldError(roomError, roomInput, t("home.roomTooLong", { n: ROOM_NAME_MAX, len: length }));
+  } else {
+    window.location.assign(roomHref(name));
+    return;
+  }
+  roomInput.focus();
 });
+nicknameInput.addEventListener("input", () => fieldError(nicknameError, nicknameInput, ""));
+roomInput.addEventListener("input", () => fieldError(roomError, roomInput, ""));
+
+// Sent back here from a room address whose name cannot be used.
+const params = new URLSearchParams(window.location.search);
+if (params.get("error") === "invalid_room") {
+  fieldError(roomError, roomInput, t("home.roomInvalid", { n: ROOM_NAME_MAX }));
+  history.replaceState(null, "", "/");
+}
 
 showConnection(connection, client.state);

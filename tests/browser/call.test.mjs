@@ -27,6 +27,8 @@ test("three join, one leaves, a fourth joins late, one drops", async () => {
   await joinCall(ann);
   await joinCall(ben);
   await joinCall(cat);
+  // Our own video is shown as it is: no dimming "connecting" overlay.
+  assert.equal(await ann.getByTestId("tile-self").getByTestId("tile-overlay").isHidden(), true);
 
   // Each shows two remote tiles whose video advances.
   await expectLiveTiles(ann, ["Ben", "Cat"]);

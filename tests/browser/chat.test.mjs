@@ -71,6 +71,8 @@ test("Korean interface, English test ids", async () => {
   assert.equal(await page.evaluate(() => document.documentElement.lang), "ko");
   assert.equal((await page.getByTestId("join-call").textContent()).trim(), "통화 참여");
   assert.equal((await page.getByTestId("send").textContent()).trim(), "보내기");
+  // "1명 접속 중", the number joined to its counter word.
+  assert.equal(await page.getByTestId("member-count-label").textContent(), "1명 접속 중");
   await page.getByRole("button", { name: "통화 참여" }).click();
   await page.getByRole("button", { name: "통화 나가기" }).waitFor();
   for (const [id, name] of [
@@ -125,4 +127,36 @@ test("pre-join preview: camera and microphone pickers, live level meter", async 
     what: "preview from fake_device_2",
   });
   await page.context().close();
+});
+
+test("the home page says why a nickname or a room name is refused, next to the field", async () => {
+  const home = await openPage(env.browser, env.server, "/");
+  try {
+    await home.getByTestId("connection").and(home.locator('[data-state="connected"]')).waitFor();
+    // A nickname of spaces.
+    await home.locator("#nickname-input").fill("    ");
+    await home.getByTestId("save-nickname").click();
+    const nicknameError = home.getByTestId("nickname-error");
+    await nicknameError.waitFor();
+    assert.match(await nicknameError.textContent(), /not a space/);
+    assert.equal(await home.locator("#nickname-input").getAttribute("aria-invalid"), "true");
+    // Typing clears it.
+    await home.locator("#nickname-input").fill("Ann");
+    await nicknameError.waitFor({ state: "hidden" });
+
+    // The room field takes no more than a room name may have...
+    assert.equal(await home.locator("#room-input").getAttribute("maxlength"), "64");
+    await home.locator("#room-input").fill("   ");
+    await home.getByTestId("enter-room").click();
+    await home.getByTestId("room-error").getByText("not a space").waitFor();
+    assert.equal(new URL(home.url()).pathname, "/");
+
+    // ...and a room address with a name that cannot be used comes back here saying so.
+    await home.goto(env.server.url(roomPath("x".repeat(65))));
+    await home.waitForURL((url) => url.pathname === "/" && url.search === "");
+    assert.match(await home.getByTestId("room-error").textContent(), /1 to 64 characters/);
+    assert.deepEqual(home.errors, []);
+  } finally {
+    await home.context().close();
+  }
 });

@@ -44,7 +44,9 @@ async fn pages_api_and_fallbacks() {
     for (path, target) in [
         ("/nowhere", "/"),
         ("/r/", "/"),
-        (&format!("/r/{}", "x".repeat(70)), "/"),
+        // A room name that breaks the rules: home, which says why.
+        (&format!("/r/{}", "x".repeat(70)), "/?error=invalid_room"),
+        ("/r/%20%20", "/?error=invalid_room"),
     ] {
         let resp = http.get(s.url(path)).send().await.unwrap();
         assert!(resp.status().is_redirection(), "{path}: {}", resp.status());
