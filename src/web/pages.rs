@@ -21,6 +21,7 @@ pub struct Home {
 pub struct Room {
     room: String,
     version: String,
+    nickname_max: u64,
 }
 
 pub async fn home(State(web): State<Web>) -> Home {
@@ -39,6 +40,7 @@ pub async fn room(State(web): State<Web>, Path(room): Path<String>) -> Response 
         Ok(room) => Room {
             room,
             version: crate::VERSION.to_string(),
+            nickname_max: web.hub.config.limits.nickname_max,
         }
         .into_response(),
         Err(_) => Redirect::to("/?error=invalid_room").into_response(),

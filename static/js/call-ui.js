@@ -45,6 +45,8 @@ export function setupCall({ client, room, lookup, notice }) {
   const devicesToggle = $("devices-toggle");
   const devicesPanel = $("devices-panel");
   const leaveButton = $("leave-call");
+  const nameInput = $("prejoin-name");
+  const nameError = $("prejoin-name-error");
   const callStatus = $("call-status");
 
   let phase = "prejoin"; // prejoin | joining | incall
@@ -489,7 +491,50 @@ export function setupCall({ client, room, lookup, notice }) {
     }
   }
 
+  // ---- your name --------------------------------------------------------------
+
+  // Prefilled from the session until the visitor edits it.
+  let nameEdited = false;
+  function fillName() {
+    if (!nameEdited && client.nickname) nameInput.value = client.nickname;
+  }
+  nameInput.addEventListener("input", () => {
+    nameEdited = true;
+    nameError.hidden = true;
+    nameInput.removeAttribute("aria-invalid");
+  });
+  client.on("session", fillName);
+  fillName();
+
+  function nameRefused(text) {
+    nameError.textContent = text;
+    nameError.hidden = false;
+    nameInput.setAttribute("aria-invalid", "true");
+    nameInput.focus();
+  }
+
+  /** The name in the pre-join panel becomes the session's nickname; false if refused. */
+  async function saveName() {
+    const name = nameInput.value.trim();
+    if (!name) {
+      nameRefused(t("call.nameBlank"));
+      return false;
+    }
+    if (name === client.nickname) return true;
+    try {
+      await client.setNickname(name);
+      nameEdited = false;
+      fillName();
+      return true;
+    } catch (err) {
+      nameRefused(err.message);
+      return false;
+    }
+  }
+
   async function join() {
+    if (phase !== "prejoin") return;
+    if (!(await saveName())) return;
     if (phase !== "prejoin") return;
     timings.joinClickedAt = performance.now();
     timings.firstFrame = {};

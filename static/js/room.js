@@ -41,6 +41,24 @@ const chatClose = $("chat-close");
 const unread = $("unread");
 
 const client = new NoomClient();
+
+// ---- invite ------------------------------------------------------------------
+
+const inviteButton = $("copy-invite");
+const inviteStatus = $("invite-status");
+let inviteTimer = null;
+inviteButton.addEventListener("click", async () => {
+  const url = `${window.location.origin}/r/${encodeURIComponent(room)}`;
+  clearTimeout(inviteTimer);
+  try {
+    await navigator.clipboard.writeText(url);
+    inviteStatus.textContent = t("room.inviteCopied");
+    inviteTimer = setTimeout(() => (inviteStatus.textContent = ""), 4000);
+  } catch {
+    // No clipboard (a plain-HTTP address, or refused): the link to copy by hand.
+    inviteStatus.textContent = t("room.inviteManual", { url });
+  }
+});
 // Before the call's own pagehide handler: the server hears first.
 client.closeWithPage();
 

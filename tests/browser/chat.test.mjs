@@ -160,3 +160,36 @@ test("the home page says why a nickname or a room name is refused, next to the f
     await home.context().close();
   }
 });
+
+test("the room asks for your name before the call, and copies its invite link", async () => {
+  const room = "invite me";
+  const ann = await openPage(env.browser, env.server, roomPath(room), {
+    nickname: "Ann",
+    permissions: ["camera", "microphone", "clipboard-read", "clipboard-write"],
+  });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  try {
+    await waitEntered(ann);
+    await waitEntered(ben);
+    // Copy invite link: the room's address, on the clipboard.
+    await ann.getByTestId("copy-invite").click();
+    await ann.getByTestId("invite-status").getByText("Invite link copied.").waitFor();
+    assert.equal(await ann.evaluate(() => navigator.clipboard.readText()), env.server.url(roomPath(room)));
+
+    // The pre-join panel has the session's name; a blank one is refused there.
+    const name = ann.getByTestId("prejoin-name");
+    assert.equal(await name.inputValue(), "Ann");
+    await name.fill("  ");
+    await ann.getByTestId("join-call").click();
+    await ann.getByTestId("prejoin-name-error").getByText("not a space").waitFor();
+    assert.equal(await ann.getByTestId("prejoin").isVisible(), true, "still before the call");
+    // A new name is the nickname from then on: the others see it.
+    await name.fill("Annie");
+    await ann.getByTestId("join-call").click();
+    await ann.getByTestId("leave-call").waitFor();
+    await ben.locator("#members li", { hasText: "Annie" }).waitFor();
+    assert.deepEqual([ann.errors, ben.errors], [[], []]);
+  } finally {
+    for (const page of [ann, ben]) await page.context().close();
+  }
+});
