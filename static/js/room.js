@@ -82,6 +82,38 @@ function scrollToBottom() {
   messageList.scrollTop = messageList.scrollHeight;
 }
 
+/** Web addresses in a message: http(s) only, trailing punctuation left out. */
+const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+
+/**
+ * A message's text as nodes: text, and links for the web addresses in it.
+ * Only text nodes and <a> elements built here, never HTML from the message.
+ */
+function linkified(text) {
+  const nodes = [];
+  let at = 0;
+  for (const match of text.matchAll(URL_RE)) {
+    let href = match[0].replace(/[.,;:!?)\]}]+$/, "");
+    let url = null;
+    try {
+      url = new URL(href);
+    } catch {
+      url = null;
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) continue;
+    if (match.index > at) nodes.push(document.createTextNode(text.slice(at, match.index)));
+    const a = document.createElement("a");
+    a.href = url.href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.textContent = href;
+    nodes.push(a);
+    at = match.index + href.length;
+  }
+  if (at < text.length) nodes.push(document.createTextNode(text.slice(at)));
+  return nodes;
+}
+
 function messageElement(message) {
   const li = document.createElement("li");
   li.className = "message";
@@ -106,7 +138,7 @@ function messageElement(message) {
 
   const text = document.createElement("p");
   text.className = "text";
-  text.textContent = message.text;
+  text.append(...linkified(String(message.text ?? "")));
 
   li.append(meta, text);
   return li;
@@ -357,11 +389,26 @@ client.on("message_deleted", ({ room: name, seq }) => {
 /** Texts the server could not confirm (`unconfirmed`): they may still arrive. */
 const unconfirmed = new Set();
 
+// Enter sends, Shift+Enter is a new line (not while an input method composes,
+// as when typing Korean), and the box grows with its lines.
+messageInput.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    sendForm.requestSubmit();
+  }
+});
+function fitMessageInput() {
+  messageInput.style.height = "auto";
+  messageInput.style.height = `${messageInput.scrollHeight + 2}px`;
+}
+messageInput.addEventListener("input", fitMessageInput);
+
 sendForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = messageInput.value.trim();
   if (!text) return;
   messageInput.value = "";
+  fitMessageInput();
   try {
     const ack = await client.sendMessage(room, text);
     addMessages([ack.message]);

@@ -193,3 +193,44 @@ test("the room asks for your name before the call, and copies its invite link", 
     for (const page of [ann, ben]) await page.context().close();
   }
 });
+
+test("multi-line messages with Shift+Enter; web addresses become safe links", async () => {
+  const room = "lines and links";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  try {
+    await waitEntered(ann);
+    await waitEntered(ben);
+    // Shift+Enter is a new line; Enter sends.
+    const input = ann.locator("#message-input");
+    await input.click();
+    await ann.keyboard.type("first line");
+    await ann.keyboard.press("Shift+Enter");
+    await ann.keyboard.type("second line");
+    await ann.keyboard.press("Enter");
+    const got = ben.locator("#messages .message .text", { hasText: "second line" });
+    await got.waitFor();
+    assert.equal(await got.textContent(), "first line\nsecond line");
+    assert.equal(await input.inputValue(), "");
+
+    // An address is a link (opened apart from the page); markup and other
+    // schemes stay text.
+    await sendMessage(ann, "see https://example.com/a?b=1&c=<i>x</i>. not javascript:alert(1) or <a href=https://evil.test>");
+    const text = ben.locator("#messages .message .text", { hasText: "see https://example.com" });
+    await text.waitFor();
+    const links = await text.evaluate((p) =>
+      [...p.querySelectorAll("*")].map((el) => ({ tag: el.tagName, href: el.getAttribute("href"), rel: el.rel, target: el.target, text: el.textContent })),
+    );
+    assert.deepEqual(links, [
+      { tag: "A", href: "https://example.com/a?b=1&c=", rel: "noopener noreferrer", target: "_blank", text: "https://example.com/a?b=1&c=" },
+      { tag: "A", href: "https://evil.test/", rel: "noopener noreferrer", target: "_blank", text: "https://evil.test" },
+    ]);
+    assert.equal(
+      await text.textContent(),
+      "see https://example.com/a?b=1&c=<i>x</i>. not javascript:alert(1) or <a href=https://evil.test>",
+    );
+    assert.deepEqual([ann.errors, ben.errors], [[], []]);
+  } finally {
+    for (const page of [ann, ben]) await page.context().close();
+  }
+});
