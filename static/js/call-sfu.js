@@ -240,7 +240,7 @@ export class ServerSession {
     // A receive m-line of our own offer: the join's ack said whose it is.
     const slot = this.slots.has(mid);
     const label = slot ? this.slots.get(mid) : streams && streams[0] ? streams[0].id : null;
-    const screen = !slot && Boolean(label) && label.endsWith(SCREEN_SUFFIX);
+    const screen = Boolean(label) && label.endsWith(SCREEN_SUFFIX);
     const id = screen ? label.slice(0, -SCREEN_SUFFIX.length) : label;
     if (!id || id === this.call.client.id) return;
     let member = this.call.peers.get(id);

@@ -106,6 +106,7 @@ test("a shared screen is a track of its own: full size, and the camera keeps pla
   const room = "sfu screen";
   const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
   const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  const pages = [ann, ben];
   try {
     await joinCall(ann);
     await joinCall(ben);
@@ -143,13 +144,31 @@ test("a shared screen is a track of its own: full size, and the camera keeps pla
     assert.ok(after.frames > before.frames, `screen frames ${before.frames} -> ${after.frames}`);
     assert.deepEqual(await tileNames(ben), ["Ann"]);
 
+    // A late joiner gets the shared screen too (on a receive m-line of its
+    // own offer): as Ann's screen, not as someone else.
+    const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
+    pages.push(cat);
+    await joinCall(cat);
+    await until(
+      cat,
+      (height) => {
+        const video = document.querySelector('[data-testid="tile-screen"] video');
+        return Boolean(video) && video.videoHeight === height;
+      },
+      sent.height,
+      { what: "Ann's screen at the late Cat", timeout: 20000 },
+    );
+    await expectLiveTiles(cat, ["Ann", "Ben"]);
+    assert.equal(await cat.locator('[data-testid="tile-screen"] .tile-name').textContent(), "Ann's screen");
+
     // Stopping the share removes the screen tile; the camera tile stays.
     await ann.getByRole("button", { name: "Stop sharing", exact: true }).click();
     await ben.locator('[data-testid="tile-screen"]').waitFor({ state: "detached", timeout: 5000 });
-    await expectLiveTiles(ben, ["Ann"]);
-    for (const page of [ann, ben]) assert.deepEqual(page.errors, []);
+    await cat.locator('[data-testid="tile-screen"]').waitFor({ state: "detached", timeout: 5000 });
+    await expectLiveTiles(ben, ["Ann", "Cat"]);
+    for (const page of pages) assert.deepEqual(page.errors, []);
   } finally {
-    for (const page of [ann, ben]) await page.context().close();
+    for (const page of pages) await page.context().close();
   }
 });
 
