@@ -3,8 +3,8 @@
  * calls too large for a mesh (no DOM code; used by call.js).
  *
  * One RTCPeerConnection to the server instead of one per peer. We offer once
- * (`media_join`) with one sendonly audio and one sendonly video transceiver;
- * from then on only the server offers (`media_offer` events: other
+ * (`media_join`) with one sendonly audio and one sendonly (camera) video
+ * transceiver; from then on only the server offers (`media_offer` events: other
  * participants' tracks came or went) and we answer (`media_answer`), so
  * offers never collide. A third sendonly video transceiver carries a shared
  * screen (its mid goes with `media_join`), so the camera keeps going beside
