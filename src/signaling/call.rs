@@ -45,7 +45,64 @@ pub async fn join_call(
         "peers": joined.peers,
         "iceServers": ice,
         "media": joined.media,
+        "hands": joined.hands,
     })))
+}
+
+/// The reactions a call offers (anything else is `invalid_argument`).
+pub const REACTIONS: [&str; 6] = ["👍", "👏", "😂", "❤️", "🎉", "😮"];
+
+/// `raise_hand`: `room`, `{ raised }`; the others get `hands` with the
+/// raised hands in order.
+pub async fn raise_hand(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let raised = match args.object(1, "hand")?.get("raised") {
+        Some(Value::Bool(b)) => *b,
+        _ => return Err(ApiError::invalid_argument("`raised` must be a boolean")),
+    };
+    let hands = hub.raise_hand(s.id, &room, raised)?;
+    let _ = s
+        .to(call_group(&room))
+        .emit(events::HANDS, &(room.as_str(), json!({ "hands": hands })))
+        .await;
+    Ok(ok(json!({ "hands": hands })))
+}
+
+/// `reaction`: `room`, `{ emoji }`, one of [`REACTIONS`]; the others get
+/// `reaction` with `from`.
+pub async fn reaction(
+    hub: Arc<Hub>,
+    s: SocketRef,
+    _io: SocketIo,
+    args: Args,
+) -> Result<Value, ApiError> {
+    let room = room_arg(&hub, &args)?;
+    let emoji = match args.object(1, "reaction")?.get("emoji") {
+        Some(Value::String(e)) if REACTIONS.contains(&e.as_str()) => e.clone(),
+        _ => {
+            return Err(ApiError::invalid_argument(format!(
+                "`emoji` must be one of {}",
+                REACTIONS.join(" ")
+            )));
+        }
+    };
+    hub.admit_reaction(s.id, &room)?;
+    let _ = s
+        .to(call_group(&room))
+        .emit(
+            events::REACTION,
+            &(
+                room.as_str(),
+                json!({ "from": s.id.to_string(), "emoji": emoji }),
+            ),
+        )
+        .await;
+    Ok(ok(json!({})))
 }
 
 /// The ICE servers handed to a call participant: the built-in relay's STUN and

@@ -186,6 +186,8 @@ async fn authenticate(
     route(&s, "history", chat::history);
     route(&s, "join_call", call::join_call);
     route(&s, "leave_call", call::leave_call);
+    route(&s, "raise_hand", call::raise_hand);
+    route(&s, "reaction", call::reaction);
     route(&s, "media_join", media::media_join);
     route(&s, "media_offer", media::media_offer);
     route(&s, "media_answer", media::media_answer);

@@ -29,6 +29,10 @@ pub mod events {
     pub const ACTIVE_SPEAKER: &str = "active_speaker";
     /// A call moved from the mesh to the media server.
     pub const CALL_MEDIA: &str = "call_media";
+    /// The raised hands of a call changed.
+    pub const HANDS: &str = "hands";
+    /// Someone of the call reacted (an emoji).
+    pub const REACTION: &str = "reaction";
     pub const KICKED: &str = "kicked";
     pub const CALL_ENDED: &str = "call_ended";
     pub const ROOM_CLOSED: &str = "room_closed";

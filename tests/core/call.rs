@@ -133,3 +133,91 @@ async fn call_membership_and_signal_relay() {
         json!([{ "id": a.c.sid, "user": a.user, "nickname": a.nickname }])
     );
 }
+
+/// Raised hands keep their order and reach everyone in the call, newcomers
+/// included; a departure takes its hand down. Reactions reach the others,
+/// from an allowlist, at most four a second per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hands_in_order_and_reactions() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    let late = s.client().await;
+    let watcher = s.client().await;
+    for x in [&a, &b, &late, &watcher] {
+        x.enter("class").await;
+    }
+    a.ok("join_call", &[json!("class")]).await;
+    let joined = b.ok("join_call", &[json!("class")]).await;
+    let a_id = joined["peers"][0]["id"].as_str().unwrap().to_string();
+    let joined = late.ok("join_call", &[json!("class")]).await;
+    let b_id = joined["peers"][1]["id"].as_str().unwrap().to_string();
+    late.ok("leave_call", &[json!("class")]).await;
+
+    // Only call participants raise hands; `raised` is a boolean.
+    watcher
+        .err(
+            "raise_hand",
+            &[json!("class"), json!({ "raised": true })],
+            "not_in_call",
+        )
+        .await;
+    for bad in [json!({}), json!({ "raised": "yes" }), json!(true)] {
+        b.err("raise_hand", &[json!("class"), bad], "invalid_argument")
+            .await;
+    }
+    // B raises first, then A: that order, for everyone.
+    let ack = b
+        .ok("raise_hand", &[json!("class"), json!({ "raised": true })])
+        .await;
+    assert_eq!(ack["hands"], json!([b_id]));
+    assert_eq!(a.event("hands").await.args[1]["hands"], json!([b_id]));
+    a.ok("raise_hand", &[json!("class"), json!({ "raised": true })])
+        .await;
+    assert_eq!(b.event("hands").await.args[1]["hands"], json!([b_id, a_id]));
+    // Raising twice changes nothing.
+    let again = a
+        .ok("raise_hand", &[json!("class"), json!({ "raised": true })])
+        .await;
+    assert_eq!(again["hands"], json!([b_id, a_id]));
+    // A newcomer learns them with its join.
+    let joined = late.ok("join_call", &[json!("class")]).await;
+    assert_eq!(joined["hands"], json!([b_id, a_id]));
+    // B leaves the call: its hand goes with it.
+    b.ok("leave_call", &[json!("class")]).await;
+    let joined = watcher.ok("join_call", &[json!("class")]).await;
+    assert_eq!(joined["hands"], json!([a_id]));
+
+    // Reactions: to the others, from the allowlist, throttled.
+    watcher.ok("leave_call", &[json!("class")]).await;
+    watcher
+        .err(
+            "reaction",
+            &[json!("class"), json!({ "emoji": "👍" })],
+            "not_in_call",
+        )
+        .await;
+    for bad in [
+        json!({ "emoji": "<b>" }),
+        json!({ "emoji": 1 }),
+        json!("👍"),
+    ] {
+        a.err("reaction", &[json!("class"), bad], "invalid_argument")
+            .await;
+    }
+    let mut late = late;
+    a.ok("reaction", &[json!("class"), json!({ "emoji": "🎉" })])
+        .await;
+    let got = late.event("reaction").await;
+    assert_eq!(got.args[0], "class");
+    assert_eq!(got.args[1], json!({ "from": a_id, "emoji": "🎉" }));
+    a.err(
+        "reaction",
+        &[json!("class"), json!({ "emoji": "👍" })],
+        "rate_limited",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.ok("reaction", &[json!("class"), json!({ "emoji": "👍" })])
+        .await;
+}

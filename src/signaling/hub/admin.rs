@@ -91,6 +91,7 @@ impl Hub {
             return 0;
         };
         let ended = std::mem::take(&mut live.call);
+        live.hands.clear();
         for sid in &ended {
             if let Some(c) = conns.get_mut(sid) {
                 c.calls.retain(|r| r != room);

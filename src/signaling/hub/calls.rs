@@ -12,10 +12,15 @@ use crate::signaling::protocol::{ApiError, ErrorCode, Member};
 /// says: every participant uploads its video once per peer.
 pub const MESH_CALL_MAX: u64 = 6;
 
+/// Least time between two reactions of one connection.
+pub const REACTION_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What `join_call` did.
 pub struct Joined {
     pub me: Member,
     pub peers: Vec<Member>,
+    /// Raised hands, in order (socket ids).
+    pub hands: Vec<String>,
     /// Was already in the call.
     pub already: bool,
     /// How the call's media travels now: `mesh` or `sfu`.
@@ -130,9 +135,11 @@ impl Hub {
             .filter(|id| **id != sid)
             .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
             .collect();
+        let hands = live.hands.iter().map(|s| s.to_string()).collect();
         Ok(Joined {
             me,
             peers,
+            hands,
             already,
             media: if live.through_server { "sfu" } else { "mesh" },
             switched,
@@ -158,18 +165,57 @@ impl Hub {
         let State { conns, rooms, .. } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         let Some(at) = conn.calls.iter().position(|r| r == room) else {
-            return Err(ApiError::new(
-                ErrorCode::NotInCall,
-                format!("not in the call of `{room}`"),
-            ));
+            return Err(not_in_call(room));
         };
         conn.calls.swap_remove(at);
         if let Some(live) = rooms.get_mut(room) {
             live.call.retain(|id| *id != sid);
+            live.hands.retain(|id| *id != sid);
         }
         socket.leave(call_group(room));
         self.end_media(sid, room);
         Ok(conn.member(sid))
+    }
+
+    /// Raises or lowers `sid`'s hand in the call of `room`; returns the
+    /// raised hands in order (socket ids).
+    pub fn raise_hand(&self, sid: Sid, room: &str, raised: bool) -> Result<Vec<String>, ApiError> {
+        let mut state = self.state.lock();
+        let live = state
+            .rooms
+            .get_mut(room)
+            .filter(|live| live.call.contains(&sid))
+            .ok_or_else(|| not_in_call(room))?;
+        let up = live.hands.contains(&sid);
+        if raised && !up {
+            live.hands.push(sid);
+        } else if !raised && up {
+            live.hands.retain(|id| *id != sid);
+        }
+        Ok(live.hands.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Admits a reaction of `sid` in the call of `room`: one per
+    /// [`REACTION_EVERY`].
+    pub fn admit_reaction(&self, sid: Sid, room: &str) -> Result<(), ApiError> {
+        let mut state = self.state.lock();
+        let conn = state.conns.get_mut(&sid).ok_or_else(gone)?;
+        if !conn.calls.iter().any(|r| r == room) {
+            return Err(not_in_call(room));
+        }
+        let now = std::time::Instant::now();
+        if conn
+            .last_reaction
+            .is_some_and(|at| now.duration_since(at) < REACTION_EVERY)
+        {
+            Metrics::inc(&self.metrics.rate_limited);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "reactions are limited to four a second",
+            ));
+        }
+        conn.last_reaction = Some(now);
+        Ok(())
     }
 
     /// The public user id behind a connection.
@@ -185,4 +231,8 @@ impl Hub {
             _ => false,
         }
     }
+}
+
+fn not_in_call(room: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotInCall, format!("not in the call of `{room}`"))
 }

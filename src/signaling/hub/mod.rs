@@ -66,6 +66,8 @@ struct Conn {
     since: i64,
     /// The TURN credentials minted for this connection, reused while fresh.
     turn: Option<crate::relay::Minted>,
+    /// Its last reaction in a call (reactions are throttled).
+    last_reaction: Option<std::time::Instant>,
 }
 
 impl Conn {
@@ -83,6 +85,8 @@ struct LiveRoom {
     /// In order of entry.
     members: Vec<Sid>,
     call: Vec<Sid>,
+    /// Raised hands in the call, in the order they went up.
+    hands: Vec<Sid>,
     /// The call's media goes through the media server (until it empties).
     through_server: bool,
 }
@@ -246,6 +250,7 @@ impl Hub {
                 addr,
                 since: now_ms(),
                 turn: None,
+                last_reaction: None,
             },
         );
     }
@@ -429,6 +434,7 @@ impl Hub {
             Some(live) => {
                 live.members.retain(|id| *id != sid);
                 live.call.retain(|id| *id != sid);
+                live.hands.retain(|id| *id != sid);
                 let count = live.members.len();
                 if count == 0 {
                     rooms.remove(room);
