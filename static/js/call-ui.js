@@ -45,6 +45,11 @@ export function setupCall({ client, room, lookup, notice }) {
   const devicesToggle = $("devices-toggle");
   const devicesPanel = $("devices-panel");
   const leaveButton = $("leave-call");
+  const handButton = $("raise-hand");
+  const reactButton = $("react");
+  const reactionsPanel = $("reactions-panel");
+  const shortcutsButton = $("shortcuts-open");
+  const shortcutsDialog = $("shortcuts-dialog");
   const nameInput = $("prejoin-name");
   const nameError = $("prejoin-name-error");
   const callStatus = $("call-status");
@@ -401,6 +406,7 @@ export function setupCall({ client, room, lookup, notice }) {
     grid.append(tile.el);
     layout();
     renderPeer(peer);
+    renderHands();
   }
 
   function removePeerTile(peer, reason) {
@@ -431,7 +437,109 @@ export function setupCall({ client, room, lookup, notice }) {
     shareButton.hidden = !screenShareSupported();
     setButton(devicesToggle, "devices", t("call.devices"));
     setButton(leaveButton, "leave", t("call.leave"));
+    const up = call.handRaised;
+    setButton(handButton, "hand", up ? t("call.lowerHand") : t("call.raiseHand"));
+    handButton.dataset.on = String(up);
+    handButton.setAttribute("aria-pressed", String(up));
+    setButton(reactButton, "smile", t("call.react"));
+    setButton(shortcutsButton, "keyboard", t("call.shortcuts"));
+    shortcutsButton.title = `${t("call.shortcuts")} (?)`;
   }
+
+  // ---- hands, reactions, shortcuts ---------------------------------------------
+
+  const REACTIONS = ["👍", "👏", "😂", "❤️", "🎉", "😮"];
+  for (const emoji of REACTIONS) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "reaction-choice";
+    b.textContent = emoji;
+    b.dataset.emoji = emoji;
+    b.addEventListener("click", async () => {
+      try {
+        await call.react(emoji);
+      } catch (err) {
+        if (err.code !== "rate_limited") showCallStatus(err.message, { error: true, code: err.code });
+      }
+    });
+    reactionsPanel.append(b);
+  }
+  reactButton.addEventListener("click", () => {
+    const open = reactionsPanel.hidden;
+    reactionsPanel.hidden = !open;
+    reactButton.setAttribute("aria-expanded", String(open));
+  });
+
+  async function toggleHand() {
+    try {
+      await call.raiseHand(!call.handRaised);
+    } catch (err) {
+      showCallStatus(err.message, { error: true, code: err.code });
+    }
+  }
+  handButton.addEventListener("click", () => toggleHand());
+
+  /** Each tile's hand badge: its place in line, or none. */
+  function renderHands() {
+    const badge = (tile, id) => {
+      if (!tile) return;
+      const at = call.hands.indexOf(id);
+      let el = tile.el.querySelector(".tile-hand");
+      if (at < 0) {
+        if (el) el.remove();
+        delete tile.el.dataset.hand;
+        return;
+      }
+      if (!el) {
+        el = document.createElement("span");
+        el.className = "tile-hand";
+        el.setAttribute("data-testid", "tile-hand");
+        tile.el.append(el);
+      }
+      el.textContent = `✋ ${at + 1}`;
+      el.setAttribute("aria-label", t("call.handN", { n: at + 1 }));
+      el.setAttribute("role", "img");
+      tile.el.dataset.hand = String(at + 1);
+    };
+    for (const [id, tile] of tiles) badge(tile, id);
+    if (selfTile) badge(selfTile, client.id);
+    renderControls();
+  }
+  call.on("hands", () => renderHands());
+
+  /** A reaction floats over the reacting member's tile for a few seconds. */
+  call.on("reaction", ({ from, emoji }) => {
+    const tile = from === client.id ? selfTile : tiles.get(from);
+    if (!tile) return;
+    const el = document.createElement("span");
+    el.className = "tile-reaction";
+    el.setAttribute("data-testid", "tile-reaction");
+    el.textContent = emoji;
+    tile.el.append(el);
+    setTimeout(() => el.remove(), 4000);
+    const peer = call.peers.get(from);
+    const name = from === client.id ? client.nickname : peer ? peer.nickname : "";
+    showCallStatus(t("call.reacted", { name: name || "…", emoji }));
+  });
+
+  shortcutsButton.addEventListener("click", () => shortcutsDialog.showModal());
+
+  // M, V, H and ?: in the call, unless typing somewhere.
+  document.addEventListener("keydown", (event) => {
+    if (phase !== "incall" || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const target = event.target;
+    const typing =
+      target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+    if (typing || shortcutsDialog.open) return;
+    const key = event.key.toLowerCase();
+    if (key === "m" && call.audio) call.setMuted(!call.muted);
+    else if (key === "v") cameraButton.click();
+    else if (key === "h") toggleHand();
+    else if (event.key === "?") shortcutsDialog.showModal();
+    else return;
+    event.preventDefault();
+  });
 
   muteButton.addEventListener("click", () => call.setMuted(!call.muted));
 
@@ -565,7 +673,7 @@ export function setupCall({ client, room, lookup, notice }) {
     layout();
     setPhase("incall");
     renderSelf();
-    renderControls();
+    renderHands();
   }
   joinButton.addEventListener("click", () => join());
 

@@ -403,6 +403,7 @@ export class Call extends EventTarget {
     this.iceServers = [];
     this.lookup = null; // (socket id) -> Member, set by the page
     this.speakers = new Speakers(this);
+    this.hands = []; // raised hands in the call, in order (socket ids)
     this._subs = [
       client.on("peer_joined", ({ room: r, member }) => r === room && this._onPeerJoined(member)),
       client.on("peer_left", ({ room: r, member }) => r === room && member && this._dropId(member.id, "left")),
@@ -414,6 +415,8 @@ export class Call extends EventTarget {
       client.on("media_state", ({ room: r, state }) => r === room && this._onMediaState(state)),
       client.on("call_media", ({ room: r, media }) => r === room && media === "sfu" && this._switchToServer()),
       client.on("active_speaker", ({ room: r, speakers }) => r === room && this.mode === "sfu" && this.speakers.fromServer(speakers)),
+      client.on("hands", ({ room: r, hands }) => r === room && this.active && this._setHands(hands)),
+      client.on("reaction", ({ room: r, from, emoji }) => r === room && this.active && this._emit("reaction", { from, emoji })),
     ];
   }
 
@@ -622,6 +625,7 @@ export class Call extends EventTarget {
       this.joining = false;
     }
     this.active = true;
+    this._setHands(Array.isArray(ack.hands) ? ack.hands : []);
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
     this.mode = ack.media === "sfu" ? "sfu" : "mesh";
     this.speakers.start();
@@ -654,6 +658,7 @@ export class Call extends EventTarget {
   async leave() {
     const wasActive = this.active;
     this.active = false;
+    this._setHands([]);
     // The others learn it first: closing our connections (many decoders
     // through the media server) can take a while on a busy machine.
     const told =
@@ -794,6 +799,30 @@ export class Call extends EventTarget {
   _dropId(id, reason) {
     const peer = this.peers.get(id);
     if (peer) this._drop(peer, reason);
+    // Whoever leaves the call takes its hand down (the server too, silently).
+    if (this.hands.includes(id)) this._setHands(this.hands.filter((h) => h !== id));
+  }
+
+  _setHands(hands) {
+    this.hands = [...hands];
+    this._emit("hands", { hands: this.hands });
+  }
+
+  /** Whether our hand is up. */
+  get handRaised() {
+    return this.hands.includes(this.client.id);
+  }
+
+  /** Raise or lower our hand (the server keeps the order). */
+  async raiseHand(raised) {
+    const ack = await this.client.raiseHand(this.room, raised);
+    this._setHands(Array.isArray(ack.hands) ? ack.hands : []);
+  }
+
+  /** An emoji to the others of the call (shown on our own tile too). */
+  async react(emoji) {
+    await this.client.react(this.room, emoji);
+    this._emit("reaction", { from: this.client.id, emoji });
   }
 
   _onPeerJoined(member) {

@@ -26,6 +26,8 @@
  *   media_state  { room, state }         a participant's { from, audio, video, screen }
  *   call_media   { room, media }         the call moved to the media server ("sfu")
  *   active_speaker { room, speakers }    who speaks now, loudest first (socket ids)
+ *   hands        { room, hands }         raised hands in the order they went up (socket ids)
+ *   reaction     { room, from, emoji }   someone of the call reacted
  *                                        (calls through the media server)
  *   signal       { kind, from, description?, candidate? }
  *                kind: offer | answer | ice (WebRTC negotiation relayed by the server)
@@ -216,6 +218,14 @@ export class NoomClient extends EventTarget {
     s.on("media_closed", (room) => this._emit("media_closed", { room }));
     s.on("media_state", (room, state) => this._emit("media_state", { room, state }));
     s.on("call_media", (room, media) => this._emit("call_media", { room, media }));
+    s.on("hands", (room, info) => {
+      const hands = info && Array.isArray(info.hands) ? info.hands.filter((id) => typeof id === "string") : [];
+      this._emit("hands", { room, hands });
+    });
+    s.on("reaction", (room, info) => {
+      if (!info || typeof info.from !== "string" || typeof info.emoji !== "string") return;
+      this._emit("reaction", { room, from: info.from, emoji: info.emoji });
+    });
     s.on("active_speaker", (room, info) => {
       const speakers = info && Array.isArray(info.speakers) ? info.speakers.filter((x) => typeof x === "string") : [];
       this._emit("active_speaker", { room, speakers });
@@ -318,6 +328,16 @@ export class NoomClient extends EventTarget {
    */
   mediaView(room, views) {
     return this.request("media_view", room, views);
+  }
+
+  /** Raise or lower our hand in the call -> { ok, hands } */
+  raiseHand(room, raised) {
+    return this.request("raise_hand", room, { raised: Boolean(raised) });
+  }
+
+  /** Send an emoji to the call (one of the server's six) -> { ok } */
+  react(room, emoji) {
+    return this.request("reaction", room, { emoji });
   }
 
   /** Tell the call our { audio, video, screen } (media server calls) -> { ok } */

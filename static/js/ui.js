@@ -40,6 +40,9 @@ const ICONS = {
   leave: ["M3 14c5-5 13-5 18 0l-2.5 3-3.5-1.5V13c-2-.8-4-.8-6 0v2.5L5.5 17z"],
   devices: ["M4 6h9", "M17 6h3", "M15 4v4", "M4 12h3", "M11 12h9", "M9 10v4", "M4 18h11", "M19 18h1", "M17 16v4"],
   chat: ["M4 5h16v11H9l-5 4z"],
+  hand: ["M8 13V5.5a1.5 1.5 0 0 1 3 0V11", "M11 10V4.5a1.5 1.5 0 0 1 3 0V11", "M14 10V5.5a1.5 1.5 0 0 1 3 0V14", "M8 12.5V9.5a1.5 1.5 0 0 0-3 0V15a6 6 0 0 0 6 6h1a5 5 0 0 0 5-5v-2"],
+  smile: ["M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18", "M8.5 14.5c1.8 2 5.2 2 7 0", "M9 9.5h.01", "M15 9.5h.01"],
+  keyboard: ["M3 6h18v12H3z", "M7 10h.01", "M11 10h.01", "M15 10h.01", "M7 14h10"],
 };
 
 /** An <svg> icon, hidden from assistive technology (the button text names it). */

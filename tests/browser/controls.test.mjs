@@ -1,6 +1,7 @@
 // In-call controls, as the other side sees them: mute, camera off/on, camera
-// and microphone switch (the call keeps going, the muted state stays), and
-// screen share start/stop.
+// and microphone switch (the call keeps going, the muted state stays),
+// screen share start/stop, raised hands in order, reactions, and the
+// keyboard shortcuts with their help dialog.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, launchBrowser, openPage, roomPath, joinCall, expectLiveTiles, until, sleep } from "./harness.mjs";
@@ -208,4 +209,90 @@ test("both sides renegotiate at once (ICE restart): roles resolve the collision"
   });
   assert.deepEqual(ann.errors, []);
   assert.deepEqual(ben.errors, []);
+});
+
+/** The hand badge `page` shows on `nick`'s tile ("" for none); `self` for its own tile. */
+function handOf(page, nick) {
+  return page.evaluate((nick) => {
+    const tile =
+      nick === null
+        ? document.querySelector('[data-testid="tile-self"]')
+        : [...document.querySelectorAll('[data-testid="tile"]')].find((t) => t.querySelector(".tile-name").textContent === nick);
+    const badge = tile && tile.querySelector('[data-testid="tile-hand"]');
+    return badge ? badge.textContent : "";
+  }, nick);
+}
+
+test("hands go up in order, by button and by the H key; reactions float over the tile", async () => {
+  // Ben by button, then Ann by keyboard: Ben first in line, Ann second, for both.
+  await ben.getByTestId("raise-hand").click();
+  await until(ann, () => {
+    const t = [...document.querySelectorAll('[data-testid="tile"]')].find((x) => x.querySelector(".tile-name").textContent === "Ben");
+    return t && t.querySelector('[data-testid="tile-hand"]')?.textContent === "✋ 1";
+  }, null, { what: "Ben's hand at Ann", timeout: 5000 });
+  await ann.locator("body").click({ position: { x: 5, y: 5 } });
+  await ann.keyboard.press("h");
+  await until(ben, () => {
+    const t = [...document.querySelectorAll('[data-testid="tile"]')].find((x) => x.querySelector(".tile-name").textContent === "Ann");
+    return t && t.querySelector('[data-testid="tile-hand"]')?.textContent === "✋ 2";
+  }, null, { what: "Ann's hand second at Ben", timeout: 5000 });
+  // Her own tile too, once her request is answered.
+  await until(ann, () => document.querySelector('[data-testid="tile-self"] [data-testid="tile-hand"]')?.textContent === "✋ 2", null, {
+    what: "Ann's own hand second",
+    timeout: 5000,
+  });
+  assert.equal(await ann.getByTestId("raise-hand").getAttribute("aria-pressed"), "true");
+  // Ben lowers his: Ann moves up.
+  await ben.getByRole("button", { name: "Lower hand" }).click();
+  await until(ann, () => document.querySelector('[data-testid="tile-self"] [data-testid="tile-hand"]')?.textContent === "✋ 1", null, {
+    what: "Ann first in line",
+    timeout: 5000,
+  });
+  assert.equal(await handOf(ann, "Ben"), "");
+  await ann.getByRole("button", { name: "Lower hand" }).click();
+  await until(ben, () => !document.querySelector('[data-testid="tile-hand"]'), null, { what: "no hands", timeout: 5000 });
+
+  // A reaction from Ben floats over his tile at Ann's.
+  await ben.getByTestId("react").click();
+  await ben.getByTestId("reactions").getByRole("button", { name: "🎉" }).click();
+  await until(ann, () => {
+    const t = [...document.querySelectorAll('[data-testid="tile"]')].find((x) => x.querySelector(".tile-name").textContent === "Ben");
+    return t && t.querySelector('[data-testid="tile-reaction"]')?.textContent === "🎉";
+  }, null, { what: "Ben's reaction at Ann", timeout: 5000 });
+  await ben.getByTestId("react").click(); // closes the choices
+  assert.deepEqual([ann.errors, ben.errors], [[], []]);
+});
+
+test("keyboard shortcuts: M and V in the call, not while typing; ? shows them", async () => {
+  await ann.locator("body").click({ position: { x: 5, y: 5 } });
+  await ann.keyboard.press("m");
+  await ann.getByRole("button", { name: "Unmute" }).waitFor();
+  await ann.keyboard.press("m");
+  await ann.getByRole("button", { name: "Mute", exact: true }).waitFor();
+  await ann.keyboard.press("v");
+  await ann.getByRole("button", { name: "Camera on" }).waitFor();
+  await ann.keyboard.press("v");
+  await ann.getByRole("button", { name: "Camera off" }).waitFor();
+  // Typing an "m" in the chat box types it.
+  await ann.locator("#message-input").click();
+  await ann.keyboard.type("mv");
+  assert.equal(await ann.locator("#message-input").inputValue(), "mv");
+  assert.equal(await ann.getByRole("button", { name: "Mute", exact: true }).count(), 1);
+  await ann.locator("#message-input").fill("");
+
+  // ? opens the list (a modal dialog); Escape closes it and gives focus back.
+  await ann.locator("body").click({ position: { x: 5, y: 5 } });
+  await ann.keyboard.press("?");
+  const dialog = ann.getByTestId("shortcuts-dialog");
+  await dialog.waitFor({ state: "visible" });
+  const keys = await dialog.locator("kbd").allTextContents();
+  assert.deepEqual(keys, ["M", "V", "H", "?"]);
+  await ann.keyboard.press("Escape");
+  await dialog.waitFor({ state: "hidden" });
+  // And from its button.
+  await ann.getByTestId("shortcuts").click();
+  await dialog.waitFor({ state: "visible" });
+  await ann.getByTestId("shortcuts-close").click();
+  await dialog.waitFor({ state: "hidden" });
+  assert.deepEqual(ann.errors, []);
 });
