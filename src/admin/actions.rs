@@ -79,6 +79,8 @@ impl Admin {
         }
         let removed = self.hub.store.clear_history(room).await?;
         self.hub.store.durable().await?;
+        self.hub.history_cleared(room);
+        self.hub.rooms_changed();
         let _ = self
             .io
             .to(chat_group(room))

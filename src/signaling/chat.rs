@@ -94,7 +94,35 @@ pub async fn enter_room(
     let opts = args.opt_object(1, "options")?;
     let mut query = page_query(&opts)?;
     query.before = None;
-    let entered = hub.enter(&s, &room).await?;
+    let unlisted = match opts.get("unlisted") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid_argument("`unlisted` must be a boolean")),
+    };
+    // `unlisted` only shapes a room being created: an existing room keeps
+    // what its creator chose.
+    // Out of the list before it exists, so no list ever shows it.
+    let creating = unlisted && hub.store.room(&room).await.is_none();
+    if creating {
+        hub.room_unlisted(&room, true);
+    }
+    let entered = match hub.enter(&s, &room).await {
+        Ok(entered) => entered,
+        Err(e) => {
+            if creating {
+                hub.room_unlisted(&room, false);
+            }
+            return Err(e);
+        }
+    };
+    if creating {
+        hub.store.set_room_unlisted(&room).await?;
+    }
+    let unlisted = hub
+        .store
+        .room(&room)
+        .await
+        .is_some_and(|meta| meta.unlisted);
     if !entered.already {
         let _ = s
             .to(chat_group(&room))
@@ -111,6 +139,7 @@ pub async fn enter_room(
         "count": entered.count,
         "members": entered.members,
         "messages": messages,
+        "unlisted": unlisted,
     })))
 }
 

@@ -3,14 +3,16 @@
 //! Every room the server knows is in an ordered index (most members first,
 //! then most recently active, then by name), updated when a count or an
 //! activity time changes: O(log rooms) per change. The list people see is the
-//! index's head: rooms with members now or activity within
-//! `rooms.active_window_secs`, at most `rooms.list_max` of them and at most
+//! index's head: rooms with members now, or with history and activity within
+//! `rooms.active_window_secs` (an empty room nobody wrote in leaves the list
+//! with its last member), at most `rooms.list_max` of them and at most
 //! `max_bytes` of JSON. It is built once per change and kept encoded, so a
 //! connect, a `rooms` request or `GET /api/rooms` costs a copy of a shared
-//! buffer, not a pass over every room ever created.
+//! buffer, not a pass over every room ever created. Unlisted rooms never
+//! enter the index.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -22,6 +24,8 @@ use super::protocol::RoomInfo;
 struct Entry {
     count: usize,
     activity: i64,
+    /// It has messages: listed while idle (within the active window) too.
+    history: bool,
 }
 
 /// Sort key: the list's order.
@@ -46,6 +50,8 @@ pub struct Directory {
     max_bytes: usize,
     rooms: HashMap<String, Entry>,
     order: BTreeSet<Key>,
+    /// Unlisted rooms: never indexed.
+    hidden: HashSet<String>,
     /// Bumped by every change to the index.
     changes: u64,
     cache: Option<Cached>,
@@ -67,16 +73,21 @@ impl Directory {
             max_bytes,
             rooms: HashMap::new(),
             order: BTreeSet::new(),
+            hidden: HashSet::new(),
             changes: 0,
             cache: None,
         }
     }
 
     fn update(&mut self, name: &str, change: impl FnOnce(&mut Entry)) {
+        if self.hidden.contains(name) {
+            return;
+        }
         let before = self.rooms.get(name).copied();
         let mut entry = before.unwrap_or(Entry {
             count: 0,
             activity: 0,
+            history: false,
         });
         change(&mut entry);
         if before == Some(entry) {
@@ -90,9 +101,32 @@ impl Directory {
         self.changes += 1;
     }
 
-    /// A room the store knows (at start), with its last activity.
-    pub fn insert(&mut self, name: &str, activity: i64) {
-        self.update(name, |e| e.activity = e.activity.max(activity));
+    /// A room the store knows (at start), with its last activity and
+    /// whether it has messages.
+    pub fn insert(&mut self, name: &str, activity: i64, history: bool) {
+        self.update(name, |e| {
+            e.activity = e.activity.max(activity);
+            e.history = history;
+        });
+    }
+
+    /// `name` got a message at `at`.
+    pub fn message(&mut self, name: &str, at: i64) {
+        self.update(name, |e| {
+            e.activity = e.activity.max(at);
+            e.history = true;
+        });
+    }
+
+    /// `name`'s history was deleted.
+    pub fn history_cleared(&mut self, name: &str) {
+        self.update(name, |e| e.history = false);
+    }
+
+    /// `name` is unlisted: out of the list, for good.
+    pub fn hide(&mut self, name: &str) {
+        self.remove(name);
+        self.hidden.insert(name.to_string());
     }
 
     /// The number of sockets in `name` now.
@@ -110,8 +144,13 @@ impl Directory {
         self.update(name, |e| e.activity = 0);
     }
 
-    /// `name` is gone from the store.
-    pub fn remove(&mut self, name: &str) {
+    /// `name` is gone from the store (its name may be used again, listed).
+    pub fn forget(&mut self, name: &str) {
+        self.hidden.remove(name);
+        self.remove(name);
+    }
+
+    fn remove(&mut self, name: &str) {
         if let Some(old) = self.rooms.remove(name) {
             self.order.remove(&key(name, old));
             self.changes += 1;
@@ -136,6 +175,9 @@ impl Directory {
             if *count == 0 && *activity < since {
                 // Every later room is idle and older still.
                 break;
+            }
+            if *count == 0 && !self.rooms.get(name).is_some_and(|e| e.history) {
+                continue; // empty, and nobody ever wrote in it
             }
             if rooms.len() >= self.list_max {
                 break;
@@ -197,11 +239,11 @@ mod tests {
     fn order_window_cap_and_cache() {
         let mut d = Directory::new(24 * HOUR, 3, 64 * 1024);
         let now = 100 * HOUR;
-        d.insert("old", now - 48 * HOUR);
-        d.insert("recent", now - HOUR);
-        d.insert("newer", now - 1000);
+        d.insert("old", now - 48 * HOUR, true);
+        d.insert("recent", now - HOUR, true);
+        d.insert("newer", now - 1000, true);
         d.set_count("busy", 2);
-        d.touch("busy", now - 2 * HOUR);
+        d.message("busy", now - 2 * HOUR);
         let s = d.snapshot(now);
         let names: Vec<&str> = s.rooms.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["busy", "newer", "recent"]);
@@ -227,15 +269,42 @@ mod tests {
             .map(|r| r.name.clone())
             .collect();
         assert_eq!(names, ["recent", "busy"]);
-        d.remove("recent");
+        d.forget("recent");
         assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn unlisted_and_never_written_rooms_stay_out_of_the_list() {
+        let mut d = Directory::new(24 * HOUR, 10, 64 * 1024);
+        let now = 100 * HOUR;
+        // Entered and left without a word: listed only while someone is in.
+        d.set_count("quiet", 1);
+        d.touch("quiet", now);
+        assert_eq!(d.snapshot(now).rooms.len(), 1);
+        d.set_count("quiet", 0);
+        assert!(d.snapshot(now).rooms.is_empty());
+        // A message keeps it listed while idle; clearing the history does not.
+        d.message("quiet", now);
+        assert_eq!(d.snapshot(now).rooms.len(), 1);
+        d.history_cleared("quiet");
+        assert!(d.snapshot(now).rooms.is_empty());
+        // Unlisted: never, with members or messages.
+        d.hide("secret");
+        d.set_count("secret", 3);
+        d.message("secret", now);
+        assert!(d.snapshot(now).rooms.is_empty());
+        assert_eq!(d.len(), 1);
+        // Forgotten by retention, the name is free to be listed again.
+        d.forget("secret");
+        d.set_count("secret", 1);
+        assert_eq!(d.snapshot(now).rooms.len(), 1);
     }
 
     #[test]
     fn the_list_fits_in_max_bytes() {
         let mut d = Directory::new(HOUR, 1000, 100);
         for i in 0..50 {
-            d.insert(&format!("room-{i:02}"), 1000 + i);
+            d.insert(&format!("room-{i:02}"), 1000 + i, true);
         }
         let s = d.snapshot(2000);
         assert!(s.json.get().len() <= 100, "{}", s.json.get());

@@ -72,6 +72,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn touch_room(&self, name: &str, now_ms: i64) -> Result<RoomMeta, StoreError>;
 
     async fn room(&self, name: &str) -> Result<Option<RoomMeta>, StoreError>;
+    /// Keeps `name` out of the public room list for good.
+    async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError>;
 
     /// Every room, in no particular order.
     async fn rooms(&self) -> Result<Vec<RoomMeta>, StoreError>;

@@ -271,6 +271,11 @@ impl Store {
 
     // ---- rooms and messages -------------------------------------------------
 
+    /// Keeps `name` out of the public room list for good.
+    pub async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError> {
+        self.engine.set_room_unlisted(name).await
+    }
+
     /// Creates the room when it does not exist and marks it active.
     pub async fn touch_room(&self, name: &str, now_ms: i64) -> Result<RoomMeta, StoreError> {
         self.engine.touch_room(name, now_ms).await

@@ -126,6 +126,8 @@ pub struct RoomMeta {
     pub last_activity: i64,
     /// Highest seq handed out so far (0 when the room never had a message).
     pub last_seq: u64,
+    /// Never in the public room list (made so by its creator).
+    pub unlisted: bool,
 }
 
 /// `last_activity` of a closed room: older than any active window, so the room

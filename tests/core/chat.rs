@@ -342,26 +342,84 @@ async fn room_list_follows_live_counts() {
     assert_eq!(status, 200);
     assert_eq!(api, last);
 
-    // Empty rooms stay listed while recently active, with count 0.
+    // Once empty, a room with history stays listed while recently active
+    // (count 0); one nobody wrote in leaves the list.
+    a.say("busy", "hello").await;
     a.c.close();
     b.c.close();
     let mut last = serde_json::Value::Null;
     for _ in 0..5 {
         last = watcher.event("room_change").await.args[0].clone();
-        if last
-            .as_array()
-            .is_some_and(|l| l.iter().all(|r| r["count"] == 0))
-        {
+        if last == json!([{ "name": "busy", "count": 0 }]) {
             break;
         }
     }
-    let names: Vec<_> = last
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].clone())
-        .collect();
-    assert_eq!(names.len(), 2, "{last}");
+    assert_eq!(last, json!([{ "name": "busy", "count": 0 }]));
+}
+
+/// A room created unlisted is in no list (room_change, `rooms`, `GET
+/// /api/rooms`), with members or messages, also after a restart; it is
+/// entered by its name like any other. `unlisted` on an existing room
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_rooms_stay_out_of_every_list() {
+    let s = TestServer::start().await;
+    let a = s.client().await;
+    a.err(
+        "enter_room",
+        &[json!("x"), json!({ "unlisted": "yes" })],
+        "invalid_argument",
+    )
+    .await;
+    let ack = a
+        .ok(
+            "enter_room",
+            &[json!("secret"), json!({ "unlisted": true })],
+        )
+        .await;
+    assert_eq!(ack["unlisted"], true);
+    let b = s.client().await;
+    let ack = b.ok("enter_room", &[json!("secret")]).await;
+    assert_eq!(
+        (ack["count"].clone(), ack["unlisted"].clone()),
+        (json!(2), json!(true))
+    );
+    a.say("secret", "just us").await;
+    // A public room beside it, and one that asks too late to be unlisted.
+    a.enter("open").await;
+    a.say("open", "hi").await;
+    let ack = b
+        .ok("enter_room", &[json!("open"), json!({ "unlisted": true })])
+        .await;
+    assert_eq!(ack["unlisted"], false);
+    let want = json!([{ "name": "open", "count": 2 }]);
+    assert_eq!(a.ok("rooms", &[]).await["rooms"], want);
+    assert_eq!(get_json(&s.url("/api/rooms")).await.1, want);
+
+    // After a restart it is still unlisted.
+    let dir = s.stop().await;
+    let running = start_in(dir.path(), |_| {}).await;
+    let base = format!("http://{}", running.http_addr());
+    let c = connect(&base, None).await;
+    assert!(
+        c.ok("rooms", &[]).await["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "secret")
+    );
+    let ack = c.ok("enter_room", &[json!("secret")]).await;
+    assert_eq!(ack["unlisted"], true);
+    assert_eq!(ack["messages"][0]["text"], "just us");
+    assert!(
+        get_json(&format!("{base}/api/rooms"))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "secret")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,7 +160,11 @@ impl Hub {
             config.limits.max_payload_bytes as usize,
         );
         for room in known_rooms {
-            directory.insert(&room.name, room.last_activity);
+            if room.unlisted {
+                directory.hide(&room.name);
+            } else {
+                directory.insert(&room.name, room.last_activity, room.last_seq > 0);
+            }
         }
         Self {
             store,
@@ -561,7 +565,22 @@ impl Hub {
 
     /// A message was stored in `room` at `ts`: it moves up the room list.
     pub fn room_active(&self, room: &str, ts: i64) {
-        self.state.lock().directory.touch(room, ts);
+        self.state.lock().directory.message(room, ts);
+    }
+
+    /// An administrator deleted `room`'s history: once empty, it leaves the list.
+    pub fn history_cleared(&self, room: &str) {
+        self.state.lock().directory.history_cleared(room);
+    }
+
+    /// `room` is unlisted from now on (`false`: its creation failed after all).
+    pub fn room_unlisted(&self, room: &str, unlisted: bool) {
+        let mut state = self.state.lock();
+        if unlisted {
+            state.directory.hide(room);
+        } else {
+            state.directory.forget(room);
+        }
     }
 
     /// An administrator closed `room`: it leaves the room list until entered again.
@@ -573,7 +592,7 @@ impl Hub {
     pub fn rooms_forgotten(&self, names: &[String]) {
         let mut state = self.state.lock();
         for name in names {
-            state.directory.remove(name);
+            state.directory.forget(name);
         }
     }
 }

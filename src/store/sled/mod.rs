@@ -403,6 +403,10 @@ impl Backend for SledStore {
         self.write(|| format!("room `{name}`"), |o| o.rooms.touch(name, now_ms))
     }
 
+    async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError> {
+        self.write(|| format!("room `{name}`"), |o| o.rooms.set_unlisted(name))
+    }
+
     async fn room(&self, name: &str) -> Result<Option<RoomMeta>, StoreError> {
         self.read(String::new, |o| Ok(o.rooms.get(name)))
     }

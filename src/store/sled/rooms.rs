@@ -19,6 +19,9 @@ struct Record {
     created: i64,
     last_activity: i64,
     seq_floor: u64,
+    /// Never in the public room list (absent in records written before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unlisted: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +43,7 @@ struct Counters {
     /// The room's newest message could not be read at start: its seq counter
     /// is unknown, so nothing is appended to it.
     damaged: bool,
+    unlisted: bool,
 }
 
 pub struct Rooms {
@@ -76,6 +80,7 @@ impl Rooms {
                 deletions: 0,
                 durable: 0,
                 damaged: false,
+                unlisted: record.unlisted,
             };
             let newest = messages.range(start..end).next_back().map(|item| {
                 let (k, v) = item?;
@@ -122,6 +127,17 @@ impl Rooms {
         };
         self.records.insert(name.as_bytes(), encode(&counters))?;
         Ok(meta(name, &counters))
+    }
+
+    /// Takes `name` out of the public list for good.
+    pub fn set_unlisted(&self, name: &str) -> Result<(), StoreError> {
+        let mut index = self.index.lock();
+        let Some(c) = index.get_mut(name) else {
+            return Ok(());
+        };
+        c.unlisted = true;
+        self.records.insert(name.as_bytes(), encode(c))?;
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<RoomMeta> {
@@ -371,6 +387,7 @@ impl Counters {
             deletions: 0,
             durable: 0,
             damaged: false,
+            unlisted: false,
         }
     }
 }
@@ -381,6 +398,7 @@ fn meta(name: &str, c: &Counters) -> RoomMeta {
         created: c.created,
         last_activity: c.last_activity,
         last_seq: c.last_seq,
+        unlisted: c.unlisted,
     }
 }
 
@@ -389,6 +407,7 @@ fn encode(c: &Counters) -> Vec<u8> {
         created: c.created,
         last_activity: c.last_activity,
         seq_floor: c.floor,
+        unlisted: c.unlisted,
     };
     serde_json::to_vec(&record).unwrap_or_default()
 }
