@@ -103,6 +103,8 @@ joinForm.addEventListener("submit", (event) => {
   } else if (length > ROOM_NAME_MAX) {
     fieldError(roomError, roomInput, t("home.roomTooLong", { n: ROOM_NAME_MAX, len: length }));
   } else {
+    // Read by the room page on its first entry: only a new room takes it.
+    if ($("unlisted-input").checked) sessionStorage.setItem(`noom.create.${name}`, "unlisted");
     window.location.assign(roomHref(name));
     return;
   }

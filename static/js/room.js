@@ -44,6 +44,7 @@ const client = new NoomClient();
 
 // ---- invite ------------------------------------------------------------------
 
+const unlistedBadge = $("unlisted");
 const inviteButton = $("copy-invite");
 const inviteStatus = $("invite-status");
 let inviteTimer = null;
@@ -268,12 +269,22 @@ function setMembers(list, count) {
 
 // ---- entering ------------------------------------------------------------
 
+/** The home page asked to create this room unlisted (once, for this tab). */
+function creationOptions() {
+  const key = `noom.create.${room}`;
+  const unlisted = sessionStorage.getItem(key) === "unlisted";
+  sessionStorage.removeItem(key);
+  return unlisted ? { unlisted: true } : {};
+}
+const creating = creationOptions();
+
 async function enter() {
   const resuming = lastSeq > 0;
   try {
-    const ack = await client.enterRoom(room, resuming ? { after: lastSeq } : undefined);
+    const ack = await client.enterRoom(room, resuming ? { after: lastSeq } : entered ? undefined : creating);
     const stick = !entered || nearBottom();
     entered = true;
+    unlistedBadge.hidden = ack.unlisted !== true;
     setMembers(ack.members, ack.count);
     const added = addMessages(ack.messages);
     if (resuming && added) await catchUp();

@@ -234,3 +234,32 @@ test("multi-line messages with Shift+Enter; web addresses become safe links", as
     for (const page of [ann, ben]) await page.context().close();
   }
 });
+
+test("a room created unlisted stays off the home page's list; its link still works", async () => {
+  const creator = await openPage(env.browser, env.server, "/", { nickname: "Una" });
+  const watcher = await openPage(env.browser, env.server, "/");
+  try {
+    await watcher.getByTestId("connection").and(watcher.locator('[data-state="connected"]')).waitFor();
+    await creator.getByTestId("create-unlisted").check();
+    await creator.locator("#room-input").fill("hidden place");
+    await creator.getByTestId("enter-room").click();
+    await creator.waitForURL(/\/r\/hidden%20place$/);
+    await waitEntered(creator);
+    await creator.getByTestId("unlisted").waitFor({ state: "visible" });
+    await sendMessage(creator, "only by link");
+    // A public room entered after it shows up on the watcher's list; the unlisted one never does.
+    const other = await openPage(env.browser, env.server, roomPath("public place"));
+    await waitEntered(other);
+    await watcher.locator('#rooms li[data-room="public place"]').waitFor();
+    assert.equal(await watcher.locator('#rooms li[data-room="hidden place"]').count(), 0);
+    // Its link works, and says it is unlisted.
+    await other.goto(env.server.url(roomPath("hidden place")));
+    await waitEntered(other);
+    await other.locator("#messages .message .text", { hasText: "only by link" }).waitFor();
+    await other.getByTestId("unlisted").waitFor({ state: "visible" });
+    assert.equal(await watcher.locator('#rooms li[data-room="hidden place"]').count(), 0);
+    await other.context().close();
+  } finally {
+    for (const page of [creator, watcher]) await page.context().close();
+  }
+});
