@@ -104,7 +104,10 @@ export function setupCall({ client, room, lookup, notice }) {
     previewLevelBar.style.transform = `scaleX(${value})`;
     level.setAttribute("aria-valuenow", String(pct));
     const now = value > 0.35;
-    if (now !== speaking && selfTile) selfTile.el.dataset.speaking = String(now);
+    if (now !== speaking && selfTile) {
+      selfTile.el.dataset.speaking = String(now);
+      relabel(selfTile);
+    }
     speaking = now;
   });
   let meteredTrack = null;
@@ -311,6 +314,30 @@ export function setupCall({ client, room, lookup, notice }) {
     selfTile.name.textContent = `${nickname} (${t("call.you")})`;
     selfTile.avatar.textContent = initials(nickname);
     selfTile.state.textContent = s.screen ? t("call.sharing") : "";
+    labelTile(selfTile, selfTile.name.textContent, { muted: !s.audio, cameraOff: !video, sharing: s.screen });
+  }
+
+  /**
+   * A tile's accessible name: who, then what a sighted person sees on it
+   * (muted, camera off, sharing, speaking, a connection problem).
+   */
+  function labelTile(tile, name, { muted = false, cameraOff = false, sharing = false, state = "" } = {}) {
+    tile.labelParts = { name, muted, cameraOff, sharing, state };
+    const speaking = tile.el.dataset.speaking === "true";
+    const parts = [
+      name,
+      muted ? t("call.muted") : "",
+      cameraOff ? t("call.cameraIsOff") : "",
+      sharing ? t("call.sharing") : "",
+      speaking ? t("call.speaking") : "",
+      state,
+    ];
+    tile.el.setAttribute("aria-label", parts.filter(Boolean).join(", "));
+  }
+
+  /** Speaking changed on a tile: its name says so. */
+  function relabel(tile) {
+    if (tile && tile.labelParts) labelTile(tile, tile.labelParts.name, tile.labelParts);
   }
 
   function renderPeer(peer) {
@@ -338,7 +365,12 @@ export function setupCall({ client, room, lookup, notice }) {
     tile.state.textContent = connected ? (peer.remote.screen ? t("call.sharing") : "") : stateText;
     tile.overlay.textContent = connected ? "" : stateText;
     tile.overlay.hidden = connected;
-    tile.el.setAttribute("aria-label", [peer.nickname, !peer.remote.audio ? t("call.muted") : "", stateText].filter(Boolean).join(", "));
+    labelTile(tile, peer.nickname, {
+      muted: !peer.remote.audio,
+      cameraOff: connected && !hasVideo,
+      sharing: peer.remote.screen,
+      state: stateText,
+    });
     renderScreen(peer);
     reportViews();
   }
@@ -702,7 +734,10 @@ export function setupCall({ client, room, lookup, notice }) {
   call.on("peer-added", ({ peer }) => addPeerTile(peer));
   // Our own tile follows the level meter above.
   call.on("speakers", ({ ids }) => {
-    for (const [id, tile] of tiles) tile.el.dataset.speaking = String(ids.includes(id));
+    for (const [id, tile] of tiles) {
+      tile.el.dataset.speaking = String(ids.includes(id));
+      relabel(tile);
+    }
   });
   document.addEventListener("visibilitychange", () => reportViews());
   call.on("peer-updated", ({ peer }) => renderPeer(peer));

@@ -58,6 +58,7 @@ function renderRooms(rooms) {
     count.className = "count";
     count.textContent = String(info.count);
     count.title = t("home.online", { n: info.count });
+    count.setAttribute("aria-label", info.count === 1 ? t("home.onePerson") : t("home.people", { n: info.count }));
     li.dataset.room = info.name;
     li.append(link, count);
     return li;

@@ -316,9 +316,17 @@ client.on("session", () => {
   }
 });
 
+/** Read out a message that just arrived from someone else (a polite live region). */
+const announcer = $("announce");
+function announce(message) {
+  if (!message || message.user === client.user) return;
+  announcer.textContent = t("room.said", { name: message.nickname, text: message.text });
+}
+
 client.on("new_message", ({ message }) => {
   const stick = nearBottom();
   const added = addMessages([message]);
+  if (added) announce(message);
   if (added && stick) scrollToBottom();
   if (added && !drawerVisible()) bumpUnread(added);
   // A message of ours that the server could not confirm in time (its disk
@@ -478,7 +486,10 @@ chatClose.addEventListener("click", () => {
   chatToggle.focus();
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && narrow.matches && side.dataset.open === "true") setDrawer(false);
+  if (event.key === "Escape" && narrow.matches && side.dataset.open === "true") {
+    setDrawer(false);
+    chatToggle.focus();
+  }
 });
 
 // ---- the call --------------------------------------------------------------

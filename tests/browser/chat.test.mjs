@@ -17,6 +17,10 @@ test("two pages chat; HTML in a message is shown as text", async () => {
 
   await sendMessage(ann, "hello Ben");
   await ben.locator("#messages .message .text", { hasText: "hello Ben" }).waitFor();
+  // Read out to Ben through a polite live region (not to Ann, who wrote it).
+  assert.equal(await ben.getByTestId("announce").textContent(), "Ann: hello Ben");
+  assert.equal(await ben.getByTestId("announce").getAttribute("aria-live"), "polite");
+  assert.equal(await ann.getByTestId("announce").textContent(), "");
 
   const html = '<img src=x onerror="window.pwned=1"><b>bold</b> & <script>window.pwned=2</script>';
   await sendMessage(ben, html);
@@ -51,9 +55,11 @@ test("the home page's room list updates live", async () => {
   const visitor = await openPage(env.browser, env.server, roomPath("live list"));
   await waitEntered(visitor);
   await item("live list").locator(".count", { hasText: "1" }).waitFor();
+  assert.equal(await item("live list").locator(".count").getAttribute("aria-label"), "1 person");
   const second = await openPage(env.browser, env.server, roomPath("live list"));
   await waitEntered(second);
   await item("live list").locator(".count", { hasText: "2" }).waitFor();
+  assert.equal(await item("live list").locator(".count").getAttribute("aria-label"), "2 people");
   await second.context().close();
   await item("live list").locator(".count", { hasText: "1" }).waitFor();
 
@@ -106,6 +112,8 @@ test("on a phone the chat is a drawer with an unread count", async () => {
   await desk.locator("#messages .message .text", { hasText: "pong" }).waitFor();
   await phone.keyboard.press("Escape");
   await phone.locator("#message-input").waitFor({ state: "hidden" });
+  // Focus goes back to the button that opened the drawer.
+  assert.equal(await phone.evaluate(() => document.activeElement.dataset.testid), "chat-toggle");
   await phone.context().close();
   await desk.context().close();
 });

@@ -99,6 +99,9 @@ test("camera off and on is seen by the peer", async () => {
     what: "camera-off tile at Ben",
   });
   assert.equal((await annSeenByBen()).remote.video, false);
+  // Its accessible name says so; Ann's own tile is named as hers, camera off too.
+  assert.match((await annSeenByBen()).label, /^Ann, .*Camera is off/);
+  assert.match(await ann.getByTestId("tile-self").getAttribute("aria-label"), /^Ann \(You\), Camera is off/);
   // Ben's tile shows Ann's initials instead of a frozen picture.
   assert.equal(await ben.locator('[data-testid="tile"] .video-off').isVisible(), true);
   assert.equal(await ben.locator('[data-testid="tile"] video').isVisible(), false);
@@ -269,10 +272,14 @@ test("keyboard shortcuts: M and V in the call, not while typing; ? shows them", 
   await ann.getByRole("button", { name: "Unmute" }).waitFor();
   await ann.keyboard.press("m");
   await ann.getByRole("button", { name: "Mute", exact: true }).waitFor();
+  // (V while the camera is still switching does nothing, as a click would.)
+  const cameraReady = () => until(ann, () => !document.querySelector('[data-testid="camera"]').disabled, null, { what: "camera button ready" });
   await ann.keyboard.press("v");
   await ann.getByRole("button", { name: "Camera on" }).waitFor();
+  await cameraReady();
   await ann.keyboard.press("v");
   await ann.getByRole("button", { name: "Camera off" }).waitFor();
+  await cameraReady();
   // Typing an "m" in the chat box types it.
   await ann.locator("#message-input").click();
   await ann.keyboard.type("mv");

@@ -336,6 +336,13 @@ export async function expectSpeakingShown(listener, speaker, speakerNick) {
     speakerNick,
     { what: `${speakerNick}'s tile lit up as speaking`, timeout: 10000, interval: 50 },
   );
+  // Its accessible name says so too (as it was when it lit up).
+  await until(
+    listener,
+    (nick) => [...document.querySelectorAll('[data-testid="tile"]')].some((t) => t.querySelector(".tile-name").textContent === nick && /Speaking/.test(t.getAttribute("aria-label"))),
+    speakerNick,
+    { what: `${speakerNick}'s tile named as speaking`, timeout: 10000, interval: 50 },
+  );
   await speaker.getByRole("button", { name: "Mute", exact: true }).click();
   // The highlight holds over pauses between words (about a second here and
   // through the media server 3 s), then goes out and stays out.
