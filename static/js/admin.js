@@ -110,13 +110,11 @@ function renderOverview(o) {
   const rooms = $("rooms");
   rooms.replaceChildren(
     ...o.rooms.map((r) => {
-      const open = el("a", r.name);
-      open.href = "#";
+      // Selecting a room is an action on this page, not a link.
+      const open = el("button", r.name, "link-button");
+      open.type = "button";
       open.dataset.testid = "admin-room";
-      open.addEventListener("click", (event) => {
-        event.preventDefault();
-        select(r.name);
-      });
+      open.addEventListener("click", () => select(r.name));
       const tr = row([open, r.members, r.in_call, r.messages, time(r.last_activity)]);
       tr.dataset.room = r.name;
       if (r.name === selected) tr.classList.add("selected");
