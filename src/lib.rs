@@ -20,6 +20,7 @@
 //! - [`check`]: `noom check`, which validates a deployment and says how to fix it;
 //! - [`admin`]: the admin page and API behind a login: inspect and manage everything;
 //! - [`limit`]: rate limits keyed by source address, in bounded tables;
+//! - [`password`]: Argon2id hashes for the admin and room passwords (a leaf);
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: clients for `noom-load` and the tests: Socket.IO on the contract,
@@ -34,6 +35,7 @@ pub mod http;
 pub mod limit;
 pub mod metrics;
 pub mod net;
+pub mod password;
 pub mod relay;
 pub mod sfu;
 pub mod signaling;

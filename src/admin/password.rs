@@ -7,9 +7,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use argon2::password_hash::SaltString;
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use rand::{Rng, RngCore};
+use argon2::PasswordHash;
+use rand::Rng;
 
 /// The file in the data directory that holds the generated password's hash.
 pub const PASSWORD_FILE: &str = "admin_password";
@@ -30,25 +29,11 @@ pub enum PasswordError {
     },
 }
 
+pub use crate::password::verify;
+
 /// Hashes `password` with Argon2id and a random salt (PHC string format).
 pub fn hash(password: &str) -> Result<String, PasswordError> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
-}
-
-/// True when `password` matches `hash` (parameters are read from the hash).
-pub fn verify(hash: &str, password: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    crate::password::hash(password).map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
 /// Checks that `hash` (from `origin`, for the message) is an Argon2id PHC string.

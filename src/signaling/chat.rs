@@ -101,8 +101,15 @@ pub async fn enter_room(
     };
     // `unlisted` only shapes a room being created: an existing room keeps
     // what its creator chose.
+    let password = password_option(&opts)?;
+    let exists = hub.store.room(&room).await.is_some();
+    if exists {
+        // A room with a password lets in only sessions that gave it.
+        hub.room_access(s.id, hub.addr_of(s.id), &room, password.as_deref())
+            .await?;
+    }
     // Out of the list before it exists, so no list ever shows it.
-    let creating = unlisted && hub.store.room(&room).await.is_none();
+    let creating = unlisted && !exists;
     if creating {
         hub.room_unlisted(&room, true);
     }
@@ -118,6 +125,11 @@ pub async fn enter_room(
     if creating {
         hub.store.set_room_unlisted(&room).await?;
     }
+    // A password given with the entry that creates a room becomes its own.
+    if !exists && let Some(password) = &password {
+        hub.protect_room(s.id, &room, password).await?;
+    }
+    let protected = hub.store.room_password(&room).await?.is_some();
     let unlisted = hub
         .store
         .room(&room)
@@ -140,6 +152,7 @@ pub async fn enter_room(
         "members": entered.members,
         "messages": messages,
         "unlisted": unlisted,
+        "protected": protected,
     })))
 }
 
@@ -225,12 +238,32 @@ pub async fn new_message(
 
 pub async fn history(
     hub: Arc<Hub>,
-    _s: SocketRef,
+    s: SocketRef,
     _io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let opts = args.opt_object(1, "options")?;
+    let password = password_option(&opts)?;
+    hub.room_access(s.id, hub.addr_of(s.id), &room, password.as_deref())
+        .await?;
     let messages = hub.store.history(&room, page_query(&opts)?).await?;
     Ok(ok(json!({ "messages": messages })))
+}
+
+/// Longest room password, in characters.
+pub const PASSWORD_MAX: usize = 128;
+
+/// The optional `password` of an options object: a string of 1 to
+/// [`PASSWORD_MAX`] characters.
+pub fn password_option(opts: &serde_json::Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match opts.get("password") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) if (1..=PASSWORD_MAX).contains(&p.chars().count()) => {
+            Ok(Some(p.clone()))
+        }
+        Some(_) => Err(ApiError::invalid_argument(format!(
+            "`password` must be a string of 1 to {PASSWORD_MAX} characters"
+        ))),
+    }
 }

@@ -25,7 +25,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use tokio_util::sync::CancellationToken;
 
-pub use chat::{PAGE_DEFAULT, PAGE_MAX, history_params, page_query};
+pub use chat::{PAGE_DEFAULT, PAGE_MAX, PASSWORD_MAX, history_params, page_query};
 pub use hub::Hub;
 use protocol::{ApiError, Args, ErrorCode, Reply, events};
 use rate::Verdict;

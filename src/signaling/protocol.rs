@@ -100,6 +100,10 @@ pub enum ErrorCode {
     Unconfirmed,
     /// A service the request needs does not run here (the media server).
     Unavailable,
+    /// The room has a password and none was given.
+    PasswordRequired,
+    /// The password given is not the room's.
+    WrongPassword,
 }
 
 impl ErrorCode {
@@ -116,6 +120,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unconfirmed => "unconfirmed",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::PasswordRequired => "password_required",
+            ErrorCode::WrongPassword => "wrong_password",
         }
     }
 }

@@ -74,6 +74,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn room(&self, name: &str) -> Result<Option<RoomMeta>, StoreError>;
     /// Keeps `name` out of the public room list for good.
     async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError>;
+    /// Gives room `name` a password (its Argon2id hash).
+    async fn set_room_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    /// The hash of room `name`'s password, if it has one.
+    async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     /// Every room, in no particular order.
     async fn rooms(&self) -> Result<Vec<RoomMeta>, StoreError>;

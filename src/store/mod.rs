@@ -271,6 +271,16 @@ impl Store {
 
     // ---- rooms and messages -------------------------------------------------
 
+    /// Gives room `name` a password (its Argon2id hash).
+    pub async fn set_room_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        self.engine.set_room_password(name, hash).await
+    }
+
+    /// The hash of room `name`'s password, if it has one.
+    pub async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.engine.room_password(name).await
+    }
+
     /// Keeps `name` out of the public room list for good.
     pub async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError> {
         self.engine.set_room_unlisted(name).await

@@ -20,6 +20,8 @@ fn api_error(e: ApiError) -> Response {
     let status = match e.code {
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::InvalidRoom if e.message == "no such room" => StatusCode::NOT_FOUND,
+        ErrorCode::PasswordRequired | ErrorCode::WrongPassword => StatusCode::UNAUTHORIZED,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::BAD_REQUEST,
     };
     error(status, e.code.as_str(), &e.message)
@@ -34,13 +36,26 @@ pub async fn rooms(State(web): State<Web>) -> Response {
         .into_response()
 }
 
+/// A room's history; a room with a password needs it in the
+/// `X-Room-Password` header (never in the URL, where logs would keep it).
 pub async fn messages(
     State(web): State<Web>,
     Path(room): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let result = async {
         let room = validate::room_name(&room, web.hub.config.limits.room_name_max)?;
+        if let Some(hash) = web.hub.store.room_password(&room).await? {
+            let given = headers
+                .get("x-room-password")
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| !p.is_empty() && p.chars().count() <= crate::signaling::PASSWORD_MAX);
+            web.hub
+                .check_password(client.map(|c| c.0.ip), &room, &hash, given)
+                .await?;
+        }
         Ok::<_, ApiError>(
             web.hub
                 .store

@@ -456,3 +456,114 @@ async fn inactive_rooms_leave_the_list_and_empty_ones_are_forgotten() {
     let (status, kept) = get_json(&s.url("/api/rooms/chatty/messages")).await;
     assert_eq!((status, kept.as_array().map(Vec::len)), (200, Some(1)));
 }
+
+/// A room created with a password: nobody reads or enters it without the
+/// password (socket or HTTP); a session that gave it once is let in again;
+/// guesses are budgeted per address; it survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_rooms_keep_their_history_to_those_who_know() {
+    let s = TestServer::start().await;
+    let a = s.client().await;
+    for bad in [
+        json!({ "password": 7 }),
+        json!({ "password": "" }),
+        json!({ "password": "x".repeat(129) }),
+    ] {
+        a.err("enter_room", &[json!("vault"), bad], "invalid_argument")
+            .await;
+    }
+    let ack = a
+        .ok(
+            "enter_room",
+            &[json!("vault"), json!({ "password": "open sesame" })],
+        )
+        .await;
+    assert_eq!(ack["protected"], true);
+    a.say("vault", "the combination").await;
+
+    let b = s.client().await;
+    b.err("enter_room", &[json!("vault")], "password_required")
+        .await;
+    b.err("history", &[json!("vault")], "password_required")
+        .await;
+    b.err(
+        "enter_room",
+        &[json!("vault"), json!({ "password": "guess" })],
+        "wrong_password",
+    )
+    .await;
+    // Over HTTP: the header, never the URL.
+    let http = reqwest::Client::new();
+    let url = s.url("/api/rooms/vault/messages");
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "password_required");
+    let resp = http
+        .get(&url)
+        .header("X-Room-Password", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .get(&url)
+        .header("X-Room-Password", "open sesame")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body[0]["text"], "the combination");
+
+    // The right password lets B in and shows the history; after that its
+    // session needs it no more.
+    let ack = b
+        .ok(
+            "enter_room",
+            &[json!("vault"), json!({ "password": "open sesame" })],
+        )
+        .await;
+    assert_eq!(ack["messages"][0]["text"], "the combination");
+    b.ok("leave_room", &[json!("vault")]).await;
+    b.ok("enter_room", &[json!("vault")]).await;
+    b.ok("history", &[json!("vault")]).await;
+    // A password given to an existing room that has none changes nothing.
+    a.enter("open").await;
+    let ack = b
+        .ok(
+            "enter_room",
+            &[json!("open"), json!({ "password": "mine now" })],
+        )
+        .await;
+    assert_eq!(ack["protected"], false);
+
+    // Five guesses at once from one address, then one every five seconds.
+    let c = s.client().await;
+    c.err(
+        "enter_room",
+        &[json!("vault"), json!({ "password": "g1" })],
+        "wrong_password",
+    )
+    .await;
+    c.err(
+        "enter_room",
+        &[json!("vault"), json!({ "password": "g2" })],
+        "rate_limited",
+    )
+    .await;
+
+    // After a restart the room still has its password.
+    let dir = s.stop().await;
+    let running = start_in(dir.path(), |_| {}).await;
+    let base = format!("http://{}", running.http_addr());
+    let d = connect(&base, None).await;
+    d.err("enter_room", &[json!("vault")], "password_required")
+        .await;
+    let resp = http
+        .get(format!("{base}/api/rooms/vault/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}

@@ -117,6 +117,10 @@ pub struct Hub {
     credential_rate: crate::limit::Buckets<IpAddr>,
     /// Media sessions started, per client address.
     media_rate: crate::limit::Buckets<IpAddr>,
+    /// Room password checks per address (each costs an Argon2 hash).
+    password_rate: crate::limit::Buckets<IpAddr>,
+    /// (session, room): sessions that gave a room's password.
+    admitted: Mutex<std::collections::HashSet<(SessionKey, String)>>,
     /// Media sessions open, counted per client address, by session key.
     media_held: Arc<crate::limit::Counts<IpAddr>>,
     media_sessions: Mutex<HashMap<String, crate::limit::Held<IpAddr>>>,
@@ -178,6 +182,9 @@ impl Hub {
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
             },
             media_held: crate::limit::Counts::new(config.sfu.sessions_per_ip as usize),
+            // Five tries at once, then one every five seconds.
+            password_rate: crate::limit::Buckets::new(0.2, 5.0, 65_536),
+            admitted: Mutex::new(std::collections::HashSet::new()),
             media_sessions: Mutex::new(HashMap::new()),
             credential_rate: {
                 let per_min = config.turn.credentials_per_ip_per_min as f64;
@@ -675,4 +682,100 @@ pub(super) fn not_in_room(room: &str) -> ApiError {
         ErrorCode::NotInRoom,
         format!("not in room `{room}`; enter it first"),
     )
+}
+
+impl Hub {
+    // ---- room passwords -------------------------------------------------------
+
+    /// Lets `sid` into `room` when the room has no password, its session gave
+    /// it before, or `password` is right (checked on the blocking pool,
+    /// budgeted per address). A right password admits the session.
+    pub async fn room_access(
+        &self,
+        sid: Sid,
+        addr: Option<IpAddr>,
+        room: &str,
+        password: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(hash) = self.store.room_password(room).await? else {
+            return Ok(());
+        };
+        let session = self.state.lock().conns.get(&sid).map(|c| c.session);
+        if session.is_some_and(|key| self.admitted.lock().contains(&(key, room.to_string()))) {
+            return Ok(());
+        }
+        self.check_password(addr, room, &hash, password).await?;
+        if let Some(key) = session {
+            self.admit_to_room(key, room);
+        }
+        Ok(())
+    }
+
+    /// Checks `password` against a room's `hash`, budgeted per address.
+    pub async fn check_password(
+        &self,
+        addr: Option<IpAddr>,
+        room: &str,
+        hash: &str,
+        password: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(password) = password else {
+            return Err(ApiError::new(
+                ErrorCode::PasswordRequired,
+                format!("room `{room}` needs its password"),
+            ));
+        };
+        // Clients of unknown address share one budget.
+        let ip = addr.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Err(wait) = self.password_rate.try_take(&ip, std::time::Instant::now()) {
+            Metrics::inc(&self.metrics.rate_limited);
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many password attempts from your network address; retry in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        let (hash, password) = (hash.to_string(), password.to_string());
+        let right = tokio::task::spawn_blocking(move || crate::password::verify(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if right {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::WrongPassword,
+                format!("wrong password for room `{room}`"),
+            ))
+        }
+    }
+
+    /// Gives `room` a password (a room being created) and admits `sid`'s session.
+    pub async fn protect_room(&self, sid: Sid, room: &str, password: &str) -> Result<(), ApiError> {
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        self.store.set_room_password(room, &hash).await?;
+        if let Some(key) = self.state.lock().conns.get(&sid).map(|c| c.session) {
+            self.admit_to_room(key, room);
+        }
+        Ok(())
+    }
+
+    fn admit_to_room(&self, key: SessionKey, room: &str) {
+        let mut admitted = self.admitted.lock();
+        // Bounded: forgetting everyone only asks pages for the password again.
+        if admitted.len() >= 100_000 {
+            admitted.clear();
+        }
+        admitted.insert((key, room.to_string()));
+    }
+
+    /// The client address of a connection.
+    pub fn addr_of(&self, sid: Sid) -> Option<IpAddr> {
+        self.state.lock().conns.get(&sid).and_then(|c| c.addr)
+    }
 }

@@ -403,6 +403,17 @@ impl Backend for SledStore {
         self.write(|| format!("room `{name}`"), |o| o.rooms.touch(name, now_ms))
     }
 
+    async fn set_room_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        self.write(
+            || format!("room `{name}`"),
+            |o| o.rooms.set_password(name, hash),
+        )
+    }
+
+    async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.read(String::new, |o| o.rooms.password(name))
+    }
+
     async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError> {
         self.write(|| format!("room `{name}`"), |o| o.rooms.set_unlisted(name))
     }

@@ -65,8 +65,12 @@ pub fn open_db(data_dir: &Path, options: &StoreOptions) -> Result<(Open, Vec<Str
     let sessions =
         sessions::SessionTrees::open(db.open_tree("sessions")?, db.open_tree("sessions_seen")?)
             .map_err(damaged)?;
-    let (rooms, bad_rooms) =
-        rooms::Rooms::open(db.open_tree("rooms")?, db.open_tree("messages")?).map_err(damaged)?;
+    let (rooms, bad_rooms) = rooms::Rooms::open(
+        db.open_tree("rooms")?,
+        db.open_tree("messages")?,
+        db.open_tree("room_passwords")?,
+    )
+    .map_err(damaged)?;
     Ok((
         Open {
             db,

@@ -50,6 +50,8 @@ pub struct Rooms {
     records: sled::Tree,
     pub(super) messages: sled::Tree,
     index: Mutex<HashMap<String, Counters>>,
+    /// Room name -> the Argon2id hash of its password (rooms that have one).
+    passwords: sled::Tree,
 }
 
 impl Rooms {
@@ -60,6 +62,7 @@ impl Rooms {
     pub fn open(
         records: sled::Tree,
         messages: sled::Tree,
+        passwords: sled::Tree,
     ) -> Result<(Self, Vec<String>), StoreError> {
         let mut index = HashMap::new();
         let mut damaged = Vec::new();
@@ -107,6 +110,7 @@ impl Rooms {
                 records,
                 messages,
                 index: Mutex::new(index),
+                passwords,
             },
             damaged,
         ))
@@ -127,6 +131,23 @@ impl Rooms {
         };
         self.records.insert(name.as_bytes(), encode(&counters))?;
         Ok(meta(name, &counters))
+    }
+
+    /// Gives `name` a password (its Argon2id hash).
+    pub fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        if !self.index.lock().contains_key(name) {
+            return Err(StoreError::NoSuchRoom);
+        }
+        self.passwords.insert(name.as_bytes(), hash.as_bytes())?;
+        Ok(())
+    }
+
+    /// The hash of `name`'s password, if it has one.
+    pub fn password(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .passwords
+            .get(name.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Takes `name` out of the public list for good.
@@ -269,6 +290,7 @@ impl Rooms {
             .collect();
         for name in &doomed {
             self.records.remove(name.as_bytes())?;
+            self.passwords.remove(name.as_bytes())?;
             index.remove(name);
         }
         Ok(doomed)
