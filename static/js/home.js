@@ -105,7 +105,8 @@ joinForm.addEventListener("submit", (event) => {
     fieldError(roomError, roomInput, t("home.roomTooLong", { n: ROOM_NAME_MAX, len: length }));
   } else {
     // Read by the room page on its first entry: only a new room takes it.
-    if ($("unlisted-input").checked) sessionStorage.setItem(`noom.create.${name}`, "unlisted");
+    const asked = { unlisted: $("unlisted-input").checked, password: $("password-input").value };
+    if (asked.unlisted || asked.password) sessionStorage.setItem(`noom.create.${name}`, JSON.stringify(asked));
     window.location.assign(roomHref(name));
     return;
   }

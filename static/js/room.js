@@ -45,6 +45,7 @@ const client = new NoomClient();
 // ---- invite ------------------------------------------------------------------
 
 const unlistedBadge = $("unlisted");
+const protectedBadge = $("protected");
 const inviteButton = $("copy-invite");
 const inviteStatus = $("invite-status");
 let inviteTimer = null;
@@ -272,29 +273,67 @@ function setMembers(list, count) {
 /** The home page asked to create this room unlisted (once, for this tab). */
 function creationOptions() {
   const key = `noom.create.${room}`;
-  const unlisted = sessionStorage.getItem(key) === "unlisted";
+  let asked = {};
+  try {
+    asked = JSON.parse(sessionStorage.getItem(key) || "{}") || {};
+  } catch {
+    asked = {};
+  }
   sessionStorage.removeItem(key);
-  return unlisted ? { unlisted: true } : {};
+  const options = {};
+  if (asked.unlisted === true) options.unlisted = true;
+  if (typeof asked.password === "string" && asked.password) options.password = asked.password;
+  return options;
 }
 const creating = creationOptions();
 
+// A room with a password: the one this tab gave it, kept for reconnects
+// (the server forgets who gave it when it restarts).
+const passwordKey = `noom.password.${room}`;
+if (creating.password) sessionStorage.setItem(passwordKey, creating.password);
+const passwordForm = $("password-form");
+const passwordInput = $("password-input");
+const passwordError = $("password-error");
+
 async function enter() {
   const resuming = lastSeq > 0;
+  const options = resuming ? { after: lastSeq } : entered ? {} : { ...creating };
+  const password = sessionStorage.getItem(passwordKey);
+  if (password) options.password = password;
   try {
-    const ack = await client.enterRoom(room, resuming ? { after: lastSeq } : entered ? undefined : creating);
+    const ack = await client.enterRoom(room, options);
     const stick = !entered || nearBottom();
     entered = true;
+    passwordForm.hidden = true;
     unlistedBadge.hidden = ack.unlisted !== true;
+    protectedBadge.hidden = ack.protected !== true;
     setMembers(ack.members, ack.count);
     const added = addMessages(ack.messages);
     if (resuming && added) await catchUp();
     if (stick) scrollToBottom();
   } catch (err) {
+    if (err.code === "password_required" || err.code === "wrong_password") {
+      sessionStorage.removeItem(passwordKey);
+      passwordForm.hidden = false;
+      passwordError.textContent = err.code === "wrong_password" ? t("room.wrongPassword") : "";
+      passwordError.hidden = err.code !== "wrong_password";
+      passwordInput.focus();
+      return false;
+    }
     showStatus(status, err.message, err.code);
     return false;
   }
   return true;
 }
+
+passwordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const password = passwordInput.value;
+  if (!password) return;
+  sessionStorage.setItem(passwordKey, password);
+  passwordInput.value = "";
+  await enter();
+});
 
 // ---- events ----------------------------------------------------------------
 

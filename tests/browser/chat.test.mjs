@@ -271,3 +271,37 @@ test("a room created unlisted stays off the home page's list; its link still wor
     for (const page of [creator, watcher]) await page.context().close();
   }
 });
+
+test("a room with a password asks for it, says when it is wrong, and remembers it", async () => {
+  const owner = await openPage(env.browser, env.server, "/", { nickname: "Ola" });
+  const guest = await openPage(env.browser, env.server, "/", { nickname: "Gil" });
+  try {
+    await owner.getByTestId("connection").and(owner.locator('[data-state="connected"]')).waitFor();
+    await owner.getByTestId("create-password").fill("tulip 42");
+    await owner.locator("#room-input").fill("locked room");
+    await owner.getByTestId("enter-room").click();
+    await waitEntered(owner);
+    await owner.getByTestId("protected").waitFor({ state: "visible" });
+    await sendMessage(owner, "behind the door");
+
+    // The guest's page asks for the password; the history stays hidden.
+    await guest.goto(env.server.url(roomPath("locked room")));
+    await guest.getByTestId("password-form").waitFor({ state: "visible" });
+    assert.equal(await guest.locator("#messages .message").count(), 0);
+    await guest.getByTestId("room-password").fill("tulip 41");
+    await guest.getByTestId("room-password-enter").click();
+    await guest.getByTestId("password-error").getByText("not this room's password").waitFor();
+    assert.equal(await guest.locator("#messages .message").count(), 0);
+    await guest.getByTestId("room-password").fill("tulip 42");
+    await guest.getByTestId("room-password-enter").click();
+    await guest.locator("#messages .message .text", { hasText: "behind the door" }).waitFor();
+    await guest.getByTestId("password-form").waitFor({ state: "hidden" });
+    // A reload does not ask again.
+    await guest.reload();
+    await waitEntered(guest);
+    assert.equal(await guest.getByTestId("password-form").isVisible(), false);
+    assert.deepEqual([owner.errors, guest.errors], [[], []]);
+  } finally {
+    for (const page of [owner, guest]) await page.context().close();
+  }
+});
