@@ -28,6 +28,13 @@ struct Entry {
     history: bool,
 }
 
+impl Entry {
+    /// Members now, or messages (then listed while recently active).
+    fn listable(&self) -> bool {
+        self.count > 0 || self.history
+    }
+}
+
 /// Sort key: the list's order.
 type Key = (Reverse<usize>, Reverse<i64>, String);
 
@@ -93,10 +100,14 @@ impl Directory {
         if before == Some(entry) {
             return;
         }
-        if let Some(old) = before {
+        // Only rooms that can be listed are ordered: an empty room nobody
+        // wrote in costs nothing when the list is built.
+        if let Some(old) = before.filter(Entry::listable) {
             self.order.remove(&key(name, old));
         }
-        self.order.insert(key(name, entry));
+        if entry.listable() {
+            self.order.insert(key(name, entry));
+        }
         self.rooms.insert(name.to_string(), entry);
         self.changes += 1;
     }
@@ -152,7 +163,9 @@ impl Directory {
 
     fn remove(&mut self, name: &str) {
         if let Some(old) = self.rooms.remove(name) {
-            self.order.remove(&key(name, old));
+            if old.listable() {
+                self.order.remove(&key(name, old));
+            }
             self.changes += 1;
         }
     }
@@ -175,9 +188,6 @@ impl Directory {
             if *count == 0 && *activity < since {
                 // Every later room is idle and older still.
                 break;
-            }
-            if *count == 0 && !self.rooms.get(name).is_some_and(|e| e.history) {
-                continue; // empty, and nobody ever wrote in it
             }
             if rooms.len() >= self.list_max {
                 break;

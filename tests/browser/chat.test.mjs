@@ -79,12 +79,16 @@ test("Korean interface, English test ids", async () => {
   assert.equal((await page.getByTestId("send").textContent()).trim(), "보내기");
   // "1명 접속 중", the number joined to its counter word.
   assert.equal(await page.getByTestId("member-count-label").textContent(), "1명 접속 중");
+  assert.equal((await page.getByTestId("copy-invite").textContent()).trim(), "초대 링크 복사");
+  assert.equal(await page.getByTestId("prejoin-name").evaluate((i) => i.labels[0].textContent.trim()), "내 이름");
   await page.getByRole("button", { name: "통화 참여" }).click();
   await page.getByRole("button", { name: "통화 나가기" }).waitFor();
   for (const [id, name] of [
     ["mute", "음소거"],
     ["camera", "카메라 끄기"],
     ["share-screen", "화면 공유"],
+    ["raise-hand", "손 들기"],
+    ["react", "반응"],
   ]) {
     assert.equal((await page.getByTestId(id).textContent()).trim(), name, id);
   }
