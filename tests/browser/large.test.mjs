@@ -112,7 +112,7 @@ test(`${COUNT} in one call through the media server; leave, closed tab, late joi
   // tile, and then their moving video. Her offer has room for everyone's
   // tracks, so they flow as soon as her ICE and DTLS are up (no second
   // negotiation); with eight other pages on this machine her first frames
-  // still take 1.5-4.8 s, most of it her page's main thread waiting for a
+  // still take 1.5-5.7 s, most of it her page's main thread waiting for a
   // core (the server sees her connected about 0.5 s after her join and
   // sends the first keyframes 0.75 s later). 10 s is allowed here for CI;
   // sfu.test.mjs holds a late joiner to 3 s.
