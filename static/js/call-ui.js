@@ -263,10 +263,15 @@ export function setupCall({ client, room, lookup, notice }) {
       height = band;
     }
     if (!count) return;
+    // On a phone held upright, several people share the width in portrait
+    // tiles (the video is cropped to fit, as in Meet) instead of one column
+    // of thin strips.
+    const ratio = width < 600 && count > 1 ? 3 / 4 : 16 / 9;
+    grid.style.setProperty("--tile-ratio", ratio === 16 / 9 ? "16 / 9" : "3 / 4");
     let best = { w: 0, cols: 1 };
     for (let cols = 1; cols <= count; cols += 1) {
       const rows = Math.ceil(count / cols);
-      const w = Math.min((width - GAP * (cols - 1)) / cols, ((height - GAP * (rows - 1)) / rows) * (16 / 9));
+      const w = Math.min((width - GAP * (cols - 1)) / cols, ((height - GAP * (rows - 1)) / rows) * ratio);
       if (w > best.w + 0.5) best = { w, cols };
     }
     grid.style.setProperty("--tile-w", `${Math.max(80, Math.floor(best.w))}px`);

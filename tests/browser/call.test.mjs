@@ -83,3 +83,27 @@ test("a peer who speaks lights up its tile; muted, it does not", async () => {
     for (const page of [ann, ben]) await page.context().close();
   }
 });
+
+test("on a phone the call uses the width: two columns of portrait tiles", async () => {
+  const room = "mesh phone";
+  const phone = await openPage(env.browser, env.server, roomPath(room), { nickname: "Pia", viewport: { width: 390, height: 844 } });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
+  try {
+    for (const page of [phone, ben, cat]) await joinCall(page);
+    await expectLiveTiles(phone, ["Ben", "Cat"]);
+    const shape = await phone.evaluate(() => {
+      const grid = document.querySelector('[data-testid="grid"]');
+      const tiles = [...grid.children].map((t) => t.getBoundingClientRect());
+      return { cols: grid.dataset.cols, width: grid.clientWidth, tiles: tiles.map((r) => ({ w: r.width, h: r.height })) };
+    });
+    assert.equal(shape.cols, "2", JSON.stringify(shape));
+    for (const t of shape.tiles) {
+      assert.ok(t.h > t.w, `portrait tiles: ${JSON.stringify(shape)}`);
+      assert.ok(t.w > shape.width * 0.4, `each tile takes about half the width: ${JSON.stringify(shape)}`);
+    }
+    assert.deepEqual(phone.errors, []);
+  } finally {
+    for (const page of [phone, ben, cat]) await page.context().close();
+  }
+});
