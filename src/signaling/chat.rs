@@ -102,11 +102,12 @@ pub async fn enter_room(
     // `unlisted` only shapes a room being created: an existing room keeps
     // what its creator chose.
     let password = password_option(&opts)?;
-    let exists = hub.store.room(&room).await.is_some();
+    let existing = hub.store.room(&room).await;
+    let exists = existing.is_some();
+    // A room with a password lets in only sessions that gave it.
+    let mut protected = false;
     if exists {
-        // A room with a password lets in only sessions that gave it.
-        hub.room_access(s.id, hub.addr_of(s.id), &room, password.as_deref())
-            .await?;
+        protected = hub.room_access(s.id, &room, password.as_deref()).await?;
     }
     // Out of the list before it exists, so no list ever shows it.
     let creating = unlisted && !exists;
@@ -128,13 +129,9 @@ pub async fn enter_room(
     // A password given with the entry that creates a room becomes its own.
     if !exists && let Some(password) = &password {
         hub.protect_room(s.id, &room, password).await?;
+        protected = true;
     }
-    let protected = hub.store.room_password(&room).await?.is_some();
-    let unlisted = hub
-        .store
-        .room(&room)
-        .await
-        .is_some_and(|meta| meta.unlisted);
+    let unlisted = existing.map_or(creating, |meta| meta.unlisted);
     if !entered.already {
         let _ = s
             .to(chat_group(&room))
@@ -245,8 +242,7 @@ pub async fn history(
     let room = room_arg(&hub, &args)?;
     let opts = args.opt_object(1, "options")?;
     let password = password_option(&opts)?;
-    hub.room_access(s.id, hub.addr_of(s.id), &room, password.as_deref())
-        .await?;
+    hub.room_access(s.id, &room, password.as_deref()).await?;
     let messages = hub.store.history(&room, page_query(&opts)?).await?;
     Ok(ok(json!({ "messages": messages })))
 }

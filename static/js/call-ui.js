@@ -14,7 +14,7 @@
 import { Call } from "/static/js/call.js";
 import { LevelMeter, cameraGranted, listDevices, mediaSupported, onDeviceChange, screenShareSupported } from "/static/js/devices.js";
 import { t } from "/static/js/i18n.js";
-import { icon, initials, setButton } from "/static/js/ui.js";
+import { fieldError, icon, initials, setButton } from "/static/js/ui.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -645,16 +645,13 @@ export function setupCall({ client, room, lookup, notice }) {
   }
   nameInput.addEventListener("input", () => {
     nameEdited = true;
-    nameError.hidden = true;
-    nameInput.removeAttribute("aria-invalid");
+    fieldError(nameError, nameInput, "");
   });
   client.on("session", fillName);
   fillName();
 
   function nameRefused(text) {
-    nameError.textContent = text;
-    nameError.hidden = false;
-    nameInput.setAttribute("aria-invalid", "true");
+    fieldError(nameError, nameInput, text);
     nameInput.focus();
   }
 

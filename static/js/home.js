@@ -7,7 +7,7 @@
  * protocol.js; user text reaches the DOM only through textContent/attributes.
  */
 import { NoomClient } from "/static/js/protocol.js";
-import { showConnection, showStatus } from "/static/js/ui.js";
+import { fieldError, showConnection, showStatus } from "/static/js/ui.js";
 import { localize, t } from "/static/js/i18n.js";
 
 localize();
@@ -29,13 +29,6 @@ const roomError = $("room-error");
 const limits = document.querySelector("main.home").dataset;
 const ROOM_NAME_MAX = Number(limits.roomNameMax) || 64;
 
-/** Says why a field's value was refused, next to it (empty text: clears it). */
-function fieldError(el, input, text) {
-  el.textContent = text;
-  el.hidden = !text;
-  if (text) input.setAttribute("aria-invalid", "true");
-  else input.removeAttribute("aria-invalid");
-}
 
 function roomHref(name) {
   return "/r/" + encodeURIComponent(name);

@@ -15,7 +15,7 @@
  * unread counter; on wide screens it is a side panel.
  */
 import { NoomClient } from "/static/js/protocol.js";
-import { showConnection, showStatus } from "/static/js/ui.js";
+import { fieldError, showConnection, showStatus } from "/static/js/ui.js";
 import { localize, t } from "/static/js/i18n.js";
 import { setupCall } from "/static/js/call-ui.js";
 
@@ -315,8 +315,7 @@ async function enter() {
     if (err.code === "password_required" || err.code === "wrong_password") {
       sessionStorage.removeItem(passwordKey);
       passwordForm.hidden = false;
-      passwordError.textContent = err.code === "wrong_password" ? t("room.wrongPassword") : "";
-      passwordError.hidden = err.code !== "wrong_password";
+      fieldError(passwordError, passwordInput, err.code === "wrong_password" ? t("room.wrongPassword") : "");
       passwordInput.focus();
       return false;
     }

@@ -61,6 +61,17 @@ export function icon(name) {
   return svg;
 }
 
+/**
+ * Says why `input`'s value was refused, in `el` next to it (role=alert);
+ * an empty text clears it.
+ */
+export function fieldError(el, input, text) {
+  el.textContent = text;
+  el.hidden = !text;
+  if (text) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
 /** Set a button's icon (first child svg) and visible label (.label span). */
 export function setButton(button, iconName, label) {
   const old = button.querySelector("svg.icon");

@@ -14,8 +14,6 @@ use str0m::media::{
 };
 
 use crate::peer::{Peer, answer_offer, join, pump_all, start};
-use noom::sfu::SfuEvent;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const RIDS: [&str; 3] = ["q", "h", "f"];
 const HEIGHTS: [u16; 3] = [180, 360, 720];
@@ -215,32 +213,6 @@ async fn packets_lost_on_the_way_to_a_subscriber_are_resent() {
     assert!(stats.nacks > 0, "{stats:?}");
 }
 
-/// Waits for the server's offer to `key`, answers it with `peers[which]`,
-/// and returns the offer's SDP.
-async fn offer_text(
-    sfu: &noom::sfu::Sfu,
-    events: &mut UnboundedReceiver<SfuEvent>,
-    key: &str,
-    peers: &mut [&mut Peer],
-    which: usize,
-) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(std::time::Instant::now() < deadline, "no offer for {key}");
-        while let Ok(event) = events.try_recv() {
-            if let SfuEvent::Offer { participant, offer } = event
-                && participant == key
-            {
-                let text = offer.to_sdp_string();
-                let answer = peers[which].rtc.sdp_api().accept_offer(offer).unwrap();
-                sfu.answer(key, answer).await.expect("answer accepted");
-                return text;
-            }
-        }
-        pump_all(peers, Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_is_offered_once_it_carries_media_as_a_stream_of_its_own() {
     let (sfu, mut events) = start();
@@ -263,7 +235,7 @@ async fn a_shared_screen_is_offered_once_it_carries_media_as_a_stream_of_its_own
     join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
 
     // While nothing is shared, the subscriber is offered the camera only.
-    let first = offer_text(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    let first = answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
     assert_eq!(first.matches("m=video").count(), 1, "{first}");
     assert!(
         first.contains("a=msid:pub ") && !first.contains(".screen"),
@@ -295,7 +267,7 @@ async fn a_shared_screen_is_offered_once_it_carries_media_as_a_stream_of_its_own
             .unwrap();
     };
     write(&mut publisher, 0);
-    let second = offer_text(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    let second = answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
     assert_eq!(second.matches("m=video").count(), 2, "{second}");
     assert!(second.contains("a=msid:pub.screen "), "{second}");
 

@@ -180,14 +180,15 @@ pub async fn join(sfu: &Sfu, call: &str, key: &str, peer: &mut Peer, dir: Direct
     mid
 }
 
-/// Waits for the server's offer to `key`, pumping meanwhile, and answers it.
+/// Waits for the server's offer to `key`, pumping meanwhile, answers it with
+/// `peers[which]`, and returns the offer's SDP.
 pub async fn answer_offer(
     sfu: &Sfu,
     events: &mut UnboundedReceiver<SfuEvent>,
     key: &str,
     peers: &mut [&mut Peer],
     which: usize,
-) {
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         assert!(Instant::now() < deadline, "no offer for {key}");
@@ -195,9 +196,10 @@ pub async fn answer_offer(
             if let SfuEvent::Offer { participant, offer } = event
                 && participant == key
             {
+                let text = offer.to_sdp_string();
                 let answer = peers[which].rtc.sdp_api().accept_offer(offer).unwrap();
                 sfu.answer(key, answer).await.expect("answer accepted");
-                return;
+                return text;
             }
         }
         pump_all(peers, Duration::from_millis(20)).await;

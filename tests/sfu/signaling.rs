@@ -38,8 +38,14 @@ async fn media_join(c: &Connected, room: &str, peer: &mut Peer, dir: Direction) 
 }
 
 /// Pumps the peers until `c` gets a `media_offer` for `room`; answers it with
-/// `peers[which]` through `media_answer`.
-async fn answer_media_offer(c: &mut Connected, room: &str, peers: &mut [&mut Peer], which: usize) {
+/// `peers[which]` through `media_answer`. Returns the offer's and the
+/// answer's SDP.
+async fn answer_media_offer(
+    c: &mut Connected,
+    room: &str,
+    peers: &mut [&mut Peer],
+    which: usize,
+) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         assert!(Instant::now() < deadline, "no media_offer");
@@ -50,17 +56,20 @@ async fn answer_media_offer(c: &mut Connected, room: &str, peers: &mut [&mut Pee
         if let Some(e) = offer {
             assert_eq!(e.args[0], room);
             assert_eq!(e.args[1]["type"], "offer");
-            let offer = SdpOffer::from_sdp_string(e.args[1]["sdp"].as_str().unwrap()).unwrap();
-            let answer = peers[which].rtc.sdp_api().accept_offer(offer).unwrap();
+            let text = e.args[1]["sdp"].as_str().unwrap().to_string();
+            let offer = SdpOffer::from_sdp_string(&text).unwrap();
+            let answer = peers[which]
+                .rtc
+                .sdp_api()
+                .accept_offer(offer)
+                .unwrap()
+                .to_sdp_string();
             c.ok(
                 "media_answer",
-                &[
-                    json!(room),
-                    json!({ "type": "answer", "sdp": answer.to_sdp_string() }),
-                ],
+                &[json!(room), json!({ "type": "answer", "sdp": answer })],
             )
             .await;
-            return;
+            return (text, answer);
         }
         pump_all(peers, Duration::from_millis(20)).await;
     }
@@ -581,30 +590,7 @@ async fn a_call_of_fifty_negotiates_within_the_packet_limit() {
             offer.matches("\r\na=sendonly").count(),
             2 * (MEMBERS - 1)
         );
-        peer.pump(Duration::from_millis(20)).await;
-        let Some(e) = last
-            .c
-            .drain_events()
-            .into_iter()
-            .find(|e| e.name == "media_offer")
-        else {
-            continue;
-        };
-        offer = e.args[1]["sdp"].as_str().unwrap().to_string();
-        answer = peer
-            .rtc
-            .sdp_api()
-            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
-            .unwrap()
-            .to_sdp_string();
-        last.ok(
-            "media_answer",
-            &[
-                json!("assembly"),
-                json!({ "type": "answer", "sdp": answer }),
-            ],
-        )
-        .await;
+        (offer, answer) = answer_media_offer(&mut last, "assembly", &mut [&mut peer], 0).await;
     }
     // Only Opus and VP8 are offered: each codec more costs every m-line.
     assert!(!offer.contains("H264") && !offer.contains("VP9"), "{offer}");

@@ -689,26 +689,31 @@ impl Hub {
 
     /// Lets `sid` into `room` when the room has no password, its session gave
     /// it before, or `password` is right (checked on the blocking pool,
-    /// budgeted per address). A right password admits the session.
+    /// budgeted per address). A right password admits the session. Returns
+    /// whether the room has a password.
     pub async fn room_access(
         &self,
         sid: Sid,
-        addr: Option<IpAddr>,
         room: &str,
         password: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let Some(hash) = self.store.room_password(room).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        let session = self.state.lock().conns.get(&sid).map(|c| c.session);
+        let (session, addr) = self
+            .state
+            .lock()
+            .conns
+            .get(&sid)
+            .map_or((None, None), |c| (Some(c.session), c.addr));
         if session.is_some_and(|key| self.admitted.lock().contains(&(key, room.to_string()))) {
-            return Ok(());
+            return Ok(true);
         }
         self.check_password(addr, room, &hash, password).await?;
         if let Some(key) = session {
             self.admit_to_room(key, room);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Checks `password` against a room's `hash`, budgeted per address.
@@ -772,10 +777,5 @@ impl Hub {
             admitted.clear();
         }
         admitted.insert((key, room.to_string()));
-    }
-
-    /// The client address of a connection.
-    pub fn addr_of(&self, sid: Sid) -> Option<IpAddr> {
-        self.state.lock().conns.get(&sid).and_then(|c| c.addr)
     }
 }
