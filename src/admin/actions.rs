@@ -11,8 +11,8 @@ use socketioxide::socket::Sid;
 
 use super::auth::Caller;
 use super::{Admin, AdminError};
-use crate::signaling::hub::chat_group;
-use crate::signaling::protocol::{KickReason, events};
+use crate::signaling::hub::{Action, Moderator, chat_group};
+use crate::signaling::protocol::{ErrorCode, KickReason, events};
 
 fn log(caller: &Caller, action: &str, target: &str, detail: &str) {
     tracing::info!(
@@ -118,6 +118,41 @@ impl Admin {
             .await;
         log(caller, "delete_message", room, &format!("seq {seq}"));
         Ok(json!({ "ok": true }))
+    }
+
+    /// A moderation action in `room`, as its host could take it (`docs/protocol.md`,
+    /// "Moderation"): `{ action, to?, from?, locked?, lobby?, admit? }` with
+    /// `action` one of `set_host`, `mute`, `remove`, `room_settings`, `admit`.
+    pub async fn moderate(
+        &self,
+        caller: &Caller,
+        room: &str,
+        body: &Value,
+    ) -> Result<Value, AdminError> {
+        let bad = |m: String| AdminError::BadRequest(m);
+        let opts = body
+            .as_object()
+            .ok_or_else(|| bad("send a JSON object with `action`".into()))?;
+        let kind = opts
+            .get("action")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("`action` must be a string".into()))?;
+        let action = Action::parse(kind, opts).map_err(|e| bad(e.message))?;
+        if self.hub.store.room(room).await.is_none() {
+            return Err(AdminError::NotFound(format!("no room `{room}`")));
+        }
+        let mut reply = self
+            .hub
+            .moderate(&self.io, Moderator::Admin, room, action)
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::InvalidArgument => AdminError::BadRequest(e.message),
+                ErrorCode::Internal => AdminError::Internal(e.message),
+                _ => AdminError::NotFound(e.message),
+            })?;
+        log(caller, kind, room, &body.to_string());
+        reply["ok"] = Value::Bool(true);
+        Ok(reply)
     }
 
     /// Revokes every session of the public user id `user`: its tokens stop

@@ -54,6 +54,7 @@ pub fn router(admin: AdminRef) -> Router {
         )
         .route("/admin/api/rooms/{room}/end-call", post(end_call))
         .route("/admin/api/rooms/{room}/close", post(close_room))
+        .route("/admin/api/rooms/{room}/moderation", post(moderate))
         .route("/admin/api/connections/{id}/disconnect", post(disconnect))
         .route("/admin/api/users/{user}/revoke", post(revoke_user))
         .route("/admin/api/allocations", get(allocations))
@@ -273,6 +274,17 @@ async fn close_room(
 ) -> Result<Response, AdminError> {
     let room = room_name(&admin, &room)?;
     Ok(json(admin.close_room(&caller, &room).await?))
+}
+
+async fn moderate(
+    State(admin): State<AdminRef>,
+    ApiCaller(caller): ApiCaller,
+    Path(room): Path<String>,
+    body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AdminError> {
+    let room = room_name(&admin, &room)?;
+    let Json(body) = body.map_err(|e| AdminError::BadRequest(e.body_text()))?;
+    Ok(json(admin.moderate(&caller, &room, &body).await?))
 }
 
 async fn disconnect(

@@ -70,6 +70,11 @@ pub struct RoomDetail {
     pub messages: u64,
     pub last_seq: u64,
     pub last_activity: i64,
+    /// The host's user id, the lock and the lobby.
+    #[serde(flatten)]
+    pub settings: crate::signaling::hub::RoomSettings,
+    /// Connections waiting in the lobby.
+    pub waiting: Vec<crate::signaling::protocol::Member>,
 }
 
 #[derive(Debug, Serialize)]
@@ -286,6 +291,10 @@ impl Admin {
             messages: hub.store.stored_messages(room).await?,
             last_seq: meta.last_seq,
             last_activity: meta.last_activity,
+            settings: crate::signaling::hub::RoomSettings::from(
+                &hub.store.room_moderation(room).await?,
+            ),
+            waiting: hub.lobby_of(room),
         }))
     }
 }

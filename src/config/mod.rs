@@ -104,6 +104,8 @@ pub struct RoomsConfig {
     pub list_max: u64,
     /// Least time between two `room_change` broadcasts, in ms.
     pub broadcast_interval_ms: u64,
+    /// How long someone a host removed from a room may not enter it again, in seconds.
+    pub removal_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,6 +307,7 @@ impl Default for RoomsConfig {
             active_window_secs: 24 * 3600,
             list_max: 1000,
             broadcast_interval_ms: 1000,
+            removal_secs: 3600,
         }
     }
 }

@@ -123,6 +123,12 @@ impl Config {
                 return Err(bad(key, format!("must be between {min} and {max}")));
             }
         }
+        if self.rooms.removal_secs > 366 * 24 * 3600 {
+            return Err(bad(
+                "rooms.removal_secs",
+                "must be at most a year (31622400)",
+            ));
+        }
         if self.rooms.list_max == 0 {
             return Err(bad("rooms.list_max", "must be at least 1"));
         }

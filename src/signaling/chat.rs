@@ -87,7 +87,7 @@ pub fn history_params(params: HashMap<String, String>) -> Result<HistoryQuery, A
 pub async fn enter_room(
     hub: Arc<Hub>,
     s: SocketRef,
-    _io: SocketIo,
+    io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
@@ -108,6 +108,8 @@ pub async fn enter_room(
     let mut protected = false;
     if exists {
         protected = hub.room_access(s.id, &room, password.as_deref()).await?;
+        // Removed, locked out, or kept in the lobby.
+        hub.check_entry(&io, s.id, &room).await?;
     }
     // Out of the list before it exists, so no list ever shows it.
     let creating = unlisted && !exists;
@@ -132,6 +134,9 @@ pub async fn enter_room(
         protected = true;
     }
     let unlisted = existing.map_or(creating, |meta| meta.unlisted);
+    // The creator (or the first entrant of a room without one) is its host.
+    let settings = hub.claim_host(s.id, &room).await;
+    let waiting = hub.lobby_for(s.id, &room, &settings);
     if !entered.already {
         let _ = s
             .to(chat_group(&room))
@@ -150,6 +155,10 @@ pub async fn enter_room(
         "messages": messages,
         "unlisted": unlisted,
         "protected": protected,
+        "host": settings.host,
+        "locked": settings.locked,
+        "lobby": settings.lobby,
+        "waiting": waiting,
     })))
 }
 

@@ -10,6 +10,7 @@ mod chat;
 pub mod directory;
 pub mod hub;
 pub mod media;
+mod moderation;
 pub mod protocol;
 mod rate;
 pub mod validate;
@@ -193,6 +194,11 @@ async fn authenticate(
     route(&s, "media_answer", media::media_answer);
     route(&s, "media_state", media::media_state);
     route(&s, "media_view", media::media_view);
+    for kind in ["set_host", "mute", "remove", "room_settings", "admit"] {
+        route(&s, kind, move |h, s, io, a| {
+            moderation::moderate(kind, h, s, io, a)
+        });
+    }
     route(&s, "offer", |h, s, io, a| {
         call::forward(call::Signal::Offer, h, s, io, a)
     });
@@ -215,8 +221,9 @@ async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
     let _ = s.emit(events::ROOM_CHANGE, &*hub.room_list().json);
 }
 
-async fn on_disconnect(s: SocketRef, State(hub): State<HubRef>) {
+async fn on_disconnect(s: SocketRef, io: SocketIo, State(hub): State<HubRef>) {
     let Some(hub) = hub.get() else { return };
+    hub.leave_lobbies(&io, s.id).await;
     let departures = hub.disconnect(s.id).await;
     for left in &departures {
         chat::announce_departure(&s, left).await;

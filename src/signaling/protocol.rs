@@ -33,6 +33,16 @@ pub mod events {
     pub const HANDS: &str = "hands";
     /// Someone of the call reacted (an emoji).
     pub const REACTION: &str = "reaction";
+    /// A room's host, lock or lobby changed.
+    pub const ROOM_SETTINGS: &str = "room_settings";
+    /// Who waits in the lobby (to the host).
+    pub const LOBBY: &str = "lobby";
+    /// The host let a waiting connection in, or not.
+    pub const ADMISSION: &str = "admission";
+    /// The host asks this participant to turn the microphone off.
+    pub const MUTED: &str = "muted";
+    /// The host removed this connection from the call or the room.
+    pub const REMOVED: &str = "removed";
     pub const KICKED: &str = "kicked";
     pub const CALL_ENDED: &str = "call_ended";
     pub const ROOM_CLOSED: &str = "room_closed";
@@ -104,6 +114,14 @@ pub enum ErrorCode {
     PasswordRequired,
     /// The password given is not the room's.
     WrongPassword,
+    /// Only the room's host may do that.
+    NotHost,
+    /// The host removed this session from the room, for a while.
+    Removed,
+    /// The room is locked.
+    RoomLocked,
+    /// The room has a lobby: wait for the host (`admission`).
+    InLobby,
 }
 
 impl ErrorCode {
@@ -122,6 +140,10 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::PasswordRequired => "password_required",
             ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::NotHost => "not_host",
+            ErrorCode::Removed => "removed",
+            ErrorCode::RoomLocked => "room_locked",
+            ErrorCode::InLobby => "in_lobby",
         }
     }
 }

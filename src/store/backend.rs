@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 use super::model::{
-    HistoryQuery, Message, NewMessage, Retention, RoomMeta, Session, SessionKey, Settled,
-    StoreHealth, Verified,
+    HistoryQuery, Message, Moderation, NewMessage, Retention, RoomMeta, Session, SessionKey,
+    Settled, StoreHealth, Verified,
 };
 
 #[async_trait::async_trait]
@@ -78,6 +78,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_room_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
     /// The hash of room `name`'s password, if it has one.
     async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Room `name`'s host, lock, lobby and bans (the default when it has none).
+    async fn room_moderation(&self, name: &str) -> Result<Moderation, StoreError>;
+    /// Replaces room `name`'s moderation record.
+    async fn set_room_moderation(
+        &self,
+        name: &str,
+        moderation: &Moderation,
+    ) -> Result<(), StoreError>;
 
     /// Every room, in no particular order.
     async fn rooms(&self) -> Result<Vec<RoomMeta>, StoreError>;

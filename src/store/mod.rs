@@ -27,8 +27,8 @@ use crate::metrics::Metrics;
 
 pub use backend::Backend;
 pub use model::{
-    Appended, HistoryQuery, Message, NewMessage, Outcome, Retention, RoomMeta, Session, SessionKey,
-    Settled, StoreHealth, StoreOptions, Verified,
+    Appended, Ban, HistoryQuery, Message, Moderation, NewMessage, Outcome, Retention, RoomMeta,
+    Session, SessionKey, Settled, StoreHealth, StoreOptions, Verified,
 };
 pub use sled::DB_DIR;
 
@@ -279,6 +279,20 @@ impl Store {
     /// The hash of room `name`'s password, if it has one.
     pub async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.engine.room_password(name).await
+    }
+
+    /// Room `name`'s host, lock, lobby and bans.
+    pub async fn room_moderation(&self, name: &str) -> Result<Moderation, StoreError> {
+        self.engine.room_moderation(name).await
+    }
+
+    /// Replaces room `name`'s moderation record.
+    pub async fn set_room_moderation(
+        &self,
+        name: &str,
+        moderation: &Moderation,
+    ) -> Result<(), StoreError> {
+        self.engine.set_room_moderation(name, moderation).await
     }
 
     /// Keeps `name` out of the public room list for good.

@@ -130,6 +130,35 @@ pub struct RoomMeta {
     pub unlisted: bool,
 }
 
+/// Who runs a room and who may come in: its host (a public user id), whether
+/// it is locked or has a lobby, who may enter anyway, and who was removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moderation {
+    /// The host's user id (its session's); `None` until someone enters.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// No new entries.
+    #[serde(default)]
+    pub locked: bool,
+    /// Newcomers wait until the host lets them in.
+    #[serde(default)]
+    pub lobby: bool,
+    /// User ids that may enter while the room is locked or has a lobby: the
+    /// members when that was turned on, and those let in since.
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    /// Users removed from the room, and until when (ms since the epoch).
+    #[serde(default)]
+    pub bans: Vec<Ban>,
+}
+
+/// A user removed from a room, who may not enter it again before `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    pub user: String,
+    pub until: i64,
+}
+
 /// `last_activity` of a closed room: older than any active window, so the room
 /// leaves the lists, and raised by the next entry like any other timestamp.
 pub const CLOSED: i64 = 0;

@@ -807,6 +807,12 @@ export function setupCall({ client, room, lookup, notice }) {
 
   /** After a reconnect (new socket id): rebuild the call if we were in it. */
   return {
+    /** The host (or an administrator) muted us: the microphone goes off; we may turn it on again. */
+    mutedByHost(text) {
+      if (phase !== "incall") return;
+      if (!call.muted) call.setMuted(true);
+      showCallStatus(text, { sticky: false });
+    },
     /** The call was ended from outside (an administrator): back to the preview. */
     async end(text) {
       if (phase !== "incall") return;

@@ -212,6 +212,27 @@ export class NoomClient extends EventTarget {
     s.on("history_cleared", (room) => this._emit("history_cleared", { room }));
     s.on("message_deleted", (room, seq) => this._emit("message_deleted", { room, seq }));
 
+    // Moderation (docs/protocol.md): the room's host, lock and lobby.
+    s.on("room_settings", (room, settings) => {
+      if (!settings || typeof settings !== "object") return;
+      this._emit("room_settings", {
+        room,
+        host: typeof settings.host === "string" ? settings.host : null,
+        locked: settings.locked === true,
+        lobby: settings.lobby === true,
+      });
+    });
+    s.on("lobby", (room, info) => {
+      const waiting = info && Array.isArray(info.waiting) ? info.waiting.filter((m) => m && typeof m.id === "string") : [];
+      this._emit("lobby", { room, waiting });
+    });
+    s.on("admission", (room, info) => this._emit("admission", { room, admitted: Boolean(info && info.admitted) }));
+    s.on("muted", (room, info) => this._emit("muted", { room, by: (info && info.by) || null }));
+    s.on("removed", (room, info) => {
+      const detail = info && typeof info === "object" ? info : {};
+      this._emit("removed", { room, from: detail.from === "room" ? "room" : "call", by: detail.by || null });
+    });
+
     s.on("peer_joined", (room, member) => this._emit("peer_joined", { room, member }));
     s.on("peer_left", (room, member) => this._emit("peer_left", { room, member }));
     s.on("media_offer", (room, description) => this._emit("media_offer", { room, description }));
@@ -338,6 +359,15 @@ export class NoomClient extends EventTarget {
   /** Send an emoji to the call (one of the server's six) -> { ok } */
   react(room, emoji) {
     return this.request("reaction", room, { emoji });
+  }
+
+  /**
+   * A host's action in the room -> { ok, ... }: kind is "set_host", "mute",
+   * "remove" ({ to, from: "call" | "room" }), "room_settings" ({ locked?,
+   * lobby? }) or "admit" ({ to, admit }).
+   */
+  moderate(kind, room, options) {
+    return this.request(kind, room, options);
   }
 
   /** Tell the call our { audio, video, screen } (media server calls) -> { ok } */

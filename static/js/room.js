@@ -18,6 +18,7 @@ import { NoomClient } from "/static/js/protocol.js";
 import { fieldError, showConnection, showStatus } from "/static/js/ui.js";
 import { localize, t } from "/static/js/i18n.js";
 import { setupCall } from "/static/js/call-ui.js";
+import { setupModeration } from "/static/js/moderation.js";
 
 localize();
 
@@ -248,6 +249,7 @@ function renderMembers() {
       you.textContent = t("room.you");
       li.append(you);
     }
+    moderation.decorate(li, member);
     return li;
   });
   memberList.replaceChildren(...items);
@@ -267,6 +269,18 @@ function setMembers(list, count) {
   setCount(count);
   renderMembers();
 }
+
+// ---- moderation -------------------------------------------------------------
+
+const moderation = setupModeration({
+  client,
+  room,
+  notice: (text) => addNotice(text),
+  announce: (text) => (announcer.textContent = text),
+  status,
+  reenter: () => enter(),
+});
+moderation.setRerender(() => renderMembers());
 
 // ---- entering ------------------------------------------------------------
 
@@ -307,6 +321,7 @@ async function enter() {
     passwordForm.hidden = true;
     unlistedBadge.hidden = ack.unlisted !== true;
     protectedBadge.hidden = ack.protected !== true;
+    moderation.entered(ack, () => [...members.values()]);
     setMembers(ack.members, ack.count);
     const added = addMessages(ack.messages);
     if (resuming && added) await catchUp();
@@ -319,6 +334,7 @@ async function enter() {
       passwordInput.focus();
       return false;
     }
+    if (moderation.refused(err)) return false;
     showStatus(status, err.message, err.code);
     return false;
   }
@@ -421,6 +437,24 @@ client.on("room_closed", ({ room: name }) => {
   setCount(0);
   renderMembers();
   endChat(t("admin.roomClosed"));
+});
+client.on("removed", ({ room: name, from }) => {
+  if (name !== room) return;
+  if (from === "call") {
+    callUi.end(t("mod.removedFromCall"));
+    return;
+  }
+  closed = true;
+  callUi.end(t("mod.removedFromRoom"));
+  members.clear();
+  setCount(0);
+  renderMembers();
+  endChat(t("mod.removedFromRoom"));
+});
+client.on("muted", ({ room: name, by }) => {
+  if (name !== room) return;
+  const text = by && by.nickname ? t("mod.mutedBy", { name: by.nickname }) : t("mod.mutedByAdmin");
+  callUi.mutedByHost(text);
 });
 client.on("call_ended", ({ room: name }) => {
   if (name === room) callUi.end(t("admin.callEnded"));

@@ -283,3 +283,96 @@ async fn ending_a_call_ends_its_media_sessions() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The admin page moderates any room as its host could, and sees its host,
+/// lock and lobby.
+#[tokio::test]
+async fn the_admin_moderates_a_room_as_its_host_could() {
+    let server = admin::server().await;
+    let mut ana = server.client().await;
+    let mut bo = server.client().await;
+    ana.enter("forum").await;
+    let ack = bo.enter("forum").await;
+    let bo_id = ack["members"][1]["id"].as_str().expect("id").to_string();
+    let admin = Admin::login(&server).await;
+    let (_, room) = admin.get("/admin/api/rooms/forum").await;
+    assert_eq!(room["host"], ana.user.as_str());
+    assert_eq!(
+        (room["locked"].clone(), room["lobby"].clone()),
+        (json!(false), json!(false))
+    );
+
+    let path = "/admin/api/rooms/forum/moderation";
+    for bad in [
+        json!({}),
+        json!({ "action": "explode" }),
+        json!([1]),
+        json!({ "action": "mute" }),
+    ] {
+        assert_eq!(admin.post_json(path, &bad).await.0, 400, "{bad}");
+    }
+    assert_eq!(
+        admin
+            .post_json(
+                "/admin/api/rooms/nowhere/moderation",
+                &json!({ "action": "room_settings", "locked": true })
+            )
+            .await
+            .0,
+        404
+    );
+
+    let (status, body) = admin
+        .post_json(path, &json!({ "action": "set_host", "to": bo_id }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ana.event("room_settings").await.args[1]["host"],
+        bo.user.as_str()
+    );
+
+    bo.ok("join_call", &[json!("forum")]).await;
+    let (status, _) = admin
+        .post_json(path, &json!({ "action": "mute", "to": bo_id }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        bo.event("muted").await.args[1]["by"],
+        json!(null),
+        "the admin has no member id"
+    );
+
+    admin
+        .post_json(path, &json!({ "action": "room_settings", "lobby": true }))
+        .await;
+    let mut cleo = server.client().await;
+    cleo.err("enter_room", &[json!("forum")], "in_lobby").await;
+    let (_, room) = admin.get("/admin/api/rooms/forum").await;
+    assert_eq!(room["lobby"], true);
+    let cleo_id = room["waiting"][0]["id"]
+        .as_str()
+        .expect("waiting")
+        .to_string();
+    let (status, _) = admin
+        .post_json(
+            path,
+            &json!({ "action": "admit", "to": cleo_id, "admit": true }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(cleo.event("admission").await.args[1]["admitted"], true);
+    cleo.enter("forum").await;
+
+    // Removing the host: the longest present member hosts now.
+    let (status, _) = admin
+        .post_json(
+            path,
+            &json!({ "action": "remove", "to": bo_id, "from": "room" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(bo.event("removed").await.args[1]["from"], "room");
+    bo.err("enter_room", &[json!("forum")], "removed").await;
+    let (_, room) = admin.get("/admin/api/rooms/forum").await;
+    assert_eq!(room["host"], ana.user.as_str());
+}

@@ -11,6 +11,7 @@ mod config;
 mod crash;
 mod http;
 mod junk;
+mod moderation;
 mod polling;
 mod restart;
 mod store;

@@ -30,9 +30,11 @@ use crate::store::{RoomMeta, Session, SessionKey, Store};
 
 mod admin;
 mod calls;
+mod moderation;
 
 pub use admin::{LiveCounts, MemberDetail};
 pub use calls::{Joined, MESH_CALL_MAX};
+pub use moderation::{Action, LOBBY_MAX, Moderator, Removal, RoomSettings};
 
 /// The socketioxide room that carries a chat room's broadcasts.
 pub fn chat_group(room: &str) -> String {
@@ -96,6 +98,8 @@ struct State {
     rooms: HashMap<String, LiveRoom>,
     /// The public room list, updated with every count and activity change.
     directory: Directory,
+    /// Connections waiting in a room's lobby, in order of arrival.
+    lobby: HashMap<String, Vec<Sid>>,
 }
 
 /// Shared by every handler (socketioxide state) and the HTTP routes.
@@ -124,6 +128,8 @@ pub struct Hub {
     /// Media sessions open, counted per client address, by session key.
     media_held: Arc<crate::limit::Counts<IpAddr>>,
     media_sessions: Mutex<HashMap<String, crate::limit::Held<IpAddr>>>,
+    /// Held while a room's moderation record is read and written.
+    moderating: tokio::sync::Mutex<()>,
 }
 
 /// The result of `enter`.
@@ -195,7 +201,9 @@ impl Hub {
                 conns: HashMap::new(),
                 rooms: HashMap::new(),
                 directory,
+                lobby: HashMap::new(),
             }),
+            moderating: tokio::sync::Mutex::new(()),
             rooms_changed: Notify::new(),
         }
     }
@@ -362,6 +370,7 @@ impl Hub {
             conns,
             rooms,
             directory,
+            ..
         } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         let live = rooms.entry(room.to_string()).or_default();
@@ -426,6 +435,7 @@ impl Hub {
             conns,
             rooms,
             directory,
+            ..
         } = state;
         let conn = conns.get_mut(&sid)?;
         let at = conn.rooms.iter().position(|r| r == room)?;

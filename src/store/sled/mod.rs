@@ -31,8 +31,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{
-    Appended, HistoryQuery, Message, NewMessage, Outcome, Retention, RoomMeta, Session, SessionKey,
-    Settled, StoreHealth, StoreOptions, Verified,
+    Appended, HistoryQuery, Message, Moderation, NewMessage, Outcome, Retention, RoomMeta, Session,
+    SessionKey, Settled, StoreHealth, StoreOptions, Verified,
 };
 use super::{Backend, StoreError};
 use crate::metrics::Metrics;
@@ -412,6 +412,21 @@ impl Backend for SledStore {
 
     async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.read(String::new, |o| o.rooms.password(name))
+    }
+
+    async fn room_moderation(&self, name: &str) -> Result<Moderation, StoreError> {
+        self.read(String::new, |o| o.rooms.moderation(name))
+    }
+
+    async fn set_room_moderation(
+        &self,
+        name: &str,
+        moderation: &Moderation,
+    ) -> Result<(), StoreError> {
+        self.write(
+            || format!("room `{name}`"),
+            |o| o.rooms.set_moderation(name, moderation),
+        )
     }
 
     async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError> {

@@ -69,6 +69,7 @@ pub fn open_db(data_dir: &Path, options: &StoreOptions) -> Result<(Open, Vec<Str
         db.open_tree("rooms")?,
         db.open_tree("messages")?,
         db.open_tree("room_passwords")?,
+        db.open_tree("room_moderation")?,
     )
     .map_err(damaged)?;
     Ok((

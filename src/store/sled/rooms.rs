@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::messages;
 use crate::store::StoreError;
-use crate::store::model::{CLOSED, HistoryQuery, Message, NewMessage, RoomMeta};
+use crate::store::model::{CLOSED, HistoryQuery, Message, Moderation, NewMessage, RoomMeta};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Record {
@@ -52,6 +52,8 @@ pub struct Rooms {
     index: Mutex<HashMap<String, Counters>>,
     /// Room name -> the Argon2id hash of its password (rooms that have one).
     passwords: sled::Tree,
+    /// Room name -> its [`Moderation`] as JSON (rooms that have a host).
+    moderation: sled::Tree,
 }
 
 impl Rooms {
@@ -63,6 +65,7 @@ impl Rooms {
         records: sled::Tree,
         messages: sled::Tree,
         passwords: sled::Tree,
+        moderation: sled::Tree,
     ) -> Result<(Self, Vec<String>), StoreError> {
         let mut index = HashMap::new();
         let mut damaged = Vec::new();
@@ -111,6 +114,7 @@ impl Rooms {
                 messages,
                 index: Mutex::new(index),
                 passwords,
+                moderation,
             },
             damaged,
         ))
@@ -148,6 +152,30 @@ impl Rooms {
             .passwords
             .get(name.as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// `name`'s moderation record; the default when it has none.
+    pub fn moderation(&self, name: &str) -> Result<Moderation, StoreError> {
+        match self.moderation.get(name.as_bytes())? {
+            None => Ok(Moderation::default()),
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StoreError::Corrupt {
+                tree: "room_moderation",
+                reason: format!("room `{name}`: {e}"),
+            }),
+        }
+    }
+
+    /// Replaces `name`'s moderation record.
+    pub fn set_moderation(&self, name: &str, moderation: &Moderation) -> Result<(), StoreError> {
+        if !self.index.lock().contains_key(name) {
+            return Err(StoreError::NoSuchRoom);
+        }
+        let raw = serde_json::to_vec(moderation).map_err(|e| StoreError::Corrupt {
+            tree: "room_moderation",
+            reason: e.to_string(),
+        })?;
+        self.moderation.insert(name.as_bytes(), raw)?;
+        Ok(())
     }
 
     /// Takes `name` out of the public list for good.
@@ -291,6 +319,7 @@ impl Rooms {
         for name in &doomed {
             self.records.remove(name.as_bytes())?;
             self.passwords.remove(name.as_bytes())?;
+            self.moderation.remove(name.as_bytes())?;
             index.remove(name);
         }
         Ok(doomed)
@@ -372,6 +401,8 @@ impl Rooms {
     /// Its record stays (with the seq floor), so seqs keep growing if it reopens.
     pub fn close(&self, room: &str) -> Result<u64, StoreError> {
         let removed = self.clear(room)?;
+        // Reopened, it is a new room: its next entrant is its host.
+        self.moderation.remove(room.as_bytes())?;
         let mut index = self.index.lock();
         let c = index.get_mut(room).ok_or(StoreError::NoSuchRoom)?;
         c.last_activity = CLOSED;
