@@ -64,14 +64,19 @@ export class AdminClient extends EventTarget {
     return reply.room ?? null;
   }
 
-  async _request(method, path, query) {
+  async _request(method, path, query, payload) {
     const url = new URL(path, location.origin);
     for (const [k, v] of Object.entries(query || {})) {
       if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
     }
     const headers = { Accept: "application/json" };
     if (method !== "GET") headers["X-CSRF-Token"] = this.csrf;
-    const response = await fetch(url, { method, headers, credentials: "same-origin" });
+    const init = { method, headers, credentials: "same-origin" };
+    if (payload !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    const response = await fetch(url, init);
     let body = null;
     try {
       body = await response.json();
@@ -108,6 +113,14 @@ export class AdminClient extends EventTarget {
 
   closeRoom(name) {
     return this._request("POST", `/admin/api/rooms/${encodeURIComponent(name)}/close`);
+  }
+
+  /**
+   * What the room's host can do: action "set_host" | "mute" | "remove" |
+   * "room_settings" | "admit", with its fields ({ to, from, locked, lobby, admit }).
+   */
+  moderate(name, action, fields) {
+    return this._request("POST", `/admin/api/rooms/${encodeURIComponent(name)}/moderation`, null, { action, ...fields });
   }
 
   clearHistory(name) {

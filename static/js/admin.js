@@ -144,15 +144,54 @@ function renderRoom(detail) {
   }
   section.hidden = false;
   $("room-title").textContent = detail.name;
+  const host = detail.members.find((m) => m.user === detail.host);
+  const hostText = detail.host ? `host ${host ? host.nickname : `user ${detail.host} (not here)`}` : "no host";
+  const flags = [detail.locked ? "locked" : null, detail.lobby ? "lobby on" : null].filter(Boolean);
   $("room-counts").textContent =
-    `${detail.members.length} members, ${detail.in_call} in call, ${detail.messages} messages stored`;
+    `${detail.members.length} members, ${detail.in_call} in call, ${detail.messages} messages stored; ${hostText}` +
+    (flags.length ? `; ${flags.join(", ")}` : "");
+  $("lock-room").textContent = detail.locked ? "Unlock room" : "Lock room";
+  $("lobby-room").textContent = detail.lobby ? "Turn lobby off" : "Turn lobby on";
+  const waiting = detail.waiting || [];
+  $("waiting-wrap").hidden = waiting.length === 0;
+  $("waiting").replaceChildren(
+    ...waiting.map((w) => {
+      const li = el("li", w.nickname);
+      li.append(
+        " ",
+        button("Admit", "admin-admit", () =>
+          act(`Let ${w.nickname} into ${detail.name}?`, () => client.moderate(detail.name, "admit", { to: w.id, admit: true }), `Let ${w.nickname} in.`),
+        ),
+        button("Deny", "admin-deny", () =>
+          act(`Turn ${w.nickname} away?`, () => client.moderate(detail.name, "admit", { to: w.id, admit: false }), `Turned ${w.nickname} away.`),
+        ),
+      );
+      return li;
+    }),
+  );
   $("end-call").disabled = detail.in_call === 0;
   const names = new Map(detail.members.map((m) => [m.id, m.nickname]));
   $("members").replaceChildren(
     ...detail.members.map((m) => {
       const actions = document.createElement("span");
       actions.className = "actions";
+      const moderate = (label, testid, question, action, fields, done) =>
+        button(label, testid, () => act(question, () => client.moderate(detail.name, action, { to: m.id, ...fields }), done));
+      if (m.user !== detail.host) {
+        actions.append(moderate("Make host", "admin-make-host", `Make ${m.nickname} the host of ${detail.name}?`, "set_host", {}, `${m.nickname} hosts ${detail.name} now.`));
+      }
+      if (m.in_call) {
+        actions.append(
+          moderate("Mute", "admin-mute", `Turn ${m.nickname}'s microphone off? They can turn it on again.`, "mute", {}, `Muted ${m.nickname}.`),
+          moderate("Remove from call", "admin-remove-call", `Take ${m.nickname} out of the call?`, "remove", { from: "call" }, `Took ${m.nickname} out of the call.`),
+        );
+      }
       actions.append(
+        moderate(
+          "Remove from room", "admin-remove-room",
+          `Remove ${m.nickname} from ${detail.name}? They cannot come back from this session for a while.`,
+          "remove", { from: "room" }, `Removed ${m.nickname} from ${detail.name}.`,
+        ),
         button("Disconnect", "disconnect", () =>
           act(`Disconnect ${m.nickname} (${m.id})?`, () => client.disconnect(m.id), `Disconnected ${m.nickname}.`),
         ),
@@ -165,7 +204,7 @@ function renderRoom(detail) {
         ),
       );
       const tr = row([
-        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no",
+        m.user === detail.host ? `${m.nickname} (host)` : m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no",
         mediaText(m.media, names), actions,
       ]);
       tr.dataset.member = m.id;
@@ -264,6 +303,22 @@ async function select(name) {
 }
 
 $("older").addEventListener("click", () => selected && loadHistory(selected, true));
+$("lock-room").addEventListener("click", () => {
+  const locked = !(lastDetail && lastDetail.locked);
+  act(
+    locked ? `Lock ${selected}? Nobody new can enter.` : `Unlock ${selected}?`,
+    () => client.moderate(selected, "room_settings", { locked }),
+    locked ? `Locked ${selected}.` : `Unlocked ${selected}.`,
+  );
+});
+$("lobby-room").addEventListener("click", () => {
+  const lobby = !(lastDetail && lastDetail.lobby);
+  act(
+    lobby ? `Turn the lobby of ${selected} on? Newcomers wait until the host or you let them in.` : `Turn the lobby of ${selected} off? Whoever waits comes in.`,
+    () => client.moderate(selected, "room_settings", { lobby }),
+    lobby ? `The lobby of ${selected} is on.` : `The lobby of ${selected} is off.`,
+  );
+});
 $("end-call").addEventListener("click", () =>
   act(`End the call in ${selected} for everyone?`, () => client.endCall(selected), `Ended the call in ${selected}.`),
 );

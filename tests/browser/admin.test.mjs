@@ -2,7 +2,8 @@
 // `noom hash-password`, watch a room fill up live, delete a message (it
 // disappears from the members' pages too), end the call, delete the history,
 // disconnect a member, revoke a message's author and close the room (the pages
-// explain what happened and do not come back by themselves).
+// explain what happened and do not come back by themselves); and moderate
+// the room as its host could: mute, lock, lobby, admit, remove, make host.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -32,6 +33,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   admin.on("dialog", (dialog) => dialog.accept());
 
   const room = "ops <room>";
+  let cat, dan;
   const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
   await waitEntered(ann);
   const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
@@ -70,6 +72,31 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   await joinCall(ben);
   await expectLiveTiles(ann, ["Ben"]);
   await admin.getByTestId("room-counts").getByText("2 in call").waitFor();
+
+  // Moderation from outside, as the host could: Ann created the room and hosts it.
+  await admin.getByTestId("room-counts").getByText("host Ann").waitFor();
+  await members.locator("tr", { hasText: "Ben" }).getByTestId("admin-mute").click();
+  await ben.getByRole("button", { name: "Unmute", exact: true }).waitFor();
+  await ben.getByTestId("call-status").getByText("administrator muted your microphone").waitFor();
+  await admin.getByTestId("admin-lock").click();
+  await ann.getByTestId("locked").waitFor();
+  await admin.getByTestId("room-counts").getByText("locked").waitFor();
+  await admin.getByTestId("admin-lock").click();
+  await admin.getByTestId("admin-lobby").click();
+  await admin.getByTestId("room-counts").getByText("lobby on").waitFor();
+  dan = await openPage(env.browser, env.server, roomPath(room), { nickname: "Dan" });
+  await dan.getByTestId("lobby-wait").waitFor();
+  await ann.getByTestId("lobby-list").locator("li", { hasText: "Dan" }).waitFor();
+  await admin.getByTestId("admin-waiting").locator("li", { hasText: "Dan" }).getByTestId("admin-admit").click();
+  await waitEntered(dan);
+  await members.locator("tr", { hasText: "Dan" }).getByTestId("admin-remove-room").click();
+  await dan.locator("#messages .notice", { hasText: "removed you from this room" }).waitFor();
+  await members.locator("tr", { hasText: "Dan" }).waitFor({ state: "detached" });
+  await admin.getByTestId("admin-lobby").click();
+  await admin.getByTestId("room-counts").getByText("lobby on").waitFor({ state: "detached" });
+  await members.locator("tr", { hasText: "Ben" }).getByTestId("admin-make-host").click();
+  await ben.getByTestId("host-panel").waitFor();
+  await admin.getByTestId("room-counts").getByText("host Ben").waitFor();
   await admin.getByTestId("end-call").click();
   for (const page of [ann, ben]) {
     await page.waitForFunction(() => window.noomCall.phase() === "prejoin");
@@ -96,7 +123,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
 
   // Revoke the author of a message from the history: Cat's page is told her
   // session ended and does not come back by itself.
-  const cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
+  cat = await openPage(env.browser, env.server, roomPath(room), { nickname: "Cat" });
   await waitEntered(cat);
   await sendMessage(cat, "spam spam spam");
   const spam = history.locator("li", { hasText: "spam spam spam" });
@@ -114,7 +141,7 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   const rooms = await (await fetch(env.server.url("/api/rooms"))).json();
   assert.deepEqual(rooms, []);
 
-  for (const page of [admin, ann, ben, cat]) {
+  for (const page of [admin, ann, ben, cat, dan]) {
     assert.deepEqual(page.errors, []);
     await page.context().close();
   }
