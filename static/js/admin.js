@@ -204,7 +204,7 @@ function renderRoom(detail) {
         ),
       );
       const tr = row([
-        m.user === detail.host ? `${m.nickname} (host)` : m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no",
+        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no",
         mediaText(m.media, names), actions,
       ]);
       tr.dataset.member = m.id;

@@ -15,6 +15,7 @@ import { Call } from "/static/js/call.js";
 import { LevelMeter, cameraGranted, listDevices, mediaSupported, onDeviceChange, screenShareSupported } from "/static/js/devices.js";
 import { t } from "/static/js/i18n.js";
 import { fieldError, icon, initials, setButton } from "/static/js/ui.js";
+import { CallLayout } from "/static/js/layout.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -53,6 +54,7 @@ export function setupCall({ client, room, lookup, notice }) {
   const nameInput = $("prejoin-name");
   const nameError = $("prejoin-name-error");
   const callStatus = $("call-status");
+  const layoutButton = $("layout-toggle");
 
   let phase = "prejoin"; // prejoin | joining | incall
   let selfTile = null;
@@ -195,11 +197,12 @@ export function setupCall({ client, room, lookup, notice }) {
     if (stream) video.play().catch(() => {});
   }
 
-  function makeTile({ id, self }) {
+  function makeTile({ id, self, key = id }) {
     const el = document.createElement("figure");
     el.className = "tile";
     el.setAttribute("data-testid", self ? "tile-self" : "tile");
     el.dataset.peer = id;
+    el.dataset.key = key;
     if (self) el.dataset.self = "true";
     const video = document.createElement("video");
     video.autoplay = true;
@@ -229,55 +232,45 @@ export function setupCall({ client, room, lookup, notice }) {
     state.className = "tile-state";
     state.setAttribute("data-testid", "tile-state");
     bar.append(mic, name, state);
-    el.append(video, off, overlay, bar);
-    return { el, video, avatar, overlay, mic, name, state };
+    // Pin: this tile goes large, in any view, until unpinned.
+    const pin = document.createElement("button");
+    pin.type = "button";
+    pin.className = "tile-pin";
+    pin.setAttribute("data-testid", "tile-pin");
+    pin.setAttribute("aria-pressed", "false");
+    pin.append(icon("pin"));
+    pin.addEventListener("click", () => arrange.togglePin(el.dataset.key));
+    el.append(video, off, overlay, bar, pin);
+    return { el, video, avatar, overlay, mic, name, state, pin };
   }
 
-  const GAP = 8; // px, as in the stylesheet
+  /** The pin button's accessible name follows the tile's name. */
+  function namePin(tile, name) {
+    tile.pin.setAttribute("aria-label", t("call.pin", { name }));
+  }
 
-  /**
-   * Choose the column count giving the largest 16:9 tiles that all fit. A
-   * shared screen goes large on a row of its own, the other tiles in a band
-   * under it.
-   */
+  const arrange = new CallLayout({
+    grid,
+    pager: { nav: $("pager"), prev: $("page-prev"), next: $("page-next"), label: $("page-label") },
+    onChange: () => reportViews(),
+    label: (page, pages) => t("call.page", { page, pages }),
+  });
+
+  /** Places and sizes the tiles (layout.js): grid or speaker view, pins, shares, pages. */
   function layout() {
-    const shared = [...grid.children].filter((el) => el.classList.contains("tile-screen"));
-    const count = grid.children.length - shared.length;
-    grid.dataset.count = String(grid.children.length);
-    grid.dataset.presenting = String(shared.length > 0);
-    const width = grid.clientWidth;
-    let height = grid.clientHeight;
-    if (!width || !height) return;
-    if (shared.length) {
-      const band = count ? Math.max(90, Math.floor(height * 0.25)) : 0;
-      const screenHeight = height - band - (count ? GAP : 0);
-      const n = shared.length;
-      const w = Math.max(80, Math.floor(Math.min((width - GAP * (n - 1)) / n, (screenHeight * 16) / 9)));
-      // Margins fill the row, so the camera tiles start a row of their own.
-      const side = `${Math.max(0, Math.floor((width - n * w - GAP * (n - 1)) / 2))}px`;
-      shared.forEach((el, i) => {
-        el.style.width = `${w}px`;
-        el.style.marginLeft = i === 0 ? side : "";
-        el.style.marginRight = i === n - 1 ? side : "";
-      });
-      height = band;
-    }
-    if (!count) return;
-    // On a phone held upright, several people share the width in portrait
-    // tiles (the video is cropped to fit, as in Meet) instead of one column
-    // of thin strips.
-    const ratio = width < 600 && count > 1 ? 3 / 4 : 16 / 9;
-    grid.style.setProperty("--tile-ratio", ratio === 16 / 9 ? "16 / 9" : "3 / 4");
-    let best = { w: 0, cols: 1 };
-    for (let cols = 1; cols <= count; cols += 1) {
-      const rows = Math.ceil(count / cols);
-      const w = Math.min((width - GAP * (cols - 1)) / cols, ((height - GAP * (rows - 1)) / rows) * ratio);
-      if (w > best.w + 0.5) best = { w, cols };
-    }
-    grid.style.setProperty("--tile-w", `${Math.max(80, Math.floor(best.w))}px`);
-    grid.dataset.cols = String(best.cols);
-    reportViews();
+    arrange.update();
   }
+
+  function renderLayoutButton() {
+    const speakerView = arrange.view === "speaker";
+    setButton(layoutButton, "speakerView", t("call.speakerView"));
+    layoutButton.setAttribute("aria-pressed", String(speakerView));
+  }
+  layoutButton.addEventListener("click", () => {
+    arrange.setView(arrange.view === "speaker" ? "grid" : "speaker");
+    renderLayoutButton();
+  });
+  renderLayoutButton();
 
   /**
    * Through the media server: tell it how large each member's video shows
@@ -317,6 +310,7 @@ export function setupCall({ client, room, lookup, notice }) {
     selfTile.mic.hidden = s.audio;
     const nickname = client.nickname || "";
     selfTile.name.textContent = `${nickname} (${t("call.you")})`;
+    namePin(selfTile, selfTile.name.textContent);
     selfTile.avatar.textContent = initials(nickname);
     selfTile.state.textContent = s.screen ? t("call.sharing") : "";
     labelTile(selfTile, selfTile.name.textContent, { muted: !s.audio, cameraOff: !video, sharing: s.screen });
@@ -362,9 +356,11 @@ export function setupCall({ client, room, lookup, notice }) {
     tile.el.dataset.state = state;
     tile.el.dataset.audio = peer.remote.audio ? "on" : "off";
     tile.el.dataset.video = hasVideo ? "on" : "off";
+    const screenBefore = tile.el.dataset.screen;
     tile.el.dataset.screen = String(peer.remote.screen);
     tile.mic.hidden = peer.remote.audio;
     tile.name.textContent = peer.nickname || "…";
+    namePin(tile, tile.name.textContent);
     tile.avatar.textContent = initials(peer.nickname);
     const stateText = connected ? "" : t(`call.state.${state}`) === `call.state.${state}` ? state : t(`call.state.${state}`);
     tile.state.textContent = connected ? (peer.remote.screen ? t("call.sharing") : "") : stateText;
@@ -377,6 +373,8 @@ export function setupCall({ client, room, lookup, notice }) {
       state: stateText,
     });
     renderScreen(peer);
+    // A mesh share shows on the sharer's tile: it goes large (or back).
+    if (screenBefore !== tile.el.dataset.screen) layout();
     reportViews();
   }
 
@@ -390,7 +388,7 @@ export function setupCall({ client, room, lookup, notice }) {
       return;
     }
     if (!tile) {
-      tile = makeTile({ id: peer.id, self: false });
+      tile = makeTile({ id: peer.id, self: false, key: `screen:${peer.id}` });
       tile.el.classList.add("tile-screen");
       tile.el.setAttribute("data-testid", "tile-screen");
       tile.el.dataset.screen = "true";
@@ -407,6 +405,7 @@ export function setupCall({ client, room, lookup, notice }) {
     }
     tile.name.textContent = t("call.screenOf", { name: peer.nickname || "…" });
     tile.el.setAttribute("aria-label", tile.name.textContent);
+    namePin(tile, tile.name.textContent);
   }
 
   function removeScreenTile(id) {
@@ -740,6 +739,7 @@ export function setupCall({ client, room, lookup, notice }) {
       tile.el.dataset.speaking = String(ids.includes(id));
       relabel(tile);
     }
+    arrange.setSpeakers(ids);
   });
   document.addEventListener("visibilitychange", () => reportViews());
   call.on("peer-updated", ({ peer }) => renderPeer(peer));
@@ -823,7 +823,10 @@ export function setupCall({ client, room, lookup, notice }) {
       if (phase !== "incall") return;
       try {
         await call.rejoin();
-        if (selfTile) selfTile.el.dataset.peer = client.id;
+        if (selfTile) {
+          selfTile.el.dataset.peer = client.id;
+          selfTile.el.dataset.key = client.id;
+        }
       } catch {
         /* `left` handler explains */
       }

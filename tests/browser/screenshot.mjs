@@ -1,5 +1,7 @@
 // Makes docs/screenshot-call.png (not a test): a three-party call in progress.
-//   node tests/browser/screenshot.mjs [out.png] [--dark] [--phone] [--prejoin]
+//   node tests/browser/screenshot.mjs [out.png] [--dark] [--phone] [--prejoin] [--speaker]
+// --speaker: five people through the media server, one sharing a screen,
+// seen in speaker view (docs/screenshot-speaker.png).
 import { startServer, launchBrowser, openPage, roomPath, joinCall, expectLiveTiles, sleep, ROOT } from "./harness.mjs";
 import { join } from "node:path";
 
@@ -8,6 +10,7 @@ const out = args.find((a) => !a.startsWith("--")) ?? join(ROOT, "docs", "screens
 const dark = args.includes("--dark");
 const phone = args.includes("--phone");
 const prejoinOnly = args.includes("--prejoin");
+const speaker = args.includes("--speaker");
 
 const server = await startServer();
 const browser = await launchBrowser();
@@ -15,7 +18,21 @@ try {
   const room = "Design review";
   const viewport = phone ? { width: 390, height: 780 } : { width: 1280, height: 760 };
   const main = await openPage(browser, server, roomPath(room), { nickname: "Mina", viewport, colorScheme: dark ? "dark" : "light" });
-  if (prejoinOnly) {
+  if (speaker) {
+    const names = ["지민", "Sam Taylor", "Ola", "Priya"];
+    const others = [];
+    for (const nickname of names) others.push(await openPage(browser, server, roomPath(room), { nickname }));
+    await main.evaluate(() => localStorage.setItem("noom.view", "speaker"));
+    await main.reload();
+    for (const p of [main, ...others]) await joinCall(p);
+    await expectLiveTiles(main, names, { timeout: 40000 });
+    await others[0].getByTestId("share-screen").click();
+    await main.getByTestId("tile-screen").waitFor();
+    await others[0].fill("#message-input", "Sharing the new mockups now.");
+    await others[0].getByTestId("send").click();
+    await sleep(3000);
+    await main.screenshot({ path: out });
+  } else if (prejoinOnly) {
     await main.waitForFunction(() => document.getElementById("preview-video").readyState >= 2);
     await sleep(800);
     await main.screenshot({ path: out });
