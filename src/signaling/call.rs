@@ -14,7 +14,7 @@ use socketioxide::socket::Sid;
 
 use super::chat::room_arg;
 use super::hub::{Hub, call_group};
-use super::protocol::{ApiError, Args, ErrorCode, events, ok};
+use super::protocol::{ApiError, Args, Departure, ErrorCode, events, ok};
 use crate::metrics::Metrics;
 
 pub async fn join_call(
@@ -24,9 +24,19 @@ pub async fn join_call(
     args: Args,
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
+    let opts = args.opt_object(1, "options")?;
+    let was = match opts.get("was") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(w)) if (1..=64).contains(&w.len()) => Some(w.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "`was` must be a socket id (1 to 64 characters)",
+            ));
+        }
+    };
     // Credentials first: a join refused for lack of them changes nothing.
     let ice = ice_servers(&hub, &s)?;
-    let joined = hub.join_call(&s, &room)?;
+    let joined = hub.join_call(&s, &room, was)?;
     // The others switch to the media server before they hear of the
     // newcomer, which will not offer to them.
     if joined.switched {
@@ -124,7 +134,10 @@ pub async fn leave_call(
     let me = hub.leave_call(&s, &room)?;
     let _ = s
         .to(call_group(&room))
-        .emit(events::PEER_LEFT, &(room.as_str(), &me))
+        .emit(
+            events::PEER_LEFT,
+            &(room.as_str(), &me, Departure::Left.payload()),
+        )
         .await;
     Ok(ok(json!({})))
 }

@@ -9,7 +9,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 
 use super::hub::{Hub, call_group, chat_group, now_ms};
-use super::protocol::{ApiError, Args, ErrorCode, Reply, events, ok, opt_u64};
+use super::protocol::{ApiError, Args, Departure, ErrorCode, Reply, events, ok, opt_u64};
 use super::validate;
 use crate::metrics::Metrics;
 use crate::store::{Appended, HistoryQuery, NewMessage, Settled};
@@ -175,23 +175,26 @@ pub async fn leave_room(
             format!("not in room `{room}`"),
         ));
     };
-    announce_departure(&s, &left).await;
+    announce_departure(&s, &left, Departure::Left).await;
     hub.rooms_changed();
     Ok(ok(json!({})))
 }
 
-/// Tells the others of a room (and of its call) that a member left.
-pub async fn announce_departure(s: &SocketRef, left: &super::hub::Left) {
+/// Tells the others of a room (and of its call) that a member left, and why.
+pub async fn announce_departure(s: &SocketRef, left: &super::hub::Left, why: Departure) {
     let room = left.room.as_str();
     if left.was_in_call {
         let _ = s
             .to(call_group(room))
-            .emit(events::PEER_LEFT, &(room, &left.member))
+            .emit(events::PEER_LEFT, &(room, &left.member, why.payload()))
             .await;
     }
     let _ = s
         .to(chat_group(room))
-        .emit(events::BYE, &(room, &left.member, left.count))
+        .emit(
+            events::BYE,
+            &(room, &left.member, left.count, why.payload()),
+        )
         .await;
 }
 

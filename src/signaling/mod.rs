@@ -23,6 +23,7 @@ use serde_json::Value;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
 use socketioxide::{SocketIo, TransportType};
 use tokio_util::sync::CancellationToken;
 
@@ -221,12 +222,26 @@ async fn on_connect(s: SocketRef, State(hub): State<HubRef>) {
     let _ = s.emit(events::ROOM_CHANGE, &*hub.room_list().json);
 }
 
-async fn on_disconnect(s: SocketRef, io: SocketIo, State(hub): State<HubRef>) {
+async fn on_disconnect(
+    s: SocketRef,
+    io: SocketIo,
+    reason: DisconnectReason,
+    State(hub): State<HubRef>,
+) {
     let Some(hub) = hub.get() else { return };
     hub.leave_lobbies(&io, s.id).await;
     let departures = hub.disconnect(s.id).await;
+    // A page that says goodbye (leaving, or closing) has left; a connection
+    // that dropped may come back in a moment: the others may keep its peer
+    // connections meanwhile.
+    let why = match reason {
+        DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect => {
+            protocol::Departure::Left
+        }
+        _ => protocol::Departure::Disconnected,
+    };
     for left in &departures {
-        chat::announce_departure(&s, left).await;
+        chat::announce_departure(&s, left, why).await;
     }
     if !departures.is_empty() {
         hub.rooms_changed();

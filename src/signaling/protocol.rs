@@ -85,6 +85,33 @@ pub struct Member {
     pub id: String,
     pub user: String,
     pub nickname: String,
+    /// The socket id this connection had before a reconnect, as it said when
+    /// it joined the call again (so the others keep their peer connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was: Option<String>,
+}
+
+/// Why a member left a room or a call, as `peer_left` and `bye` say it:
+/// `left` (it said so: a leave, or its page closing), `disconnected` (its
+/// connection dropped: it may come back in a moment under a new socket id)
+/// or `removed` (the host or an administrator took it out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    Left,
+    Disconnected,
+    Removed,
+}
+
+impl Departure {
+    /// The last argument of `peer_left` and `bye`.
+    pub fn payload(self) -> Value {
+        let reason = match self {
+            Departure::Left => "left",
+            Departure::Disconnected => "disconnected",
+            Departure::Removed => "removed",
+        };
+        json!({ "reason": reason })
+    }
 }
 
 /// An entry of the public room list.

@@ -744,6 +744,17 @@ export function setupCall({ client, room, lookup, notice }) {
   document.addEventListener("visibilitychange", () => reportViews());
   call.on("peer-updated", ({ peer }) => renderPeer(peer));
   call.on("peer-removed", ({ peer, reason }) => removePeerTile(peer, reason));
+  // Back under a new socket id, its connection kept: the same tile, re-keyed.
+  call.on("peer-rekeyed", ({ peer, from }) => {
+    const tile = tiles.get(from);
+    if (!tile) return;
+    tiles.delete(from);
+    tiles.set(peer.id, tile);
+    tile.el.dataset.peer = peer.id;
+    tile.el.dataset.key = peer.id;
+    arrange.rekey(from, peer.id);
+    renderPeer(peer);
+  });
   call.on("left", ({ error } = {}) => {
     if (error && phase === "incall") {
       leave();

@@ -28,8 +28,14 @@
  * ICE restart (`restartIce`, renegotiated through the same pattern); one
  * still not connected 12 s later, or whose data channel closes (the peer's
  * page closed its side), is dropped with its tile. `peer_left`/`bye` drop it
- * at once. Trickled candidates are relayed as they come, `null` (end of
- * candidates) included.
+ * at once, unless the server says the peer's connection to it merely
+ * dropped (`disconnected`): then a connection that still carries media is
+ * kept AWAY_GRACE_MS for the peer's return. A reconnect (ours or the
+ * server's restart) does not tear the call down either: we join again
+ * saying our previous socket id (`was`), and each side re-keys the
+ * connections still up to the other's new id (checked against its user id)
+ * instead of negotiating anew. Trickled candidates are relayed as they
+ * come, `null` (end of candidates) included.
  *
  * Through the media server: when `join_call` answers `media: "sfu"`, the
  * call's media goes through the server instead (call-sfu.js): one connection
@@ -41,6 +47,7 @@
  *   peer-added   { peer }
  *   peer-updated { peer }                   connection state, remote state or tracks
  *   peer-removed { peer, reason }           left | bye | failed | closed | rejoin | leave
+ *   peer-rekeyed { peer, from }             the peer came back under a new socket id (was `from`)
  *   joined       { peers }                  / left {}
  */
 import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
@@ -51,6 +58,7 @@ const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long -> ICE restart
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
 const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
+const AWAY_GRACE_MS = 15000; // a peer whose signaling dropped: its connection kept this long for its return
 
 /** Outgoing video bitrate per connection, by how many connections share the uplink. */
 function maxBitrateFor(connections) {
@@ -370,6 +378,7 @@ class Peer {
     this.closed = true;
     clearTimeout(this.restartTimer);
     clearTimeout(this.giveUpTimer);
+    clearTimeout(this.awayTimer);
     if (this.dc) this.dc.onclose = null;
     this.pc.onconnectionstatechange = null;
     try {
@@ -406,8 +415,8 @@ export class Call extends EventTarget {
     this.hands = []; // raised hands in the call, in order (socket ids)
     this._subs = [
       client.on("peer_joined", ({ room: r, member }) => r === room && this._onPeerJoined(member)),
-      client.on("peer_left", ({ room: r, member }) => r === room && member && this._dropId(member.id, "left")),
-      client.on("bye", ({ room: r, member }) => r === room && member && this._dropId(member.id, "bye")),
+      client.on("peer_left", ({ room: r, member, reason }) => r === room && member && this._onDeparture(member.id, "left", reason)),
+      client.on("bye", ({ room: r, member, reason }) => r === room && member && this._onDeparture(member.id, "bye", reason)),
       client.on("member_update", ({ room: r, member }) => r === room && this._onMemberUpdate(member)),
       client.on("signal", (signal) => this._onSignal(signal)),
       client.on("media_offer", ({ room: r, description }) => r === room && this.server && this.server.onOffer(description)),
@@ -614,23 +623,31 @@ export class Call extends EventTarget {
 
   // ---- the call ------------------------------------------------------------
 
-  /** join_call, then an offer to every peer. Throws a ProtocolError (e.g. room_full). */
-  async join() {
+  /**
+   * join_call, then an offer to every peer (except those whose connection
+   * to us survived a reconnect: re-keyed). Throws a ProtocolError (e.g.
+   * room_full). `was`: our socket id before a reconnect.
+   */
+  async join(was = null) {
     // While the request is in flight, a later joiner may already offer to us.
     this.joining = true;
     let ack;
     try {
-      ack = await this.client.joinCall(this.room);
+      ack = await this.client.joinCall(this.room, was ? { was } : undefined);
     } finally {
       this.joining = false;
     }
     this.active = true;
+    this.myId = this.client.id;
     this._setHands(Array.isArray(ack.hands) ? ack.hands : []);
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
     this.mode = ack.media === "sfu" ? "sfu" : "mesh";
     this.speakers.start();
+    // Connections kept across a reconnect carry nothing through the media server.
+    if (this.mode === "sfu") for (const peer of [...this.peers.values()]) if (peer instanceof Peer) this._drop(peer, "rejoin");
     for (const member of ack.peers || []) {
       if (!member || member.id === this.client.id || this.peers.has(member.id)) continue;
+      if (this._adopt(member)) continue;
       const peer = this._addPeer(member);
       if (this.mode === "mesh") peer.openAsCaller();
     }
@@ -674,16 +691,22 @@ export class Call extends EventTarget {
   }
 
   /**
-   * After a reconnect our socket id changed and the server forgot our call:
-   * drop every connection (the peers dropped theirs on `peer_left`) and join
-   * again, offering to everyone who is in the call now.
+   * After a reconnect our socket id changed and the server forgot our call
+   * (it may have restarted): keep the peer connections that still carry
+   * media, drop the others, and join again under our previous id, offering
+   * to whoever we have no connection with. The media server's session ends
+   * with the signaling, so it starts again.
    */
   async rejoin() {
     if (!this.active) return;
+    const was = this.myId;
     this._closeServer();
-    for (const peer of [...this.peers.values()]) this._drop(peer, "rejoin");
+    for (const peer of [...this.peers.values()]) {
+      if (peer instanceof Peer && !peer.closed && peer.pc.connectionState === "connected") this._holdAway(peer);
+      else this._drop(peer, "rejoin");
+    }
     try {
-      await this.join();
+      await this.join(was);
     } catch (err) {
       this.active = false;
       this._emit("left", { error: err });
@@ -796,6 +819,54 @@ export class Call extends EventTarget {
     for (const p of this.peers.values()) if (p instanceof Peer) p.setBitrate(this.peers.size);
   }
 
+  /**
+   * A peer left the call (`peer_left`) or the room (`bye`). One whose
+   * connection to the server merely dropped keeps its connection to us a
+   * while, if it still carries media: it may come back (`_adopt`).
+   */
+  _onDeparture(id, kind, reason) {
+    const peer = this.peers.get(id);
+    if (reason === "disconnected" && peer instanceof Peer && !peer.closed && peer.pc.connectionState === "connected") {
+      this._holdAway(peer);
+      return;
+    }
+    this._dropId(id, kind);
+  }
+
+  /** Keeps `peer` AWAY_GRACE_MS for its return under a new socket id. */
+  _holdAway(peer) {
+    if (peer.awayTimer) return;
+    peer.awayTimer = setTimeout(() => {
+      peer.awayTimer = null;
+      if (this.peers.get(peer.id) === peer) this._dropId(peer.id, "left");
+    }, AWAY_GRACE_MS);
+  }
+
+  /**
+   * `member` came back (it says the socket id it `was`): the connection we
+   * hold under that id, if it is of the same user and still open, is its
+   * own again under the new id. Returns whether it was re-keyed.
+   */
+  _adopt(member) {
+    if (this.mode !== "mesh" || !member.was || member.was === member.id) return false;
+    const peer = this.peers.get(member.was);
+    if (!(peer instanceof Peer) || peer.closed || peer.user !== member.user || this.peers.has(member.id)) return false;
+    clearTimeout(peer.awayTimer);
+    peer.awayTimer = null;
+    this.peers.delete(peer.id);
+    const from = peer.id;
+    peer.id = member.id;
+    peer.nickname = member.nickname || peer.nickname;
+    // Roles follow the ids; both sides re-key to the same new pair.
+    peer.polite = this.client.id < member.id;
+    this.peers.set(peer.id, peer);
+    this._log("kept the connection across a reconnect", from, "->", peer.id);
+    this._emit("peer-rekeyed", { peer, from });
+    this._emit("peer-updated", { peer });
+    peer.sendState();
+    return true;
+  }
+
   _dropId(id, reason) {
     const peer = this.peers.get(id);
     if (peer) this._drop(peer, reason);
@@ -829,6 +900,7 @@ export class Call extends EventTarget {
     if (!(this.active || this.joining) || !member || member.id === this.client.id) return;
     const old = this.peers.get(member.id);
     if (old) return; // its offer (or, through the media server, its track) came first
+    if (this._adopt(member)) return; // back from a reconnect, its connection still up
     this._addPeer(member); // its offer follows (or its tracks, from the server)
     if (this.server) this.server.sendState(); // the newcomer learns our state
   }

@@ -74,6 +74,12 @@ export class CallLayout {
     }
   }
 
+  /** A tile's key changed (its peer came back under a new socket id). */
+  rekey(from, to) {
+    if (this.pinned === from) this.pinned = to;
+    if (this.speaker === from) this.speaker = to;
+  }
+
   turn(delta) {
     this.page = Math.max(0, this.page + delta);
     this.update();

@@ -195,7 +195,9 @@ export class NoomClient extends EventTarget {
     });
 
     s.on("welcome", (room, member, count) => this._emit("welcome", { room, member, count }));
-    s.on("bye", (room, member, count) => this._emit("bye", { room, member, count }));
+    // Why someone left: "left", "removed", or "disconnected" (it may be back in a moment).
+    const reasonOf = (info) => (info && typeof info.reason === "string" ? info.reason : "left");
+    s.on("bye", (room, member, count, info) => this._emit("bye", { room, member, count, reason: reasonOf(info) }));
     s.on("member_update", (room, member) => {
       if (member && member.user === this.user) this.nickname = member.nickname;
       this._emit("member_update", { room, member });
@@ -234,7 +236,7 @@ export class NoomClient extends EventTarget {
     });
 
     s.on("peer_joined", (room, member) => this._emit("peer_joined", { room, member }));
-    s.on("peer_left", (room, member) => this._emit("peer_left", { room, member }));
+    s.on("peer_left", (room, member, info) => this._emit("peer_left", { room, member, reason: reasonOf(info) }));
     s.on("media_offer", (room, description) => this._emit("media_offer", { room, description }));
     s.on("media_closed", (room) => this._emit("media_closed", { room }));
     s.on("media_state", (room, state) => this._emit("media_state", { room, state }));
@@ -320,9 +322,13 @@ export class NoomClient extends EventTarget {
     return this.request("history", room, options);
   }
 
-  /** -> { ok, peers: [Member], iceServers: [RTCIceServer] } */
-  joinCall(room) {
-    return this.request("join_call", room);
+  /**
+   * -> { ok, peers: [Member], iceServers: [RTCIceServer], media, hands };
+   * options.was: our socket id before a reconnect (the others keep their
+   * connections to us).
+   */
+  joinCall(room, options) {
+    return options ? this.request("join_call", room, options) : this.request("join_call", room);
   }
 
   /** -> { ok } */

@@ -352,10 +352,29 @@ passwordForm.addEventListener("submit", async (event) => {
 
 // ---- events ----------------------------------------------------------------
 
+// Who was here when our connection (or the server) went away: they come
+// back under new socket ids, and that is no news worth a "joined" line.
+const RETURN_WINDOW_MS = 30000;
+let returning = new Set();
+let returningTimer = null;
+// Members whose connection dropped (bye, "disconnected"): their "left" line
+// waits AWAY_NOTICE_MS, and is never written if they are back by then.
+const AWAY_NOTICE_MS = 10000;
+const away = new Map(); // user id -> timer of the pending "left" line
+
 client.on("status", ({ state }) => showConnection(connection, state));
 client.on("connect", async ({ reconnect }) => {
   if (closed) return;
+  if (reconnect) {
+    returning = new Set([...members.values()].map((m) => m.user));
+    clearTimeout(returningTimer);
+    returningTimer = setTimeout(() => (returning = new Set()), RETURN_WINDOW_MS);
+  }
   const ok = await enter();
+  if (ok) {
+    // What failed while we were offline is over now.
+    if (status.dataset.code === "offline" || status.dataset.code === "timeout") showStatus(status, "");
+  }
   if (ok && reconnect) callUi.rejoin();
 });
 
@@ -396,15 +415,32 @@ client.on("welcome", ({ room: name, member, count }) => {
   members.set(member.id, member);
   setCount(count);
   renderMembers();
-  if (isNew) addNotice(t("room.joined", { name: member.nickname }));
+  const back = returning.has(member.user) || away.has(member.user);
+  if (away.has(member.user)) {
+    clearTimeout(away.get(member.user));
+    away.delete(member.user);
+  }
+  if (isNew && !back) addNotice(t("room.joined", { name: member.nickname }));
 });
 
-client.on("bye", ({ room: name, member, count }) => {
+client.on("bye", ({ room: name, member, count, reason }) => {
   if (name !== room || !member) return;
   const known = members.delete(member.id);
   setCount(count);
   renderMembers();
-  if (known) addNotice(t("room.left", { name: member.nickname }));
+  if (!known) return;
+  if (reason !== "disconnected") {
+    addNotice(t("room.left", { name: member.nickname }));
+    return;
+  }
+  clearTimeout(away.get(member.user));
+  away.set(
+    member.user,
+    setTimeout(() => {
+      away.delete(member.user);
+      if (![...members.values()].some((m) => m.user === member.user)) addNotice(t("room.left", { name: member.nickname }));
+    }, AWAY_NOTICE_MS),
+  );
 });
 
 client.on("member_update", ({ room: name, member }) => {

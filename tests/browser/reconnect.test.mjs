@@ -3,7 +3,7 @@
 // messages sent meanwhile appear exactly once, and the call is rebuilt.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openPage, roomPath, waitEntered, joinCall, expectLiveTiles, until, sendMessage, useServerAndBrowser } from "./harness.mjs";
+import { openPage, roomPath, waitEntered, joinCall, expectLiveTiles, until, sendMessage, sleep, useServerAndBrowser } from "./harness.mjs";
 
 const env = useServerAndBrowser();
 
@@ -74,4 +74,89 @@ test("restart: banners, missed messages once, call rebuilt", async () => {
   await expectLiveTiles(ben, ["Ann"], { timeout: 30000 });
   assert.deepEqual(ann.errors, []);
   assert.deepEqual(ben.errors, []);
+});
+
+/** Watches the grid of a page in a call: tiles removed, frames shown per tile. */
+const watchTiles = () => {
+  window.__removedTiles = [];
+  const start = () => {
+    const grid = document.getElementById("grid");
+    if (!grid) return setTimeout(start, 50);
+    new MutationObserver((records) => {
+      for (const r of records) for (const n of r.removedNodes) if (n.dataset && n.dataset.testid === "tile") window.__removedTiles.push(n.dataset.peer);
+    }).observe(grid, { childList: true });
+  };
+  start();
+};
+
+/** Per remote tile: its <video> (marked once), frames shown, and the peer id it stands for. */
+function tilesNow(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="tile"]')].map((t) => {
+      const video = t.querySelector("video");
+      if (!video.__mark) video.__mark = `${t.querySelector(".tile-name").textContent}-${Math.random()}`;
+      return { name: t.querySelector(".tile-name").textContent, peer: t.dataset.peer, mark: video.__mark, time: video.currentTime };
+    }),
+  );
+}
+
+test("a restart under a 3-person mesh call keeps the calls up: same tiles playing, no repeated notices, no stale error", async () => {
+  const room = "restart keeps calls";
+  const names = ["Ann", "Ben", "Cat"];
+  const pages = [];
+  for (const nickname of names) {
+    const page = await openPage(env.browser, env.server, roomPath(room), { nickname, init: `(${recordBanner})(); (${watchTiles})();` });
+    await waitEntered(page);
+    pages.push(page);
+  }
+  const [ann, ben, cat] = pages;
+  try {
+    for (const page of pages) await joinCall(page);
+    await expectLiveTiles(ann, ["Ben", "Cat"]);
+    await expectLiveTiles(ben, ["Ann", "Cat"]);
+    await expectLiveTiles(cat, ["Ann", "Ben"]);
+    const before = await Promise.all(pages.map(tilesNow));
+    const noticesBefore = await Promise.all(pages.map((p) => p.locator("#messages .notice").allTextContents()));
+
+    await env.server.restart({ downMs: 1500 });
+
+    for (const page of pages) {
+      await until(page, () => window.__banner.includes("reconnecting") && window.__banner.at(-1) === "reconnected", null, {
+        what: "reconnected",
+        timeout: 20000,
+      });
+    }
+    // Every connection is re-keyed to the others' new socket ids (as the
+    // member list has them), without a new negotiation.
+    for (const page of pages) {
+      await until(page, () => {
+        const ids = new Set([...document.querySelectorAll("#members li")].map((li) => li.dataset.id));
+        const peers = window.noomCall.peers();
+        return peers.length === 2 && peers.every((p) => ids.has(p.id) && p.state === "connected");
+      }, null, { what: "peers re-keyed to the new ids", timeout: 20000 });
+    }
+    await sleep(1000);
+    const after = await Promise.all(pages.map(tilesNow));
+    for (let i = 0; i < pages.length; i += 1) {
+      const removed = await pages[i].evaluate(() => window.__removedTiles);
+      assert.deepEqual(removed, [], `${names[i]}: no tile went away`);
+      for (const tile of before[i]) {
+        const now = after[i].find((t) => t.mark === tile.mark);
+        assert.ok(now, `${names[i]}: the same <video> still shows ${tile.name}`);
+        assert.notEqual(now.peer, tile.peer, "under the peer's new socket id");
+        assert.ok(now.time > tile.time + 1, `${names[i]}: ${tile.name}'s video kept playing (${tile.time} -> ${now.time})`);
+      }
+      // Video still advances, and nothing new was written about who joined.
+      await expectLiveTiles(pages[i], names.filter((n) => n !== names[i]));
+      const notices = await pages[i].locator("#messages .notice").allTextContents();
+      assert.deepEqual(notices, noticesBefore[i], `${names[i]}: no repeated notices`);
+      assert.equal(await pages[i].locator("#status").textContent(), "", `${names[i]}: no stale error under the message box`);
+    }
+    // Signaling works under the new ids: a renegotiation (ICE restart) completes.
+    await ann.evaluate(() => window.noomCall.renegotiate());
+    await expectLiveTiles(ann, ["Ben", "Cat"]);
+    for (const page of pages) assert.deepEqual(page.errors, []);
+  } finally {
+    for (const page of pages) await page.context().close();
+  }
 });

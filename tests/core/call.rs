@@ -110,6 +110,7 @@ async fn call_membership_and_signal_relay() {
     for x in [&mut a, &mut b] {
         let left = x.event("peer_left").await;
         assert_eq!(left.args[1]["id"], c.c.sid.as_str());
+        assert_eq!(left.args[2], json!({ "reason": "left" }));
     }
     c.err("leave_call", &[json!("standup")], "not_in_call")
         .await;
@@ -127,11 +128,43 @@ async fn call_membership_and_signal_relay() {
     let left = a.event("peer_left").await;
     assert_eq!(left.args[0], "standup");
     assert_eq!(left.args[1]["id"], b.c.sid.as_str());
+    // It may come back: the others may keep its peer connections a moment.
+    assert_eq!(left.args[2], json!({ "reason": "disconnected" }));
     let ack = c.ok("join_call", &[json!("standup")]).await;
     assert_eq!(
         ack["peers"],
         json!([{ "id": a.c.sid, "user": a.user, "nickname": a.nickname }])
     );
+
+    // Back after a reconnect, a participant says which socket id it had:
+    // the others hear it with its member, and see it in their acks.
+    let b2 = connect(&s.url(""), Some(&b.token)).await;
+    b2.enter("standup").await;
+    for junk in [
+        json!({ "was": 7 }),
+        json!({ "was": "" }),
+        json!({ "was": "x".repeat(65) }),
+    ] {
+        b2.err("join_call", &[json!("standup"), junk], "invalid_argument")
+            .await;
+    }
+    b2.ok("join_call", &[json!("standup"), json!({ "was": b.c.sid })])
+        .await;
+    // (Earlier joins are still queued: skip to this one.)
+    let joined = loop {
+        let e = a.event("peer_joined").await;
+        if e.args[1]["id"] == b2.c.sid.as_str() {
+            break e;
+        }
+    };
+    assert_eq!(joined.args[1]["was"], b.c.sid.as_str());
+    assert_eq!(joined.args[1]["user"], b.user.as_str());
+    let ack = a.ok("join_call", &[json!("standup")]).await;
+    let back = ack["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|m| m["id"] == b2.c.sid.as_str()))
+        .cloned();
+    assert_eq!(back.map(|m| m["was"].clone()), Some(json!(b.c.sid)));
 }
 
 /// Raised hands keep their order and reach everyone in the call, newcomers

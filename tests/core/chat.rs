@@ -103,6 +103,7 @@ async fn entering_and_leaving_rooms_is_announced_with_counts() {
     assert_eq!(bye.args[0], "design review");
     assert_eq!(bye.args[1]["id"], b.c.sid.as_str());
     assert_eq!(bye.args[2], 1);
+    assert_eq!(bye.args[3], json!({ "reason": "left" }));
     b.err("leave_room", &[json!("design review")], "not_in_room")
         .await;
 
@@ -114,6 +115,7 @@ async fn entering_and_leaving_rooms_is_announced_with_counts() {
     let bye = a.event("bye").await;
     assert_eq!(bye.args[1]["id"], c.c.sid.as_str());
     assert_eq!(bye.args[2], 1);
+    assert_eq!(bye.args[3], json!({ "reason": "disconnected" }));
 
     a.err("enter_room", &[json!("")], "invalid_room").await;
     a.err("enter_room", &[json!("x".repeat(65))], "invalid_room")

@@ -94,13 +94,23 @@ impl Hub {
 
     /// Adds `sid` to the call of `room`: itself, the other participants, and
     /// how the call's media travels now.
-    pub fn join_call(&self, socket: &SocketRef, room: &str) -> Result<Joined, ApiError> {
+    /// `was`: the socket id the caller had before a reconnect, told to the
+    /// others with its member.
+    pub fn join_call(
+        &self,
+        socket: &SocketRef,
+        room: &str,
+        was: Option<String>,
+    ) -> Result<Joined, ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
         let State { conns, rooms, .. } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         if !conn.rooms.iter().any(|r| r == room) {
             return Err(not_in_room(room));
+        }
+        if was.is_some() {
+            conn.was = was;
         }
         let live = rooms.get_mut(room).ok_or_else(|| not_in_room(room))?;
         let already = live.call.contains(&sid);

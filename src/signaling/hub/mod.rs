@@ -70,6 +70,8 @@ struct Conn {
     turn: Option<crate::relay::Minted>,
     /// Its last reaction in a call (reactions are throttled).
     last_reaction: Option<std::time::Instant>,
+    /// Its socket id before a reconnect, as it said when joining a call.
+    was: Option<String>,
 }
 
 impl Conn {
@@ -78,6 +80,7 @@ impl Conn {
             id: sid.to_string(),
             user: self.user.clone(),
             nickname: self.nickname.clone(),
+            was: self.was.clone(),
         }
     }
 }
@@ -270,6 +273,7 @@ impl Hub {
                 since: now_ms(),
                 turn: None,
                 last_reaction: None,
+                was: None,
             },
         );
     }

@@ -16,7 +16,7 @@ use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
 use super::{Hub, Left, State, call_group, chat_group, gone, now_ms};
-use crate::signaling::protocol::{ApiError, ErrorCode, Member, events};
+use crate::signaling::protocol::{ApiError, Departure, ErrorCode, Member, events};
 use crate::store::{Ban, Moderation};
 
 /// Most connections waiting in one room's lobby.
@@ -392,7 +392,10 @@ impl Hub {
                 }
                 let _ = io
                     .to(call_group(room))
-                    .emit(events::PEER_LEFT, &(room, &member))
+                    .emit(
+                        events::PEER_LEFT,
+                        &(room, &member, Departure::Removed.payload()),
+                    )
                     .await;
                 json!({})
             }
@@ -566,12 +569,18 @@ async fn announce_departures(io: &SocketIo, departures: &[Left]) {
         if left.was_in_call {
             let _ = io
                 .to(call_group(room))
-                .emit(events::PEER_LEFT, &(room, &left.member))
+                .emit(
+                    events::PEER_LEFT,
+                    &(room, &left.member, Departure::Removed.payload()),
+                )
                 .await;
         }
         let _ = io
             .to(chat_group(room))
-            .emit(events::BYE, &(room, &left.member, left.count))
+            .emit(
+                events::BYE,
+                &(room, &left.member, left.count, Departure::Removed.payload()),
+            )
             .await;
     }
 }
