@@ -1,6 +1,7 @@
 // Accessibility, checked by axe-core (the engine behind Lighthouse and the
 // browsers' accessibility audits) on every page of the app: the home page,
-// a room before and during a call, and the admin login and dashboard. No
+// a room before and during a call (with the host's tools, and a newcomer
+// waiting in the lobby), and the admin login and dashboard. No
 // violation rated serious or critical is allowed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -52,6 +53,17 @@ test("home, room, call and admin pages have no serious or critical axe violation
   await ann.getByTestId("shortcuts").click();
   found.shortcuts = await violations(ann);
   await ann.keyboard.press("Escape");
+  // The host's tools: speaker view, the lobby with someone waiting, a member's menu.
+  await ann.getByTestId("layout-toggle").click();
+  await ann.getByTestId("lobby-room").check();
+  const cat = await openPage(env.browser, env.server, roomPath("accessible"), { nickname: "Cat" });
+  await cat.getByTestId("lobby-wait").waitFor();
+  found.lobby = await violations(cat);
+  await ann.getByTestId("lobby-list").locator("li").waitFor();
+  await ann.locator("#members li", { hasText: "Ben" }).getByTestId("member-menu").click();
+  found.host = await violations(ann);
+  await ann.getByTestId("lobby-room").uncheck();
+  await cat.context().close();
 
   const phone = await openPage(env.browser, env.server, roomPath("accessible"), { nickname: "Pho", viewport: { width: 390, height: 844 } });
   await waitEntered(phone);
