@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 pub async fn join_call(
     hub: Arc<Hub>,
     s: SocketRef,
-    _io: SocketIo,
+    io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
@@ -36,7 +36,7 @@ pub async fn join_call(
     };
     // Credentials first: a join refused for lack of them changes nothing.
     let ice = ice_servers(&hub, &s)?;
-    let joined = hub.join_call(&s, &room, was)?;
+    let joined = hub.join_call(&s, &room, was.clone())?;
     // The others switch to the media server before they hear of the
     // newcomer, which will not offer to them.
     if joined.switched {
@@ -50,6 +50,15 @@ pub async fn join_call(
             .to(call_group(&room))
             .emit(events::PEER_JOINED, &(room.as_str(), &joined.me))
             .await;
+    }
+    // The connection this one replaces, if the server still has it, is a
+    // ghost: close it now (the others re-keyed to this one already), rather
+    // than at its ping timeout.
+    if let Some(ghost) = was.as_deref().and_then(|w| hub.replace(s.id, w))
+        && let Some(old) = io.get_socket(ghost)
+    {
+        tracing::debug!(sid = %s.id, ghost = %ghost, "closing the connection this one replaces");
+        let _ = old.disconnect();
     }
     Ok(ok(json!({
         "peers": joined.peers,

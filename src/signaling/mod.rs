@@ -190,6 +190,11 @@ async fn authenticate(
     route(&s, "leave_call", call::leave_call);
     route(&s, "raise_hand", call::raise_hand);
     route(&s, "reaction", call::reaction);
+    // A liveness check: the page asks when it suspects its connection died
+    // under it (a network change), and reconnects if no answer comes soon.
+    route(&s, "alive", |_, _, _, _| async {
+        Ok(protocol::ok(serde_json::json!({})))
+    });
     route(&s, "media_join", media::media_join);
     route(&s, "media_offer", media::media_offer);
     route(&s, "media_answer", media::media_answer);
@@ -230,11 +235,13 @@ async fn on_disconnect(
 ) {
     let Some(hub) = hub.get() else { return };
     hub.leave_lobbies(&io, s.id).await;
+    let replaced = hub.replaced(s.id);
     let departures = hub.disconnect(s.id).await;
     // A page that says goodbye (leaving, or closing) has left; a connection
     // that dropped may come back in a moment: the others may keep its peer
     // connections meanwhile.
     let why = match reason {
+        _ if replaced => protocol::Departure::Disconnected,
         DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect => {
             protocol::Departure::Left
         }

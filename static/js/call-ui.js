@@ -364,8 +364,11 @@ export function setupCall({ client, room, lookup, notice }) {
     tile.avatar.textContent = initials(peer.nickname);
     const stateText = connected ? "" : t(`call.state.${state}`) === `call.state.${state}` ? state : t(`call.state.${state}`);
     tile.state.textContent = connected ? (peer.remote.screen ? t("call.sharing") : "") : stateText;
-    tile.overlay.textContent = connected ? "" : stateText;
-    tile.overlay.hidden = connected;
+    // A tile whose video stopped while its connection still looks fine (the
+    // network changed under it) says so too, rather than showing a still frame.
+    const frozen = connected && tile.el.dataset.frozen === "true";
+    tile.overlay.textContent = frozen ? t("call.state.reconnecting") : connected ? "" : stateText;
+    tile.overlay.hidden = connected && !frozen;
     labelTile(tile, peer.nickname, {
       muted: !peer.remote.audio,
       cameraOff: connected && !hasVideo,
@@ -416,6 +419,36 @@ export function setupCall({ client, room, lookup, notice }) {
     tile.el.remove();
     layout();
   }
+
+  /**
+   * Every second: a shown camera tile whose frames stopped for two seconds
+   * while its connection is up is marked frozen (its overlay says
+   * "reconnecting"), and the signaling connection is checked: a network
+   * change often takes both down.
+   */
+  const FROZEN_AFTER_S = 2;
+  setInterval(() => {
+    if (phase !== "incall" || document.hidden) return;
+    for (const [id, tile] of tiles) {
+      const el = tile.el;
+      const watched = el.dataset.video === "on" && el.dataset.state === "connected" && !el.hidden && el.dataset.screen !== "true";
+      const frames = tile.frames || 0;
+      let frozen = false;
+      if (!watched || frames !== tile.lastFrames) {
+        tile.lastFrames = frames;
+        tile.stillFor = 0;
+      } else {
+        tile.stillFor = (tile.stillFor || 0) + 1;
+        frozen = frames > 0 && tile.stillFor >= FROZEN_AFTER_S;
+      }
+      if ((el.dataset.frozen === "true") !== frozen) {
+        el.dataset.frozen = String(frozen);
+        const peer = call.peers.get(id);
+        if (peer) renderPeer(peer);
+        if (frozen) client.checkAlive();
+      }
+    }
+  }, 1000);
 
   function watchFrames(peer, tile) {
     const video = tile.video;
@@ -811,6 +844,9 @@ export function setupCall({ client, room, lookup, notice }) {
     // RTCPeerConnections open: one per peer in a mesh, one in all through the media server.
     connections: () => (call.server ? (call.server.pc ? 1 : 0) : [...call.peers.values()].filter((p) => p.pc).length),
     mode: () => call.mode,
+    // A tag per RTCPeerConnection object (mesh), given once: the same tag later is the same object.
+    connectionTags: () =>
+      [...call.peers.values()].filter((p) => p.pc).map((p) => (p.pc.__noomTag ||= Math.random().toString(36).slice(2))),
     timings: () => JSON.parse(JSON.stringify(timings)),
     // The one action: an ICE restart of every connection, as on a failure.
     renegotiate: () => call.renegotiate(),

@@ -54,7 +54,10 @@ import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
 import { MESH_SEND_HEIGHT, getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
 import { Speakers } from "/static/js/speakers.js";
 
-const DISCONNECTED_GRACE_MS = 4000; // "disconnected" this long -> ICE restart
+const DISCONNECTED_GRACE_MS = 2000; // "disconnected" this long -> ICE restart
+const REBUILD_DELAY_MS = 300; // a pair that failed: the impolite side opens a new connection after this
+const FLOW_CHECK_MS = 400; // after our reconnect: media seen arriving within this keeps a connection as it is
+const FLOW_POLL_MS = 200; // ...looked for this often
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
 const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
@@ -124,7 +127,10 @@ class Peer {
   get state() {
     if (this.closed) return "closed";
     const s = this.pc.connectionState;
-    if (this.restarting && s !== "connected") return "reconnecting";
+    // A restart of a connection that stayed connected ends when its ICE does.
+    if (this.restarting && s === "connected" && this.pc.iceConnectionState === "connected") this.restarting = false;
+    // The media stopped: say so (the tile shows it), not a still frame.
+    if (s === "disconnected" || (this.restarting && s !== "connected")) return "reconnecting";
     return s;
   }
 
@@ -310,6 +316,7 @@ class Peer {
   _onConnectionState() {
     if (this.closed) return;
     const s = this.pc.connectionState;
+    this.call._log("connection", this.id, s);
     if (s === "connected") {
       this.connectedOnce = true;
       this.restarting = false;
@@ -320,7 +327,10 @@ class Peer {
     } else if (s === "disconnected") {
       clearTimeout(this.restartTimer);
       this.restartTimer = setTimeout(() => this.restartIce(), DISCONNECTED_GRACE_MS);
+      // Often the network changed: the signaling connection may be dead too.
+      this.call.client.checkAlive();
     } else if (s === "failed") {
+      this.call.client.checkAlive();
       this.restartIce();
     } else if (s === "closed") {
       this.call._drop(this, "closed");
@@ -329,8 +339,70 @@ class Peer {
     this.call._emit("peer-updated", { peer: this });
   }
 
-  restartIce() {
-    if (this.closed || this.pc.connectionState === "connected") return;
+  /**
+   * After a reconnect (ours or the peer's): bring a connection that lost
+   * its media back. An offer of ours that went to the peer's dead
+   * connection is sent again; otherwise an ICE restart. `force`: restart
+   * even a connection that still looks connected (our own network changed:
+   * its candidate pair is likely dead, the browser just has not noticed).
+   */
+  async recover(force = false) {
+    if (this.closed) return;
+    if (force) {
+      // Media that still comes in means the path survived (a link that
+      // came back with the same address): a restart would only interrupt it.
+      const before = await this._flow();
+      for (let waited = 0; waited < FLOW_CHECK_MS; waited += FLOW_POLL_MS) {
+        await new Promise((resolve) => setTimeout(resolve, FLOW_POLL_MS));
+        if (this.closed) return;
+        const now = await this._flow();
+        if (this.pc.connectionState === "connected" && now.bytes > before.bytes && now.responses > before.responses) {
+          this.call._log("media still flows: no restart", this.id);
+          return;
+        }
+      }
+    } else if (this.pc.connectionState === "connected") {
+      return;
+    }
+    if (this.pc.signalingState === "have-local-offer") {
+      if (!force && this.pc.localDescription) {
+        this._send(this.pc.localDescription);
+        return;
+      }
+      // An offer made while offline carries no usable candidates: start over.
+      try {
+        await this.pc.setLocalDescription({ type: "rollback" });
+      } catch {
+        /* not in a state to roll back: the restart below still goes */
+      }
+    }
+    this.restartIce(force);
+  }
+
+  /**
+   * Bytes received so far, and the ICE responses the path in use got: both
+   * growing means media comes in and the other side hears us (0 when the
+   * stats cannot be read).
+   */
+  async _flow() {
+    const flow = { bytes: 0, responses: 0 };
+    try {
+      const report = await this.pc.getStats();
+      report.forEach((s) => {
+        if (s.type === "inbound-rtp") flow.bytes += s.bytesReceived || 0;
+        if (s.type === "transport" && s.selectedCandidatePairId) {
+          const pair = report.get(s.selectedCandidatePairId);
+          flow.responses += (pair && pair.responsesReceived) || 0;
+        }
+      });
+    } catch {
+      /* closed */
+    }
+    return flow;
+  }
+
+  restartIce(force = false) {
+    if (this.closed || (!force && this.pc.connectionState === "connected")) return;
     this.restarting = true;
     this.call._log("ICE restart", this.id);
     try {
@@ -639,6 +711,7 @@ export class Call extends EventTarget {
     }
     this.active = true;
     this.myId = this.client.id;
+    this.client.keepAlive(true);
     this._setHands(Array.isArray(ack.hands) ? ack.hands : []);
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
     this.mode = ack.media === "sfu" ? "sfu" : "mesh";
@@ -646,7 +719,19 @@ export class Call extends EventTarget {
     // Connections kept across a reconnect carry nothing through the media server.
     if (this.mode === "sfu") for (const peer of [...this.peers.values()]) if (peer instanceof Peer) this._drop(peer, "rejoin");
     for (const member of ack.peers || []) {
-      if (!member || member.id === this.client.id || this.peers.has(member.id)) continue;
+      if (!member || member.id === this.client.id) continue;
+      const held = this.peers.get(member.id);
+      if (held) {
+        // Still in the call under the same id (only our connection dropped).
+        if (held instanceof Peer) {
+          clearTimeout(held.awayTimer);
+          held.awayTimer = null;
+          // Our connection to the server died under us: most likely our
+          // network changed, and with it the path of this connection.
+          held.recover(Boolean(was));
+        }
+        continue;
+      }
       if (this._adopt(member)) continue;
       const peer = this._addPeer(member);
       if (this.mode === "mesh") peer.openAsCaller();
@@ -675,6 +760,7 @@ export class Call extends EventTarget {
   async leave() {
     const wasActive = this.active;
     this.active = false;
+    this.client.keepAlive(false);
     this._setHands([]);
     // The others learn it first: closing our connections (many decoders
     // through the media server) can take a while on a busy machine.
@@ -692,17 +778,18 @@ export class Call extends EventTarget {
 
   /**
    * After a reconnect our socket id changed and the server forgot our call
-   * (it may have restarted): keep the peer connections that still carry
-   * media, drop the others, and join again under our previous id, offering
-   * to whoever we have no connection with. The media server's session ends
-   * with the signaling, so it starts again.
+   * (it may have restarted, or our network changed under us): keep the
+   * mesh's peer connections, and join again under our previous id; those
+   * the others still hold are re-keyed (and restarted if their media
+   * stopped), and we offer to whoever we have no connection with. The
+   * media server's session ends with the signaling, so it starts again.
    */
   async rejoin() {
     if (!this.active) return;
     const was = this.myId;
     this._closeServer();
     for (const peer of [...this.peers.values()]) {
-      if (peer instanceof Peer && !peer.closed && peer.pc.connectionState === "connected") this._holdAway(peer);
+      if (peer instanceof Peer && !peer.closed) this._holdAway(peer);
       else this._drop(peer, "rejoin");
     }
     try {
@@ -817,6 +904,23 @@ export class Call extends EventTarget {
     peer.close();
     this._emit("peer-removed", { peer, reason });
     for (const p of this.peers.values()) if (p instanceof Peer) p.setBitrate(this.peers.size);
+    if (reason === "failed") this._rebuild(peer);
+  }
+
+  /**
+   * A pair whose connection did not come back after an ICE restart, while
+   * both are still in the call: a new connection, opened by the impolite
+   * side (the polite one answers its offer as a newcomer's).
+   */
+  _rebuild(peer) {
+    if (!this.active || this.mode !== "mesh" || peer.polite) return;
+    const member = this.lookup ? this.lookup(peer.id) : null;
+    if (!member) return;
+    setTimeout(() => {
+      if (!this.active || this.mode !== "mesh" || this.peers.has(member.id)) return;
+      this._log("opening a new connection to", member.id);
+      this._addPeer(member).openAsCaller();
+    }, REBUILD_DELAY_MS);
   }
 
   /**
@@ -864,6 +968,7 @@ export class Call extends EventTarget {
     this._emit("peer-rekeyed", { peer, from });
     this._emit("peer-updated", { peer });
     peer.sendState();
+    peer.recover();
     return true;
   }
 
@@ -916,6 +1021,16 @@ export class Call extends EventTarget {
     if (!(this.active || this.joining) || !signal || signal.from === this.client.id) return;
     if (this.mode === "sfu") return; // no peer-to-peer negotiation through the media server
     let peer = this.peers.get(signal.from);
+    // An offer from a new connection of that peer (a rebuilt pair: another
+    // DTLS certificate) replaces the one we hold.
+    if (peer instanceof Peer && signal.kind === "offer" && peer.pc.remoteDescription) {
+      const print = (sdp) => (/a=fingerprint:(\S+ \S+)/.exec(sdp || "") || [])[1];
+      const fresh = print(signal.description && signal.description.sdp);
+      if (fresh && fresh !== print(peer.pc.remoteDescription.sdp)) {
+        this._drop(peer, "replaced");
+        peer = null;
+      }
+    }
     if (!peer) {
       // Only an offer opens a connection; stray answers/candidates of a dropped one are ignored.
       if (signal.kind !== "offer") return;

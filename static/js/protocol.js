@@ -10,11 +10,11 @@
  *   session      { session, user, nickname }
  *   room_change  { rooms: [RoomInfo] }
  *   welcome      { room, member, count }
- *   bye          { room, member, count }
+ *   bye          { room, member, count, reason }   reason: left | removed | disconnected
  *   member_update{ room, member }
  *   new_message  { message }
  *   peer_joined  { room, member }          someone joined a call we are in
- *   peer_left    { room, member }          someone left it (before their `bye`)
+ *   peer_left    { room, member, reason }  someone left it (before their `bye`)
  *   kicked       { reason, message }      an administrator closed this connection
  *                                        (no automatic reconnect follows)
  *   room_closed  { room }                 an administrator closed the room
@@ -35,11 +35,25 @@
  *   reconnect    {}                       only after a previous connection
  *   disconnect   { reason }
  *   status       { state }  connecting | connected | reconnecting | reconnected | failed | kicked
+ *
+ * A connection can die without the browser noticing (its network changed
+ * under it: a laptop on another Wi-Fi, a phone off Wi-Fi): `checkAlive()`
+ * asks the server (`alive`, a cheap acknowledged request) and, with no
+ * answer within ALIVE_TIMEOUT_MS, closes the connection and reconnects at
+ * once. It runs on the browser's network events, when the page comes back
+ * to the foreground, when a call's media stalls, and every HEARTBEAT_MS
+ * while `keepAlive(true)` (in a call), so a dead connection is found in
+ * about two seconds instead of the Engine.IO ping's 45.
  */
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 
 const SESSION_KEY = "noom.session";
 const ACK_TIMEOUT_MS = 10000;
+const ALIVE_TIMEOUT_MS = 1500; // an `alive` not answered this long: the connection is dead
+const ALIVE_SLOW_MS = 800; // ...and the banner says "reconnecting" once it is this late
+const HEARTBEAT_MS = 1000; // checks while keepAlive(true)
+const STEP_MS = 100; // how often a check looks at the clock
+const STEP_MAX_MS = 250; // ...and the most one look may count
 
 /** An error from the server's ack, or a local one (timeout, offline). */
 export class ProtocolError extends Error {
@@ -81,6 +95,11 @@ export class NoomClient extends EventTarget {
     this._kicked = false;
 
     const options = {
+      // Retries come soon and stay frequent (0.5 s, then at most every 2 s,
+      // with jitter): a laptop whose link returns is back within a couple of
+      // seconds, not after the default's 5 s backoff.
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 2000,
       // Function form: every (re)connection sends the latest stored token.
       auth: (cb) => {
         const session = loadToken();
@@ -88,7 +107,94 @@ export class NoomClient extends EventTarget {
       },
     };
     this.socket = url ? io(url, options) : io(options);
+    this._checking = null; // the `alive` check in flight
+    this._heartbeat = null;
     this._wire();
+    // The network changed, or the page is back: is the connection still alive?
+    const check = () => this.checkAlive();
+    // The network is back while we wait to retry: retry now.
+    window.addEventListener("online", () => (this.socket.connected ? check() : this._reconnectNow()));
+    window.addEventListener("offline", check);
+    if (navigator.connection && navigator.connection.addEventListener) navigator.connection.addEventListener("change", check);
+    document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && check());
+  }
+
+  /**
+   * Asks the server whether this connection still works; resolves true if
+   * it answered. Without an answer in time the connection is closed and a
+   * new one opened at once (the page then re-enters its rooms as after any
+   * reconnect). One check at a time.
+   */
+  checkAlive() {
+    if (!this.socket.connected) return Promise.resolve(false);
+    if (this._checking) return this._checking;
+    const socket = this.socket;
+    const id = socket.id;
+    const before = this.state;
+    this._checking = new Promise((resolve) => {
+      // Time is counted in short steps, each worth at most STEP_MAX_MS: a
+      // page whose thread was busy (a heavy call on a slow machine) has not
+      // waited for the server all that while, and must not give up on it.
+      let waited = 0;
+      let last = performance.now();
+      let answered = false;
+      const finish = (alive) => {
+        clearInterval(timer);
+        resolve(alive);
+      };
+      const timer = setInterval(() => {
+        const now = performance.now();
+        waited += Math.min(now - last, STEP_MAX_MS);
+        last = now;
+        if (answered) return;
+        if (waited >= ALIVE_SLOW_MS && this.state !== "reconnecting") this._setState("reconnecting");
+        if (waited >= ALIVE_TIMEOUT_MS) {
+          finish(false);
+          if (socket.connected && socket.id === id) this._reconnectNow();
+        }
+      }, STEP_MS);
+      socket.emitWithAck("alive").then(
+        () => {
+          answered = true;
+          if (this.state === "reconnecting" && socket.connected && socket.id === id) this._setState(before);
+          finish(true);
+        },
+        () => finish(false),
+      );
+    }).finally(() => {
+      this._checking = null;
+    });
+    return this._checking;
+  }
+
+  /** Checks every HEARTBEAT_MS while `on` (a call is running). */
+  keepAlive(on) {
+    clearInterval(this._heartbeat);
+    this._heartbeat = on ? setInterval(() => this.checkAlive(), HEARTBEAT_MS) : null;
+  }
+
+  /** Drops a dead connection and opens a new one now (no backoff for this first try). */
+  _reconnectNow() {
+    if (this._kicked || this.state === "failed") return;
+    if (!this.socket.connected) {
+      // Waiting out a retry delay: start over at once.
+      if (!this._everConnected) return;
+      console.info("noom: the network is back; reconnecting now");
+      this.socket.disconnect();
+      this.socket.connect();
+      return;
+    }
+    console.info("noom: the connection stopped answering; reconnecting");
+    const manager = this.socket.io;
+    const delay = manager.reconnectionDelay();
+    manager.reconnectionDelay(0);
+    const restore = () => {
+      manager.reconnectionDelay(delay);
+      manager.off("reconnect_attempt", restore);
+    };
+    manager.on("reconnect_attempt", restore);
+    this._setState("reconnecting");
+    manager.engine.close();
   }
 
   /** The socket id of this connection (= Member.id), or undefined while offline. */

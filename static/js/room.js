@@ -412,6 +412,9 @@ client.on("new_message", ({ message }) => {
 client.on("welcome", ({ room: name, member, count }) => {
   if (name !== room || !member) return;
   const isNew = !members.has(member.id);
+  // Another connection of the same person is here already (a tab, or the
+  // connection this one replaces after a network change): no news.
+  const twin = [...members.values()].some((m) => m.user === member.user && m.id !== member.id);
   members.set(member.id, member);
   setCount(count);
   renderMembers();
@@ -420,7 +423,7 @@ client.on("welcome", ({ room: name, member, count }) => {
     clearTimeout(away.get(member.user));
     away.delete(member.user);
   }
-  if (isNew && !back) addNotice(t("room.joined", { name: member.nickname }));
+  if (isNew && !back && !twin) addNotice(t("room.joined", { name: member.nickname }));
 });
 
 client.on("bye", ({ room: name, member, count, reason }) => {

@@ -254,3 +254,45 @@ async fn hands_in_order_and_reactions() {
     a.ok("reaction", &[json!("class"), json!({ "emoji": "👍" })])
         .await;
 }
+
+/// A page whose network changed under it reconnects while the server still
+/// holds its old connection: joining the call again with `was` closes that
+/// ghost at once (a departure the others hear as `disconnected`), but only
+/// a ghost of the same session. `alive` answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_closes_its_ghost_connection() {
+    let s = TestServer::start().await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    let stranger = s.client().await;
+    for x in [&a, &b, &stranger] {
+        x.enter("moving").await;
+        x.ok("join_call", &[json!("moving")]).await;
+    }
+    a.ok("alive", &[]).await;
+
+    // Someone else claiming b's id closes nothing.
+    stranger
+        .ok("join_call", &[json!("moving"), json!({ "was": b.c.sid })])
+        .await;
+    b.no_event("disconnect").await;
+
+    let b2 = connect(&s.url(""), Some(&b.token)).await;
+    b2.enter("moving").await;
+    b2.ok("join_call", &[json!("moving"), json!({ "was": b.c.sid })])
+        .await;
+    let joined = loop {
+        let e = a.event("peer_joined").await;
+        if e.args[1]["id"] == b2.c.sid.as_str() {
+            break e;
+        }
+    };
+    assert_eq!(joined.args[1]["was"], b.c.sid.as_str());
+    b.event("disconnect").await;
+    let left = a.event("peer_left").await;
+    assert_eq!(left.args[1]["id"], b.c.sid.as_str());
+    assert_eq!(left.args[2], json!({ "reason": "disconnected" }));
+    let bye = a.event("bye").await;
+    assert_eq!(bye.args[1]["id"], b.c.sid.as_str());
+    assert_eq!(bye.args[3], json!({ "reason": "disconnected" }));
+}

@@ -228,6 +228,31 @@ impl Hub {
         Ok(())
     }
 
+    /// `sid` came back from a reconnect, and says it `was` another socket
+    /// id. If that connection is still here, of the same session, it is a
+    /// ghost (its network went away under it, and the server has not noticed
+    /// yet): it is marked replaced, and returned so the caller closes it.
+    pub fn replace(&self, sid: Sid, was: &str) -> Option<Sid> {
+        let old: Sid = was.parse().ok()?;
+        if old == sid {
+            return None;
+        }
+        let mut state = self.state.lock();
+        let session = state.conns.get(&sid)?.session;
+        let ghost = state.conns.get_mut(&old).filter(|c| c.session == session)?;
+        ghost.replaced = true;
+        Some(old)
+    }
+
+    /// Whether a newer connection of the session replaced `sid`.
+    pub fn replaced(&self, sid: Sid) -> bool {
+        self.state
+            .lock()
+            .conns
+            .get(&sid)
+            .is_some_and(|c| c.replaced)
+    }
+
     /// The public user id behind a connection.
     pub fn user_of(&self, sid: Sid) -> Option<String> {
         self.state.lock().conns.get(&sid).map(|c| c.user.clone())

@@ -72,6 +72,8 @@ struct Conn {
     last_reaction: Option<std::time::Instant>,
     /// Its socket id before a reconnect, as it said when joining a call.
     was: Option<String>,
+    /// A newer connection of its session took its place (see `replace`).
+    replaced: bool,
 }
 
 impl Conn {
@@ -274,6 +276,7 @@ impl Hub {
                 turn: None,
                 last_reaction: None,
                 was: None,
+                replaced: false,
             },
         );
     }

@@ -1,0 +1,278 @@
+// A call survives a network change. Two browsers, each in a network
+// namespace of its own (as two laptops behind their own links), share a
+// bridge with the server. Mid-call one laptop's address changes (a new
+// address in another subnet, the old one removed, the default route put
+// back: a move to another Wi-Fi), or its link drops for 5 s. Video must
+// flow again both ways (see MOVE_MS for how soon), on the same peer
+// connection, restarted, and the banner must say "reconnecting" within 3 s
+// of the change.
+//
+// Needs root and `ip netns` (.ci/run runs the suite so); skipped otherwise.
+// NOOM_NETWORK_RUNS=5 repeats each case and prints the median and worst
+// recovery (docs/benchmarks.md, "Network change").
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS, startServer, roomPath, joinCall, expectLiveTiles, sleep, until } from "./harness.mjs";
+
+const RUNS = Math.max(1, Number(process.env.NOOM_NETWORK_RUNS || 2));
+// Bounds: the suite checks that video comes back on the same connection,
+// and in reasonable time (before this, it took 44 s); the targets of issue
+// 15 (5 s after an address change, 3 s after a link's return) are measured
+// with NOOM_NETWORK_RUNS=5 into docs/benchmarks.md, "Network change": met
+// in the median, not yet in the worst case, so they are not asserted here.
+const MOVE_MS = 10000;
+const LINK_BACK_MS = 10000;
+const HUB = "10.88.0.1";
+const NEW_HUB = "10.89.0.1";
+const tag = `${process.pid % 10000}`;
+const NS = { a: `noomA${tag}`, b: `noomB${tag}` };
+const BRIDGE = `nbr${tag}`;
+
+function ip(...args) {
+  return execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+}
+
+/** Whether this machine lets the test build its namespaces. */
+function canRun() {
+  if (process.getuid && process.getuid() !== 0) return "needs root";
+  // Only inside a namespace of the suite's own (.ci/run's `unshare -n`):
+  // never add bridges and routes to the machine's real network.
+  try {
+    const links = ip("-o", "link").trim().split("\n").map((l) => l.split(":")[1].trim());
+    if (links.some((l) => l !== "lo")) return "runs only in a network namespace with loopback alone (as .ci/run provides)";
+  } catch (err) {
+    return `ip unavailable: ${err.message}`;
+  }
+  try {
+    ip("netns", "add", `noomProbe${tag}`);
+    ip("netns", "del", `noomProbe${tag}`);
+    return null;
+  } catch (err) {
+    return `ip netns unavailable: ${String(err.stderr || err.message).trim()}`;
+  }
+}
+const skip = canRun();
+
+/** The bridge (the "router"), and two namespaces on it, A at .2 and B at .3. */
+function buildNetwork() {
+  ip("link", "add", BRIDGE, "type", "bridge");
+  ip("addr", "add", `${HUB}/24`, "dev", BRIDGE);
+  ip("addr", "add", `${NEW_HUB}/24`, "dev", BRIDGE);
+  ip("link", "set", BRIDGE, "up");
+  const hosts = { a: "10.88.0.2", b: "10.88.0.3" };
+  for (const [k, ns] of Object.entries(NS)) {
+    ip("netns", "add", ns);
+    ip("link", "add", `v${k}${tag}`, "type", "veth", "peer", "name", `v${k}h${tag}`);
+    ip("link", "set", `v${k}${tag}`, "netns", ns);
+    ip("link", "set", `v${k}h${tag}`, "master", BRIDGE, "up");
+    ip("-n", ns, "link", "set", "lo", "up");
+    ip("-n", ns, "addr", "add", `${hosts[k]}/24`, "dev", `v${k}${tag}`);
+    ip("-n", ns, "link", "set", `v${k}${tag}`, "up");
+    ip("-n", ns, "route", "add", "default", "via", HUB);
+    // The other subnet is on the same wire (after a move, A lives there).
+    ip("-n", ns, "route", "add", "10.89.0.0/24", "dev", `v${k}${tag}`);
+  }
+}
+
+function tearDownNetwork() {
+  for (const ns of Object.values(NS)) {
+    try {
+      ip("netns", "del", ns);
+    } catch {
+      /* not there */
+    }
+  }
+  try {
+    ip("link", "del", BRIDGE);
+  } catch {
+    /* not there */
+  }
+}
+
+/** A laptop moves: a new address in the other subnet, the old one gone, the default route back. */
+function moveA(to) {
+  const dev = `va${tag}`;
+  const from = ip("-n", NS.a, "-4", "-o", "addr", "show", "dev", dev).match(/inet (\S+)/)[1];
+  const subnet = to.startsWith("10.89.") ? "10.88.0.0/24" : "10.89.0.0/24";
+  ip("-n", NS.a, "addr", "add", `${to}/24`, "dev", dev);
+  ip("-n", NS.a, "addr", "del", from, "dev", dev);
+  ip("-n", NS.a, "route", "replace", subnet, "dev", dev);
+  ip("-n", NS.a, "route", "replace", "default", "via", to.startsWith("10.89.") ? NEW_HUB : HUB);
+}
+
+function linkA(up) {
+  ip("-n", NS.a, "link", "set", `va${tag}`, up ? "up" : "down");
+  if (up) {
+    const addr = ip("-n", NS.a, "-4", "-o", "addr", "show", "dev", `va${tag}`).match(/inet (\S+)/)[1];
+    const gw = addr.startsWith("10.89.") ? NEW_HUB : HUB;
+    ip("-n", NS.a, "route", "replace", "default", "via", gw);
+    ip("-n", NS.a, "route", "replace", addr.startsWith("10.89.") ? "10.88.0.0/24" : "10.89.0.0/24", "dev", `va${tag}`);
+  }
+}
+
+let server, dir, browsers, pages;
+
+/** Chromium inside namespace `ns`, through a wrapper that enters it. */
+async function browserIn(ns, origin) {
+  const wrapper = join(dir, `chromium-${ns}`);
+  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${CHROMIUM} "$@"\n`);
+  chmodSync(wrapper, 0o755);
+  return chromium.launch({
+    executablePath: wrapper,
+    headless: true,
+    // A plain-HTTP origin other than localhost gets cameras only this way.
+    args: [...CHROMIUM_ARGS.filter((a) => a !== "--headless"), `--unsafely-treat-insecure-origin-as-secure=${origin}`],
+  });
+}
+
+// Records the connection banner's states with wall-clock times.
+const recordBanner = () => {
+  window.__banner = [];
+  const push = (state) => {
+    const last = window.__banner[window.__banner.length - 1];
+    if (state && (!last || last.state !== state)) window.__banner.push({ state, at: Date.now() });
+  };
+  new MutationObserver((records) => {
+    // Every state it went through, however briefly: each record's old value, then the current one.
+    const mine = records.filter((r) => r.target.id === "connection");
+    if (!mine.length) return;
+    for (const r of mine.slice(1)) push(r.oldValue);
+    push(mine[0].target.dataset.state);
+  }).observe(document, { subtree: true, attributes: true, attributeOldValue: true, attributeFilter: ["data-state"] });
+};
+
+async function openIn(browser, nickname) {
+  const context = await browser.newContext({ baseURL: server.base, viewport: { width: 960, height: 600 }, permissions: ["camera", "microphone"] });
+  await context.addInitScript(`localStorage.setItem("noom.sendHeight", "360")`);
+  await context.addInitScript(`(${recordBanner})()`);
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("pageerror", (err) => page.errors.push(String(err)));
+  if (process.env.NOOM_TEST_CONSOLE === "1") {
+    page.on("console", (m) => console.log(`[${nickname} ${Date.now() % 100000}] ${m.text()}`));
+  }
+  await page.goto("/");
+  await page.getByTestId("connection").and(page.locator('[data-state="connected"]')).waitFor();
+  await page.fill("#nickname-input", nickname);
+  await page.getByTestId("save-nickname").click();
+  await page.getByTestId("nickname").getByText(nickname, { exact: true }).waitFor();
+  await page.goto(roomPath("on the move"));
+  return page;
+}
+
+/** Frames decoded from the other side, and the tag of the connection they come on. */
+function sample(page) {
+  return page.evaluate(async () => {
+    const [s] = await window.noomCall.stats();
+    return { frames: s ? s.framesDecoded : 0, pc: window.noomCall.connectionTags()[0] || null };
+  });
+}
+
+/**
+ * After `changedAt`, the time at which both pages decode the other's video
+ * again (3 frames or more over the last 300 ms or so, all after the
+ * change, from 500 ms after it on), in ms.
+ */
+async function recoveredWithin(changedAt, limitMs) {
+  const history = pages.map(() => []);
+  const deadline = changedAt + limitMs + 5000;
+  for (;;) {
+    const now = Date.now();
+    const samples = await Promise.all(pages.map(sample));
+    samples.forEach((s, i) => history[i].push({ at: now, frames: s.frames }));
+    const flowing = history.every((h) => {
+      const last = h[h.length - 1];
+      const back = h.findLast((x) => x.at <= last.at - 300);
+      return last.at - changedAt >= 500 && back && back.at >= changedAt && last.frames - back.frames >= 3;
+    });
+    if (flowing) return now - changedAt;
+    if (now > deadline) {
+      for (const page of pages) {
+        const seen = await page.evaluate(async () => ({ peers: window.noomCall.peers(), stats: await window.noomCall.stats() }));
+        console.log(`# not recovered: ${JSON.stringify({ peers: seen.peers, stats: seen.stats.map((x) => ({ state: x.connectionState, sig: x.signalingState, frames: x.framesDecoded, path: x.path })) })}`);
+      }
+      try {
+        console.log(`# A: ${ip("-n", NS.a, "-4", "-o", "addr").replace(/\n/g, " | ")} routes: ${ip("-n", NS.a, "route").replace(/\n/g, " | ")}`);
+        console.log(`# ping A->B: ${execFileSync("ip", ["netns", "exec", NS.a, "ping", "-c1", "-W1", "10.88.0.3"]).toString().split("\n")[1]}`);
+      } catch (err) {
+        console.log(`# ping failed: ${err.message}`);
+      }
+      return Infinity;
+    }
+    await sleep(100);
+  }
+}
+
+const measured = { move: [], drop: [] };
+
+before(async () => {
+  if (skip) return;
+  tearDownNetwork();
+  buildNetwork();
+  dir = mkdtempSync(join(tmpdir(), "noom-netns-"));
+  server = await startServer({ host: HUB, env: { NOOM_TURN_ENABLED: "false", NOOM_SFU_ENABLED: "false" } });
+  browsers = [await browserIn(NS.a, server.base), await browserIn(NS.b, server.base)];
+  pages = [await openIn(browsers[0], "Ana"), await openIn(browsers[1], "Bo")];
+  for (const page of pages) await joinCall(page);
+  await expectLiveTiles(pages[0], ["Bo"]);
+  await expectLiveTiles(pages[1], ["Ana"]);
+});
+
+after(async () => {
+  for (const b of browsers || []) await b.close().catch(() => {});
+  await server?.stop();
+  if (!skip) tearDownNetwork();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const [name, list] of Object.entries(measured)) {
+    if (!list.length) continue;
+    const sorted = [...list].sort((x, y) => x - y);
+    console.log(`# ${name}: recovery ms ${sorted.join(", ")}; median ${sorted[Math.floor(sorted.length / 2)]}, worst ${sorted.at(-1)}`);
+  }
+});
+
+for (let run = 1; run <= RUNS; run += 1) {
+  test(`run ${run}: A's address changes mid-call; video back both ways, same connection; banner told within 3 s`, { skip: skip || false }, async () => {
+    const before = await Promise.all(pages.map(sample));
+    const bannerFrom = await pages[0].evaluate(() => window.__banner.length);
+    const joinedBefore = await Promise.all(pages.map((p) => p.locator("#messages .notice", { hasText: "joined" }).count()));
+    const next = run % 2 ? "10.89.0.2" : "10.88.0.2";
+    const changedAt = Date.now();
+    moveA(next);
+    const ms = await recoveredWithin(changedAt, MOVE_MS);
+    measured.move.push(ms);
+    console.log(`# address change ${run}: video back in ${ms} ms`);
+    assert.ok(ms <= MOVE_MS, `video back both ways within ${MOVE_MS} ms of the change (took ${ms} ms)`);
+    // The page's connection to the server died with the old address: the
+    // banner says so within 3 s (even when the browser moved the call's
+    // media to the new address by itself sooner).
+    await sleep(Math.max(0, changedAt + 3000 - Date.now()));
+    const banner = await pages[0].evaluate((from) => window.__banner.slice(from), bannerFrom);
+    const told = banner.find((b) => b.state === "reconnecting");
+    assert.ok(told && told.at - changedAt <= 3000, `"reconnecting" shown within 3 s: ${JSON.stringify(banner.map((b) => ({ ...b, at: b.at - changedAt })))}`);
+    await until(pages[0], () => /connected/.test(document.getElementById("connection").dataset.state), null, { what: "banner back" });
+    const after = await Promise.all(pages.map(sample));
+    after.forEach((s, i) => assert.equal(s.pc, before[i].pc, "the same RTCPeerConnection, restarted"));
+    // No "joined" line for someone who never left.
+    for (let i = 0; i < pages.length; i += 1) {
+      assert.equal(await pages[i].locator("#messages .notice", { hasText: "joined" }).count(), joinedBefore[i]);
+    }
+  });
+
+  test(`run ${run}: A's link drops for 5 s; video back once it returns`, { skip: skip || false }, async () => {
+    linkA(false);
+    await sleep(5000);
+    const upAt = Date.now();
+    linkA(true);
+    if (process.env.NOOM_TEST_CONSOLE === "1") console.log(`# link up at ${upAt % 100000}`);
+    const ms = await recoveredWithin(upAt, LINK_BACK_MS);
+    measured.drop.push(ms);
+    console.log(`# link drop ${run}: video back ${ms} ms after the link returned`);
+    assert.ok(ms <= LINK_BACK_MS, `video back within ${LINK_BACK_MS} ms of the link's return (took ${ms} ms)`);
+    for (const page of pages) assert.deepEqual(page.errors, []);
+  });
+}
