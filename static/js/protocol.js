@@ -53,7 +53,7 @@ const ALIVE_TIMEOUT_MS = 1500; // an `alive` not answered this long: the connect
 const ALIVE_SLOW_MS = 800; // ...and the banner says "reconnecting" once it is this late
 const HEARTBEAT_MS = 1000; // checks while keepAlive(true)
 const STEP_MS = 100; // how often a check looks at the clock
-const STEP_MAX_MS = 250; // ...and the most one look may count
+const STEP_MAX_MS = 100; // ...and the most one look may count (a late look, on a busy page, counts no more)
 
 /** An error from the server's ack, or a local one (timeout, offline). */
 export class ProtocolError extends Error {
