@@ -15,12 +15,16 @@
  * peers and it sends each an offer; existing participants create their side
  * when that offer arrives (or on `peer_joined`, whichever comes first).
  *
- * Media: every connection has exactly one audio and one video transceiver,
+ * Media: every connection has one audio and one video (camera) transceiver,
  * both sendrecv, created by the newcomer and adopted by the answerer. Mute is
  * `track.enabled = false` on the one microphone track (silence goes out);
  * camera off stops the camera (its light goes off) and sends no video track;
- * device switches and screen share use `replaceTrack` on every sender, so
- * none of them needs a renegotiation (and the muted/off state carries over).
+ * device switches use `replaceTrack` on every sender, so none of them needs a
+ * renegotiation (and the muted/off state carries over). A shared screen is a
+ * video track of its own, on a sendonly transceiver added by the sharer the
+ * first time (one renegotiation) and reused after: the others keep seeing
+ * the sharer's camera beside it. Video transceivers after the first are
+ * screens, on both sides (m-line order).
  * Each side tells the other its state on a negotiated data channel (id 0):
  * `{ type: "state", audio, video, screen }`.
  *
@@ -106,8 +110,10 @@ class Peer {
     this.pc = new RTCPeerConnection(rtcConfiguration(iceServers));
     this.audioTx = null;
     this.videoTx = null;
+    this.screenTx = null; // ours, sendonly, once we shared a screen
     this.dc = null;
     this.remoteStream = new MediaStream();
+    this.screenStream = new MediaStream(); // the peer's shared screen
     this.remote = { audio: true, video: true, screen: false, known: false };
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -151,8 +157,11 @@ class Peer {
     pc.onicecandidate = ({ candidate }) => {
       if (!this.closed) this.call.client.signal("ice", this.id, candidate || null);
     };
-    pc.ontrack = ({ track }) => {
-      const stream = this.remoteStream;
+    pc.ontrack = ({ track, transceiver }) => {
+      // The first video m-line is the camera; any later one a shared screen.
+      const videos = pc.getTransceivers().filter((t) => t.receiver.track.kind === "video");
+      const screen = track.kind === "video" && videos.length > 1 && transceiver !== videos[0];
+      const stream = screen ? this.screenStream : this.remoteStream;
       for (const old of stream.getTracks()) {
         if (old.kind === track.kind && old !== track) stream.removeTrack(old);
       }
@@ -187,9 +196,10 @@ class Peer {
 
   /** The newcomer's side: one sendrecv transceiver per kind, then negotiationneeded offers. */
   openAsCaller() {
-    const { audio, video } = this.call._outgoing();
+    const { audio, video, screen } = this.call._outgoing();
     this.audioTx = this.pc.addTransceiver(audio || "audio", { direction: "sendrecv" });
     this.videoTx = this.pc.addTransceiver(video || "video", { direction: "sendrecv" });
+    if (screen) this.screenTx = this.pc.addTransceiver(screen, { direction: "sendonly" });
     this._openChannel();
   }
 
@@ -210,10 +220,16 @@ class Peer {
 
   /** Put the current outgoing tracks on the senders (no renegotiation). */
   async applyTracks() {
-    const { audio, video } = this.call._outgoing();
+    const { audio, video, screen } = this.call._outgoing();
     const jobs = [];
     if (this.audioTx && this.audioTx.sender.track !== audio) jobs.push(this.audioTx.sender.replaceTrack(audio));
     if (this.videoTx && this.videoTx.sender.track !== video) jobs.push(this.videoTx.sender.replaceTrack(video));
+    if (screen && !this.screenTx && this.videoTx && !this.closed) {
+      // The first share on this connection: a track of its own (renegotiates once).
+      this.screenTx = this.pc.addTransceiver(screen, { direction: "sendonly" });
+    } else if (this.screenTx && this.screenTx.sender.track !== screen) {
+      jobs.push(this.screenTx.sender.replaceTrack(screen));
+    }
     await Promise.all(jobs).catch((err) => this.call._log("replaceTrack failed", this.id, err));
     await this.setBitrate(this.call.peers.size);
   }
@@ -426,7 +442,7 @@ class Peer {
    */
   _otherSideRetired() {
     this.otherSideRetired = true;
-    for (const tx of [this.audioTx, this.videoTx]) {
+    for (const tx of [this.audioTx, this.videoTx, this.screenTx]) {
       if (tx && tx.sender.track) tx.sender.replaceTrack(null).catch(() => {});
     }
     if (this.retired) this.close();
@@ -459,6 +475,7 @@ class Peer {
       /* already closed */
     }
     for (const track of this.remoteStream.getTracks()) this.remoteStream.removeTrack(track);
+    for (const track of this.screenStream.getTracks()) this.screenStream.removeTrack(track);
   }
 }
 
@@ -520,25 +537,25 @@ export class Call extends EventTarget {
 
   // ---- local media -------------------------------------------------------
 
-  /** What goes out now: { audio, video } tracks (either may be null). */
-  _outgoing() {
-    return { audio: this.audio, video: this.screen || (this.cameraOff ? null : this.camera) };
-  }
-
   /**
-   * What goes to the media server: the camera and the shared screen are
-   * tracks of their own there, so the others keep seeing our face.
+   * What goes out now: { audio, video, screen } tracks (any may be null).
+   * The camera and a shared screen are tracks of their own, so the others
+   * keep seeing our face while we share.
    */
-  _serverOutgoing() {
+  _outgoing() {
     return { audio: this.audio, video: this.cameraOff ? null : this.camera, screen: this.screen };
   }
 
-  /** The state peers are told about (`video`: the camera, or in a mesh the screen in its place). */
+  /** The same, for the media server. */
+  _serverOutgoing() {
+    return this._outgoing();
+  }
+
+  /** The state peers are told about (`video`: the camera). */
   localState() {
-    const camera = Boolean(this.camera) && !this.cameraOff;
     return {
       audio: Boolean(this.audio) && !this.muted,
-      video: this.mode === "sfu" ? camera : Boolean(this.screen) || camera,
+      video: Boolean(this.camera) && !this.cameraOff,
       screen: Boolean(this.screen),
     };
   }
@@ -690,7 +707,7 @@ export class Call extends EventTarget {
     this.screen = null;
     track.onended = null;
     track.stop();
-    await this._localChanged(); // back to the camera (or nothing if it is off)
+    await this._localChanged(); // the screen's sender goes quiet (kept for the next share)
   }
 
   // ---- the call ------------------------------------------------------------
@@ -1097,6 +1114,7 @@ export class Call extends EventTarget {
         sending: {
           audio: peer.audioTx && peer.audioTx.sender.track ? { enabled: peer.audioTx.sender.track.enabled, label: peer.audioTx.sender.track.label } : null,
           video: peer.videoTx && peer.videoTx.sender.track ? { enabled: peer.videoTx.sender.track.enabled, label: peer.videoTx.sender.track.label } : null,
+          screen: peer.screenTx && peer.screenTx.sender.track ? { label: peer.screenTx.sender.track.label } : null,
         },
         framesDecoded: 0,
         frameWidth: 0,
@@ -1118,7 +1136,8 @@ export class Call extends EventTarget {
             if (local) row.path = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol || null };
           }
           if (s.type !== "inbound-rtp") return;
-          if (!shown.pc && !mine.has(s.trackIdentifier)) return;
+          // A member's own tracks only (a shared screen is counted apart).
+          if (!mine.has(s.trackIdentifier)) return;
           if (s.kind === "video") {
             row.framesDecoded += s.framesDecoded || 0;
             row.frameWidth = s.frameWidth || row.frameWidth;

@@ -336,9 +336,22 @@ async function enter() {
     }
     if (moderation.refused(err)) return false;
     showStatus(status, err.message, err.code);
-    return false;
+    // A busy or restarting server: worth another try.
+    return TRANSIENT.has(err.code) ? "retry" : false;
   }
   return true;
+}
+
+/** Errors of enter_room that may pass by themselves. */
+const TRANSIENT = new Set(["timeout", "internal", "rate_limited", "offline"]);
+
+/** Enters the room, trying again a few times while the server is busy. */
+async function enterPatiently() {
+  for (let attempt = 0; ; attempt += 1) {
+    const result = await enter();
+    if (result !== "retry" || attempt >= 5 || !client.connected) return result === true;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 passwordForm.addEventListener("submit", async (event) => {
@@ -370,7 +383,7 @@ client.on("connect", async ({ reconnect }) => {
     clearTimeout(returningTimer);
     returningTimer = setTimeout(() => (returning = new Set()), RETURN_WINDOW_MS);
   }
-  const ok = await enter();
+  const ok = await enterPatiently();
   if (ok) {
     // What failed while we were offline is over now.
     if (status.dataset.code === "offline" || status.dataset.code === "timeout") showStatus(status, "");

@@ -153,33 +153,39 @@ test("camera and microphone switch keep the call going and the muted state", asy
   assert.deepEqual(ann.errors, []);
 });
 
-test("screen share replaces the camera and reverts when it stops", async () => {
+test("a screen share is a track of its own: Ben sees it large, and Ann's camera beside it", async () => {
   await ann.getByRole("button", { name: "Share screen", exact: true }).click();
   await ann.getByRole("button", { name: "Stop sharing", exact: true }).waitFor();
   await until(ann, async () => {
     const [s] = await window.noomCall.stats();
-    return s.sending.video && /^(screen|window|tab|web-contents)/i.test(s.sending.video.label);
-  }, null, { what: "Ann sending her screen" });
-  // Ben receives the fake 1280x720 screen instead of the 640x360 camera.
-  await until(ben, async () => {
-    const tile = document.querySelector('[data-testid="tile"]');
-    const [s] = await window.noomCall.stats();
-    return tile.dataset.screen === "true" && s.frameWidth > 640;
-  }, null, { what: "screen at Ben", timeout: 20000 });
+    return s.sending.screen && /^(screen|window|tab|web-contents)/i.test(s.sending.screen.label) && /fake_device/.test(s.sending.video.label);
+  }, null, { what: "Ann sending her screen and her camera" });
+  // Ben shows the fake 1280x720 screen large, on a tile of its own.
+  const screen = await until(ben, () => {
+    const tile = document.querySelector('[data-testid="tile-screen"]');
+    const video = tile && tile.querySelector("video");
+    return tile && tile.classList.contains("tile-featured") && video.videoWidth > 640 && video.currentTime > 0 && { name: tile.querySelector(".tile-name").textContent, width: video.videoWidth };
+  }, null, { what: "Ann's screen large at Ben", timeout: 20000 });
+  assert.equal(screen.name, "Ann's screen");
+  // Her camera keeps playing on her own tile, at camera size.
   await benSeesAnnVideoAdvance();
+  const camera = await annSeenByBen();
+  assert.ok(camera.frameWidth > 0 && camera.frameWidth <= 640, `camera at Ben: ${camera.frameWidth}`);
+  assert.equal(camera.screen, "true");
+  assert.match(camera.label, /sharing/i);
 
   await ann.getByRole("button", { name: "Stop sharing", exact: true }).click();
   await ann.getByRole("button", { name: "Share screen", exact: true }).waitFor();
-  await until(ann, async () => {
-    const [s] = await window.noomCall.stats();
-    return s.sending.video && /fake_device/.test(s.sending.video.label);
-  }, null, { what: "Ann sending her camera again" });
-  await until(ben, async () => {
-    const tile = document.querySelector('[data-testid="tile"]');
-    const [s] = await window.noomCall.stats();
-    return tile.dataset.screen === "false" && s.frameWidth > 0 && s.frameWidth <= 640;
-  }, null, { what: "camera back at Ben", timeout: 20000 });
+  await until(ben, () => !document.querySelector('[data-testid="tile-screen"]') && document.querySelector('[data-testid="tile"]').dataset.screen === "false", null, {
+    what: "screen tile gone at Ben",
+    timeout: 20000,
+  });
   await benSeesAnnVideoAdvance();
+  // A second share reuses the connection's screen sender (no new m-line).
+  await ann.getByRole("button", { name: "Share screen", exact: true }).click();
+  await ben.getByTestId("tile-screen").waitFor({ timeout: 20000 });
+  await ann.getByRole("button", { name: "Stop sharing", exact: true }).click();
+  await ben.getByTestId("tile-screen").waitFor({ state: "detached", timeout: 20000 });
   assert.deepEqual(ann.errors, []);
   assert.deepEqual(ben.errors, []);
 });

@@ -1,5 +1,6 @@
 // Layouts: speaker view follows who speaks; a pinned tile stays large in any
-// view; a screen shared in a mesh goes large by itself; tiles that do not
+// view; a screen shared in a mesh goes large by itself (the sharer's camera
+// stays a tile); tiles that do not
 // fit go onto pages; and the layout rules hold for a call of 50 (the page's
 // own layout.js on 50 tiles in Chromium, at desktop and phone sizes, since
 // 50 real participants do not fit this machine).
@@ -21,6 +22,10 @@ async function expectFeatured(page, names, what) {
     const now = [...document.querySelectorAll(".grid .tile-featured")].map((t) => t.querySelector(".tile-name").textContent);
     return JSON.stringify(now) === JSON.stringify(names);
   }, names, { what, timeout: 15000 });
+}
+
+function tileNamesShown(page) {
+  return page.evaluate(() => [...document.querySelectorAll(".grid .tile:not([hidden]) .tile-name")].map((n) => n.textContent));
 }
 
 function tileOf(page, name) {
@@ -63,10 +68,11 @@ test("speaker view follows the speaker; a pin holds; a mesh screen share goes la
     await tileOf(ann, "Cat").getByTestId("tile-pin").click();
     await expectFeatured(ann, [], "unpinned: an even grid");
 
-    // A mesh screen share replaces the sharer's camera: that tile goes large.
+    // A screen shared in a mesh goes large by itself; the sharer's camera stays a tile.
     await ben.getByTestId("share-screen").click();
     await ben.getByRole("button", { name: "Stop sharing", exact: true }).waitFor();
-    await expectFeatured(ann, ["Ben"], "Ben's share large at Ann");
+    await expectFeatured(ann, ["Ben's screen"], "Ben's share large at Ann");
+    assert.deepEqual((await tileNamesShown(ann)).sort(), ["Ann (You)", "Ben", "Ben's screen", "Cat"]);
     assert.equal(await ann.getByTestId("grid").getAttribute("data-presenting"), "true");
     await ben.getByRole("button", { name: "Stop sharing", exact: true }).click();
     await expectFeatured(ann, [], "share over: an even grid");
