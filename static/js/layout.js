@@ -98,8 +98,8 @@ export class CallLayout {
     const byKey = new Map(tiles.map((el) => [el.dataset.key, el]));
     if (this.pinned && byKey.has(this.pinned)) return [byKey.get(this.pinned)];
     this.pinned = null;
-    // A screen through the media server has a tile of its own; in a mesh the
-    // sharer's tile shows it instead of the camera.
+    // A shared screen has a tile of its own; until its track arrives, the
+    // sharer's tile stands for it.
     const screens = tiles.filter(
       (el) =>
         el.classList.contains("tile-screen") ||

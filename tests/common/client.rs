@@ -71,6 +71,17 @@ impl Connected {
             .unwrap_or_else(|e| panic!("no `{name}` event: {e}"))
     }
 
+    /// The next `name` event about the member `id` (its second argument),
+    /// skipping those about others still queued.
+    pub async fn event_about(&mut self, name: &str, id: &str) -> Event {
+        loop {
+            let e = self.event(name).await;
+            if e.args[1]["id"] == id {
+                return e;
+            }
+        }
+    }
+
     /// Asserts that no `name` event arrives within a short while.
     pub async fn no_event(&mut self, name: &str) {
         if let Ok(e) = self.c.wait_event(name, Duration::from_millis(300)).await {

@@ -151,12 +151,7 @@ async fn call_membership_and_signal_relay() {
     b2.ok("join_call", &[json!("standup"), json!({ "was": b.c.sid })])
         .await;
     // (Earlier joins are still queued: skip to this one.)
-    let joined = loop {
-        let e = a.event("peer_joined").await;
-        if e.args[1]["id"] == b2.c.sid.as_str() {
-            break e;
-        }
-    };
+    let joined = a.event_about("peer_joined", &b2.c.sid).await;
     assert_eq!(joined.args[1]["was"], b.c.sid.as_str());
     assert_eq!(joined.args[1]["user"], b.user.as_str());
     let ack = a.ok("join_call", &[json!("standup")]).await;
@@ -281,12 +276,7 @@ async fn a_reconnect_closes_its_ghost_connection() {
     b2.enter("moving").await;
     b2.ok("join_call", &[json!("moving"), json!({ "was": b.c.sid })])
         .await;
-    let joined = loop {
-        let e = a.event("peer_joined").await;
-        if e.args[1]["id"] == b2.c.sid.as_str() {
-            break e;
-        }
-    };
+    let joined = a.event_about("peer_joined", &b2.c.sid).await;
     assert_eq!(joined.args[1]["was"], b.c.sid.as_str());
     b.event("disconnect").await;
     let left = a.event("peer_left").await;
