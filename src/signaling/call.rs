@@ -14,7 +14,7 @@ use socketioxide::socket::Sid;
 
 use super::chat::room_arg;
 use super::hub::{Hub, call_group};
-use super::protocol::{ApiError, Args, Departure, ErrorCode, events, ok};
+use super::protocol::{ApiError, Args, Departure, ErrorCode, bool_field, events, ok};
 use crate::metrics::Metrics;
 
 pub async fn join_call(
@@ -80,10 +80,7 @@ pub async fn raise_hand(
     args: Args,
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
-    let raised = match args.object(1, "hand")?.get("raised") {
-        Some(Value::Bool(b)) => *b,
-        _ => return Err(ApiError::invalid_argument("`raised` must be a boolean")),
-    };
+    let raised = bool_field(args.object(1, "hand")?, "raised")?;
     let hands = hub.raise_hand(s.id, &room, raised)?;
     let _ = s
         .to(call_group(&room))

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 
-use super::hub::{Hub, call_group, chat_group, now_ms};
-use super::protocol::{ApiError, Args, Departure, ErrorCode, Reply, events, ok, opt_u64};
+use super::hub::{Hub, chat_group, now_ms};
+use super::protocol::{ApiError, Args, Departure, ErrorCode, Reply, events, ok, opt_bool, opt_u64};
 use super::validate;
 use crate::metrics::Metrics;
 use crate::store::{Appended, HistoryQuery, NewMessage, Settled};
@@ -94,11 +94,7 @@ pub async fn enter_room(
     let opts = args.opt_object(1, "options")?;
     let mut query = page_query(&opts)?;
     query.before = None;
-    let unlisted = match opts.get("unlisted") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid_argument("`unlisted` must be a boolean")),
-    };
+    let unlisted = opt_bool(&opts, "unlisted")?.unwrap_or(false);
     // `unlisted` only shapes a room being created: an existing room keeps
     // what its creator chose.
     let password = password_option(&opts)?;
@@ -175,27 +171,9 @@ pub async fn leave_room(
             format!("not in room `{room}`"),
         ));
     };
-    announce_departure(&s, &left, Departure::Left).await;
+    left.announce(|group| s.to(group), Departure::Left).await;
     hub.rooms_changed();
     Ok(ok(json!({})))
-}
-
-/// Tells the others of a room (and of its call) that a member left, and why.
-pub async fn announce_departure(s: &SocketRef, left: &super::hub::Left, why: Departure) {
-    let room = left.room.as_str();
-    if left.was_in_call {
-        let _ = s
-            .to(call_group(room))
-            .emit(events::PEER_LEFT, &(room, &left.member, why.payload()))
-            .await;
-    }
-    let _ = s
-        .to(chat_group(room))
-        .emit(
-            events::BYE,
-            &(room, &left.member, left.count, why.payload()),
-        )
-        .await;
 }
 
 pub async fn new_message(

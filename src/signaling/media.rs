@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chat::room_arg;
 use super::hub::Hub;
-use super::protocol::{ApiError, Args, ErrorCode, events, ok};
+use super::protocol::{ApiError, Args, ErrorCode, bool_field, events, ok};
 use crate::sfu::{Sfu, SfuError, SfuEvent};
 
 /// The media server, or `unavailable`.
@@ -220,12 +220,7 @@ pub async fn media_state(
 ) -> Result<Value, ApiError> {
     let room = call_room(&hub, &s, &args)?;
     let state = args.object(1, "state")?;
-    let flag = |name: &str| match state.get(name) {
-        Some(Value::Bool(b)) => Ok(*b),
-        _ => Err(ApiError::invalid_argument(format!(
-            "`{name}` must be true or false"
-        ))),
-    };
+    let flag = |name: &str| bool_field(state, name);
     let body = json!({
         "from": s.id.to_string(),
         "audio": flag("audio")?,

@@ -248,7 +248,7 @@ async fn on_disconnect(
         _ => protocol::Departure::Disconnected,
     };
     for left in &departures {
-        chat::announce_departure(&s, left, why).await;
+        left.announce(|group| s.to(group), why).await;
     }
     if !departures.is_empty() {
         hub.rooms_changed();

@@ -340,6 +340,26 @@ impl Args {
 }
 
 /// Reads an optional non-negative integer field of an options object.
+/// An optional boolean field: absent or `null` is `None`.
+pub fn opt_bool(
+    map: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<bool>, ApiError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_bool()
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_argument(format!("`{field}` must be a boolean"))),
+    }
+}
+
+/// A boolean field that must be there.
+pub fn bool_field(map: &serde_json::Map<String, Value>, field: &str) -> Result<bool, ApiError> {
+    opt_bool(map, field)?
+        .ok_or_else(|| ApiError::invalid_argument(format!("`{field}` must be a boolean")))
+}
+
 pub fn opt_u64(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<u64>, ApiError> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),

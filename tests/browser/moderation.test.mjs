@@ -94,6 +94,14 @@ test("a locked room refuses a newcomer; with the lobby on, a newcomer waits unti
   await until(ann, () => /Cleo is waiting to enter/.test(document.getElementById("messages").textContent), null, {
     what: "Ann told that Cleo waits",
   });
+  // Turned away once, Cleo asks again and is let in.
+  await waiting.getByTestId("deny").click();
+  await until(cleo, () => /허락하지 않았습니다/.test(document.getElementById("lobby-wait-text").textContent), null, {
+    what: "Cleo told she was turned away",
+  });
+  await waiting.waitFor({ state: "detached" });
+  await cleo.getByTestId("lobby-ask").click();
+  await waiting.waitFor();
   await waiting.getByTestId("admit").click();
   await waitEntered(cleo);
   assert.equal(await cleo.getByTestId("lobby-wait").isVisible(), false);

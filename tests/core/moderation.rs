@@ -295,3 +295,44 @@ async fn a_locked_room_and_a_lobby_keep_newcomers_out_until_let_in() {
     }
     running.shutdown().await.expect("shutdown");
 }
+
+/// A removal lasts `rooms.removal_secs`, then the session may enter again;
+/// one connection waits in no more lobbies than it may be in rooms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_ends_and_lobbies_are_bounded_per_connection() {
+    let s = TestServer::start_with(|c| {
+        c.rooms.removal_secs = 1;
+        c.limits.rooms_per_connection = 2;
+    })
+    .await;
+    let host = s.client().await;
+    let guest = s.client().await;
+    host.enter("brief").await;
+    let ack = guest.enter("brief").await;
+    let guest_id = my_id(&guest, &ack);
+    host.ok(
+        "remove",
+        &[json!("brief"), json!({ "to": guest_id, "from": "room" })],
+    )
+    .await;
+    guest.err("enter_room", &[json!("brief")], "removed").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    guest.enter("brief").await;
+    guest.ok("leave_room", &[json!("brief")]).await;
+
+    // Three rooms with a lobby, each its own host's (a host is in rooms too).
+    let mut hosts = Vec::new();
+    for room in ["l1", "l2", "l3"] {
+        let h = s.client().await;
+        h.enter(room).await;
+        h.ok("room_settings", &[json!(room), json!({ "lobby": true })])
+            .await;
+        hosts.push(h);
+    }
+    let waiter = s.client().await;
+    waiter.err("enter_room", &[json!("l1")], "in_lobby").await;
+    waiter.err("enter_room", &[json!("l2")], "in_lobby").await;
+    waiter.err("enter_room", &[json!("l3")], "room_full").await;
+    // Asking again where it already waits is not a new place.
+    waiter.err("enter_room", &[json!("l1")], "in_lobby").await;
+}

@@ -22,7 +22,7 @@ use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
 use super::directory::{Directory, Snapshot};
-use super::protocol::{ApiError, ErrorCode, Member};
+use super::protocol::{ApiError, Departure, ErrorCode, Member, events};
 use super::rate::{TokenBucket, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -151,6 +151,31 @@ pub struct Left {
     pub member: Member,
     pub count: usize,
     pub was_in_call: bool,
+}
+
+impl Left {
+    /// Tells the others of the room (and of its call) of this departure, and
+    /// why: `to` opens a broadcast to a group (a socket's own `to`, which
+    /// leaves that socket out, or the server's, for departures made by
+    /// someone else).
+    pub async fn announce(
+        &self,
+        to: impl Fn(String) -> socketioxide::operators::BroadcastOperators,
+        why: Departure,
+    ) {
+        let room = self.room.as_str();
+        if self.was_in_call {
+            let _ = to(call_group(room))
+                .emit(events::PEER_LEFT, &(room, &self.member, why.payload()))
+                .await;
+        }
+        let _ = to(chat_group(room))
+            .emit(
+                events::BYE,
+                &(room, &self.member, self.count, why.payload()),
+            )
+            .await;
+    }
 }
 
 /// Identity of a member allowed to speak in a room.

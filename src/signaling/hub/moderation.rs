@@ -5,7 +5,8 @@
 //! is kept in the store with the lock, the lobby, who may enter anyway and
 //! who was removed, so a restart changes nothing. The host's requests and the
 //! admin page's act through the same methods ([`Moderator`]); those that read
-//! and write the record take one async lock, so two never interleave.
+//! and write the record take one async lock, so two never interleave (an
+//! entry only reads it, unless the room has no host yet).
 //!
 //! The lobby itself (who waits now) is live state: a waiting connection that
 //! goes away simply leaves it.
@@ -15,8 +16,10 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
-use super::{Hub, Left, State, call_group, chat_group, gone, now_ms};
-use crate::signaling::protocol::{ApiError, Departure, ErrorCode, Member, events};
+use super::{Hub, State, call_group, chat_group, gone, now_ms};
+use crate::signaling::protocol::{
+    ApiError, Departure, ErrorCode, Member, bool_field, events, opt_bool,
+};
 use crate::store::{Ban, Moderation};
 
 /// Most connections waiting in one room's lobby.
@@ -70,15 +73,7 @@ impl Action {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| ApiError::invalid_argument("`to` must be a socket id"))
         };
-        let flag = |name: &str| -> Result<Option<bool>, ApiError> {
-            match opts.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Bool(b)) => Ok(Some(*b)),
-                Some(_) => Err(ApiError::invalid_argument(format!(
-                    "`{name}` must be a boolean"
-                ))),
-            }
-        };
+        let flag = |name: &str| opt_bool(opts, name);
         match kind {
             "set_host" => Ok(Action::SetHost(to()?)),
             "mute" => Ok(Action::Mute(to()?)),
@@ -104,8 +99,7 @@ impl Action {
                 Ok(Action::Settings { locked, lobby })
             }
             "admit" => {
-                let admit = flag("admit")?
-                    .ok_or_else(|| ApiError::invalid_argument("`admit` must be a boolean"))?;
+                let admit = bool_field(opts, "admit")?;
                 Ok(Action::Admit(to()?, admit))
             }
             other => Err(ApiError::invalid_argument(format!(
@@ -154,11 +148,6 @@ impl Hub {
         Ok(m)
     }
 
-    /// What the members of `room` see of its moderation.
-    pub async fn room_settings(&self, room: &str) -> Result<RoomSettings, ApiError> {
-        Ok(RoomSettings::from(&self.moderation_of(room).await?))
-    }
-
     /// Checks that `sid` may enter `room` (it is not in it yet): not removed,
     /// not locked out, not kept in the lobby. A connection kept in the lobby
     /// waits there (its host is told) and gets `in_lobby`.
@@ -175,7 +164,7 @@ impl Hub {
         if already {
             return Ok(());
         }
-        let _one = self.moderating.lock().await;
+        // A read only: no need to wait for a moderation change in progress.
         let m = self.moderation_of(room).await?;
         if let Some(ban) = m.bans.iter().find(|b| b.user == user) {
             let minutes = (ban.until - now_ms()).max(0) / 60_000 + 1;
@@ -205,6 +194,18 @@ impl Hub {
                 format!("room `{room}` is locked: its host lets nobody new in"),
             ));
         }
+        // One connection waits in as many lobbies as it may be in rooms.
+        let waits = state.lobby.values().filter(|w| w.contains(&sid)).count();
+        let here = state.lobby.get(room).is_some_and(|w| w.contains(&sid));
+        if !here && waits as u64 >= self.config.limits.rooms_per_connection {
+            return Err(ApiError::new(
+                ErrorCode::RoomFull,
+                format!(
+                    "a connection can wait in at most {} lobbies at once",
+                    self.config.limits.rooms_per_connection
+                ),
+            ));
+        }
         let waiting = state.lobby.entry(room.to_string()).or_default();
         if !waiting.contains(&sid) {
             if waiting.len() >= LOBBY_MAX {
@@ -231,6 +232,13 @@ impl Hub {
         let Some(user) = self.user_of(sid) else {
             return RoomSettings::from(&Moderation::default());
         };
+        // Every entry comes here: most rooms have their host already, and
+        // need no lock shared by all rooms.
+        if let Ok(m) = self.moderation_of(room).await
+            && m.host.is_some()
+        {
+            return RoomSettings::from(&m);
+        }
         let _one = self.moderating.lock().await;
         let mut m = match self.moderation_of(room).await {
             Ok(m) => m,
@@ -457,7 +465,11 @@ impl Hub {
                     }
                 }
                 self.store.set_room_moderation(room, &m).await?;
-                announce_departures(io, &departures).await;
+                // The departed are out of the groups already.
+                for left in &departures {
+                    left.announce(|group| io.to(group), Departure::Removed)
+                        .await;
+                }
                 self.rooms_changed();
                 self.announce_settings(io, room, &m).await;
                 json!({ "until": until })
@@ -558,30 +570,6 @@ impl Hub {
         if m.lobby {
             self.tell_hosts_locked(&self.state.lock(), io, room, m);
         }
-    }
-}
-
-/// Tells the rooms of departures made by someone else (a removal): the
-/// departed are out of the groups already.
-async fn announce_departures(io: &SocketIo, departures: &[Left]) {
-    for left in departures {
-        let room = left.room.as_str();
-        if left.was_in_call {
-            let _ = io
-                .to(call_group(room))
-                .emit(
-                    events::PEER_LEFT,
-                    &(room, &left.member, Departure::Removed.payload()),
-                )
-                .await;
-        }
-        let _ = io
-            .to(chat_group(room))
-            .emit(
-                events::BYE,
-                &(room, &left.member, left.count, Departure::Removed.payload()),
-            )
-            .await;
     }
 }
 
