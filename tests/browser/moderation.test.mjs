@@ -5,6 +5,7 @@
 // and someone from the room (who cannot come back by reloading).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { startServer, launchBrowser, openPage, roomPath, joinCall, expectLiveTiles, until, waitEntered } from "./harness.mjs";
 
 let server, browser, ann, ben, cleo;
@@ -44,16 +45,18 @@ async function hostAction(page, name, action) {
 }
 
 test("the creator hosts; only the host sees the host tools", async () => {
-  await until(ben, () => document.querySelectorAll("#members li").length === 2, null, { what: "two members" });
+  // Each page's list settles on its own (Ben's from his entry, Ann's from
+  // Ben's arrival): wait for the expected state, and say what was seen.
   for (const page of [ann, ben]) {
-    const list = await membersOf(page);
-    assert.deepEqual(
-      list.map((m) => [m.name, m.host]).sort(),
-      [["Ann", true], ["Ben", false]],
-      "Ann carries the host badge everywhere",
-    );
+    const expected = [["Ann", true], ["Ben", false]];
+    let seen;
+    for (const deadline = Date.now() + 15000; Date.now() < deadline; await sleep(100)) {
+      seen = (await membersOf(page)).map((m) => [m.name, m.host]).sort();
+      if (JSON.stringify(seen) === JSON.stringify(expected)) break;
+    }
+    assert.deepEqual(seen, expected, "Ann carries the host badge everywhere");
   }
-  assert.equal(await ann.getByTestId("host-panel").isVisible(), true);
+  await ann.getByTestId("host-panel").waitFor();
   assert.equal(await ben.getByTestId("host-panel").isVisible(), false);
   assert.equal(await ben.getByTestId("member-menu").count(), 0, "no menu for non-hosts");
 });
@@ -139,5 +142,5 @@ test("the host hands the room over", async () => {
   await until(ann, () => document.getElementById("host-panel").hidden, null, { what: "Ann's host tools gone" });
   const list = await membersOf(ann);
   assert.deepEqual(list.find((m) => m.name === "Ben").host, true);
-  assert.deepEqual([...ann.errors, ...ben.errors, ...cleo.errors], []);
+  assert.deepEqual([...ann.errors, ...ben.errors, ...(cleo?.errors ?? [])], []);
 });
