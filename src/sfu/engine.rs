@@ -173,6 +173,30 @@ impl Engine {
                 };
                 let _ = reply.send(result);
             }
+            Command::Rekey {
+                from,
+                to,
+                label,
+                reply,
+            } => {
+                let result = if self.find(&to).is_some() {
+                    Err(SfuError::Sdp(format!("a session `{to}` exists already")))
+                } else {
+                    match self.find(&from) {
+                        Some(p) => {
+                            tracing::debug!(%from, %to, "media session re-keyed");
+                            p.rename(to, label);
+                            // Offers made while its page was away went nowhere.
+                            if p.drop_pending_offer() {
+                                p.needs_offer = true;
+                            }
+                            Ok(())
+                        }
+                        None => Err(SfuError::NoSession(from)),
+                    }
+                };
+                let _ = reply.send(result);
+            }
             Command::Leave { participant } => {
                 if let Some(p) = self.find(&participant) {
                     p.rtc.disconnect();
@@ -280,7 +304,7 @@ impl Engine {
                     .position(|(_, kind)| *kind == published.kind)
                     .map(|i| free.remove(i).0);
                 if let Some(mid) = slot {
-                    slots.push((mid.to_string(), published.label.clone()));
+                    slots.push((mid.to_string(), published.label()));
                 }
                 newcomer.receive_on(track, slot);
             }
@@ -307,6 +331,7 @@ impl Engine {
             Some(p) => {
                 p.remote = Some(from);
                 p.dirty = true;
+                p.heard();
                 if p.rtc.handle_input(input).is_err() {
                     p.rtc.disconnect();
                 }
@@ -328,6 +353,11 @@ impl Engine {
                     continue;
                 }
                 p.dirty = false;
+                // Back after a silence (its link dropped and returned):
+                // keyframes both ways, as after a restart.
+                if p.take_return() {
+                    queue.push_back((i, Propagated::Connected));
+                }
                 loop {
                     if !p.rtc.is_alive() {
                         break;
@@ -462,7 +492,14 @@ impl Engine {
         let (origin_id, call) = (origin.id, origin.call.clone());
         let now = Instant::now();
         if let Propagated::Connected = item {
-            for (publisher, mid, layer) in origin.open_video() {
+            // Up (or back after an ICE restart): keyframes of what it sends
+            // and of what it receives.
+            let receiving = origin.open_video();
+            if let Some(origin) = self.participants.get_mut(from) {
+                origin.refresh_published();
+                origin.dirty = true;
+            }
+            for (publisher, mid, layer) in receiving {
                 self.ask_keyframe(publisher, mid, Some(layer));
             }
             return;

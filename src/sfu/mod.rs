@@ -120,6 +120,14 @@ pub(crate) enum Command {
         views: Vec<(String, u32)>,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+    /// `from`'s page reconnected as `to`: the same session, a new key
+    /// and label.
+    Rekey {
+        from: String,
+        to: String,
+        label: String,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
     Leave {
         participant: String,
     },
@@ -310,6 +318,19 @@ impl Sfu {
             .send(Command::Report { reply: tx })
             .map_err(|_| SfuError::Stopped)?;
         rx.await.map_err(|_| SfuError::Stopped)
+    }
+
+    /// The page of `from` reconnected and keeps its session: it is known as
+    /// `to` from now on, and the others see its tracks come from `label`.
+    pub async fn rekey(&self, from: &str, to: &str, label: &str) -> Result<(), SfuError> {
+        let (from, to, label) = (from.to_string(), to.to_string(), label.to_string());
+        self.ask(|reply| Command::Rekey {
+            from,
+            to,
+            label,
+            reply,
+        })
+        .await
     }
 
     /// Ends the session of `participant`, if it has one.

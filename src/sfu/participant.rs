@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use parking_lot::RwLock;
+
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{
     Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid,
@@ -31,10 +33,21 @@ const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct TrackIn {
     pub origin: u64,
-    /// The stream id subscribers see: who the track comes from.
-    pub label: String,
+    /// The stream id subscribers see: who the track comes from. It changes
+    /// when its publisher's page reconnects and takes its session along
+    /// ([`Participant::rename`]).
+    label: RwLock<String>,
+    /// A shared screen (its label is the publisher's plus [`SCREEN_SUFFIX`]).
+    screen: bool,
     pub mid: Mid,
     pub kind: MediaKind,
+}
+
+impl TrackIn {
+    /// The stream id subscribers see now.
+    pub fn label(&self) -> String {
+        self.label.read().clone()
+    }
 }
 
 #[derive(Debug)]
@@ -206,7 +219,16 @@ pub struct Participant {
     pub screen: Option<Mid>,
     /// Its ICE and DTLS are up.
     connected: bool,
+    /// When a datagram of it last arrived.
+    last_heard: Instant,
+    /// It was silent a while (a link that went down) and is heard again.
+    returned: bool,
 }
+
+/// A participant silent this long whose datagrams arrive again lost media
+/// on the way, both ways (a browser sends audio 50 times a second, and
+/// RTCP and ICE checks besides).
+const SILENCE: Duration = Duration::from_secs(1);
 
 /// What a screen track's stream id adds to its publisher's label.
 pub const SCREEN_SUFFIX: &str = ".screen";
@@ -234,7 +256,45 @@ impl Participant {
             rate_out: Rate::new(Instant::now()),
             screen: None,
             connected: false,
+            last_heard: Instant::now(),
+            returned: false,
         }
+    }
+
+    /// A datagram of it arrived.
+    pub fn heard(&mut self) {
+        let now = Instant::now();
+        if self.connected && now.saturating_duration_since(self.last_heard) >= SILENCE {
+            tracing::debug!(participant = %self.key, "heard again after a silence");
+            self.returned = true;
+        }
+        self.last_heard = now;
+    }
+
+    /// Whether it came back from a silence since last asked.
+    pub fn take_return(&mut self) -> bool {
+        std::mem::take(&mut self.returned)
+    }
+
+    /// The stream id of a track of the participant labelled `label`.
+    fn label_of(label: &str, screen: bool) -> String {
+        if screen {
+            format!("{label}{SCREEN_SUFFIX}")
+        } else {
+            label.to_string()
+        }
+    }
+
+    /// Its page reconnected (a new socket id) and kept this session: it is
+    /// known by `key` now, and the others see its tracks come from `label`
+    /// (tracks they already receive keep the stream id they were offered
+    /// with; their pages re-key the member themselves).
+    pub fn rename(&mut self, key: String, label: String) {
+        for entry in &self.tracks_in {
+            *entry.track.label.write() = Self::label_of(&label, entry.track.screen);
+        }
+        self.key = key;
+        self.label = label;
     }
 
     /// The layers of its track `mid` as they arrive now.
@@ -310,7 +370,7 @@ impl Participant {
             let receiving: Vec<String> = self
                 .tracks_out
                 .iter()
-                .filter_map(|t| t.track.upgrade().map(|x| x.label.clone()))
+                .filter_map(|t| t.track.upgrade().map(|x| x.label()))
                 .collect();
             self.views.retain(|l, _| receiving.contains(l));
             if self.views.len() >= VIEWS_KEPT {
@@ -344,7 +404,7 @@ impl Participant {
             }
             let want_height = self
                 .views
-                .get(&track.label)
+                .get(&track.label())
                 .copied()
                 .unwrap_or(layers::DEFAULT_HEIGHT);
             t.selection.want_height = want_height;
@@ -386,14 +446,8 @@ impl Participant {
             .iter()
             .filter_map(|t| {
                 let track = t.track.upgrade()?;
-                (track.kind == MediaKind::Video && matches!(t.state, OutState::Open(_))).then(
-                    || {
-                        (
-                            track.label.clone(),
-                            t.selection.current.map(|l| layers::RIDS[l]),
-                        )
-                    },
-                )
+                (track.kind == MediaKind::Video && matches!(t.state, OutState::Open(_)))
+                    .then(|| (track.label(), t.selection.current.map(|l| layers::RIDS[l])))
             })
             .collect();
         Report {
@@ -420,6 +474,33 @@ impl Participant {
                 ))
             })
             .collect()
+    }
+
+    /// Asks its page for a keyframe of every video track it publishes (of
+    /// each simulcast layer).
+    pub fn refresh_published(&mut self) {
+        let mids: Vec<Mid> = self
+            .tracks_in
+            .iter()
+            .filter(|t| t.track.kind == MediaKind::Video)
+            .map(|t| t.track.mid)
+            .collect();
+        for mid in mids {
+            let simulcast = self
+                .layers_of(mid)
+                .is_some_and(|l| l.iter().any(|x| x.active));
+            if simulcast {
+                for layer in 0..layers::LAYERS {
+                    self.request_keyframe(
+                        mid,
+                        Some(layers::rid_of(layer)),
+                        KeyframeRequestKind::Pli,
+                    );
+                }
+            } else {
+                self.request_keyframe(mid, None, KeyframeRequestKind::Pli);
+            }
+        }
     }
 
     /// Layer switches made for it so far.
@@ -451,6 +532,14 @@ impl Participant {
                 self.rtc.disconnect();
                 None
             }
+            // ICE back after a restart (its page moved to another network):
+            // what was lost on the way is started again on keyframes.
+            Event::IceConnectionStateChange(
+                IceConnectionState::Completed | IceConnectionState::Connected,
+            ) if self.connected => {
+                tracing::debug!(participant = %self.key, "ICE restarted");
+                Some(Propagated::Connected)
+            }
             Event::Connected => {
                 self.connected = true;
                 tracing::debug!(participant = %self.key, "connected (ICE and DTLS)");
@@ -464,11 +553,8 @@ impl Participant {
                 let screen = added.kind == MediaKind::Video && self.screen == Some(added.mid);
                 let track = Arc::new(TrackIn {
                     origin: self.id,
-                    label: if screen {
-                        format!("{}{SCREEN_SUFFIX}", self.label)
-                    } else {
-                        self.label.clone()
-                    },
+                    label: RwLock::new(Self::label_of(&self.label, screen)),
+                    screen,
                     mid: added.mid,
                     kind: added.kind,
                 });
@@ -673,7 +759,7 @@ impl Participant {
                         let mid = change.add_media(
                             track.kind,
                             Direction::SendOnly,
-                            Some(track.label.clone()),
+                            Some(track.label()),
                             None,
                             None,
                         );
@@ -722,11 +808,13 @@ impl Participant {
         Ok(opened)
     }
 
-    /// A new offer from the browser. An offer of ours still out is dropped
-    /// (the browser's wins); its tracks are offered again afterwards.
-    pub fn accept_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, String> {
-        self.pending = None;
-        self.needs_offer = true;
+    /// Forgets the offer of ours still out, if any (it will not be
+    /// answered); its tracks go into the next one. Returns whether there
+    /// was one.
+    pub fn drop_pending_offer(&mut self) -> bool {
+        if self.pending.take().is_none() {
+            return false;
+        }
         for t in &mut self.tracks_out {
             match t.state {
                 OutState::Negotiating(_) => t.state = OutState::ToOpen,
@@ -734,6 +822,14 @@ impl Participant {
                 _ => {}
             }
         }
+        true
+    }
+
+    /// A new offer from the browser. An offer of ours still out is dropped
+    /// (the browser's wins); its tracks are offered again afterwards.
+    pub fn accept_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, String> {
+        self.drop_pending_offer();
+        self.needs_offer = true;
         self.rtc
             .sdp_api()
             .accept_offer(offer)

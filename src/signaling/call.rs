@@ -37,6 +37,13 @@ pub async fn join_call(
     // Credentials first: a join refused for lack of them changes nothing.
     let ice = ice_servers(&hub, &s)?;
     let joined = hub.join_call(&s, &room, was.clone())?;
+    // Through the media server: the session of the connection this one
+    // replaces is taken back (the page restarts its ICE), not started anew,
+    // before the others hear of it (they re-key its tiles).
+    let resumed = match was.as_deref() {
+        Some(w) if joined.media == "sfu" => hub.resume_media(s.id, w, &room).await,
+        _ => false,
+    };
     // The others switch to the media server before they hear of the
     // newcomer, which will not offer to them.
     if joined.switched {
@@ -65,6 +72,7 @@ pub async fn join_call(
         "iceServers": ice,
         "media": joined.media,
         "hands": joined.hands,
+        "resumed": resumed,
     })))
 }
 

@@ -51,6 +51,21 @@ const SCREEN_ENCODING = { maxBitrate: 2_500_000 };
 const SCREEN_SUFFIX = ".screen";
 /** Views are sent at most this often. */
 const VIEW_EVERY_MS = 300;
+/** After a reconnect: media from the server within this long means its path survived. */
+const SURVIVAL_CHECK_MS = 200;
+
+/** Bytes of media received on `pc` so far (0 if its stats cannot be read). */
+async function inboundBytes(pc) {
+  let bytes = 0;
+  try {
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp") bytes += s.bytesReceived || 0;
+    });
+  } catch {
+    /* closed */
+  }
+  return bytes;
+}
 
 /** A participant of a media-server call, as the page sees it. */
 export class RemoteMember {
@@ -272,6 +287,64 @@ export class ServerSession {
     if (s === "connected") this.restarting = false;
     if (s === "failed") this.restart();
     for (const member of this.call.peers.values()) member.changed();
+  }
+
+  /**
+   * Our connection to the server dropped and the server kept this session
+   * for us. If media from it still arrives (a link that came back with the
+   * same address) the path survived and is left alone: restarting ICE
+   * towards a server that is ICE-lite drops the old path at once, before
+   * the browser may even list the returned interface. Otherwise an ICE
+   * restart (`restartIce`).
+   */
+  async resume() {
+    if (this.closed || !this.pc) return;
+    const pc = this.pc;
+    const before = await inboundBytes(pc);
+    await new Promise((resolve) => setTimeout(resolve, SURVIVAL_CHECK_MS));
+    if (this.closed || this.pc !== pc) return;
+    if (pc.connectionState === "connected" && (await inboundBytes(pc)) > before) {
+      this.call._log("media session: the path survived");
+      this.sendState();
+      this.viewsSent = ""; // told again under our new id
+      this._sendViews();
+      return;
+    }
+    this.restartIce();
+  }
+
+  /**
+   * Our connection to the server dropped and the server kept this session
+   * for us (`join_call` said `resumed`): the same session on the network
+   * we have now, by an ICE restart we offer (`media_offer`). An offer of
+   * the server's left half-done is rolled back (the server offers again
+   * after our offer). If that fails, a new session.
+   */
+  restartIce() {
+    if (this.closed || !this.pc) return;
+    const pc = this.pc;
+    this.restarting = true;
+    this.call._log("media session: ICE restart");
+    this.queue = this.queue
+      .then(() => this.ready)
+      .then(async () => {
+        if (this.closed || this.pc !== pc) return;
+        if (pc.signalingState !== "stable") await pc.setLocalDescription({ type: "rollback" });
+        await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+        const ack = await this.call.client.mediaOffer(this.call.room, pc.localDescription.toJSON());
+        if (this.closed || this.pc !== pc) return;
+        await pc.setRemoteDescription(ack.answer);
+        if (pc.connectionState === "connected") this.restarting = false;
+        this.sendState();
+        this.viewsSent = ""; // told again under our new id
+        this._sendViews();
+      })
+      .catch((err) => {
+        this.call._log("media session ICE restart failed", err);
+        this.restarting = false;
+        this.restart();
+      });
+    return this.queue;
   }
 
   /** A new session from a new offer (the old one failed or the server ended it). */

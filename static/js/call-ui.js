@@ -845,8 +845,11 @@ export function setupCall({ client, room, lookup, notice }) {
     connections: () => (call.server ? (call.server.pc ? 1 : 0) : [...call.peers.values()].filter((p) => p.pc).length),
     mode: () => call.mode,
     // A tag per RTCPeerConnection object (mesh), given once: the same tag later is the same object.
-    connectionTags: () =>
-      [...call.peers.values()].filter((p) => p.pc).map((p) => (p.pc.__noomTag ||= Math.random().toString(36).slice(2))),
+    connectionTags: () => {
+      const pcs = [...call.peers.values()].map((p) => p.pc).filter(Boolean);
+      if (call.server && call.server.pc) pcs.push(call.server.pc);
+      return pcs.map((pc) => (pc.__noomTag ||= Math.random().toString(36).slice(2)));
+    },
     timings: () => JSON.parse(JSON.stringify(timings)),
     // The one action: an ICE restart of every connection, as on a failure.
     renegotiate: () => call.renegotiate(),

@@ -60,10 +60,9 @@ import { Speakers } from "/static/js/speakers.js";
 
 const DISCONNECTED_GRACE_MS = 2000; // "disconnected" this long -> ICE restart
 const REBUILD_DELAY_MS = 300; // a pair that failed: the impolite side opens a new connection after this
-const FLOW_CHECK_MS = 400; // after our reconnect: media seen arriving within this keeps a connection as it is
-const FLOW_POLL_MS = 200; // ...looked for this often
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
 const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
+const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the changes settle this long
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
 const AWAY_GRACE_MS = 15000; // a peer whose signaling dropped: its connection kept this long for its return
 
@@ -125,6 +124,10 @@ class Peer {
     this.giveUpTimer = null;
     this.restarting = false;
     this.connectedOnce = false;
+    this.interrupted = false; // went disconnected/failed since last connected
+    this.keyframeTimer = null;
+    this.pathWatched = false;
+    this.senderParams = Promise.resolve(); // setParameters calls, one at a time
     this.createdAt = performance.now();
     this.firstFrameAt = null;
     this._wire();
@@ -242,21 +245,69 @@ class Peer {
   async setBitrate(connections) {
     const sender = this.videoTx && this.videoTx.sender;
     if (!sender) return;
-    try {
-      const params = sender.getParameters();
-      if (!params.encodings || !params.encodings.length) return;
+    await this._withParams(sender, (params) => {
+      if (!params.encodings || !params.encodings.length) return false;
       const max = maxBitrateFor(connections);
       const track = sender.track;
       const height = track && track === this.call.camera ? track.getSettings().height || 0 : 0;
       const scale = Math.max(1, height / MESH_SEND_HEIGHT);
       const encoding = params.encodings[0];
-      if (encoding.maxBitrate === max && (encoding.scaleResolutionDownBy || 1) === scale) return;
+      if (encoding.maxBitrate === max && (encoding.scaleResolutionDownBy || 1) === scale) return false;
       encoding.maxBitrate = max;
       encoding.scaleResolutionDownBy = scale;
-      await sender.setParameters(params);
-    } catch {
-      /* not negotiated yet: set on "connected" */
-    }
+      return true;
+    });
+  }
+
+  /**
+   * `change(params)` edits `sender`'s parameters (returns false to leave
+   * them). One call at a time: two interleaved would refuse each other
+   * (each must set what the latest `getParameters` returned).
+   */
+  _withParams(sender, change) {
+    const job = this.senderParams.then(async () => {
+      try {
+        const params = sender.getParameters();
+        if (change(params) !== false) await sender.setParameters(params);
+      } catch {
+        /* not negotiated yet (set again on "connected"), or closed */
+      }
+    });
+    this.senderParams = job;
+    return job;
+  }
+
+  /**
+   * The path of this connection changed (an ICE restart, a new network, a
+   * connection back from "disconnected"): the other side lost our video
+   * meanwhile, and its request for a new keyframe may have been lost with
+   * it (Chromium asks again only after about 3 s). Send one now: pausing
+   * the video encodings and resuming them starts the stream on a keyframe.
+   */
+  freshKeyframe() {
+    clearTimeout(this.keyframeTimer);
+    // Once per burst of changes (a restart changes the pair more than once).
+    this.keyframeTimer = setTimeout(() => {
+      this.keyframeTimer = null;
+      // Not while the path is down (its pair changes as ICE looks for
+      // another): the return to "connected" asks again.
+      if (this.closed || this.pc.connectionState !== "connected") return;
+      for (const tx of [this.videoTx, this.screenTx]) {
+        const sender = tx && tx.sender;
+        if (!sender || !sender.track) continue;
+        this.call._log("keyframe after a path change", this.id);
+        this._withParams(sender, (params) => {
+          if (!params.encodings || !params.encodings.some((e) => e.active !== false)) return false;
+          params.encodings.forEach((e) => (e.active = false));
+          return true;
+        });
+        this._withParams(sender, (params) => {
+          if (!params.encodings) return false;
+          params.encodings.forEach((e) => (e.active = true));
+          return true;
+        });
+      }
+    }, KEYFRAME_SETTLE_MS);
   }
 
   sendState() {
@@ -329,11 +380,30 @@ class Peer {
     }
   }
 
+  /**
+   * A new candidate pair under a connection that stays "connected" (an ICE
+   * restart, or the browser moving to a new network by itself): the other
+   * side needs a keyframe, as after an interruption.
+   */
+  _watchPath() {
+    if (this.pathWatched) return;
+    const transport = this.pc.getSenders().map((sender) => sender.transport).find(Boolean);
+    const ice = transport && transport.iceTransport;
+    if (!ice) return;
+    this.pathWatched = true;
+    ice.addEventListener("selectedcandidatepairchange", () => {
+      if (!this.closed && this.connectedOnce) this.freshKeyframe();
+    });
+  }
+
   _onConnectionState() {
     if (this.closed) return;
     const s = this.pc.connectionState;
     this.call._log("connection", this.id, s);
     if (s === "connected") {
+      if (this.interrupted || this.restarting) this.freshKeyframe();
+      this._watchPath();
+      this.interrupted = false;
       this.connectedOnce = true;
       this.restarting = false;
       clearTimeout(this.restartTimer);
@@ -341,11 +411,13 @@ class Peer {
       this.restartTimer = this.giveUpTimer = null;
       this.setBitrate(this.call.peers.size);
     } else if (s === "disconnected") {
+      this.interrupted = true;
       clearTimeout(this.restartTimer);
       this.restartTimer = setTimeout(() => this.restartIce(), DISCONNECTED_GRACE_MS);
       // Often the network changed: the signaling connection may be dead too.
       this.call.client.checkAlive();
     } else if (s === "failed") {
+      this.interrupted = true;
       this.call.client.checkAlive();
       this.restartIce();
     } else if (s === "closed") {
@@ -359,27 +431,15 @@ class Peer {
    * After a reconnect (ours or the peer's): bring a connection that lost
    * its media back. An offer of ours that went to the peer's dead
    * connection is sent again; otherwise an ICE restart. `force`: restart
-   * even a connection that still looks connected (our own network changed:
-   * its candidate pair is likely dead, the browser just has not noticed).
+   * even a connection that still looks connected (our own connection to
+   * the server died: most likely our network changed, and the pair in use
+   * with it, the browser just has not noticed). A path that survived is
+   * not cut by it: the browser keeps using the old pair until a new one
+   * answers.
    */
   async recover(force = false) {
     if (this.closed) return;
-    if (force) {
-      // Media that still comes in means the path survived (a link that
-      // came back with the same address): a restart would only interrupt it.
-      const before = await this._flow();
-      for (let waited = 0; waited < FLOW_CHECK_MS; waited += FLOW_POLL_MS) {
-        await new Promise((resolve) => setTimeout(resolve, FLOW_POLL_MS));
-        if (this.closed) return;
-        const now = await this._flow();
-        if (this.pc.connectionState === "connected" && now.bytes > before.bytes && now.responses > before.responses) {
-          this.call._log("media still flows: no restart", this.id);
-          return;
-        }
-      }
-    } else if (this.pc.connectionState === "connected") {
-      return;
-    }
+    if (!force && this.pc.connectionState === "connected") return;
     if (this.pc.signalingState === "have-local-offer") {
       if (!force && this.pc.localDescription) {
         this._send(this.pc.localDescription);
@@ -393,28 +453,6 @@ class Peer {
       }
     }
     this.restartIce(force);
-  }
-
-  /**
-   * Bytes received so far, and the ICE responses the path in use got: both
-   * growing means media comes in and the other side hears us (0 when the
-   * stats cannot be read).
-   */
-  async _flow() {
-    const flow = { bytes: 0, responses: 0 };
-    try {
-      const report = await this.pc.getStats();
-      report.forEach((s) => {
-        if (s.type === "inbound-rtp") flow.bytes += s.bytesReceived || 0;
-        if (s.type === "transport" && s.selectedCandidatePairId) {
-          const pair = report.get(s.selectedCandidatePairId);
-          flow.responses += (pair && pair.responsesReceived) || 0;
-        }
-      });
-    } catch {
-      /* closed */
-    }
-    return flow;
   }
 
   restartIce(force = false) {
@@ -733,16 +771,27 @@ export class Call extends EventTarget {
     this.iceServers = Array.isArray(ack.iceServers) ? ack.iceServers : [];
     this.mode = ack.media === "sfu" ? "sfu" : "mesh";
     this.speakers.start();
+    // The server kept our media session for us: the same connection, its
+    // ICE restarted on our new network. Otherwise a session of the last
+    // connection, with its members, is over.
+    const resumed = this.mode === "sfu" && ack.resumed === true && Boolean(this.server && this.server.pc);
+    if (!resumed && this.server) {
+      for (const peer of [...this.peers.values()]) if (!(peer instanceof Peer)) this._drop(peer, "rejoin");
+      for (const old of (this.retired || []).splice(0)) old.close();
+      this.server.close();
+      this.server = null;
+    }
     // Connections kept across a reconnect carry nothing through the media server.
     if (this.mode === "sfu") for (const peer of [...this.peers.values()]) if (peer instanceof Peer) this._drop(peer, "rejoin");
     for (const member of ack.peers || []) {
-      if (!member || member.id === this.client.id) continue;
+      // (Our own last connection, if the server still had it, is not a peer.)
+      if (!member || member.id === this.client.id || member.id === was) continue;
       const held = this.peers.get(member.id);
       if (held) {
         // Still in the call under the same id (only our connection dropped).
+        clearTimeout(held.awayTimer);
+        held.awayTimer = null;
         if (held instanceof Peer) {
-          clearTimeout(held.awayTimer);
-          held.awayTimer = null;
           // Our connection to the server died under us: most likely our
           // network changed, and with it the path of this connection.
           held.recover(Boolean(was));
@@ -753,7 +802,9 @@ export class Call extends EventTarget {
       const peer = this._addPeer(member);
       if (this.mode === "mesh") peer.openAsCaller();
     }
-    if (this.mode === "sfu") {
+    if (resumed) {
+      this.server.resume();
+    } else if (this.mode === "sfu") {
       this.server = new ServerSession(this, rtcConfiguration(this.iceServers));
       try {
         await this.server.start();
@@ -804,9 +855,10 @@ export class Call extends EventTarget {
   async rejoin() {
     if (!this.active) return;
     const was = this.myId;
-    this._closeServer();
+    // Mesh connections, and the media server's session with its members,
+    // are kept: the server may still have them for us (`join`).
     for (const peer of [...this.peers.values()]) {
-      if (peer instanceof Peer && !peer.closed) this._holdAway(peer);
+      if (peer instanceof Peer ? !peer.closed : Boolean(this.server)) this._holdAway(peer);
       else this._drop(peer, "rejoin");
     }
     try {
@@ -951,6 +1003,11 @@ export class Call extends EventTarget {
       this._holdAway(peer);
       return;
     }
+    // Through the media server, its session is kept a while for its return too.
+    if (reason === "disconnected" && peer instanceof RemoteMember && this.server) {
+      this._holdAway(peer);
+      return;
+    }
     this._dropId(id, kind);
   }
 
@@ -969,9 +1026,13 @@ export class Call extends EventTarget {
    * own again under the new id. Returns whether it was re-keyed.
    */
   _adopt(member) {
-    if (this.mode !== "mesh" || !member.was || member.was === member.id) return false;
+    if (!member.was || member.was === member.id) return false;
     const peer = this.peers.get(member.was);
-    if (!(peer instanceof Peer) || peer.closed || peer.user !== member.user || this.peers.has(member.id)) return false;
+    if (!peer || peer.closed || peer.user !== member.user || this.peers.has(member.id)) return false;
+    // Through the media server: its tracks keep coming from the session the
+    // server took over for it; only the id changes.
+    if (peer instanceof RemoteMember) return this.mode === "sfu" && this._rekey(peer, member);
+    if (this.mode !== "mesh") return false;
     clearTimeout(peer.awayTimer);
     peer.awayTimer = null;
     this.peers.delete(peer.id);
@@ -985,7 +1046,25 @@ export class Call extends EventTarget {
     this._emit("peer-rekeyed", { peer, from });
     this._emit("peer-updated", { peer });
     peer.sendState();
+    // Its network likely changed under it: what we sent meanwhile did not
+    // all arrive (and may still be queued), so start it again on a keyframe.
+    peer.freshKeyframe();
     peer.recover();
+    return true;
+  }
+
+  /** A member of a media-server call came back as `member` (a new socket id). */
+  _rekey(remote, member) {
+    clearTimeout(remote.awayTimer);
+    remote.awayTimer = null;
+    const from = remote.id;
+    this.peers.delete(from);
+    remote.id = member.id;
+    remote.nickname = member.nickname || remote.nickname;
+    this.peers.set(remote.id, remote);
+    this._log("kept a member across its reconnect", from, "->", remote.id);
+    this._emit("peer-rekeyed", { peer: remote, from });
+    this._emit("peer-updated", { peer: remote });
     return true;
   }
 

@@ -450,6 +450,11 @@ export class NoomClient extends EventTarget {
     return this.request("media_join", room, offer, options);
   }
 
+  /** A new offer of ours within the media session (an ICE restart) -> { ok, answer } */
+  mediaOffer(room, offer) {
+    return this.request("media_offer", room, offer);
+  }
+
   /** Answer the media server's offer -> { ok } */
   mediaAnswer(room, answer) {
     return this.request("media_answer", room, answer);

@@ -274,8 +274,22 @@ async fn a_reconnect_closes_its_ghost_connection() {
 
     let b2 = connect(&s.url(""), Some(&b.token)).await;
     b2.enter("moving").await;
-    b2.ok("join_call", &[json!("moving"), json!({ "was": b.c.sid })])
+    let ack = b2
+        .ok("join_call", &[json!("moving"), json!({ "was": b.c.sid })])
         .await;
+    // Its own ghost is not among its peers; a stranger who claimed to be
+    // it is (it is someone else).
+    let ids: Vec<&str> = ack["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(!ids.contains(&b.c.sid.as_str()), "{ack}");
+    assert!(
+        ids.contains(&a.c.sid.as_str()) && ids.contains(&stranger.c.sid.as_str()),
+        "{ack}"
+    );
     let joined = a.event_about("peer_joined", &b2.c.sid).await;
     assert_eq!(joined.args[1]["was"], b.c.sid.as_str());
     b.event("disconnect").await;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 
-use crate::common::{Connected, TestServer};
+use crate::common::{Connected, TestServer, connect};
 use crate::peer::{Peer, pump_all};
 
 /// Enters `room` and joins its call.
@@ -601,5 +601,113 @@ async fn a_call_of_fifty_negotiates_within_the_packet_limit() {
     );
     for t in others {
         t.await.unwrap();
+    }
+}
+
+/// Pumps the peers until `c` gets a `media_offer` event for `room`; its SDP.
+async fn next_media_offer(c: &mut Connected, peers: &mut [&mut Peer]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no media_offer");
+        if let Some(e) =
+            c.c.drain_events()
+                .into_iter()
+                .find(|e| e.name == "media_offer")
+        {
+            return e.args[1]["sdp"].as_str().unwrap_or_default().to_string();
+        }
+        pump_all(peers, Duration::from_millis(20)).await;
+    }
+}
+
+/// A participant whose connection drops keeps its media session a while:
+/// back under the same session with `join_call { was }`, the ack says
+/// `resumed` and the session is its own under its new socket id (an ICE
+/// restart offer is answered, media reaches the others again, what the
+/// server offered meanwhile is offered again). Another session cannot take
+/// it; one not taken back ends after the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_participant_takes_its_media_session_back() {
+    let server = TestServer::start_with(|c| c.call.mode = "sfu".into()).await;
+    let sfu = server.running.sfu().expect("the media server runs");
+    let alice = in_call(&server, "class").await;
+    let mut bob = in_call(&server, "class").await;
+    let (mut a, mut b) = (Peer::new().await, Peer::new().await);
+    let mic = media_join(&alice, "class", &mut a, Direction::SendOnly).await;
+    media_join(&bob, "class", &mut b, Direction::RecvOnly).await;
+    pump_all(&mut [&mut a, &mut b], Duration::from_millis(500)).await;
+    answer_media_offer(&mut bob, "class", &mut [&mut a, &mut b], 1).await;
+
+    // Alice's connection drops: her session stays, the others are told why.
+    let old = alice.c.sid.clone();
+    alice.c.close();
+    let left = bob.event("peer_left").await;
+    assert_eq!(left.args[2], json!({ "reason": "disconnected" }));
+    pump_all(&mut [&mut a, &mut b], Duration::from_millis(200)).await;
+    assert_eq!(sfu.stats().await.unwrap().participants, 2, "kept for her");
+
+    // Meanwhile Carol publishes: the offer to Alice's session goes nowhere.
+    let carol = in_call(&server, "class").await;
+    let mut c = Peer::new().await;
+    media_join(&carol, "class", &mut c, Direction::SendOnly).await;
+    pump_all(&mut [&mut a, &mut b, &mut c], Duration::from_millis(300)).await;
+
+    // Someone else saying it was Alice gets nothing of hers.
+    let mallory = server.client().await;
+    mallory.enter("class").await;
+    let ack = mallory
+        .ok("join_call", &[json!("class"), json!({ "was": old })])
+        .await;
+    assert_eq!(ack["resumed"], false, "{ack}");
+
+    // Alice is back: her session is hers again, under her new id.
+    let mut alice2 = connect(&server.url(""), Some(&alice.token)).await;
+    alice2.enter("class").await;
+    let ack = alice2
+        .ok("join_call", &[json!("class"), json!({ "was": old })])
+        .await;
+    assert_eq!(ack["resumed"], true, "{ack}");
+    assert_eq!(ack["media"], "sfu");
+    let restart = {
+        let mut api = a.rtc.sdp_api();
+        api.ice_restart(true);
+        api.apply().unwrap()
+    };
+    let ack = alice2
+        .ok(
+            "media_offer",
+            &[
+                json!("class"),
+                json!({ "type": "offer", "sdp": restart.0.to_sdp_string() }),
+            ],
+        )
+        .await;
+    let answer = SdpAnswer::from_sdp_string(ack["answer"]["sdp"].as_str().unwrap()).unwrap();
+    a.rtc.sdp_api().accept_answer(restart.1, answer).unwrap();
+    // Carol's track, offered while Alice was away, is offered again.
+    let offer = next_media_offer(&mut alice2, &mut [&mut a, &mut b, &mut c]).await;
+    assert!(offer.contains(carol.c.sid.as_str()), "{offer}");
+    let before = b.received.len();
+    for n in 100..130u64 {
+        a.send_audio(mic, n, &[9; 40]);
+        pump_all(&mut [&mut a, &mut b, &mut c], Duration::from_millis(20)).await;
+    }
+    pump_all(&mut [&mut a, &mut b, &mut c], Duration::from_millis(300)).await;
+    assert!(
+        b.received.len() - before >= 25,
+        "bob got {} of 30 frames after Alice's return",
+        b.received.len() - before
+    );
+    assert_eq!(sfu.stats().await.unwrap().participants, 3);
+
+    // Bob drops and does not come back: his session ends after the grace.
+    bob.c.close();
+    let deadline = Instant::now() + noom::signaling::hub::MEDIA_PARK + Duration::from_secs(5);
+    while sfu.stats().await.unwrap().participants != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a parked session outlived its grace"
+        );
+        pump_all(&mut [&mut a, &mut c], Duration::from_millis(100)).await;
     }
 }

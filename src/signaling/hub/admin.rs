@@ -115,7 +115,7 @@ impl Hub {
             .map(|r| r.members.clone())
             .unwrap_or_default();
         for sid in &members {
-            self.leave_locked(&mut state, *sid, room);
+            self.leave_locked(&mut state, *sid, room, false);
             if let Some(s) = io.get_socket(*sid) {
                 let _ = s.emit(events::ROOM_CLOSED, &(room,));
                 s.leave(chat_group(room));

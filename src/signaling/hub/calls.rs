@@ -12,6 +12,18 @@ use crate::signaling::protocol::{ApiError, ErrorCode, Member};
 /// says: every participant uploads its video once per peer.
 pub const MESH_CALL_MAX: u64 = 6;
 
+/// How long the media session of a connection that dropped is kept for
+/// its page to take back (`join_call` with `was`): as long as the others
+/// keep showing it.
+pub const MEDIA_PARK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A media session whose connection dropped, waiting for its page.
+pub struct Parked {
+    session: crate::store::SessionKey,
+    /// Tells this parking from a later one of the same key.
+    since: std::time::Instant,
+}
+
 /// Least time between two reactions of one connection.
 pub const REACTION_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -44,6 +56,80 @@ impl Hub {
             sfu.leave(&key);
         }
         self.media_ended(&key);
+    }
+
+    /// `sid` (of `session`) dropped while in the call of `room`: its media
+    /// session, if it has one, is kept [`MEDIA_PARK`] for the page to take
+    /// back once it reconnects, then ended (a task; fine under the lock).
+    pub(super) fn park_media(&self, sid: Sid, room: &str, session: crate::store::SessionKey) {
+        let key = Self::media_key(sid, room);
+        let Some(sfu) = self.sfu.clone() else {
+            return;
+        };
+        if !self.media_sessions.lock().contains_key(&key) {
+            return;
+        }
+        let since = std::time::Instant::now();
+        self.parked
+            .lock()
+            .insert(key.clone(), Parked { session, since });
+        let (parked, sessions) = (self.parked.clone(), self.media_sessions.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(MEDIA_PARK).await;
+            let mut parked = parked.lock();
+            if parked.get(&key).is_some_and(|p| p.since == since) {
+                parked.remove(&key);
+                sfu.leave(&key);
+                sessions.lock().remove(&key);
+            }
+        });
+    }
+
+    /// `sid` joined the call of `room` again after a reconnect, saying it
+    /// `was` another socket id: the media session of that connection, kept
+    /// for its return or still held by its ghost, becomes `sid`'s if both
+    /// are of the same session. Returns whether it did (the page then
+    /// restarts ICE on it instead of starting a new one).
+    pub async fn resume_media(&self, sid: Sid, was: &str, room: &str) -> bool {
+        let Some(sfu) = &self.sfu else {
+            return false;
+        };
+        let Ok(old) = was.parse::<Sid>() else {
+            return false;
+        };
+        if old == sid {
+            return false;
+        }
+        let (from, to) = (Self::media_key(old, room), Self::media_key(sid, room));
+        let ours =
+            {
+                let state = self.state.lock();
+                let Some(session) = state.conns.get(&sid).map(|c| c.session) else {
+                    return false;
+                };
+                match self.parked.lock().get(&from) {
+                    Some(p) => p.session == session,
+                    None => {
+                        state.conns.get(&old).is_some_and(|c| {
+                            c.session == session && c.calls.iter().any(|r| r == room)
+                        }) && self.media_sessions.lock().contains_key(&from)
+                    }
+                }
+            };
+        if !ours {
+            return false;
+        }
+        if let Err(e) = sfu.rekey(&from, &to, &sid.to_string()).await {
+            tracing::debug!(%from, %to, error = %e, "media session not taken back");
+            return false;
+        }
+        self.parked.lock().remove(&from);
+        // Its address's count follows it.
+        let mut sessions = self.media_sessions.lock();
+        if let Some(held) = sessions.remove(&from) {
+            sessions.insert(to, held);
+        }
+        true
     }
 
     /// Counts a media session about to start for `sid` against its
@@ -109,6 +195,10 @@ impl Hub {
         if !conn.rooms.iter().any(|r| r == room) {
             return Err(not_in_room(room));
         }
+        // The connection this one replaces (same session), if still here,
+        // is not a peer of it: the others re-key it, and it is closed.
+        let session = conn.session;
+        let ghost = was.as_deref().and_then(|w| w.parse::<Sid>().ok());
         if was.is_some() {
             conn.was = was;
         }
@@ -143,7 +233,9 @@ impl Hub {
             .call
             .iter()
             .filter(|id| **id != sid)
-            .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
+            .filter_map(|id| conns.get(id).map(|c| (id, c)))
+            .filter(|(id, c)| !(Some(**id) == ghost && c.session == session))
+            .map(|(id, c)| c.member(*id))
             .collect();
         let hands = live.hands.iter().map(|s| s.to_string()).collect();
         Ok(Joined {

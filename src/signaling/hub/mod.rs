@@ -33,7 +33,7 @@ mod calls;
 mod moderation;
 
 pub use admin::{LiveCounts, MemberDetail};
-pub use calls::{Joined, MESH_CALL_MAX};
+pub use calls::{Joined, MEDIA_PARK, MESH_CALL_MAX};
 pub use moderation::{Action, LOBBY_MAX, Moderator, Removal, RoomSettings};
 
 /// The socketioxide room that carries a chat room's broadcasts.
@@ -132,7 +132,10 @@ pub struct Hub {
     admitted: Mutex<std::collections::HashSet<(SessionKey, String)>>,
     /// Media sessions open, counted per client address, by session key.
     media_held: Arc<crate::limit::Counts<IpAddr>>,
-    media_sessions: Mutex<HashMap<String, crate::limit::Held<IpAddr>>>,
+    media_sessions: Arc<Mutex<HashMap<String, crate::limit::Held<IpAddr>>>>,
+    /// Media sessions of connections that dropped (by media key), kept a
+    /// while for their page to take back after it reconnects.
+    parked: Arc<Mutex<HashMap<String, calls::Parked>>>,
     /// Held while a room's moderation record is read and written.
     moderating: tokio::sync::Mutex<()>,
 }
@@ -221,7 +224,8 @@ impl Hub {
             // Five tries at once, then one every five seconds.
             password_rate: crate::limit::Buckets::new(0.2, 5.0, 65_536),
             admitted: Mutex::new(std::collections::HashSet::new()),
-            media_sessions: Mutex::new(HashMap::new()),
+            media_sessions: Arc::new(Mutex::new(HashMap::new())),
+            parked: Arc::new(Mutex::new(HashMap::new())),
             credential_rate: {
                 let per_min = config.turn.credentials_per_ip_per_min as f64;
                 crate::limit::Buckets::new(per_min / 60.0, per_min, 65_536)
@@ -454,7 +458,7 @@ impl Hub {
 
     /// Removes `sid` from `room` (and its call); `None` when it was not there.
     pub fn leave(&self, socket: &SocketRef, room: &str) -> Option<Left> {
-        let left = self.leave_locked(&mut self.state.lock(), socket.id, room)?;
+        let left = self.leave_locked(&mut self.state.lock(), socket.id, room, false)?;
         socket.leave(chat_group(room));
         if left.was_in_call {
             socket.leave(call_group(room));
@@ -462,7 +466,9 @@ impl Hub {
         Some(left)
     }
 
-    fn leave_locked(&self, state: &mut State, sid: Sid, room: &str) -> Option<Left> {
+    /// `dropped`: the connection went away without leaving (its media
+    /// session is kept a while for its return, see `park_media`).
+    fn leave_locked(&self, state: &mut State, sid: Sid, room: &str, dropped: bool) -> Option<Left> {
         let State {
             conns,
             rooms,
@@ -480,7 +486,11 @@ impl Hub {
             None => false,
         };
         if was_in_call {
-            self.end_media(sid, room);
+            if dropped {
+                self.park_media(sid, room, conn.session);
+            } else {
+                self.end_media(sid, room);
+            }
         }
         let member = conn.member(sid);
         let count = match rooms.get_mut(room) {
@@ -519,7 +529,7 @@ impl Hub {
             .unwrap_or_default();
         let left = rooms
             .iter()
-            .filter_map(|room| self.leave_locked(&mut state, sid, room))
+            .filter_map(|room| self.leave_locked(&mut state, sid, room, true))
             .collect();
         state.conns.remove(&sid);
         left

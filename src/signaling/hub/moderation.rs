@@ -445,7 +445,7 @@ impl Hub {
                     payload["from"] = json!("room");
                     payload["until"] = json!(until);
                     for sid in sids {
-                        if let Some(left) = self.leave_locked(&mut state, sid, room) {
+                        if let Some(left) = self.leave_locked(&mut state, sid, room, false) {
                             departures.push(left);
                         }
                         if let Some(s) = io.get_socket(sid) {
