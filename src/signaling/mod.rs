@@ -236,10 +236,9 @@ async fn on_disconnect(
     let Some(hub) = hub.get() else { return };
     hub.leave_lobbies(&io, s.id).await;
     let replaced = hub.replaced(s.id);
-    let departures = hub.disconnect(s.id).await;
     // A page that says goodbye (leaving, or closing) has left; a connection
     // that dropped may come back in a moment: the others may keep its peer
-    // connections meanwhile.
+    // connections meanwhile, and the server its media session.
     let why = match reason {
         _ if replaced => protocol::Departure::Disconnected,
         DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect => {
@@ -247,6 +246,9 @@ async fn on_disconnect(
         }
         _ => protocol::Departure::Disconnected,
     };
+    let departures = hub
+        .disconnect(s.id, why == protocol::Departure::Disconnected)
+        .await;
     for left in &departures {
         left.announce(|group| s.to(group), why).await;
     }

@@ -700,14 +700,25 @@ async fn a_dropped_participant_takes_its_media_session_back() {
     );
     assert_eq!(sfu.stats().await.unwrap().participants, 3);
 
+    // Carol says goodbye (a closed tab): her session ends at once.
+    carol.c.send_raw("41".into()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sfu.stats().await.unwrap().participants != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a goodbye kept its media session"
+        );
+        pump_all(&mut [&mut a, &mut b, &mut c], Duration::from_millis(50)).await;
+    }
+
     // Bob drops and does not come back: his session ends after the grace.
     bob.c.close();
     let deadline = Instant::now() + noom::signaling::hub::MEDIA_PARK + Duration::from_secs(5);
-    while sfu.stats().await.unwrap().participants != 2 {
+    while sfu.stats().await.unwrap().participants != 1 {
         assert!(
             Instant::now() < deadline,
             "a parked session outlived its grace"
         );
-        pump_all(&mut [&mut a, &mut c], Duration::from_millis(100)).await;
+        pump_all(&mut [&mut a], Duration::from_millis(100)).await;
     }
 }

@@ -516,7 +516,9 @@ impl Hub {
     }
 
     /// Forgets a closed connection; returns its departures to announce.
-    pub async fn disconnect(&self, sid: Sid) -> Vec<Left> {
+    /// `dropped`: it went away without saying goodbye (it may come back:
+    /// its media sessions are kept a while, see `park_media`).
+    pub async fn disconnect(&self, sid: Sid, dropped: bool) -> Vec<Left> {
         let session = self.state.lock().conns.get(&sid).map(|c| c.session);
         if let Some(key) = session {
             self.store.session_used(&key, now_ms()).await;
@@ -529,7 +531,7 @@ impl Hub {
             .unwrap_or_default();
         let left = rooms
             .iter()
-            .filter_map(|room| self.leave_locked(&mut state, sid, room, true))
+            .filter_map(|room| self.leave_locked(&mut state, sid, room, dropped))
             .collect();
         state.conns.remove(&sid);
         left
