@@ -384,6 +384,9 @@ export class NoomClient extends EventTarget {
     try {
       ack = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, ...args);
     } catch {
+      // The connection may have died under us: find out now, not at the
+      // next Engine.IO ping.
+      this.checkAlive();
       throw new ProtocolError("timeout", "The server did not answer in time.");
     }
     if (!ack || typeof ack !== "object") {
