@@ -9,7 +9,20 @@ for tool in turnutils_uclient turnutils_peer turnutils_stunclient; do
     command -v "$tool" >/dev/null || { echo "turnutils: $tool missing (apt-get install coturn)" >&2; exit 1; }
 done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# The relay listens on UDP and TCP on the same port: one free for both.
+free_udp_tcp_port() { python3 -c '
+import socket
+while True:
+    t = socket.socket()
+    t.bind(("127.0.0.1", 0))
+    p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p))
+        print(p)
+        break
+    except OSError:
+        pass'; }
 # The peer is on loopback, one of this host's own addresses, which the relay
 # reaches only on its relay ports (49152-65535): the peer takes one of them.
 relay_range_udp_port() { python3 -c '
@@ -23,19 +36,37 @@ for _ in range(1000):
         pass'; }
 
 secret="turnutils-shared-secret-$RANDOM$RANDOM"
-http=$(free_port); turn=$(free_udp_port); peer=$(relay_range_udp_port)
+peer=$(relay_range_udp_port)
 data=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
 trap cleanup EXIT
 
-NOOM_SFU_LISTEN=127.0.0.1:0 NOOM_TURN_LISTEN="127.0.0.1:$turn" NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
-NOOM_TURN_MAX_ALLOCATIONS_PER_USER=100 RUST_LOG=warn \
-    "$noom" --http "127.0.0.1:$http" --data-dir "$data" >"$data/noom.log" 2>&1 &
-pids+=($!)
+# A port found free may be taken by the time noom binds it: /healthz is 503
+# while the relay is not running, and then noom starts again on new ports.
+healthy=false
+for attempt in 1 2 3; do
+    http=$(free_port); turn=$(free_udp_tcp_port)
+    NOOM_SFU_LISTEN=127.0.0.1:0 NOOM_TURN_LISTEN="127.0.0.1:$turn" NOOM_TURN_SECRET="$secret" NOOM_TURN_ALLOW_PEERS=127.0.0.0/8 \
+    NOOM_TURN_MAX_ALLOCATIONS_PER_USER=100 RUST_LOG=warn \
+        "$noom" --http "127.0.0.1:$http" --data-dir "$data" >"$data/noom.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && { healthy=true; break; }
+        sleep 0.1
+    done
+    if $healthy; then
+        pids+=("$server")
+        break
+    fi
+    echo "turnutils: noom not healthy (attempt $attempt):" >&2
+    cat "$data/noom.log" >&2
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+done
+$healthy || { echo "turnutils: noom's relay did not start" >&2; exit 1; }
 turnutils_peer -L 127.0.0.1 -p "$peer" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
 
 passed=0; failed=0
 check() { # name, then the command; passes when it prints 0% loss and every message came back
@@ -50,7 +81,7 @@ check() { # name, then the command; passes when it prints 0% loss and every mess
 }
 client=(turnutils_uclient -p "$turn" -e 127.0.0.1 -r "$peer" -W "$secret" -u turnutils -n 100 -m 5 -l 170 -z 5 -c)
 
-if turnutils_stunclient -p "$turn" 127.0.0.1 2>&1 | grep -q "UDP reflexive addr: 127.0.0.1"; then
+if timeout 10 turnutils_stunclient -p "$turn" 127.0.0.1 2>&1 | grep -q "UDP reflexive addr: 127.0.0.1"; then
     echo "ok - STUN binding (turnutils_stunclient)"; passed=$((passed + 1))
 else
     echo "not ok - STUN binding (turnutils_stunclient)"; failed=$((failed + 1))
