@@ -202,7 +202,17 @@ export async function openPage(browser, server, path, options = {}) {
     await page.getByTestId("connection").and(page.locator('[data-state="connected"]')).waitFor();
     await page.fill("#nickname-input", options.nickname);
     await page.getByTestId("save-nickname").click();
-    await page.getByTestId("nickname").getByText(options.nickname, { exact: true }).waitFor();
+    try {
+      await page.getByTestId("nickname").getByText(options.nickname, { exact: true }).waitFor({ timeout: 15000 });
+    } catch (err) {
+      // Say what the page showed instead.
+      const seen = await page.evaluate(() => ({
+        nickname: document.querySelector('[data-testid="nickname"]')?.textContent,
+        status: document.getElementById("status")?.textContent,
+        connection: document.getElementById("connection")?.dataset.state,
+      }));
+      throw new Error(`nickname ${options.nickname} not shown within 15 s: ${JSON.stringify(seen)}; ${err.message}`);
+    }
   }
   await page.goto(path);
   return page;
