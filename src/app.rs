@@ -86,7 +86,16 @@ impl App {
                 min_free_bytes: config.store.min_free_mb << 20,
                 session_ttl: Duration::from_secs(config.store.session_ttl_secs),
             };
-            open_store(&dir, &options, metrics_store).await?
+            if config.store.backend == "postgres" {
+                let settings = crate::store::PgSettings {
+                    url: config.store.postgres_url.clone(),
+                    pool: config.store.postgres_pool as usize,
+                    schema: config.store.postgres_schema.clone(),
+                };
+                Store::open_postgres(&settings, &options, metrics_store).await?
+            } else {
+                open_store(&dir, &options, metrics_store).await?
+            }
         };
         let admin_password = if config.admin.enabled {
             let configured = config.admin.password_hash.clone();

@@ -89,6 +89,10 @@ pub(super) async fn check_store(
     noom_running: bool,
     r: &mut Report,
 ) {
+    if config.store.backend == "postgres" {
+        check_postgres(config, r).await;
+        return;
+    }
     let dir = config.server.data_dir.clone();
     if in_use {
         let http = Some(at.http);
@@ -162,6 +166,55 @@ pub(super) async fn check_store(
             "store",
             format!("cannot be opened: {e}"),
             "restore the data directory from a backup, or move it aside to start empty",
+        ),
+    }
+}
+
+/// The store in PostgreSQL: reachable, its version, the schema's version
+/// and what it holds (read only: the schema is made by the first start).
+async fn check_postgres(config: &Config, r: &mut Report) {
+    let settings = crate::store::PgSettings {
+        url: config.store.postgres_url.clone(),
+        pool: 1,
+        schema: config.store.postgres_schema.clone(),
+    };
+    let schema = &settings.schema;
+    match crate::store::probe_postgres(&settings).await {
+        Ok(p) => match (p.schema_version, p.counts) {
+            (_, Some(v)) => r.ok(
+                "store",
+                format!(
+                    "PostgreSQL {} at {}, schema `{schema}` (version {}): {} rooms, {} messages, {} sessions",
+                    p.server_version, p.place, p.expected, v.rooms, v.messages, v.sessions
+                ),
+            ),
+            (None, None) => r.ok(
+                "store",
+                format!(
+                    "PostgreSQL {} at {}; schema `{schema}` is created at first start",
+                    p.server_version, p.place
+                ),
+            ),
+            (Some(found), None) if found > p.expected => r.fail(
+                "store",
+                format!(
+                    "schema `{schema}` at {} is version {found}, newer than this noom reads ({})",
+                    p.place, p.expected
+                ),
+                "run the noom version that wrote it, or point store.postgres_schema elsewhere",
+            ),
+            (Some(found), None) => r.ok(
+                "store",
+                format!(
+                    "PostgreSQL {} at {}, schema `{schema}` version {found}: migrated to {} at next start",
+                    p.server_version, p.place, p.expected
+                ),
+            ),
+        },
+        Err(e) => r.fail(
+            "store",
+            e.to_string(),
+            "start PostgreSQL, or check store.postgres_url (user, password, host, port, database)",
         ),
     }
 }

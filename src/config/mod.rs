@@ -120,6 +120,16 @@ pub struct StoreConfig {
     pub min_free_mb: u64,
     /// Stored sessions unused this long are deleted, in seconds.
     pub session_ttl_secs: u64,
+    /// `sled` (an embedded database in the data directory, nothing else
+    /// needed) or `postgres` (a PostgreSQL server, which several nodes may
+    /// share).
+    pub backend: String,
+    /// `postgres://user:password@host:port/database` (backend `postgres`).
+    pub postgres_url: String,
+    /// Connections to PostgreSQL this node keeps at most.
+    pub postgres_pool: u64,
+    /// The PostgreSQL schema noom's tables live in (created when missing).
+    pub postgres_schema: String,
 }
 
 /// How a call's media travels.
@@ -322,6 +332,10 @@ impl Default for StoreConfig {
             retention_interval_secs: 60,
             min_free_mb: 64,
             session_ttl_secs: 90 * 86_400,
+            backend: "sled".into(),
+            postgres_url: String::new(),
+            postgres_pool: 16,
+            postgres_schema: "noom".into(),
         }
     }
 }

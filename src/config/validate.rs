@@ -144,6 +144,45 @@ impl Config {
         if self.store.commit_window_ms > 1000 {
             return Err(bad("store.commit_window_ms", "must be between 0 and 1000"));
         }
+        match self.store.backend.as_str() {
+            "sled" => {}
+            "postgres" => {
+                if self.store.postgres_url.is_empty() {
+                    return Err(bad(
+                        "store.postgres_url",
+                        "must be set with store.backend = \"postgres\", e.g. postgres://noom:secret@127.0.0.1/noom",
+                    ));
+                }
+                if self
+                    .store
+                    .postgres_url
+                    .parse::<tokio_postgres::Config>()
+                    .is_err()
+                {
+                    return Err(bad(
+                        "store.postgres_url",
+                        "is not a PostgreSQL connection URL (postgres://user:password@host:port/database)",
+                    ));
+                }
+            }
+            _ => return Err(bad("store.backend", "must be `sled` or `postgres`")),
+        }
+        if self.store.postgres_pool == 0 || self.store.postgres_pool > 1000 {
+            return Err(bad("store.postgres_pool", "must be between 1 and 1000"));
+        }
+        let schema = &self.store.postgres_schema;
+        if schema.is_empty()
+            || schema.len() > 63
+            || !schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(bad(
+                "store.postgres_schema",
+                "must be 1 to 63 lowercase letters, digits and `_`, not starting with a digit",
+            ));
+        }
         if self.store.retention_interval_secs == 0 {
             return Err(bad("store.retention_interval_secs", "must be at least 1"));
         }

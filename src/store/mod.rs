@@ -13,6 +13,7 @@
 
 mod backend;
 mod model;
+mod postgres;
 mod sled;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -30,6 +31,7 @@ pub use model::{
     Appended, Ban, HistoryQuery, Message, Moderation, NewMessage, Outcome, Retention, RoomMeta,
     Session, SessionKey, Settled, StoreHealth, StoreOptions, Verified,
 };
+pub use postgres::{PgProbe, PgSettings, probe as probe_postgres};
 pub use sled::DB_DIR;
 
 /// New sessions kept in memory at most, before the oldest are forgotten.
@@ -48,7 +50,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "the data directory holds schema version {found}, this build of noom reads version {expected}"
+        "the store holds schema version {found} (in the data directory, or the PostgreSQL schema), this build of noom reads version {expected}"
     )]
     Schema { found: u64, expected: u64 },
     #[error("corrupt record in `{tree}`: {reason}")]
@@ -103,6 +105,17 @@ impl Store {
         let engine = tokio::task::spawn_blocking(move || sled::SledStore::open(&dir, &opts, m))
             .await
             .map_err(|_| StoreError::Closed)??;
+        Ok(Store::with_engine(Arc::new(engine), options, metrics))
+    }
+
+    /// Opens the store in PostgreSQL (`store.backend = "postgres"`),
+    /// creating or migrating its schema.
+    pub async fn open_postgres(
+        settings: &PgSettings,
+        options: &StoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        let engine = postgres::PgStore::open(settings).await?;
         Ok(Store::with_engine(Arc::new(engine), options, metrics))
     }
 

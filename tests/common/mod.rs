@@ -25,12 +25,53 @@ mod client;
 
 pub use client::{Connected, WAIT, connect, get_json, seqs};
 
+/// With `TEST_NOOM_POSTGRES_URL` set (not `NOOM_...`: a spawned binary
+/// would read that as its own setting; `.ci/run` sets it for a second run of
+/// the core suite), test servers keep their store in PostgreSQL: each
+/// directory gets a schema of its own (named after it, so a server started
+/// again on the same directory finds its data).
+pub const POSTGRES_URL_VAR: &str = "TEST_NOOM_POSTGRES_URL";
+
+/// The store settings of a server on `dir`, as `NOOM_STORE_*` environment
+/// variables (for a spawned binary): PostgreSQL's when the tests run against
+/// it, none for sled.
+pub fn store_env(dir: &Path) -> Vec<(&'static str, String)> {
+    let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
+        return Vec::new();
+    };
+    let schema = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut h);
+        format!("t_{:016x}", h.finish())
+    };
+    vec![
+        ("NOOM_STORE_BACKEND", "postgres".into()),
+        ("NOOM_STORE_POSTGRES_URL", url),
+        ("NOOM_STORE_POSTGRES_SCHEMA", schema),
+        ("NOOM_STORE_POSTGRES_POOL", "4".into()),
+    ]
+}
+
+/// Whether the tests run against PostgreSQL (see [`POSTGRES_URL_VAR`]).
+pub fn on_postgres() -> bool {
+    std::env::var_os(POSTGRES_URL_VAR).is_some()
+}
+
 /// The configuration of a test server whose files go under `dir`: data in
 /// `dir/data`, HTTP and the relay on ephemeral loopback ports.
 pub fn config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.http = "127.0.0.1:0".into();
     config.server.data_dir = dir.join("data");
+    for (name, value) in store_env(dir) {
+        match name {
+            "NOOM_STORE_BACKEND" => config.store.backend = value,
+            "NOOM_STORE_POSTGRES_URL" => config.store.postgres_url = value,
+            "NOOM_STORE_POSTGRES_SCHEMA" => config.store.postgres_schema = value,
+            _ => config.store.postgres_pool = value.parse().unwrap_or(4),
+        }
+    }
     // Tests run in parallel: every server gets its own relay port.
     config.turn.listen = "127.0.0.1:0".into();
     config.sfu.listen = "127.0.0.1:0".into();

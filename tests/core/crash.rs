@@ -32,6 +32,7 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
         // The senders go as fast as acks come back: lift the per-connection limit.
         .env("NOOM_LIMITS_EVENTS_PER_SEC", "1000000")
         .env("NOOM_LIMITS_EVENTS_BURST", "1000000")
+        .envs(crate::common::store_env(dir))
         .stdout(Stdio::null())
         .spawn()
         .expect("noom binary starts")

@@ -80,7 +80,33 @@ async fn retention_trims_history_without_reusing_seqs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_from_another_schema_is_refused() {
     let dir = tempfile::TempDir::new().unwrap();
-    {
+    let settings = config(dir.path()).store;
+    if settings.backend == "postgres" {
+        // The schema made by a first start, then marked newer.
+        noom::App::start(config(dir.path()))
+            .await
+            .unwrap()
+            .shutdown()
+            .await
+            .unwrap();
+        let (client, connection) =
+            tokio_postgres::connect(&settings.postgres_url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        let driver = tokio::spawn(connection);
+        client
+            .execute(
+                &format!(
+                    "UPDATE {}.noom_schema SET version = 99",
+                    settings.postgres_schema
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+    } else {
         let db = sled::open(dir.path().join("data").join(noom::store::DB_DIR)).unwrap();
         db.insert("schema_version", &99u64.to_be_bytes()).unwrap();
         db.flush().unwrap();
