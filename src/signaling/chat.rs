@@ -213,8 +213,9 @@ pub async fn new_message(
         Ok(Appended::Durable(message)) => Ok(ok(json!({ "message": message }))),
         Ok(Appended::Unknown) => Err(ApiError::new(
             ErrorCode::Unconfirmed,
-            "the server's disk is full: the message may or may not have been stored; \
-             if it was, it is delivered to the room (and to you) as soon as the server can tell",
+            "the server could not tell whether the message was stored (its disk is full, \
+             or its database stopped answering); if it was, it is delivered to the room \
+             (and to you) as soon as the server can tell",
         )),
         _ => Err(ApiError::new(
             ErrorCode::Internal,

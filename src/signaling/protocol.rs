@@ -206,11 +206,19 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             StoreError::NoSuchRoom => ApiError::new(ErrorCode::InvalidRoom, "no such room"),
             // Refused before anything was written: say why, and that nothing happened.
-            StoreError::DiskFull { .. } | StoreError::Unavailable { .. } => {
+            StoreError::DiskFull { .. } => {
                 tracing::warn!(error = %e, "a write was refused");
                 ApiError::new(
                     ErrorCode::Internal,
                     "the server's disk is full: nothing was stored; try again later",
+                )
+            }
+            // (Its reason, which names the database's address, stays in the log.)
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %e, "a store operation was refused");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the server's store is unavailable: nothing was stored; try again later",
                 )
             }
             other => {
