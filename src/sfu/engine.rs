@@ -277,7 +277,9 @@ impl Engine {
         let candidate =
             Candidate::host(self.addr, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate);
-        let mut free = receive_slots(&offer.to_sdp_string());
+        let sdp = offer.to_sdp_string();
+        let mut free = receive_slots(&sdp);
+        let ufrag = super::participant::ice_ufrag(&sdp);
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -286,6 +288,7 @@ impl Engine {
         self.next_id += 1;
         let mut newcomer = Participant::new(id, key, label, Arc::from(call), rtc);
         newcomer.screen = screen.as_deref().map(Mid::from);
+        newcomer.set_remote_ufrag(ufrag);
         // It receives everything the call already publishes: on the receive
         // m-lines its offer opened for that, while they last (no second
         // round of negotiation before the first picture), then on m-lines

@@ -219,6 +219,11 @@ pub struct Participant {
     pub screen: Option<Mid>,
     /// Its ICE and DTLS are up.
     connected: bool,
+    /// Its page restarted ICE (an offer with new credentials): keyframes
+    /// both ways once ICE is back.
+    ice_restarted: bool,
+    /// The ICE username fragment of its page's last offer.
+    remote_ufrag: Option<String>,
     /// When a datagram of it last arrived.
     last_heard: Instant,
     /// It was silent a while (a link that went down) and is heard again.
@@ -227,8 +232,10 @@ pub struct Participant {
 
 /// A participant silent this long whose datagrams arrive again lost media
 /// on the way, both ways (a browser sends audio 50 times a second, and
-/// RTCP and ICE checks besides).
-const SILENCE: Duration = Duration::from_secs(1);
+/// RTCP and ICE checks besides). Not shorter: a page starved of CPU on a
+/// busy machine can pause a second, and each return costs keyframes of
+/// every layer it sends and receives.
+const SILENCE: Duration = Duration::from_secs(3);
 
 /// What a screen track's stream id adds to its publisher's label.
 pub const SCREEN_SUFFIX: &str = ".screen";
@@ -256,9 +263,17 @@ impl Participant {
             rate_out: Rate::new(Instant::now()),
             screen: None,
             connected: false,
+            ice_restarted: false,
+            remote_ufrag: None,
             last_heard: Instant::now(),
             returned: false,
         }
+    }
+
+    /// The ICE username fragment its page joined with (a later offer with
+    /// another one restarts ICE).
+    pub fn set_remote_ufrag(&mut self, ufrag: Option<String>) {
+        self.remote_ufrag = ufrag;
     }
 
     /// A datagram of it arrived.
@@ -536,7 +551,7 @@ impl Participant {
             // what was lost on the way is started again on keyframes.
             Event::IceConnectionStateChange(
                 IceConnectionState::Completed | IceConnectionState::Connected,
-            ) if self.connected => {
+            ) if self.connected && std::mem::take(&mut self.ice_restarted) => {
                 tracing::debug!(participant = %self.key, "ICE restarted");
                 Some(Propagated::Connected)
             }
@@ -828,6 +843,11 @@ impl Participant {
     /// A new offer from the browser. An offer of ours still out is dropped
     /// (the browser's wins); its tracks are offered again afterwards.
     pub fn accept_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, String> {
+        let ufrag = ice_ufrag(&offer.to_sdp_string());
+        if ufrag.is_some() && self.remote_ufrag.is_some() && ufrag != self.remote_ufrag {
+            self.ice_restarted = true;
+        }
+        self.remote_ufrag = ufrag.or(self.remote_ufrag.take());
         self.drop_pending_offer();
         self.needs_offer = true;
         self.rtc
@@ -835,6 +855,13 @@ impl Participant {
             .accept_offer(offer)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The `a=ice-ufrag` of an SDP.
+pub fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_string)
 }
 
 /// The deadline, when an output is only that.
