@@ -359,7 +359,7 @@ impl Engine {
                 // Back after a silence (its link dropped and returned):
                 // keyframes both ways, as after a restart.
                 if p.take_return() {
-                    queue.push_back((i, Propagated::Connected));
+                    queue.push_back((i, Propagated::Back));
                 }
                 loop {
                     if !p.rtc.is_alive() {
@@ -494,11 +494,14 @@ impl Engine {
         };
         let (origin_id, call) = (origin.id, origin.call.clone());
         let now = Instant::now();
-        if let Propagated::Connected = item {
-            // Up (or back after an ICE restart): keyframes of what it sends
-            // and of what it receives.
+        if let Propagated::Connected | Propagated::Back = item {
+            // Up: keyframes of what it receives. Back after an outage: of
+            // what it sends too (not at the first connection, when every
+            // newcomer's encoders start on keyframes anyway).
             let receiving = origin.open_video();
-            if let Some(origin) = self.participants.get_mut(from) {
+            if let Propagated::Back = item
+                && let Some(origin) = self.participants.get_mut(from)
+            {
                 origin.refresh_published();
                 origin.dirty = true;
             }
@@ -526,7 +529,7 @@ impl Engine {
             }
             match &item {
                 // Handled above, for the participant itself.
-                Propagated::Connected => {}
+                Propagated::Connected | Propagated::Back => {}
                 Propagated::TrackOpen(track) => {
                     p.receive(track.clone());
                     p.dirty = true;

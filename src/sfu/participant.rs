@@ -109,6 +109,9 @@ pub enum Propagated {
     /// Its ICE and DTLS came up: media written to it before was lost, so
     /// the tracks it receives need a keyframe each.
     Connected,
+    /// Its ICE came back after a restart, or it was heard again after a
+    /// silence: what it sends and what it receives start again on keyframes.
+    Back,
     /// It asks the publisher of a track it receives for a keyframe (of the
     /// layer it gets).
     Keyframe {
@@ -553,7 +556,7 @@ impl Participant {
                 IceConnectionState::Completed | IceConnectionState::Connected,
             ) if self.connected && std::mem::take(&mut self.ice_restarted) => {
                 tracing::debug!(participant = %self.key, "ICE restarted");
-                Some(Propagated::Connected)
+                Some(Propagated::Back)
             }
             Event::Connected => {
                 self.connected = true;
