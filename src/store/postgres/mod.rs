@@ -169,6 +169,43 @@ impl PgStore {
         }
     }
 
+    /// One statement on a pooled connection, through [`PgStore::track`].
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        self.track(client.execute(sql, params).await)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        self.track(client.query(sql, params).await)
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        self.track(client.query_opt(sql, params).await)
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, StoreError> {
+        let client = self.client().await?;
+        self.track(client.query_one(sql, params).await)
+    }
+
     /// Messages perhaps stored (their COMMIT's answer was lost).
     fn unsure(&self, messages: Vec<Message>) {
         self.inner.unsure.lock().extend(messages);
@@ -387,15 +424,8 @@ impl Backend for PgStore {
     }
 
     async fn verify(&self) -> Result<Verified, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_one(
-                    "SELECT (SELECT count(*) FROM rooms), (SELECT count(*) FROM messages), (SELECT count(*) FROM sessions)",
-                    &[],
-                )
-                .await,
-        )?;
+        let row = self.query_one("SELECT (SELECT count(*) FROM rooms), (SELECT count(*) FROM messages), (SELECT count(*) FROM sessions)",
+                    &[]).await?;
         Ok(Verified {
             rooms: row.get::<_, i64>(0) as u64,
             messages: row.get::<_, i64>(1) as u64,
@@ -407,15 +437,12 @@ impl Backend for PgStore {
     // ---- sessions ---------------------------------------------------------
 
     async fn session(&self, key: SessionKey) -> Result<Option<Session>, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_opt(
-                    "SELECT user_id, nickname, created, seen FROM sessions WHERE key = $1",
-                    &[&key.bytes().as_slice()],
-                )
-                .await,
-        )?;
+        let row = self
+            .query_opt(
+                "SELECT user_id, nickname, created, seen FROM sessions WHERE key = $1",
+                &[&key.bytes().as_slice()],
+            )
+            .await?;
         Ok(row.map(|r| Session {
             user: r.get(0),
             nickname: r.get(1),
@@ -430,11 +457,7 @@ impl Backend for PgStore {
         session: Session,
         _replaces_seen: Option<i64>,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        self.track(
-            client
-                .execute(
-                    "INSERT INTO sessions (key, user_id, nickname, created, seen)
+        self.execute("INSERT INTO sessions (key, user_id, nickname, created, seen)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id,
                         nickname = EXCLUDED.nickname, created = EXCLUDED.created, seen = EXCLUDED.seen",
@@ -444,24 +467,18 @@ impl Backend for PgStore {
                         &session.nickname,
                         &session.created,
                         &session.seen,
-                    ],
-                )
-                .await,
-        )?;
+                    ]).await?;
         Ok(())
     }
 
     async fn set_nickname(&self, key: SessionKey, nickname: &str) -> Result<Session, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_opt(
-                    "UPDATE sessions SET nickname = $2 WHERE key = $1
+        let row = self
+            .query_opt(
+                "UPDATE sessions SET nickname = $2 WHERE key = $1
                      RETURNING user_id, nickname, created, seen",
-                    &[&key.bytes().as_slice(), &nickname],
-                )
-                .await,
-        )?;
+                &[&key.bytes().as_slice(), &nickname],
+            )
+            .await?;
         let row = row.ok_or(StoreError::Corrupt {
             tree: "sessions",
             reason: "session vanished".into(),
@@ -475,80 +492,59 @@ impl Backend for PgStore {
     }
 
     async fn revoke_user(&self, user: &str) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        self.track(
-            client
-                .execute("DELETE FROM sessions WHERE user_id = $1", &[&user])
-                .await,
-        )
+        self.execute("DELETE FROM sessions WHERE user_id = $1", &[&user])
+            .await
     }
 
     async fn expire_sessions(&self, before: i64) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        self.track(
-            client
-                .execute(
-                    "DELETE FROM sessions WHERE key IN
+        self.execute(
+            "DELETE FROM sessions WHERE key IN
                         (SELECT key FROM sessions WHERE seen < $1 LIMIT $2)",
-                    &[&before, &BATCH],
-                )
-                .await,
+            &[&before, &BATCH],
         )
+        .await
     }
 
     // ---- rooms --------------------------------------------------------------
 
     async fn touch_room(&self, name: &str, now_ms: i64) -> Result<RoomMeta, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_one(
-                    &format!(
-                        "INSERT INTO rooms (name, created, last_activity) VALUES ($1, $2, $2)
+        let row = self
+            .query_one(
+                &format!(
+                    "INSERT INTO rooms (name, created, last_activity) VALUES ($1, $2, $2)
                          ON CONFLICT (name) DO UPDATE
                          SET last_activity = GREATEST(rooms.last_activity, EXCLUDED.last_activity)
                          RETURNING {ROOM_COLUMNS}"
-                    ),
-                    &[&name, &now_ms],
-                )
-                .await,
-        )?;
+                ),
+                &[&name, &now_ms],
+            )
+            .await?;
         Ok(room_of(&row))
     }
 
     async fn room(&self, name: &str) -> Result<Option<RoomMeta>, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_opt(
-                    &format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE name = $1"),
-                    &[&name],
-                )
-                .await,
-        )?;
+        let row = self
+            .query_opt(
+                &format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE name = $1"),
+                &[&name],
+            )
+            .await?;
         Ok(row.as_ref().map(room_of))
     }
 
     async fn set_room_unlisted(&self, name: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        self.track(
-            client
-                .execute("UPDATE rooms SET unlisted = TRUE WHERE name = $1", &[&name])
-                .await,
-        )?;
+        self.execute("UPDATE rooms SET unlisted = TRUE WHERE name = $1", &[&name])
+            .await?;
         Ok(())
     }
 
     async fn set_room_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let n = self.track(
-            client
-                .execute(
-                    "UPDATE rooms SET password = $2 WHERE name = $1",
-                    &[&name, &hash],
-                )
-                .await,
-        )?;
+        let n = self
+            .execute(
+                "UPDATE rooms SET password = $2 WHERE name = $1",
+                &[&name, &hash],
+            )
+            .await?;
         if n == 0 {
             return Err(StoreError::NoSuchRoom);
         }
@@ -556,22 +552,16 @@ impl Backend for PgStore {
     }
 
     async fn room_password(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_opt("SELECT password FROM rooms WHERE name = $1", &[&name])
-                .await,
-        )?;
+        let row = self
+            .query_opt("SELECT password FROM rooms WHERE name = $1", &[&name])
+            .await?;
         Ok(row.and_then(|r| r.get(0)))
     }
 
     async fn room_moderation(&self, name: &str) -> Result<Moderation, StoreError> {
-        let client = self.client().await?;
-        let row = self.track(
-            client
-                .query_opt("SELECT moderation FROM rooms WHERE name = $1", &[&name])
-                .await,
-        )?;
+        let row = self
+            .query_opt("SELECT moderation FROM rooms WHERE name = $1", &[&name])
+            .await?;
         match row.and_then(|r| r.get::<_, Option<String>>(0)) {
             None => Ok(Moderation::default()),
             Some(raw) => serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
@@ -590,15 +580,12 @@ impl Backend for PgStore {
             tree: "room_moderation",
             reason: e.to_string(),
         })?;
-        let client = self.client().await?;
-        let n = self.track(
-            client
-                .execute(
-                    "UPDATE rooms SET moderation = $2 WHERE name = $1",
-                    &[&name, &raw],
-                )
-                .await,
-        )?;
+        let n = self
+            .execute(
+                "UPDATE rooms SET moderation = $2 WHERE name = $1",
+                &[&name, &raw],
+            )
+            .await?;
         if n == 0 {
             return Err(StoreError::NoSuchRoom);
         }
@@ -606,12 +593,9 @@ impl Backend for PgStore {
     }
 
     async fn rooms(&self) -> Result<Vec<RoomMeta>, StoreError> {
-        let client = self.client().await?;
-        let rows = self.track(
-            client
-                .query(&format!("SELECT {ROOM_COLUMNS} FROM rooms"), &[])
-                .await,
-        )?;
+        let rows = self
+            .query(&format!("SELECT {ROOM_COLUMNS} FROM rooms"), &[])
+            .await?;
         Ok(rows.iter().map(room_of).collect())
     }
 
