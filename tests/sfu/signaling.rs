@@ -37,6 +37,24 @@ async fn media_join(c: &Connected, room: &str, peer: &mut Peer, dir: Direction) 
     mid
 }
 
+/// Pumps the peers until `c` gets a `media_offer` for `room`; its SDP.
+async fn next_media_offer(c: &mut Connected, room: &str, peers: &mut [&mut Peer]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no media_offer");
+        if let Some(e) =
+            c.c.drain_events()
+                .into_iter()
+                .find(|e| e.name == "media_offer")
+        {
+            assert_eq!(e.args[0], room);
+            assert_eq!(e.args[1]["type"], "offer");
+            return e.args[1]["sdp"].as_str().unwrap().to_string();
+        }
+        pump_all(peers, Duration::from_millis(20)).await;
+    }
+}
+
 /// Pumps the peers until `c` gets a `media_offer` for `room`; answers it with
 /// `peers[which]` through `media_answer`. Returns the offer's and the
 /// answer's SDP.
@@ -46,33 +64,20 @@ async fn answer_media_offer(
     peers: &mut [&mut Peer],
     which: usize,
 ) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < deadline, "no media_offer");
-        let offer =
-            c.c.drain_events()
-                .into_iter()
-                .find(|e| e.name == "media_offer");
-        if let Some(e) = offer {
-            assert_eq!(e.args[0], room);
-            assert_eq!(e.args[1]["type"], "offer");
-            let text = e.args[1]["sdp"].as_str().unwrap().to_string();
-            let offer = SdpOffer::from_sdp_string(&text).unwrap();
-            let answer = peers[which]
-                .rtc
-                .sdp_api()
-                .accept_offer(offer)
-                .unwrap()
-                .to_sdp_string();
-            c.ok(
-                "media_answer",
-                &[json!(room), json!({ "type": "answer", "sdp": answer })],
-            )
-            .await;
-            return (text, answer);
-        }
-        pump_all(peers, Duration::from_millis(20)).await;
-    }
+    let text = next_media_offer(c, room, peers).await;
+    let offer = SdpOffer::from_sdp_string(&text).unwrap();
+    let answer = peers[which]
+        .rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .unwrap()
+        .to_sdp_string();
+    c.ok(
+        "media_answer",
+        &[json!(room), json!({ "type": "answer", "sdp": answer })],
+    )
+    .await;
+    (text, answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,22 +609,6 @@ async fn a_call_of_fifty_negotiates_within_the_packet_limit() {
     }
 }
 
-/// Pumps the peers until `c` gets a `media_offer` event for `room`; its SDP.
-async fn next_media_offer(c: &mut Connected, peers: &mut [&mut Peer]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < deadline, "no media_offer");
-        if let Some(e) =
-            c.c.drain_events()
-                .into_iter()
-                .find(|e| e.name == "media_offer")
-        {
-            return e.args[1]["sdp"].as_str().unwrap_or_default().to_string();
-        }
-        pump_all(peers, Duration::from_millis(20)).await;
-    }
-}
-
 /// A participant whose connection drops keeps its media session a while:
 /// back under the same session with `join_call { was }`, the ack says
 /// `resumed` and the session is its own under its new socket id (an ICE
@@ -685,7 +674,7 @@ async fn a_dropped_participant_takes_its_media_session_back() {
     let answer = SdpAnswer::from_sdp_string(ack["answer"]["sdp"].as_str().unwrap()).unwrap();
     a.rtc.sdp_api().accept_answer(restart.1, answer).unwrap();
     // Carol's track, offered while Alice was away, is offered again.
-    let offer = next_media_offer(&mut alice2, &mut [&mut a, &mut b, &mut c]).await;
+    let offer = next_media_offer(&mut alice2, "class", &mut [&mut a, &mut b, &mut c]).await;
     assert!(offer.contains(carol.c.sid.as_str()), "{offer}");
     let before = b.received.len();
     for n in 100..130u64 {
