@@ -321,8 +321,9 @@ impl Engine {
             self.stats.unmatched += 1;
             return;
         };
+        let now = Instant::now();
         let input = Input::Receive(
-            Instant::now(),
+            now,
             Receive {
                 proto: Protocol::Udp,
                 source: from,
@@ -334,7 +335,7 @@ impl Engine {
             Some(p) => {
                 p.remote = Some(from);
                 p.dirty = true;
-                p.heard();
+                p.heard(now);
                 if p.rtc.handle_input(input).is_err() {
                     p.rtc.disconnect();
                 }

@@ -279,9 +279,9 @@ impl Participant {
         self.remote_ufrag = ufrag;
     }
 
-    /// A datagram of it arrived.
-    pub fn heard(&mut self) {
-        let now = Instant::now();
+    /// A datagram of it arrived at `now` (the time the loop read it: no
+    /// second clock read per packet).
+    pub fn heard(&mut self, now: Instant) {
         if self.connected && now.saturating_duration_since(self.last_heard) >= SILENCE {
             tracing::debug!(participant = %self.key, "heard again after a silence");
             self.returned = true;
