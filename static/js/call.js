@@ -62,6 +62,8 @@ const DISCONNECTED_GRACE_MS = 2000; // "disconnected" this long -> ICE restart
 const REBUILD_DELAY_MS = 300; // a pair that failed: the impolite side opens a new connection after this
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
 const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
+const SILENCE_MS = 1000; // nothing at all from a peer this long: its path is down, our video to it paused
+const SILENT_POLL_MS = 100; // ...and looked at this often until it is heard again
 const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the changes settle this long
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
 const AWAY_GRACE_MS = 15000; // a peer whose signaling dropped: its connection kept this long for its return
@@ -127,6 +129,10 @@ class Peer {
     this.interrupted = false; // went disconnected/failed since last connected
     this.keyframeTimer = null;
     this.pathWatched = false;
+    this.heardTotal = -1; // bytes and ICE checks received (all candidate pairs), at the last `observe`
+    this.heardAt = performance.now();
+    this.silent = false; // nothing heard for SILENCE_MS: our video to it is paused
+    this.silenceTimer = null;
     this.senderParams = Promise.resolve(); // setParameters calls, one at a time
     this.createdAt = performance.now();
     this.firstFrameAt = null;
@@ -290,24 +296,82 @@ class Peer {
     this.keyframeTimer = setTimeout(() => {
       this.keyframeTimer = null;
       // Not while the path is down (its pair changes as ICE looks for
-      // another): the return to "connected" asks again.
-      if (this.closed || this.pc.connectionState !== "connected") return;
-      for (const tx of [this.videoTx, this.screenTx]) {
-        const sender = tx && tx.sender;
-        if (!sender || !sender.track) continue;
-        this.call._log("keyframe after a path change", this.id);
-        this._withParams(sender, (params) => {
-          if (!params.encodings || !params.encodings.some((e) => e.active !== false)) return false;
-          params.encodings.forEach((e) => (e.active = false));
-          return true;
-        });
-        this._withParams(sender, (params) => {
-          if (!params.encodings) return false;
-          params.encodings.forEach((e) => (e.active = true));
-          return true;
-        });
-      }
+      // another): the return to "connected", or of the peer's packets
+      // (`observe`), asks again.
+      if (this.closed || this.silent || this.pc.connectionState !== "connected") return;
+      this.call._log("keyframe after a path change", this.id);
+      this._setVideoActive(false);
+      this._setVideoActive(true);
     }, KEYFRAME_SETTLE_MS);
+  }
+
+  /**
+   * The path is down (nothing heard from the peer for SILENCE_MS, or
+   * "disconnected", "failed"): stop encoding our video to this peer until
+   * it is back. Frames made meanwhile would wait in the browser's pacer,
+   * reach the peer seconds late when the path returns, and its jitter
+   * buffer would then hold every later frame as long (measured: 2 s and
+   * more of delay for many seconds after a 5 s link drop). Its return
+   * resumes the encodings (`freshKeyframe`), which starts the stream again
+   * on a keyframe.
+   */
+  pauseVideo() {
+    this._setVideoActive(false);
+  }
+
+  /** Turns every encoding of our camera and screen to this peer on or off. */
+  _setVideoActive(active) {
+    for (const tx of [this.videoTx, this.screenTx]) {
+      const sender = tx && tx.sender;
+      if (!sender || !sender.track) continue;
+      this._withParams(sender, (params) => {
+        if (!params.encodings || params.encodings.every((e) => (e.active !== false) === active)) return false;
+        params.encodings.forEach((e) => (e.active = active));
+        return true;
+      });
+    }
+  }
+
+  /**
+   * One reading of this connection's statistics (the mesh's poll, see
+   * speakers.js). A connection stays "connected" through a link that is
+   * down for seconds; what tells is that nothing at all arrives: no media,
+   * no feedback on ours, no ICE check. The peer's audio and its feedback
+   * come many times a second, and ICE checks every few seconds even when
+   * neither side sends media.
+   */
+  observe(report, now) {
+    let heard = 0;
+    report.forEach((s) => {
+      if (s.type === "candidate-pair") heard += (s.bytesReceived || 0) + (s.requestsReceived || 0) + (s.responsesReceived || 0);
+    });
+    if (heard !== this.heardTotal) {
+      this.heardTotal = heard;
+      this.heardAt = now;
+      if (this.silent) {
+        this.silent = false;
+        clearInterval(this.silenceTimer);
+        this.silenceTimer = null;
+        this.call._log("heard again: video resumed", this.id);
+        // At once (resuming starts on a keyframe): every 100 ms counts here.
+        this._setVideoActive(true);
+      }
+      return;
+    }
+    if (!this.silent && this.connectedOnce && now - this.heardAt >= SILENCE_MS) {
+      this.silent = true;
+      this.call._log("nothing heard: video paused", this.id);
+      this.pauseVideo();
+      // Until the peer is heard again, look more often than the mesh's poll.
+      this.silenceTimer = setInterval(async () => {
+        if (this.closed || !this.silent) return;
+        try {
+          this.observe(await this.pc.getStats(), performance.now());
+        } catch {
+          /* closed meanwhile */
+        }
+      }, SILENT_POLL_MS);
+    }
   }
 
   sendState() {
@@ -412,12 +476,14 @@ class Peer {
       this.setBitrate(this.call.peers.size);
     } else if (s === "disconnected") {
       this.interrupted = true;
+      this.pauseVideo();
       clearTimeout(this.restartTimer);
       this.restartTimer = setTimeout(() => this.restartIce(), DISCONNECTED_GRACE_MS);
       // Often the network changed: the signaling connection may be dead too.
       this.call.client.checkAlive();
     } else if (s === "failed") {
       this.interrupted = true;
+      this.pauseVideo();
       this.call.client.checkAlive();
       this.restartIce();
     } else if (s === "closed") {
@@ -505,6 +571,7 @@ class Peer {
     clearTimeout(this.restartTimer);
     clearTimeout(this.giveUpTimer);
     clearTimeout(this.awayTimer);
+    clearInterval(this.silenceTimer);
     if (this.dc) this.dc.onclose = null;
     this.pc.onconnectionstatechange = null;
     try {

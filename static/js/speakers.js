@@ -6,7 +6,8 @@
  * the audio level each browser writes in its packets). In a mesh each page
  * works it out from its own connections' statistics: the audio level of
  * what each peer sends us. (Our own tile follows the microphone's level
- * meter in call-ui.js.)
+ * meter in call-ui.js.) Each reading of a mesh connection also goes to
+ * `Peer.observe`, which pauses our video to a peer that went silent.
  */
 
 /** Statistics are read this often in a mesh. */
@@ -61,6 +62,8 @@ export class Speakers {
         report.forEach((s) => {
           if (s.type === "inbound-rtp" && s.kind === "audio" && (s.audioLevel || 0) > SPEECH_LEVEL) this.lastLoud.set(peer.id, now);
         });
+        // The same reading tells whether the peer's path is alive (Peer.observe).
+        if (!peer.closed) peer.observe(report, now);
       }
       for (const id of [...this.lastLoud.keys()]) if (!call.peers.has(id)) this.lastLoud.delete(id);
       const speaking = [...this.lastLoud.entries()]

@@ -173,9 +173,19 @@ function traceOf(page) {
     if (!pc) return "-";
     const report = await pc.getStats();
     let line = `${pc.connectionState}/${pc.iceConnectionState}`;
+    const prev = (window.__tracePrev ||= {});
+    const delta = (key, s, num, den) => {
+      const p = prev[key];
+      prev[key] = { num: s[num] || 0, den: s[den] || 0 };
+      if (!p || s[den] === p.den) return "-";
+      return Math.round((1000 * ((s[num] || 0) - p.num)) / ((s[den] || 0) - p.den));
+    };
     report.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video") line += ` in:${s.framesDecoded}f/${s.keyFramesDecoded}k/${Math.round(s.bytesReceived / 1000)}kB pli${s.pliCount}`;
-      if (s.type === "outbound-rtp" && s.kind === "video" && s.bytesSent) line += ` out:${s.framesEncoded}f/${s.keyFramesEncoded}k/${Math.round(s.bytesSent / 1000)}kB ${s.qualityLimitationReason}`;
+      if (s.type === "inbound-rtp" && s.kind === "video") line += ` jb${delta("jb", s, "jitterBufferDelay", "jitterBufferEmittedCount")}/t${delta("jbt", s, "jitterBufferTargetDelay", "jitterBufferEmittedCount")}/m${delta("jbm", s, "jitterBufferMinimumDelay", "jitterBufferEmittedCount")}ms`;
+      if (s.type === "inbound-rtp" && s.kind === "audio") line += ` ajb${delta("ajb", s, "jitterBufferDelay", "jitterBufferEmittedCount")}/t${delta("ajbt", s, "jitterBufferTargetDelay", "jitterBufferEmittedCount")}ms`;
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.bytesSent) line += ` pace${delta("pace", s, "totalPacketSendDelay", "packetsSent")}ms`;
+      if (s.type === "inbound-rtp" && s.kind === "video") line += ` in:${s.framesReceived}r/${s.framesDecoded}f/${s.keyFramesDecoded}k/${s.framesDropped}d/${Math.round(s.bytesReceived / 1000)}kB lost${s.packetsLost} nack${s.nackCount} pli${s.pliCount} fir${s.firCount}`;
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.bytesSent) line += ` out:${s.framesEncoded}f/${s.keyFramesEncoded}k/${Math.round(s.bytesSent / 1000)}kB rtx${Math.round((s.retransmittedBytesSent || 0) / 1000)}kB nack${s.nackCount} pli${s.pliCount} ${s.qualityLimitationReason} ${Math.round((s.targetBitrate || 0) / 1000)}kbps`;
       if (s.type === "transport" && s.selectedCandidatePairId) {
         const pair = report.get(s.selectedCandidatePairId);
         const local = pair && report.get(pair.localCandidateId);
