@@ -250,6 +250,7 @@ export class NoomClient extends EventTarget {
     });
 
     s.on("disconnect", (reason) => {
+      if (reason !== "io client disconnect") console.info(`noom: disconnected (${reason})`);
       this._emit("disconnect", { reason });
       if (reason === "io client disconnect") {
         this._setState("failed");

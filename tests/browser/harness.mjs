@@ -194,6 +194,12 @@ export async function openPage(browser, server, path, options = {}) {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(String(err)));
+  // What the page said of its connection ("noom: ... reconnecting"), with
+  // the time: a failure's message quotes it (`until`, `saidBy`).
+  page.said = [];
+  page.on("console", (m) => {
+    if (m.type() !== "debug" && m.text().startsWith("noom:")) page.said.push(`${new Date().toISOString().slice(11, 23)} ${m.text()}`);
+  });
   if (process.env.NOOM_TEST_CONSOLE === "1") {
     page.on("console", (m) => console.log(`[${options.nickname ?? "page"}] ${m.text()}`));
   }
@@ -231,7 +237,13 @@ export async function until(page, fn, arg, { timeout = 15000, interval = 100, wh
     if (last) return last;
     await sleep(interval);
   }
-  throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${JSON.stringify(last)}${saidBy([page])}`);
+}
+
+/** For a failure's message: what `pages` said of their connections (see openPage), if anything. */
+export function saidBy(pages) {
+  const lines = pages.flatMap((p) => (p && p.said ? p.said.slice(-6) : []));
+  return lines.length ? `; the page said: ${lines.join(" | ")}` : "";
 }
 
 /** Wait until the room page has entered the room (connected, members listed). */

@@ -7,7 +7,7 @@
 // eight cameras on two cores) and show their tiles in a 960x540 window.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, useServerAndBrowser, waitEntered } from "./harness.mjs";
+import { openPage, roomPath, joinCall, expectLiveTiles, tileNames, until, saidBy, useServerAndBrowser, waitEntered } from "./harness.mjs";
 
 const env = useServerAndBrowser({ server: { env: { NOOM_CALL_MODE: "sfu" } } });
 
@@ -47,7 +47,7 @@ function watchRemovals(pages) {
 }
 
 /** Asserts that every page removed `name`'s tile within `ms` of `since` (Date.now()). */
-async function tileGone(pages, name, since, ms) {
+async function tileGone(pages, name, since, ms, leaver) {
   const at = [];
   for (const page of pages) {
     const gone = await until(page, (name) => window.tileGoneAt[name], name, { timeout: 15000, what: `${name}'s tile removed` });
@@ -56,7 +56,7 @@ async function tileGone(pages, name, since, ms) {
   console.log(`# ${name}'s tile left the other pages after ${JSON.stringify(at)} ms`);
   assert.ok(
     at.every((t) => t <= ms),
-    `${name}'s tile left the pages ${JSON.stringify(at)} ms after, over ${ms}`,
+    `${name}'s tile left the pages ${JSON.stringify(at)} ms after, over ${ms}${saidBy([leaver, ...pages])}`,
   );
 }
 
@@ -96,13 +96,13 @@ test(`${COUNT} in one call through the media server; leave, closed tab, late joi
   });
   await hal.getByRole("button", { name: "Leave call" }).click();
   let since = await hal.evaluate(() => window.clickedAt);
-  await tileGone(pages, "Hal", since, 2000);
+  await tileGone(pages, "Hal", since, 2000, hal);
   await hal.context().close();
 
   const gus = pages.pop();
   since = Date.now();
   await gus.context().close();
-  await tileGone(pages, "Gus", since, 2000);
+  await tileGone(pages, "Gus", since, 2000, gus);
   const left = NAMES.slice(0, COUNT - 2);
   for (const [i, page] of pages.entries()) {
     assert.deepEqual(await tileNames(page), left.filter((_, j) => j !== i));
