@@ -71,8 +71,11 @@ pub struct Running {
 
 impl App {
     /// Starts the server described by `config` (port 0 picks a free port).
-    pub async fn start(config: Config) -> Result<Running, AppError> {
+    pub async fn start(mut config: Config) -> Result<Running, AppError> {
         let resolved = Arc::new(config.validate()?);
+        if config.cluster.node_id.is_empty() {
+            config.cluster.node_id = crate::node::generate();
+        }
         let addr = resolved.http;
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
@@ -351,7 +354,7 @@ impl App {
                 served
             })
         };
-        tracing::info!(%http_addr, https = cert.is_some(), ?redirect_addr, data_dir = %config.server.data_dir.display(), "noom is listening");
+        tracing::info!(node = %config.cluster.node_id, %http_addr, https = cert.is_some(), ?redirect_addr, data_dir = %config.server.data_dir.display(), "noom is listening");
         if let Some(cert) = &cert {
             tracing::info!(
                 fingerprint = %cert.fingerprint(),

@@ -22,6 +22,7 @@
 //! - [`limit`]: rate limits keyed by source address, in bounded tables;
 //! - [`password`]: Argon2id hashes for the admin and room passwords (a leaf);
 //! - [`metrics`]: counters and their Prometheus rendering;
+//! - [`node`]: this node's name among several sharing one database;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: clients for `noom-load` and the tests: Socket.IO on the contract,
 //!   and a hand-built TURN client that can send exactly the wrong thing.
@@ -35,6 +36,7 @@ pub mod http;
 pub mod limit;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod password;
 pub mod relay;
 pub mod sfu;

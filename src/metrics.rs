@@ -237,15 +237,28 @@ impl Metrics {
 }
 
 /// The whole Prometheus exposition served at `/metrics` (and read back by
-/// the admin page): the core's families, the relay's (`relay`, rendered by
-/// it), and the served certificate's expiry when HTTPS is on.
+/// the admin page): which node this is (`node`, a valid [`crate::node`] id:
+/// nothing in it needs escaping), the core's families, the relay's (`relay`,
+/// rendered by it), and the served certificate's expiry when HTTPS is on.
 pub fn exposition(
+    node: &str,
     core: &Metrics,
     gauges: &Gauges,
     relay: Option<&str>,
     cert_expiry_secs: Option<i64>,
 ) -> String {
-    let mut text = core.render(gauges);
+    let mut text = String::with_capacity(8192);
+    write_metric(
+        &mut text,
+        "noom_node_info",
+        "gauge",
+        "This node: its id (cluster.node_id, or generated at start) and version.",
+        &[(
+            format!("{{node=\"{node}\",version=\"{}\"}}", crate::VERSION),
+            1.0,
+        )],
+    );
+    text.push_str(&core.render(gauges));
     if let Some(relay) = relay {
         text.push_str(relay);
     }

@@ -19,6 +19,8 @@ pub const ROOMS_SHOWN: usize = 500;
 #[derive(Debug, Serialize)]
 pub struct Overview {
     pub version: &'static str,
+    /// This node's id (`cluster.node_id`, or generated at start).
+    pub node: String,
     pub uptime_secs: u64,
     pub connections: Connections,
     pub rooms_total: usize,
@@ -151,6 +153,7 @@ impl Admin {
         }
         Ok(Overview {
             version: crate::VERSION,
+            node: hub.config.cluster.node_id.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
             connections: Connections {
                 websocket,

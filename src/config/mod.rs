@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use validate::{Resolved, ResolvedSfu, ResolvedTurn};
+pub use validate::{Resolved, ResolvedSfu, ResolvedTurn, valid_node_id};
 
 /// Everything that can be configured. `noom.toml` at the repository root lists
 /// every key with its default.
@@ -31,6 +31,7 @@ pub struct Config {
     pub call: CallConfig,
     pub tls: TlsConfig,
     pub admin: AdminConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
 }
 
@@ -263,6 +264,16 @@ pub struct AdminConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub level: String,
+}
+
+/// Several nodes sharing one database (docs/cluster.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name in logs, `/metrics`, `/healthz` and the admin page:
+    /// 1-64 letters, digits, `.`, `_`, `-`. Empty: `<host name>-<6 hex digits>`,
+    /// new at every start ([`App::start`](crate::App::start) fills it in).
+    pub node_id: String,
 }
 
 impl Default for ServerConfig {

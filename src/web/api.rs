@@ -137,6 +137,7 @@ pub async fn healthz(State(web): State<Web>) -> Response {
     let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
+        "node": web.hub.config.cluster.node_id,
         "store": store.status,
         "relay": relay,
         "sfu": sfu,

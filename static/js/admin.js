@@ -99,6 +99,7 @@ async function act(question, action, done) {
 
 function renderOverview(o) {
   $("stat-version").textContent = o.version;
+  $("stat-node").textContent = o.node;
   $("stat-uptime").textContent = duration(o.uptime_secs);
   $("stat-connections").textContent = String(o.connections.total);
   $("stat-transports").textContent = `${o.connections.websocket} / ${o.connections.polling}`;

@@ -25,6 +25,18 @@ async fn overview_and_room_show_real_clients() {
     let (status, o) = admin.get("/admin/api/overview").await;
     assert_eq!(status, 200, "{o}");
     assert_eq!(o["version"], noom::VERSION);
+    // The node's name, as /healthz gives it.
+    let health: Value = reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        health["node"].as_str().is_some_and(noom::node::valid_id),
+        "{health}"
+    );
+    assert_eq!(o["node"], health["node"]);
     assert_eq!(o["connections"]["websocket"], 2);
     assert_eq!(o["connections"]["polling"], 0);
     assert_eq!(o["rooms_total"], 2);

@@ -130,6 +130,8 @@ fn unknown_keys_and_bad_values_name_the_key() {
             "[server]\ntrusted_proxies = [\"not-a-net\"]\n",
             "server.trusted_proxies",
         ),
+        ("[cluster]\nnode_id = \"two words\"\n", "cluster.node_id"),
+        ("[cluster]\nnode_id = \"a\\\"b\"\n", "cluster.node_id"),
     ];
     for (text, key) in cases {
         let (_d, path) = file(text);

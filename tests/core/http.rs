@@ -170,3 +170,45 @@ async fn static_files_are_embedded_compressed_and_validated() {
         404
     );
 }
+
+/// Each node names itself (`cluster.node_id`) in `/healthz` and `/metrics`;
+/// without a configured name each start picks a new one from the host name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_names_itself_in_health_and_metrics() {
+    async fn seen(s: &TestServer) -> (String, String) {
+        let (status, health) = get_json(&s.url("/healthz")).await;
+        assert_eq!(status, 200, "{health}");
+        let metrics = reqwest::get(s.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let info = metrics
+            .lines()
+            .find(|l| l.starts_with("noom_node_info{"))
+            .unwrap_or_else(|| panic!("no noom_node_info in:\n{metrics}"))
+            .to_string();
+        (
+            health["node"].as_str().unwrap_or_default().to_string(),
+            info,
+        )
+    }
+
+    let named = TestServer::start_with(|c| c.cluster.node_id = "edge-7.eu".into()).await;
+    let (node, info) = seen(&named).await;
+    assert_eq!(node, "edge-7.eu");
+    assert_eq!(
+        info,
+        format!(
+            "noom_node_info{{node=\"edge-7.eu\",version=\"{}\"}} 1",
+            noom::VERSION
+        )
+    );
+
+    let (a, b) = (TestServer::start().await, TestServer::start().await);
+    let ((node_a, info_a), (node_b, _)) = (seen(&a).await, seen(&b).await);
+    assert!(noom::node::valid_id(&node_a), "{node_a}");
+    assert_ne!(node_a, node_b, "two nodes, one name");
+    assert!(info_a.contains(&format!("node=\"{node_a}\"")), "{info_a}");
+}

@@ -615,7 +615,13 @@ impl Hub {
             let text = relay.get_or_insert_with(String::new);
             render_sfu(text, &stats);
         }
-        crate::metrics::exposition(&self.metrics, &gauges, relay.as_deref(), cert_expiry_secs)
+        crate::metrics::exposition(
+            &self.config.cluster.node_id,
+            &self.metrics,
+            &gauges,
+            relay.as_deref(),
+            cert_expiry_secs,
+        )
     }
 
     /// The public room list: rooms with members now or recent activity, most
