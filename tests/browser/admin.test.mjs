@@ -14,7 +14,7 @@ const env = useServerAndBrowser({
   server: () => {
     const hashed = spawnSync(BIN, ["hash-password"], { input: PASSWORD + "\n", encoding: "utf8" });
     assert.equal(hashed.status, 0, hashed.stderr);
-    return { env: { NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim() } };
+    return { env: { NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim(), NOOM_CLUSTER_NODE_ID: "node-a1" } };
   },
 });
 
@@ -29,6 +29,8 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   await admin.getByTestId("login").click();
   await admin.waitForURL(/\/admin$/);
   await admin.getByTestId("connection").and(admin.locator('[data-state="connected"]')).waitFor();
+  // Which node this is (cluster.node_id).
+  await admin.getByTestId("node").getByText("node-a1", { exact: true }).waitFor();
   // Every action asks first; the test says yes.
   admin.on("dialog", (dialog) => dialog.accept());
 
