@@ -14,6 +14,7 @@ mod estimate;
 mod layers;
 mod participant;
 mod speakers;
+mod stale;
 
 pub use participant::Report;
 

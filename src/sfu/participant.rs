@@ -22,6 +22,7 @@ use str0m::{Event, IceConnectionState, Output, Rtc};
 
 use super::estimate::LossEstimate;
 use super::layers::{self, LayerMeter, Layers, Selection, Verdict, Want};
+use super::stale::Staleness;
 
 /// Tile sizes kept per participant (a call holds at most 50 others through
 /// the media server).
@@ -231,6 +232,11 @@ pub struct Participant {
     last_heard: Instant,
     /// It was silent a while (a link that went down) and is heard again.
     returned: bool,
+    /// Which of its video frames come seconds late (a backlog after its
+    /// link returned): those are dropped, not forwarded.
+    staleness: Staleness,
+    /// Frames dropped as stale.
+    stale_dropped: u64,
 }
 
 /// A participant silent this long whose datagrams arrive again lost media
@@ -269,6 +275,8 @@ impl Participant {
             ice_restarted: false,
             remote_ufrag: None,
             last_heard: Instant::now(),
+            staleness: Staleness::new(Instant::now()),
+            stale_dropped: 0,
             returned: false,
         }
     }
@@ -599,8 +607,23 @@ impl Participant {
                     tracing::debug!(participant = %self.key, mid = ?data.mid, "screen shared");
                     return Some(Propagated::TrackOpen(Arc::downgrade(&entry.track)));
                 }
+                let video = self.kind_of(data.mid) == Some(MediaKind::Video);
+                // Seconds late (see `stale`): dropped; the subscribers need a
+                // keyframe after the gap.
+                if video
+                    && self
+                        .staleness
+                        .is_stale(data.mid, data.rid, data.time, data.network_time)
+                {
+                    self.stale_dropped += 1;
+                    if self.stale_dropped.is_power_of_two() {
+                        tracing::debug!(participant = %self.key, mid = ?data.mid, rid = ?data.rid, dropped = self.stale_dropped, "stale video frames dropped");
+                    }
+                    self.request_keyframe(data.mid, data.rid, KeyframeRequestKind::Pli);
+                    return None;
+                }
                 // A gap in video: the decoders downstream need a keyframe.
-                if !data.contiguous && self.kind_of(data.mid) == Some(MediaKind::Video) {
+                if !data.contiguous && video {
                     self.request_keyframe(data.mid, data.rid, KeyframeRequestKind::Fir);
                 }
                 if let Some(layer) = layers::layer_of(data.rid)
