@@ -106,6 +106,12 @@ pub async fn get_json(url: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// The body of a GET of `url`, as text (e.g. `/metrics`).
+pub async fn get_text(url: &str) -> String {
+    let resp = reqwest::get(url).await.expect("HTTP request");
+    resp.text().await.expect("a text body")
+}
+
 /// The `seq` of each message in a JSON array of messages.
 pub fn seqs(messages: &Value) -> Vec<u64> {
     messages

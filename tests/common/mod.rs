@@ -23,7 +23,7 @@ use tempfile::TempDir;
 
 mod client;
 
-pub use client::{Connected, WAIT, connect, get_json, seqs};
+pub use client::{Connected, WAIT, connect, get_json, get_text, seqs};
 
 /// With `TEST_NOOM_POSTGRES_URL` set (not `NOOM_...`: a spawned binary
 /// would read that as its own setting; `.ci/run` sets it for a second run of

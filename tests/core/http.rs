@@ -178,12 +178,7 @@ async fn a_node_names_itself_in_health_and_metrics() {
     async fn seen(s: &TestServer) -> (String, String) {
         let (status, health) = get_json(&s.url("/healthz")).await;
         assert_eq!(status, 200, "{health}");
-        let metrics = reqwest::get(s.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(&s.url("/metrics")).await;
         let info = metrics
             .lines()
             .find(|l| l.starts_with("noom_node_info{"))

@@ -123,12 +123,7 @@ async fn long_polling_speaks_the_same_contract() {
     let ack = body(&p.until("433").await, "433");
     assert_eq!(ack[0]["error"]["code"], "invalid_argument");
 
-    let metrics = reqwest::get(s.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&s.url("/metrics")).await;
     assert!(
         metrics.contains("noom_connections{transport=\"polling\"} 1"),
         "{metrics}"

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 
-use crate::common::{Connected, TestServer, connect};
+use crate::common::{Connected, TestServer, connect, get_text};
 use crate::peer::{Peer, pump_all};
 
 /// Enters `room` and joins its call.
@@ -106,12 +106,7 @@ async fn call_participants_exchange_media_through_the_server() {
     );
     let sfu = server.running.sfu().expect("the media server runs");
     assert_eq!(sfu.stats().await.unwrap().participants, 2);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&server.url("/metrics")).await;
     let sample = |name: &str| {
         metrics
             .lines()
