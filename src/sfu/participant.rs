@@ -233,11 +233,20 @@ pub struct Participant {
     /// It was silent a while (a link that went down) and is heard again.
     returned: bool,
     /// Which of its video frames come seconds late (a backlog after its
-    /// link returned): those are dropped, not forwarded.
+    /// link returned): those are dropped, not forwarded, until this time
+    /// (set when it comes back from an outage, see `STALE_WATCH`).
     staleness: Staleness,
+    stale_until: Option<Instant>,
     /// Frames dropped as stale.
     stale_dropped: u64,
 }
+
+/// After it comes back from an outage (a silence, an ICE restart), its
+/// video frames that arrive seconds late are dropped for this long: the
+/// backlog its browser queued meanwhile comes first (see `stale`). At other
+/// times late frames are forwarded: a page merely starved of CPU would
+/// otherwise freeze until a keyframe.
+const STALE_WATCH: Duration = Duration::from_secs(5);
 
 /// A participant silent this long whose datagrams arrive again lost media
 /// on the way, both ways (a browser sends audio 50 times a second, and
@@ -276,6 +285,7 @@ impl Participant {
             remote_ufrag: None,
             last_heard: Instant::now(),
             staleness: Staleness::new(Instant::now()),
+            stale_until: None,
             stale_dropped: 0,
             returned: false,
         }
@@ -293,6 +303,7 @@ impl Participant {
         if self.connected && now.saturating_duration_since(self.last_heard) >= SILENCE {
             tracing::debug!(participant = %self.key, "heard again after a silence");
             self.returned = true;
+            self.stale_until = Some(now + STALE_WATCH);
         }
         self.last_heard = now;
     }
@@ -564,6 +575,7 @@ impl Participant {
                 IceConnectionState::Completed | IceConnectionState::Connected,
             ) if self.connected && std::mem::take(&mut self.ice_restarted) => {
                 tracing::debug!(participant = %self.key, "ICE restarted");
+                self.stale_until = Some(Instant::now() + STALE_WATCH);
                 Some(Propagated::Back)
             }
             Event::Connected => {
@@ -608,13 +620,14 @@ impl Participant {
                     return Some(Propagated::TrackOpen(Arc::downgrade(&entry.track)));
                 }
                 let video = self.kind_of(data.mid) == Some(MediaKind::Video);
-                // Seconds late (see `stale`): dropped; the subscribers need a
-                // keyframe after the gap.
-                if video
+                // Seconds late (see `stale`) while it comes back from an
+                // outage: dropped; the subscribers need a keyframe after the
+                // gap. (The reference follows every frame.)
+                let stale = video
                     && self
                         .staleness
-                        .is_stale(data.mid, data.rid, data.time, data.network_time)
-                {
+                        .is_stale(data.mid, data.rid, data.time, data.network_time);
+                if stale && self.stale_until.is_some_and(|t| data.network_time < t) {
                     self.stale_dropped += 1;
                     if self.stale_dropped.is_power_of_two() {
                         tracing::debug!(participant = %self.key, mid = ?data.mid, rid = ?data.rid, dropped = self.stale_dropped, "stale video frames dropped");
@@ -872,6 +885,7 @@ impl Participant {
         let ufrag = ice_ufrag(&offer.to_sdp_string());
         if ufrag.is_some() && self.remote_ufrag.is_some() && ufrag != self.remote_ufrag {
             self.ice_restarted = true;
+            self.stale_until = Some(Instant::now() + STALE_WATCH);
         }
         self.remote_ufrag = ufrag.or(self.remote_ufrag.take());
         self.drop_pending_offer();

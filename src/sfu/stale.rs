@@ -8,8 +8,11 @@
 //! long: measured, 1.3-5.7 s of delay after a 5 s link drop, for many
 //! seconds. So each layer of a publisher's video remembers the earliest any
 //! of its frames arrived, relative to its RTP time; a frame more than
-//! [`LATE`] behind that is stale: dropped (the caller asks for a keyframe,
-//! which the subscribers need after the gap anyway).
+//! [`LATE`] behind that is stale. The participant drops stale frames (and
+//! asks for a keyframe, which the subscribers need after the gap anyway)
+//! only for a few seconds after the publisher comes back from an outage (a
+//! silence, an ICE restart): at other times a late frame is forwarded, as a
+//! page merely starved of CPU would otherwise freeze until a keyframe.
 //!
 //! The reference creeps forward by [`DRIFT`] (the sender's clock and ours
 //! drift apart), and a publisher whose frames stay late for [`RESET_AFTER`]

@@ -67,6 +67,7 @@ const SILENT_POLL_MS = 100; // ...and looked at this often until it is heard aga
 const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the changes settle this long
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
 const AWAY_GRACE_MS = 15000; // a peer whose signaling dropped: its connection kept this long for its return
+const ABSENT_GRACE_MS = 3000; // ...but after our own reconnect, one the call no longer lists only this long
 
 /** Outgoing video bitrate per connection, by how many connections share the uplink. */
 function maxBitrateFor(connections) {
@@ -869,6 +870,19 @@ export class Call extends EventTarget {
       const peer = this._addPeer(member);
       if (this.mode === "mesh") peer.openAsCaller();
     }
+    // After our own reconnect: a member we still hold that the call no
+    // longer lists most likely left while we were away (we missed its
+    // `peer_left`); it is kept only briefly, in case it is reconnecting too
+    // (its own join then re-keys it).
+    if (was) {
+      const listed = new Set((ack.peers || []).map((m) => m && m.id));
+      for (const peer of [...this.peers.values()]) {
+        if (listed.has(peer.id) || !peer.awayTimer) continue;
+        clearTimeout(peer.awayTimer);
+        peer.awayTimer = null;
+        this._holdAway(peer, ABSENT_GRACE_MS);
+      }
+    }
     if (resumed) {
       this.server.resume();
     } else if (this.mode === "sfu") {
@@ -1078,13 +1092,13 @@ export class Call extends EventTarget {
     this._dropId(id, kind);
   }
 
-  /** Keeps `peer` AWAY_GRACE_MS for its return under a new socket id. */
-  _holdAway(peer) {
+  /** Keeps `peer` `ms` (AWAY_GRACE_MS) for its return under a new socket id. */
+  _holdAway(peer, ms = AWAY_GRACE_MS) {
     if (peer.awayTimer) return;
     peer.awayTimer = setTimeout(() => {
       peer.awayTimer = null;
       if (this.peers.get(peer.id) === peer) this._dropId(peer.id, "left");
-    }, AWAY_GRACE_MS);
+    }, ms);
   }
 
   /**

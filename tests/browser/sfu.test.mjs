@@ -219,3 +219,34 @@ test("the member the media server hears speaking lights up; muted, it does not",
     for (const page of [ann, ben]) await page.context().close();
   }
 });
+
+// Ann's connection to the server drops (her browser goes offline: media
+// keeps flowing, signaling does not) and Ben leaves the call meanwhile: Ann
+// never hears it. Back online, she joins again; the call no longer lists
+// Ben, so his tile goes within a few seconds, not after the 15 s a member
+// whose own connection dropped is kept for. (Through the media server:
+// in a mesh, Ben's closed peer connection tells Ann by itself.)
+test("a member who left while our connection was down leaves our page soon after we are back", async () => {
+  const room = "left while away";
+  const pages = [];
+  for (const nickname of ["Ann", "Ben", "Cat"]) pages.push(await openPage(env.browser, env.server, roomPath(room), { nickname }));
+  try {
+    for (const page of pages) await joinCall(page);
+    await expectLiveTiles(pages[0], ["Ben", "Cat"]);
+    await pages[0].context().setOffline(true);
+    await until(pages[0], () => document.getElementById("connection").dataset.state === "reconnecting", null, { what: "Ann's banner reconnecting" });
+    await pages[1].getByRole("button", { name: "Leave call" }).click();
+    await until(pages[2], () => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === "Ben"), null, { what: "Ben's tile gone from Cat" });
+    await pages[0].context().setOffline(false);
+    const back = Date.now();
+    await until(pages[0], () => /connected/.test(document.getElementById("connection").dataset.state), null, { what: "Ann back" });
+    await until(pages[0], () => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === "Ben"), null, {
+      what: "Ben's tile gone from Ann",
+      timeout: 8000,
+    });
+    console.log(`# Ben's tile left Ann ${Date.now() - back} ms after she was back online`);
+    await expectLiveTiles(pages[0], ["Cat"]);
+  } finally {
+    for (const page of pages) await page.context().close();
+  }
+});
