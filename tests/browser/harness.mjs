@@ -194,11 +194,15 @@ export async function openPage(browser, server, path, options = {}) {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(String(err)));
-  // What the page said of its connection ("noom: ... reconnecting"), with
-  // the time: a failure's message quotes it (`until`, `saidBy`).
+  // What the page said of its connection ("noom: ... reconnecting") and of
+  // call steps that failed, with the time: a failure's message quotes it
+  // (`until`, `joinCall`, `saidBy`).
   page.said = [];
   page.on("console", (m) => {
-    if (m.type() !== "debug" && m.text().startsWith("noom:")) page.said.push(`${new Date().toISOString().slice(11, 23)} ${m.text()}`);
+    const text = m.text();
+    // Connection events, and call steps that failed.
+    const wanted = m.type() === "debug" ? text.startsWith("noom call:") && / failed/.test(text) : text.startsWith("noom:");
+    if (wanted) page.said.push(`${new Date().toISOString().slice(11, 23)} ${text}`);
   });
   if (process.env.NOOM_TEST_CONSOLE === "1") {
     page.on("console", (m) => console.log(`[${options.nickname ?? "page"}] ${m.text()}`));
@@ -283,7 +287,19 @@ export async function sendMessage(page, text) {
 export async function joinCall(page) {
   await waitEntered(page);
   await page.getByTestId("join-call").click();
-  await page.waitForFunction(() => window.noomCall && window.noomCall.phase() === "incall");
+  try {
+    await page.waitForFunction(() => window.noomCall && window.noomCall.phase() === "incall");
+  } catch (err) {
+    // Say where the page stood instead.
+    const seen = await page
+      .evaluate(() => ({
+        phase: window.noomCall ? window.noomCall.phase() : null,
+        status: document.querySelector('[data-testid="call-status"]')?.textContent,
+        connection: document.getElementById("connection")?.dataset.state,
+      }))
+      .catch((e) => ({ unreadable: String(e) }));
+    throw new Error(`not in the call within 30 s: ${JSON.stringify(seen)}${saidBy([page])}; ${err.message}`);
+  }
 }
 
 /** framesDecoded per remote nickname, from the page's RTCPeerConnection stats. */

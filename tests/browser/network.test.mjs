@@ -324,6 +324,7 @@ for (const mode of MODES) {
         const joinedBefore = await Promise.all(pages.map((p) => p.locator("#messages .notice", { hasText: "joined" }).count()));
         const changedAt = Date.now();
         moveA();
+        if (process.env.NOOM_TEST_CONSOLE === "1") console.log(`# moved at ${changedAt % 100000}`);
         const ms = await recoveredWithin(changedAt, MOVE_MS[mode]);
         measured[`${mode} move`].push(ms);
         console.log(`# ${mode}: address change ${run}: video back in ${ms} ms`);
