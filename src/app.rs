@@ -245,6 +245,10 @@ impl App {
         if let Some(admin) = admin {
             background.push(tokio::spawn(admin::live::run(admin, shutdown.clone())));
         }
+        background.push(tokio::spawn(crate::watchdog::run(
+            metrics.clone(),
+            shutdown.clone(),
+        )));
 
         let stop_http = CancellationToken::new();
         let public = resolved.public_url.clone();

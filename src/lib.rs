@@ -22,6 +22,7 @@
 //! - [`limit`]: rate limits keyed by source address, in bounded tables;
 //! - [`password`]: Argon2id hashes for the admin and room passwords (a leaf);
 //! - [`metrics`]: counters and their Prometheus rendering;
+//! - [`watchdog`]: notices (counts, logs) when the async runtime stalls;
 //! - [`node`]: this node's name among several sharing one database;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: clients for `noom-load` and the tests: Socket.IO on the contract,
@@ -43,6 +44,7 @@ pub mod sfu;
 pub mod signaling;
 pub mod store;
 pub mod tls;
+pub mod watchdog;
 pub mod web;
 
 pub use app::{App, AppError, Running};

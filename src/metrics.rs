@@ -26,6 +26,10 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Connections closed for flooding.
     pub flood_disconnects: AtomicU64,
+    /// Times the async runtime ran no task for `watchdog::STALL` or longer.
+    pub runtime_stalls: AtomicU64,
+    /// ...and how long those stalls lasted, in total (ms).
+    pub runtime_stall_ms: AtomicU64,
     /// Messages removed by retention.
     pub messages_expired: AtomicU64,
     /// HTTP(S) connections refused at accept: too many open from one address.
@@ -156,6 +160,18 @@ impl Metrics {
             "counter",
             "Connections closed for ignoring the rate limit.",
             &one(get(&self.flood_disconnects)),
+        );
+        metric(
+            "noom_runtime_stalls_total",
+            "counter",
+            "Times the server's async runtime ran no task for 0.5 s or longer.",
+            &one(get(&self.runtime_stalls)),
+        );
+        metric(
+            "noom_runtime_stall_seconds_total",
+            "counter",
+            "How long those stalls lasted, in total.",
+            &[(String::new(), get(&self.runtime_stall_ms) as f64 / 1000.0)],
         );
         metric(
             "noom_connections_refused_total",

@@ -207,3 +207,35 @@ async fn a_node_names_itself_in_health_and_metrics() {
     assert_ne!(node_a, node_b, "two nodes, one name");
     assert!(info_a.contains(&format!("node=\"{node_a}\"")), "{info_a}");
 }
+
+/// Code that blocks the runtime's worker threads (here: the test itself,
+/// sleeping on both) delays every task; the watchdog counts and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_runtime_is_counted_in_metrics() {
+    let s = TestServer::start().await;
+    let stalls = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("noom_runtime_stalls_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no noom_runtime_stalls_total in:\n{text}"))
+    };
+    let before = stalls(&get_text(&s.url("/metrics")).await);
+    // Both workers blocked for 900 ms at once (as a synchronous disk call
+    // on each would): the barrier holds the first until the other worker
+    // has taken the second.
+    let both = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let both = both.clone();
+            tokio::spawn(async move {
+                both.wait();
+                std::thread::sleep(std::time::Duration::from_millis(900));
+            })
+        })
+        .collect();
+    for b in blockers {
+        b.await.unwrap();
+    }
+    let text = get_text(&s.url("/metrics")).await;
+    assert!(stalls(&text) > before, "{text}");
+}
