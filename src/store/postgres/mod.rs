@@ -76,6 +76,9 @@ struct Inner {
     late: Mutex<Option<mpsc::UnboundedSender<Message>>>,
 }
 
+/// A statement's parameters.
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
 impl PgStore {
     /// Connects, creates the schema or brings it to this build's version
     /// (refusing a newer one).
@@ -169,12 +172,9 @@ impl PgStore {
         }
     }
 
-    /// One statement on a pooled connection, through [`PgStore::track`].
-    async fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
+    /// One statement on a pooled connection, through [`PgStore::track`]
+    /// (and so for `query`, `query_opt`, `query_one`).
+    async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         let client = self.client().await?;
         self.track(client.execute(sql, params).await)
     }
@@ -182,7 +182,7 @@ impl PgStore {
     async fn query(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: Params<'_>,
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let client = self.client().await?;
         self.track(client.query(sql, params).await)
@@ -191,7 +191,7 @@ impl PgStore {
     async fn query_opt(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: Params<'_>,
     ) -> Result<Option<tokio_postgres::Row>, StoreError> {
         let client = self.client().await?;
         self.track(client.query_opt(sql, params).await)
@@ -200,7 +200,7 @@ impl PgStore {
     async fn query_one(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: Params<'_>,
     ) -> Result<tokio_postgres::Row, StoreError> {
         let client = self.client().await?;
         self.track(client.query_one(sql, params).await)
