@@ -281,9 +281,12 @@ pub async fn forward_events(
         let Some(socket) = sid.parse::<Sid>().ok().and_then(|sid| io.get_socket(sid)) else {
             continue;
         };
-        let _ = match payload {
+        let sent = match payload {
             Some(description) => socket.emit(name, &(room, description)),
             None => socket.emit(name, &(room,)),
         };
+        if let Err(e) = sent {
+            tracing::warn!(sid, event = name, error = %e, "a media server event could not be sent");
+        }
     }
 }

@@ -257,6 +257,10 @@ async fn on_disconnect(
     }
 }
 
+/// A request whose handling takes this long is logged (it points at a
+/// stalled runtime or a slow media server).
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Registers a request handler behind the rate limit and the ack convention.
 fn route<F, Fut, R>(s: &SocketRef, event: &'static str, handler: F)
 where
@@ -273,6 +277,7 @@ where
               TryData(args): TryData<Args>| {
             let handler = handler.clone();
             async move {
+                let started = std::time::Instant::now();
                 let Some(hub) = hub.get() else {
                     let closing = ApiError::new(ErrorCode::Internal, "the server is shutting down");
                     let _ = ack.send(&closing.to_ack());
@@ -306,7 +311,13 @@ where
                         Reply::Value(e.to_ack())
                     }
                 };
-                let _ = ack.send(&reply);
+                let took = started.elapsed();
+                if took >= SLOW_REQUEST {
+                    tracing::warn!(sid = %s.id, event, ms = took.as_millis() as u64, "a request took long to answer");
+                }
+                if let Err(e) = ack.send(&reply) {
+                    tracing::warn!(sid = %s.id, event, error = %e, "an answer could not be sent");
+                }
             }
         },
     );

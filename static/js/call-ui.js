@@ -18,6 +18,12 @@ import { fieldError, icon, initials, setButton } from "/static/js/ui.js";
 import { CallLayout } from "/static/js/layout.js";
 
 const $ = (id) => document.getElementById(id);
+// A join that failed with one of these (the connection dropped or the server
+// was slow while it ran) is tried again, for this long after the click.
+const JOIN_TRANSIENT = new Set(["timeout", "offline", "unavailable"]);
+const JOIN_RETRY_WITHIN_MS = 30000;
+const JOIN_TRIES = 3;
+const JOIN_RETRY_PAUSE_MS = 1000; // before a retry on a connection that still answers
 
 export function setupCall({ client, room, lookup, notice }) {
   const call = new Call(client, room);
@@ -706,6 +712,48 @@ export function setupCall({ client, room, lookup, notice }) {
     }
   }
 
+  /**
+   * call.join(), tried again when the connection dropped or the server was
+   * slow while it ran (a network blip, a busy server): the person clicked
+   * Join once and expects to be in the call, not to be told to click again.
+   * A retry waits for the connection to answer again, and after a reconnect
+   * for the page to be back in the room (`rejoin` below says so); it joins
+   * under the id the call knew us by, so the others re-key us instead of
+   * showing us twice.
+   */
+  async function joinThroughBlips() {
+    const deadline = performance.now() + JOIN_RETRY_WITHIN_MS;
+    for (let tries = 1; ; tries++) {
+      const before = call.myId;
+      try {
+        return await call.join(before && before !== client.id ? before : null);
+      } catch (err) {
+        const again = JOIN_TRANSIENT.has(err.code) && tries < JOIN_TRIES && performance.now() < deadline;
+        if (!again || phase !== "joining") throw err;
+        console.info(`noom: the join failed (${err.code}); trying again`);
+        const alive = client.connected && (await client.checkAlive());
+        if (alive) await new Promise((r) => setTimeout(r, JOIN_RETRY_PAUSE_MS));
+        else if (!(await backInRoom(deadline - performance.now()))) throw err;
+        if (phase !== "joining") throw err;
+      }
+    }
+  }
+
+  let roomBack = null; // resolves when the page is back in the room after a reconnect
+  function backInRoom(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        roomBack = null;
+        resolve(false);
+      }, Math.max(0, ms));
+      roomBack = () => {
+        clearTimeout(timer);
+        roomBack = null;
+        resolve(true);
+      };
+    });
+  }
+
   async function join() {
     if (phase !== "prejoin") return;
     if (!(await saveName())) return;
@@ -721,7 +769,7 @@ export function setupCall({ client, room, lookup, notice }) {
         ? startPreview()
         : Promise.resolve();
     try {
-      await call.join();
+      await joinThroughBlips();
     } catch (err) {
       await media;
       setPhase("prejoin");
@@ -870,6 +918,7 @@ export function setupCall({ client, room, lookup, notice }) {
       showCallStatus(text, { sticky: true });
     },
     async rejoin() {
+      if (roomBack) roomBack(); // a join that the reconnect interrupted goes on
       if (phase !== "incall") return;
       try {
         await call.rejoin();

@@ -20,7 +20,7 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS, startServer, roomPath, joinCall, expectLiveTiles, tileNames, sleep, until } from "./harness.mjs";
+import { chromiumExecutable, CHROMIUM_ARGS, startServer, roomPath, joinCall, expectLiveTiles, tileNames, sleep, until } from "./harness.mjs";
 
 const RUNS = Math.max(1, Number(process.env.NOOM_NETWORK_RUNS || 2));
 // Issue 15's targets: video back both ways within 5 s of an address change,
@@ -132,7 +132,7 @@ let server, dir, browsers, pages;
 /** Chromium inside namespace `ns`, through a wrapper that enters it. */
 async function browserIn(ns, origin) {
   const wrapper = join(dir, `chromium-${ns}`);
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${CHROMIUM} "$@"\n`);
+  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${chromiumExecutable()} "$@"\n`);
   chmodSync(wrapper, 0o755);
   return chromium.launch({
     executablePath: wrapper,
