@@ -13,7 +13,7 @@
  */
 import { Call } from "/static/js/call.js";
 import { LevelMeter, cameraGranted, listDevices, mediaSupported, onDeviceChange, screenShareSupported } from "/static/js/devices.js";
-import { t } from "/static/js/i18n.js";
+import { errorText, t } from "/static/js/i18n.js";
 import { fieldError, icon, initials, setButton } from "/static/js/ui.js";
 import { CallLayout } from "/static/js/layout.js";
 
@@ -534,7 +534,7 @@ export function setupCall({ client, room, lookup, notice }) {
       try {
         await call.react(emoji);
       } catch (err) {
-        if (err.code !== "rate_limited") showCallStatus(err.message, { error: true, code: err.code });
+        if (err.code !== "rate_limited") showCallStatus(errorText(err), { error: true, code: err.code });
       }
     });
     reactionsPanel.append(b);
@@ -549,7 +549,7 @@ export function setupCall({ client, room, lookup, notice }) {
     try {
       await call.raiseHand(!call.handRaised);
     } catch (err) {
-      showCallStatus(err.message, { error: true, code: err.code });
+      showCallStatus(errorText(err), { error: true, code: err.code });
     }
   }
   handButton.addEventListener("click", () => toggleHand());
@@ -707,7 +707,7 @@ export function setupCall({ client, room, lookup, notice }) {
       fillName();
       return true;
     } catch (err) {
-      nameRefused(err.message);
+      nameRefused(errorText(err));
       return false;
     }
   }
@@ -777,7 +777,7 @@ export function setupCall({ client, room, lookup, notice }) {
         const n = (String(err.message).match(/\d+/) || ["6"])[0];
         showCallStatus(t("err.roomFull", { n }), { error: true, code: err.code, sticky: true });
       } else {
-        showCallStatus(t("err.callFailed", { detail: err.message }), { error: true, code: err.code, sticky: true });
+        showCallStatus(t("err.callFailed", { detail: errorText(err) }), { error: true, code: err.code, sticky: true });
       }
       return;
     }
@@ -839,7 +839,7 @@ export function setupCall({ client, room, lookup, notice }) {
   call.on("left", ({ error } = {}) => {
     if (error && phase === "incall") {
       leave();
-      showCallStatus(t("err.callFailed", { detail: error.message }), { error: true, code: error.code, sticky: true });
+      showCallStatus(t("err.callFailed", { detail: errorText(error) }), { error: true, code: error.code, sticky: true });
     }
   });
 

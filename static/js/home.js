@@ -8,7 +8,7 @@
  */
 import { NoomClient } from "/static/js/protocol.js";
 import { fieldError, showConnection, showStatus } from "/static/js/ui.js";
-import { localize, t } from "/static/js/i18n.js";
+import { errorText, localize, t } from "/static/js/i18n.js";
 
 localize();
 
@@ -81,8 +81,8 @@ nicknameForm.addEventListener("submit", async (event) => {
     nicknameInput.value = "";
     showStatus(status, t("home.saved"));
   } catch (err) {
-    if (err.code === "invalid_nickname") fieldError(nicknameError, nicknameInput, err.message);
-    else showStatus(status, err.message, err.code);
+    if (err.code === "invalid_nickname") fieldError(nicknameError, nicknameInput, errorText(err));
+    else showStatus(status, errorText(err), err.code);
   } finally {
     button.disabled = false;
   }

@@ -64,6 +64,7 @@ const STRINGS = {
     "room.openChat": "Chat",
     "room.said": "{name}: {text}",
     "room.unlisted": "Unlisted",
+    "room.unlistedTitle": "Not in the public room list: people come with its link",
     "room.protected": "Password",
     "room.passwordAsk": "This room has a password.",
     "room.passwordEnter": "Enter room",
@@ -181,6 +182,28 @@ const STRINGS = {
     "err.shareFailed": "Screen sharing did not start ({detail}).",
     "err.shareUnsupported": "This browser cannot share the screen.",
     "err.switchFailed": "Could not switch to that device ({detail}).",
+    // What a refusal means, by its code (docs/protocol.md "Errors"). English
+    // pages show the server's own message, which says more; these stand in
+    // when it has none, and are what Korean pages show.
+    "code.invalid_argument": "The request was not understood.",
+    "code.invalid_room": "That room name cannot be used, or the room does not exist.",
+    "code.invalid_nickname": "That nickname cannot be used: check its length and characters.",
+    "code.invalid_message": "That message cannot be sent: it is empty or too long.",
+    "code.not_in_room": "You are not in this room.",
+    "code.not_in_call": "Not in the call.",
+    "code.room_full": "The room or the call is full.",
+    "code.rate_limited": "Too many requests: wait a moment and try again.",
+    "code.internal": "The server could not do that (its storage failed). Nothing was saved.",
+    "code.unconfirmed": "The server could not confirm the message was saved. Do not send it again: if it was saved, it will appear.",
+    "code.unavailable": "The media server is not available. Try again in a moment.",
+    "code.password_required": "This room needs a password.",
+    "code.wrong_password": "That password is wrong.",
+    "code.not_host": "Only the room's host can do that.",
+    "code.removed": "The host removed you from this room. You cannot come back for a while.",
+    "code.room_locked": "The room is locked: nobody new can enter.",
+    "code.in_lobby": "Waiting in the lobby until the host lets you in.",
+    "code.offline": "Not connected to the server.",
+    "code.timeout": "The server did not answer in time.",
   },
   ko: {
     "conn.connecting": "연결 중…",
@@ -232,6 +255,7 @@ const STRINGS = {
     "room.openChat": "채팅",
     "room.said": "{name}: {text}",
     "room.unlisted": "목록 비공개",
+    "room.unlistedTitle": "공개 방 목록에 나오지 않습니다. 링크로 들어옵니다.",
     "room.protected": "비밀번호",
     "room.passwordAsk": "이 방에는 비밀번호가 있습니다.",
     "room.passwordEnter": "입장",
@@ -349,6 +373,25 @@ const STRINGS = {
     "err.shareFailed": "화면 공유를 시작하지 못했습니다 ({detail}).",
     "err.shareUnsupported": "이 브라우저는 화면 공유를 지원하지 않습니다.",
     "err.switchFailed": "그 장치로 바꾸지 못했습니다 ({detail}).",
+    "code.invalid_argument": "요청을 이해하지 못했습니다.",
+    "code.invalid_room": "쓸 수 없는 방 이름이거나 없는 방입니다.",
+    "code.invalid_nickname": "쓸 수 없는 닉네임입니다. 길이와 문자를 확인하세요.",
+    "code.invalid_message": "보낼 수 없는 메시지입니다. 비어 있거나 너무 깁니다.",
+    "code.not_in_room": "이 방에 들어와 있지 않습니다.",
+    "code.not_in_call": "통화에 참여하고 있지 않습니다.",
+    "code.room_full": "방이나 통화의 인원이 가득 찼습니다.",
+    "code.rate_limited": "요청이 너무 많습니다. 잠시 뒤에 다시 시도하세요.",
+    "code.internal": "서버가 처리하지 못했습니다(저장소 오류). 아무것도 저장되지 않았습니다.",
+    "code.unconfirmed": "메시지가 저장되었는지 서버가 확인하지 못했습니다. 다시 보내지 마세요. 저장되었다면 곧 나타납니다.",
+    "code.unavailable": "미디어 서버를 쓸 수 없습니다. 잠시 뒤에 다시 시도하세요.",
+    "code.password_required": "이 방에는 비밀번호가 필요합니다.",
+    "code.wrong_password": "비밀번호가 틀렸습니다.",
+    "code.not_host": "방장만 할 수 있습니다.",
+    "code.removed": "방장이 이 방에서 내보냈습니다. 한동안 다시 들어올 수 없습니다.",
+    "code.room_locked": "방이 잠겨 있어 새로 들어올 수 없습니다.",
+    "code.in_lobby": "방장이 들여보낼 때까지 대기실에서 기다립니다.",
+    "code.offline": "서버에 연결되어 있지 않습니다.",
+    "code.timeout": "서버가 제때 응답하지 않았습니다.",
   },
 };
 
@@ -372,6 +415,18 @@ export function t(key, params) {
   const text = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
   if (!params) return text;
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+/**
+ * What to show for a refused request (a ProtocolError or AdminError with a
+ * `code`): in English the server's own message; in another language the
+ * translation of its code, since the server speaks English only.
+ */
+export function errorText(err) {
+  const code = err && err.code;
+  const known = code && STRINGS.en[`code.${code}`] !== undefined;
+  if (lang === "en" || !known) return (err && err.message) || (known ? t(`code.${code}`) : t("code.internal"));
+  return t(`code.${code}`);
 }
 
 /** The English string for `key` (for data-testid-like stable names). */

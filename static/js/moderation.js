@@ -9,7 +9,7 @@
  * everything (docs/protocol.md); this module only asks and shows. Names
  * reach the DOM through textContent only.
  */
-import { t } from "/static/js/i18n.js";
+import { errorText, t } from "/static/js/i18n.js";
 import { showStatus } from "/static/js/ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -40,7 +40,7 @@ export function setupModeration({ client, room, notice, announce, status, reente
     try {
       return await client.moderate(kind, room, options);
     } catch (err) {
-      showStatus(status, err.message, err.code);
+      showStatus(status, errorText(err), err.code);
       return null;
     }
   }

@@ -16,7 +16,7 @@
  */
 import { NoomClient } from "/static/js/protocol.js";
 import { fieldError, showConnection, showStatus } from "/static/js/ui.js";
-import { localize, t } from "/static/js/i18n.js";
+import { errorText, localize, t } from "/static/js/i18n.js";
 import { setupCall } from "/static/js/call-ui.js";
 import { setupModeration } from "/static/js/moderation.js";
 
@@ -227,7 +227,7 @@ async function loadOlder() {
     if (!addMessages(ack.messages)) reachedStart = true;
     messageList.scrollTop = messageList.scrollHeight - fromBottom; // keep the view still
   } catch (err) {
-    showStatus(status, err.message, err.code);
+    showStatus(status, errorText(err), err.code);
   } finally {
     loadingOlder = false;
     updateOlderButton();
@@ -335,7 +335,7 @@ async function enter() {
       return false;
     }
     if (moderation.refused(err)) return false;
-    showStatus(status, err.message, err.code);
+    showStatus(status, errorText(err), err.code);
     // A busy or restarting server: worth another try.
     return TRANSIENT.has(err.code) ? "retry" : false;
   }
@@ -565,7 +565,7 @@ sendForm.addEventListener("submit", async (event) => {
     } else if (!messageInput.value) {
       messageInput.value = text; // not sent: let the user retry
     }
-    showStatus(status, err.message, err.code);
+    showStatus(status, errorText(err), err.code);
   }
 });
 

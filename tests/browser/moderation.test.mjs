@@ -144,3 +144,21 @@ test("the host hands the room over", async () => {
   assert.deepEqual(list.find((m) => m.name === "Ben").host, true);
   assert.deepEqual([...ann.errors, ...ben.errors, ...(cleo?.errors ?? [])], []);
 });
+
+test("a Korean host is told in Korean why the server refused", async () => {
+  // The server answers in English; a Korean page shows its code's translation.
+  const room = roomPath("방장 오류");
+  const dana = await openPage(browser, server, room, { nickname: "Dana", locale: "ko-KR" });
+  await waitEntered(dana);
+  const eli = await openPage(browser, server, room, { nickname: "Eli" });
+  await waitEntered(eli);
+  await until(dana, () => document.querySelectorAll("#members li").length === 2, null, { what: "Eli at Dana" });
+  // Eli is not in a call: muting him is refused with `not_in_call`.
+  await hostAction(dana, "Eli", "mute-member");
+  await until(dana, () => document.getElementById("status").dataset.code === "not_in_call", null, {
+    what: "Dana told the mute was refused",
+  });
+  assert.equal(await dana.locator("#status").textContent(), "통화에 참여하고 있지 않습니다.");
+  await eli.context().close();
+  await dana.context().close();
+});
