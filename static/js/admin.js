@@ -4,10 +4,15 @@
  * It shows what admin-api.js receives (the overview every second, the watched
  * room's members) and turns buttons into API calls, each confirmed first.
  * Text from users (room names, nicknames, messages) reaches the DOM only
- * through textContent.
+ * through textContent. Its own text comes from i18n.js (`admin.*`), in
+ * English or Korean.
  */
 import { AdminClient } from "/static/js/admin-api.js";
+import { errorText, localize, t } from "/static/js/i18n.js";
 import { showConnection, showStatus } from "/static/js/ui.js";
+
+localize();
+document.title = t("admin.pageTitle");
 
 const $ = (id) => document.getElementById(id);
 const root = $("admin");
@@ -56,10 +61,14 @@ function bitrate(bps) {
 /** A participant's media-server session as one line (`names`: socket id -> nickname). */
 function mediaText(media, names) {
   if (!media) return "—";
-  const parts = [media.transport, `in ${bitrate(media.bitrate_in)}`, `out ${bitrate(media.bitrate_out)}`];
-  if (media.estimate) parts.push(`link ~${bitrate(media.estimate)}`);
+  const parts = [
+    media.transport,
+    t("admin.mediaIn", { rate: bitrate(media.bitrate_in) }),
+    t("admin.mediaOut", { rate: bitrate(media.bitrate_out) }),
+  ];
+  if (media.estimate) parts.push(t("admin.mediaLink", { rate: bitrate(media.estimate) }));
   const layers = media.layers.map((l) => `${names.get(l.from) ?? l.from}: ${l.layer ?? "—"}`);
-  if (layers.length) parts.push(`layers ${layers.join(", ")}`);
+  if (layers.length) parts.push(t("admin.mediaLayers", { layers: layers.join(", ") }));
   return parts.join(" · ");
 }
 
@@ -68,10 +77,10 @@ function duration(secs) {
   const d = Math.floor(s / 86400);
   const h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
-  if (d) return `${d}d ${h}h`;
-  if (h) return `${h}h ${m}m`;
-  if (m) return `${m}m ${s % 60}s`;
-  return `${s}s`;
+  if (d) return t("admin.days", { d, h });
+  if (h) return t("admin.hours", { h, m });
+  if (m) return t("admin.minutes", { m, s: s % 60 });
+  return t("admin.seconds", { s });
 }
 
 function time(ms) {
@@ -93,7 +102,7 @@ async function act(question, action, done) {
     showStatus(statusLine, done);
     if (selected) refreshRoom(selected, true);
   } catch (e) {
-    showStatus(statusLine, e.message, e.code || "error");
+    showStatus(statusLine, errorText(e), e.code || "error");
   }
 }
 
@@ -104,9 +113,11 @@ function renderOverview(o) {
   $("stat-connections").textContent = String(o.connections.total);
   $("stat-transports").textContent = `${o.connections.websocket} / ${o.connections.polling}`;
   $("stat-rooms").textContent =
-    o.rooms_total > o.rooms.length ? `${o.rooms.length} of ${o.rooms_total}` : String(o.rooms_total);
-  $("stat-relay").textContent =
-    o.relay.status + (o.relay.detail ? `: ${o.relay.detail}` : "");
+    o.rooms_total > o.rooms.length ? t("admin.roomsOf", { shown: o.rooms.length, total: o.rooms_total }) : String(o.rooms_total);
+  // The status is one of a few words (translated); its detail is the server's, in English.
+  const relayKey = `admin.relayState.${o.relay.status}`;
+  const relayState = t(relayKey) === relayKey ? o.relay.status : t(relayKey);
+  $("stat-relay").textContent = relayState + (o.relay.detail ? `: ${o.relay.detail}` : "");
 
   const rooms = $("rooms");
   rooms.replaceChildren(
@@ -138,7 +149,7 @@ function renderOverview(o) {
 function renderRoom(detail) {
   const section = $("room-detail");
   if (!detail) {
-    if (selected) showStatus(statusLine, `Room ${selected} is closed or gone.`);
+    if (selected) showStatus(statusLine, t("admin.roomGone", { name: selected }));
     section.hidden = true;
     lastDetail = null;
     return;
@@ -146,13 +157,18 @@ function renderRoom(detail) {
   section.hidden = false;
   $("room-title").textContent = detail.name;
   const host = detail.members.find((m) => m.user === detail.host);
-  const hostText = detail.host ? `host ${host ? host.nickname : `user ${detail.host} (not here)`}` : "no host";
-  const flags = [detail.locked ? "locked" : null, detail.lobby ? "lobby on" : null].filter(Boolean);
+  const hostText = !detail.host
+    ? t("admin.noHost")
+    : host
+      ? t("admin.hostIs", { name: host.nickname })
+      : t("admin.hostAway", { user: detail.host });
+  const flags = [detail.locked ? t("admin.flagLocked") : null, detail.lobby ? t("admin.flagLobby") : null].filter(Boolean);
   $("room-counts").textContent =
-    `${detail.members.length} members, ${detail.in_call} in call, ${detail.messages} messages stored; ${hostText}` +
+    t("admin.counts", { members: detail.members.length, inCall: detail.in_call, messages: detail.messages }) +
+    `; ${hostText}` +
     (flags.length ? `; ${flags.join(", ")}` : "");
-  $("lock-room").textContent = detail.locked ? "Unlock room" : "Lock room";
-  $("lobby-room").textContent = detail.lobby ? "Turn lobby off" : "Turn lobby on";
+  $("lock-room").textContent = detail.locked ? t("admin.unlockRoom") : t("admin.lockRoom");
+  $("lobby-room").textContent = detail.lobby ? t("admin.lobbyTurnOff") : t("admin.lobbyTurnOn");
   const waiting = detail.waiting || [];
   $("waiting-wrap").hidden = waiting.length === 0;
   $("waiting").replaceChildren(
@@ -160,11 +176,19 @@ function renderRoom(detail) {
       const li = el("li", w.nickname);
       li.append(
         " ",
-        button("Admit", "admin-admit", () =>
-          act(`Let ${w.nickname} into ${detail.name}?`, () => client.moderate(detail.name, "admit", { to: w.id, admit: true }), `Let ${w.nickname} in.`),
+        button(t("admin.admit"), "admin-admit", () =>
+          act(
+            t("admin.admitAsk", { name: w.nickname, room: detail.name }),
+            () => client.moderate(detail.name, "admit", { to: w.id, admit: true }),
+            t("admin.admitDone", { name: w.nickname }),
+          ),
         ),
-        button("Deny", "admin-deny", () =>
-          act(`Turn ${w.nickname} away?`, () => client.moderate(detail.name, "admit", { to: w.id, admit: false }), `Turned ${w.nickname} away.`),
+        button(t("admin.deny"), "admin-deny", () =>
+          act(
+            t("admin.denyAsk", { name: w.nickname }),
+            () => client.moderate(detail.name, "admit", { to: w.id, admit: false }),
+            t("admin.denyDone", { name: w.nickname }),
+          ),
         ),
       );
       return li;
@@ -178,34 +202,31 @@ function renderRoom(detail) {
       actions.className = "actions";
       const moderate = (label, testid, question, action, fields, done) =>
         button(label, testid, () => act(question, () => client.moderate(detail.name, action, { to: m.id, ...fields }), done));
+      const who = { name: m.nickname, room: detail.name, id: m.id, user: m.user };
       if (m.user !== detail.host) {
-        actions.append(moderate("Make host", "admin-make-host", `Make ${m.nickname} the host of ${detail.name}?`, "set_host", {}, `${m.nickname} hosts ${detail.name} now.`));
+        actions.append(moderate(t("admin.makeHost"), "admin-make-host", t("admin.makeHostAsk", who), "set_host", {}, t("admin.makeHostDone", who)));
       }
       if (m.in_call) {
         actions.append(
-          moderate("Mute", "admin-mute", `Turn ${m.nickname}'s microphone off? They can turn it on again.`, "mute", {}, `Muted ${m.nickname}.`),
-          moderate("Remove from call", "admin-remove-call", `Take ${m.nickname} out of the call?`, "remove", { from: "call" }, `Took ${m.nickname} out of the call.`),
+          moderate(t("admin.mute"), "admin-mute", t("admin.muteAsk", who), "mute", {}, t("admin.muteDone", who)),
+          moderate(t("admin.removeCall"), "admin-remove-call", t("admin.removeCallAsk", who), "remove", { from: "call" }, t("admin.removeCallDone", who)),
         );
       }
       actions.append(
         moderate(
-          "Remove from room", "admin-remove-room",
-          `Remove ${m.nickname} from ${detail.name}? They cannot come back from this session for a while.`,
-          "remove", { from: "room" }, `Removed ${m.nickname} from ${detail.name}.`,
+          t("admin.removeRoom"), "admin-remove-room",
+          t("admin.removeRoomAsk", who),
+          "remove", { from: "room" }, t("admin.removeRoomDone", who),
         ),
-        button("Disconnect", "disconnect", () =>
-          act(`Disconnect ${m.nickname} (${m.id})?`, () => client.disconnect(m.id), `Disconnected ${m.nickname}.`),
+        button(t("admin.disconnect"), "disconnect", () =>
+          act(t("admin.disconnectAsk", who), () => client.disconnect(m.id), t("admin.disconnectDone", who)),
         ),
-        button("Revoke session", "revoke", () =>
-          act(
-            `Revoke every session of ${m.nickname} (user ${m.user})? Their connections close and they come back as someone new.`,
-            () => client.revokeUser(m.user),
-            `Revoked the sessions of ${m.nickname}.`,
-          ),
+        button(t("admin.revokeSession"), "revoke", () =>
+          act(t("admin.revokeAsk", who), () => client.revokeUser(m.user), t("admin.revokeDone", who)),
         ),
       );
       const tr = row([
-        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? "yes" : "no",
+        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? t("admin.yes") : t("admin.no"),
         mediaText(m.media, names), actions,
       ]);
       tr.dataset.member = m.id;
@@ -226,20 +247,17 @@ function renderHistory() {
       li.dataset.seq = String(m.seq);
       li.dataset.testid = "admin-message";
       const meta = el("span", `#${m.seq} ${time(m.ts)} ${m.nickname}`, "meta");
-      meta.title = `user ${m.user}`;
+      meta.title = t("admin.userTitle", { user: m.user });
       const text = el("span", m.text, "text");
       const actions = el("span", null, "actions");
+      const who = { name: m.nickname, seq: m.seq, user: m.user };
       actions.append(
-        button("Delete", "delete-message", () =>
-          act(`Delete message #${m.seq} by ${m.nickname}?`, () => client.deleteMessage(selected, m.seq), `Deleted message #${m.seq}.`),
+        button(t("admin.delete"), "delete-message", () =>
+          act(t("admin.deleteAsk", who), () => client.deleteMessage(selected, m.seq), t("admin.deleteDone", who)),
         ),
         // The author may have left: their user id is still on the message.
-        button("Revoke author", "revoke-author", () =>
-          act(
-            `Revoke every session of ${m.nickname} (user ${m.user})? Their connections close and they come back as someone new.`,
-            () => client.revokeUser(m.user),
-            `Revoked the sessions of ${m.nickname}.`,
-          ),
+        button(t("admin.revokeAuthor"), "revoke-author", () =>
+          act(t("admin.revokeAsk", who), () => client.revokeUser(m.user), t("admin.revokeDone", who)),
         ),
       );
       li.append(meta, text, actions);
@@ -273,7 +291,7 @@ async function loadHistory(name, older) {
     renderHistory();
   } catch (e) {
     if (e.status === 404) messages = [];
-    else showStatus(statusLine, e.message, e.code || "error");
+    else showStatus(statusLine, errorText(e), e.code || "error");
     renderHistory();
   }
 }
@@ -286,7 +304,7 @@ async function refreshRoom(name, force) {
     renderRoom(detail);
   } catch (e) {
     if (e.status === 404) renderRoom(null);
-    else showStatus(statusLine, e.message, e.code || "error");
+    else showStatus(statusLine, errorText(e), e.code || "error");
   }
 }
 
@@ -299,7 +317,7 @@ async function select(name) {
   try {
     renderRoom(await client.watch(name));
   } catch (e) {
-    showStatus(statusLine, e.message, e.code || "error");
+    showStatus(statusLine, errorText(e), e.code || "error");
   }
 }
 
@@ -307,36 +325,36 @@ $("older").addEventListener("click", () => selected && loadHistory(selected, tru
 $("lock-room").addEventListener("click", () => {
   const locked = !(lastDetail && lastDetail.locked);
   act(
-    locked ? `Lock ${selected}? Nobody new can enter.` : `Unlock ${selected}?`,
+    t(locked ? "admin.lockAsk" : "admin.unlockAsk", { room: selected }),
     () => client.moderate(selected, "room_settings", { locked }),
-    locked ? `Locked ${selected}.` : `Unlocked ${selected}.`,
+    t(locked ? "admin.lockDone" : "admin.unlockDone", { room: selected }),
   );
 });
 $("lobby-room").addEventListener("click", () => {
   const lobby = !(lastDetail && lastDetail.lobby);
   act(
-    lobby ? `Turn the lobby of ${selected} on? Newcomers wait until the host or you let them in.` : `Turn the lobby of ${selected} off? Whoever waits comes in.`,
+    t(lobby ? "admin.lobbyOnAsk" : "admin.lobbyOffAsk", { room: selected }),
     () => client.moderate(selected, "room_settings", { lobby }),
-    lobby ? `The lobby of ${selected} is on.` : `The lobby of ${selected} is off.`,
+    t(lobby ? "admin.lobbyOnDone" : "admin.lobbyOffDone", { room: selected }),
   );
 });
 $("end-call").addEventListener("click", () =>
-  act(`End the call in ${selected} for everyone?`, () => client.endCall(selected), `Ended the call in ${selected}.`),
+  act(t("admin.endCallAsk", { room: selected }), () => client.endCall(selected), t("admin.endCallDone", { room: selected })),
 );
 $("clear-history").addEventListener("click", () =>
-  act(`Delete the whole history of ${selected}?`, () => client.clearHistory(selected), `Deleted the history of ${selected}.`),
+  act(t("admin.clearHistoryAsk", { room: selected }), () => client.clearHistory(selected), t("admin.clearHistoryDone", { room: selected })),
 );
 $("close-room").addEventListener("click", () => {
   const name = selected;
   act(
-    `Close ${name}? Everyone in it is taken out, its history is deleted and it leaves the lists.`,
+    t("admin.closeRoomAsk", { room: name }),
     async () => {
       await client.closeRoom(name);
       selected = null;
       await client.watch(null);
       $("room-detail").hidden = true;
     },
-    `Closed ${name}.`,
+    t("admin.closeRoomDone", { room: name }),
   );
 });
 

@@ -4,6 +4,7 @@
 // disconnect a member, revoke a message's author and close the room (the pages
 // explain what happened and do not come back by themselves); and moderate
 // the room as its host could: mute, lock, lobby, admit, remove, make host.
+// In a Korean browser the login and the dashboard speak Korean.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -166,4 +167,60 @@ test("logging out in one tab sends the other admin tab back to the login", async
   await second.waitForURL("**/admin/login", { timeout: 10000 });
   assert.deepEqual(second.errors, []);
   await first.context().close();
+});
+
+test("the admin page in Korean: login, headings, room actions, a confirmation and its result", async () => {
+  // The admin page follows the browser's language like the rest of the app;
+  // the test ids stay English.
+  const admin = await openPage(env.browser, env.server, "/admin/login", { locale: "ko-KR" });
+  await admin.getByTestId("login").getByText("로그인", { exact: true }).waitFor();
+  assert.equal(await admin.getByTestId("password").getAttribute("placeholder"), "관리자 비밀번호");
+  await admin.getByTestId("password").fill(PASSWORD);
+  await admin.getByTestId("login").click();
+  await admin.waitForURL(/\/admin$/);
+  await admin.getByTestId("connection").and(admin.locator('[data-state="connected"]')).waitFor();
+  assert.equal(await admin.evaluate(() => document.documentElement.lang), "ko");
+  assert.equal(await admin.title(), "관리 · Noom");
+  assert.equal((await admin.locator("h1").textContent()).trim(), "Noom 관리");
+  assert.equal((await admin.locator("#rooms-title").textContent()).trim(), "방 목록");
+  assert.equal((await admin.getByTestId("logout").textContent()).trim(), "로그아웃");
+
+  const room = "관리 화면";
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann" });
+  await waitEntered(ann);
+  await admin.locator(`#rooms tr[data-room="${room}"]`).getByTestId("admin-room").click();
+  await admin.getByTestId("room-detail").waitFor();
+  await admin.getByTestId("room-counts").getByText("참여자 1명").waitFor();
+  await admin.getByTestId("room-counts").getByText("호스트 Ann").waitFor();
+  for (const [id, name] of [
+    ["admin-lock", "방 잠그기"],
+    ["admin-lobby", "대기실 켜기"],
+    ["end-call", "통화 종료"],
+    ["clear-history", "대화 기록 삭제"],
+    ["close-room", "방 닫기"],
+  ]) {
+    assert.equal((await admin.getByTestId(id).textContent()).trim(), name, id);
+  }
+  const annRow = admin.getByTestId("admin-members").locator("tr", { hasText: "Ann" });
+  assert.equal((await annRow.getByTestId("disconnect").textContent()).trim(), "연결 끊기");
+  await admin.getByRole("button", { name: "방 잠그기" }).waitFor();
+
+  // An action asks in Korean, then says what it did in Korean.
+  const asked = [];
+  admin.on("dialog", (dialog) => {
+    asked.push(dialog.message());
+    dialog.accept();
+  });
+  await admin.getByTestId("admin-lock").click();
+  await admin.getByTestId("admin-status").getByText(`${room} 방을 잠갔습니다.`, { exact: true }).waitFor();
+  await admin.getByTestId("admin-lock").getByText("방 잠금 해제", { exact: true }).waitFor();
+  assert.deepEqual(asked, [`${room} 방을 잠글까요? 새로 아무도 들어올 수 없게 됩니다.`]);
+
+  // Closing it leaves the server as the other tests expect it.
+  await admin.getByTestId("close-room").click();
+  await admin.getByTestId("admin-status").getByText(`${room} 방을 닫았습니다.`, { exact: true }).waitFor();
+  for (const page of [admin, ann]) {
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  }
 });

@@ -1,0 +1,10 @@
+/**
+ * admin-login.js: the admin login page (GET /admin/login) in the reader's
+ * language. The form works without it; it only translates the page's text
+ * (marked with data-i18n*) and its title. The refusal above the form comes
+ * from the server, in English.
+ */
+import { localize, t } from "/static/js/i18n.js";
+
+localize();
+document.title = t("admin.loginPageTitle");
