@@ -101,12 +101,21 @@ pub async fn enter_room(
     let existing = hub.store.room(&room).await;
     let exists = existing.is_some();
     // A room with a password lets in only sessions that gave it.
-    let mut protected = false;
-    if exists {
-        protected = hub.room_access(s.id, &room, password.as_deref()).await?;
+    let protected = if exists {
+        let protected = hub.room_access(s.id, &room, password.as_deref()).await?;
         // Removed, locked out, or kept in the lobby.
         hub.check_entry(&io, s.id, &room).await?;
-    }
+        protected
+    } else if let Some(password) = &password {
+        // The password is hashed, and asked of anyone else, before the room
+        // exists: nobody slips in while its creator's entry runs.
+        hub.begin_protection(s.id, &room, password).await?;
+        true
+    } else {
+        // Someone may be creating it with a password right now.
+        hub.room_access(s.id, &room, None).await?
+    };
+    let protecting = !exists && password.is_some();
     // Out of the list before it exists, so no list ever shows it.
     let creating = unlisted && !exists;
     if creating {
@@ -118,16 +127,18 @@ pub async fn enter_room(
             if creating {
                 hub.room_unlisted(&room, false);
             }
+            if protecting {
+                hub.abandon_protection(&room);
+            }
             return Err(e);
         }
     };
+    // A password given with the entry that creates a room becomes its own.
+    if protecting {
+        hub.protect_room(&room).await?;
+    }
     if creating {
         hub.store.set_room_unlisted(&room).await?;
-    }
-    // A password given with the entry that creates a room becomes its own.
-    if !exists && let Some(password) = &password {
-        hub.protect_room(s.id, &room, password).await?;
-        protected = true;
     }
     let unlisted = existing.map_or(creating, |meta| meta.unlisted);
     // The creator (or the first entrant of a room without one) is its host.

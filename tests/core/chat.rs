@@ -569,3 +569,43 @@ async fn password_rooms_keep_their_history_to_those_who_know() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// While a room is being created with a password (its hash takes a while),
+/// nobody gets in without it: the password is asked before the room exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_slips_into_a_password_room_while_it_is_being_created() {
+    let s = TestServer::start().await;
+    let a = s.client().await;
+    let b = s.client().await;
+    let create_args = [json!("fresh vault"), json!({ "password": "open sesame" })];
+    let creating = a.req("enter_room", &create_args);
+    let slipping = async {
+        // Tries from just after the creator's request until it is answered.
+        let mut tries = Vec::new();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        for _ in 0..40 {
+            let ack = b.req("enter_room", &[json!("fresh vault")]).await;
+            let got_in = ack["ok"] == true;
+            tries.push(ack);
+            if got_in {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tries
+    };
+    let (created, tries) = tokio::join!(creating, slipping);
+    assert_eq!(created["ok"], true, "{created}");
+    assert_eq!(created["protected"], true, "{created}");
+    for ack in &tries {
+        assert_eq!(ack["ok"], false, "B got in without the password: {ack}");
+        assert_eq!(ack["error"]["code"], "password_required", "{ack}");
+    }
+    b.err("enter_room", &[json!("fresh vault")], "password_required")
+        .await;
+    b.ok(
+        "enter_room",
+        &[json!("fresh vault"), json!({ "password": "open sesame" })],
+    )
+    .await;
+}

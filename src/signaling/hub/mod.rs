@@ -130,6 +130,11 @@ pub struct Hub {
     password_rate: crate::limit::Buckets<IpAddr>,
     /// (session, room): sessions that gave a room's password.
     admitted: Mutex<std::collections::HashSet<(SessionKey, String)>>,
+    /// Password hashes of rooms being created, until the store has them:
+    /// nobody gets in without the password while its creator's entry runs
+    /// (nor later, if storing it failed).
+    /// (`None` while the hash is being computed.)
+    creating: Mutex<HashMap<String, Option<String>>>,
     /// Media sessions open, counted per client address, by session key.
     media_held: Arc<crate::limit::Counts<IpAddr>>,
     media_sessions: Arc<Mutex<HashMap<String, crate::limit::Held<IpAddr>>>>,
@@ -224,6 +229,7 @@ impl Hub {
             // Five tries at once, then one every five seconds.
             password_rate: crate::limit::Buckets::new(0.2, 5.0, 65_536),
             admitted: Mutex::new(std::collections::HashSet::new()),
+            creating: Mutex::new(HashMap::new()),
             media_sessions: Arc::new(Mutex::new(HashMap::new())),
             parked: Arc::new(Mutex::new(HashMap::new())),
             credential_rate: {
@@ -757,8 +763,21 @@ impl Hub {
         room: &str,
         password: Option<&str>,
     ) -> Result<bool, ApiError> {
-        let Some(hash) = self.store.room_password(room).await? else {
-            return Ok(false);
+        let pending = self.creating.lock().get(room).cloned();
+        let hash = match pending {
+            Some(Some(hash)) => hash,
+            // Its creator's password is still being hashed: nothing to check
+            // against yet, and nobody gets in meanwhile.
+            Some(None) => {
+                return Err(ApiError::new(
+                    ErrorCode::PasswordRequired,
+                    format!("room `{room}` is being created with a password; retry in a moment"),
+                ));
+            }
+            None => match self.store.room_password(room).await? {
+                Some(hash) => hash,
+                None => return Ok(false),
+            },
         };
         let (session, addr) = self
             .state
@@ -816,18 +835,62 @@ impl Hub {
         }
     }
 
-    /// Gives `room` a password (a room being created) and admits `sid`'s session.
-    pub async fn protect_room(&self, sid: Sid, room: &str, password: &str) -> Result<(), ApiError> {
+    /// Starts giving `room`, which `sid` is about to create, a password:
+    /// hashes it and, from then on, asks it of anyone else who enters, even
+    /// before the room exists. `sid`'s session is admitted. Finish with
+    /// [`Hub::protect_room`] once the room exists, or
+    /// [`Hub::abandon_protection`] if the entry failed.
+    pub async fn begin_protection(
+        &self,
+        sid: Sid,
+        room: &str,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        {
+            let mut creating = self.creating.lock();
+            if creating.contains_key(room) {
+                // Two entries creating the same room with a password at once.
+                return Err(ApiError::new(
+                    ErrorCode::PasswordRequired,
+                    format!("room `{room}` is being created with another password"),
+                ));
+            }
+            creating.insert(room.to_string(), None);
+        }
         let password = password.to_string();
         let hash = tokio::task::spawn_blocking(move || crate::password::hash(&password))
             .await
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        self.store.set_room_password(room, &hash).await?;
+            .map_err(|e| e.to_string())
+            .and_then(|hashed| hashed.map_err(|e| e.to_string()));
+        let hash = match hash {
+            Ok(hash) => hash,
+            Err(e) => {
+                self.creating.lock().remove(room);
+                return Err(ApiError::new(ErrorCode::Internal, e));
+            }
+        };
+        self.creating.lock().insert(room.to_string(), Some(hash));
         if let Some(key) = self.state.lock().conns.get(&sid).map(|c| c.session) {
             self.admit_to_room(key, room);
         }
         Ok(())
+    }
+
+    /// Stores the password [`Hub::begin_protection`] hashed, now that the room exists.
+    pub async fn protect_room(&self, room: &str) -> Result<(), ApiError> {
+        let Some(Some(hash)) = self.creating.lock().get(room).cloned() else {
+            return Ok(());
+        };
+        // Not stored (the disk is full, the database down): the room keeps
+        // asking for it from memory, until a restart.
+        self.store.set_room_password(room, &hash).await?;
+        self.creating.lock().remove(room);
+        Ok(())
+    }
+
+    /// The entry that was creating `room` with a password failed.
+    pub fn abandon_protection(&self, room: &str) {
+        self.creating.lock().remove(room);
     }
 
     fn admit_to_room(&self, key: SessionKey, room: &str) {
