@@ -92,6 +92,13 @@ test("Korean interface, English test ids", async () => {
   ]) {
     assert.equal((await page.getByTestId(id).textContent()).trim(), name, id);
   }
+  assert.equal((await page.getByTestId("layout-toggle").textContent()).trim(), "발표자 보기");
+  await page.getByTestId("shortcuts").click();
+  const dialog = page.getByTestId("shortcuts-dialog");
+  await dialog.waitFor({ state: "visible" });
+  assert.match(await dialog.textContent(), /단축키/);
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "hidden" });
   await page.getByTestId("leave-call").click();
   await page.getByTestId("join-call").waitFor();
   await page.context().close();
