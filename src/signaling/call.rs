@@ -89,11 +89,13 @@ pub async fn raise_hand(
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let raised = bool_field(args.object(1, "hand")?, "raised")?;
-    let hands = hub.raise_hand(s.id, &room, raised)?;
-    let _ = s
-        .to(call_group(&room))
-        .emit(events::HANDS, &(room.as_str(), json!({ "hands": hands })))
-        .await;
+    let (hands, changed) = hub.raise_hand(s.id, &room, raised)?;
+    if changed {
+        let _ = s
+            .to(call_group(&room))
+            .emit(events::HANDS, &(room.as_str(), json!({ "hands": hands })))
+            .await;
+    }
     Ok(ok(json!({ "hands": hands })))
 }
 

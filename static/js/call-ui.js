@@ -549,7 +549,8 @@ export function setupCall({ client, room, lookup, notice }) {
     try {
       await call.raiseHand(!call.handRaised);
     } catch (err) {
-      showCallStatus(errorText(err), { error: true, code: err.code });
+      // (Pressed faster than four times a second: the hand shows where it is.)
+      if (err.code !== "rate_limited") showCallStatus(errorText(err), { error: true, code: err.code });
     }
   }
   handButton.addEventListener("click", () => toggleHand());

@@ -208,6 +208,22 @@ async fn hands_in_order_and_reactions() {
         .ok("raise_hand", &[json!("class"), json!({ "raised": true })])
         .await;
     assert_eq!(again["hands"], json!([b_id, a_id]));
+    // ...and is not announced: the next `hands` B gets is A's lowering.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.ok("raise_hand", &[json!("class"), json!({ "raised": false })])
+        .await;
+    assert_eq!(b.event("hands").await.args[1]["hands"], json!([b_id]));
+    // A hand goes up or down at most four times a second.
+    a.err(
+        "raise_hand",
+        &[json!("class"), json!({ "raised": true })],
+        "rate_limited",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.ok("raise_hand", &[json!("class"), json!({ "raised": true })])
+        .await;
+    assert_eq!(b.event("hands").await.args[1]["hands"], json!([b_id, a_id]));
     // A newcomer learns them with its join.
     let joined = late.ok("join_call", &[json!("class")]).await;
     assert_eq!(joined["hands"], json!([b_id, a_id]));

@@ -26,6 +26,9 @@ pub struct Parked {
 
 /// Least time between two reactions of one connection.
 pub const REACTION_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Least time between two changes of one connection's hand (each one goes to
+/// every participant of the call).
+pub const HAND_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What `join_call` did.
 pub struct Joined {
@@ -281,20 +284,45 @@ impl Hub {
 
     /// Raises or lowers `sid`'s hand in the call of `room`; returns the
     /// raised hands in order (socket ids).
-    pub fn raise_hand(&self, sid: Sid, room: &str, raised: bool) -> Result<Vec<String>, ApiError> {
+    ///
+    /// Returns the hands, and whether they changed (only a change is
+    /// announced). Changes are throttled to one per [`HAND_EVERY`].
+    pub fn raise_hand(
+        &self,
+        sid: Sid,
+        room: &str,
+        raised: bool,
+    ) -> Result<(Vec<String>, bool), ApiError> {
         let mut state = self.state.lock();
+        let state = &mut *state;
         let live = state
             .rooms
             .get_mut(room)
             .filter(|live| live.call.contains(&sid))
             .ok_or_else(|| not_in_call(room))?;
         let up = live.hands.contains(&sid);
-        if raised && !up {
-            live.hands.push(sid);
-        } else if !raised && up {
-            live.hands.retain(|id| *id != sid);
+        let changed = raised != up;
+        if changed {
+            let conn = state.conns.get_mut(&sid).ok_or_else(gone)?;
+            let now = std::time::Instant::now();
+            if conn
+                .last_hand
+                .is_some_and(|at| now.duration_since(at) < HAND_EVERY)
+            {
+                Metrics::inc(&self.metrics.rate_limited);
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    "a hand goes up or down at most four times a second",
+                ));
+            }
+            conn.last_hand = Some(now);
+            if raised {
+                live.hands.push(sid);
+            } else {
+                live.hands.retain(|id| *id != sid);
+            }
         }
-        Ok(live.hands.iter().map(|s| s.to_string()).collect())
+        Ok((live.hands.iter().map(|s| s.to_string()).collect(), changed))
     }
 
     /// Admits a reaction of `sid` in the call of `room`: one per

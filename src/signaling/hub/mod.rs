@@ -70,6 +70,8 @@ struct Conn {
     turn: Option<crate::relay::Minted>,
     /// Its last reaction in a call (reactions are throttled).
     last_reaction: Option<std::time::Instant>,
+    /// Its last raised or lowered hand (changes are throttled).
+    last_hand: Option<std::time::Instant>,
     /// Its socket id before a reconnect, as it said when joining a call.
     was: Option<String>,
     /// A newer connection of its session took its place (see `replace`).
@@ -310,6 +312,7 @@ impl Hub {
                 since: now_ms(),
                 turn: None,
                 last_reaction: None,
+                last_hand: None,
                 was: None,
                 replaced: false,
             },
