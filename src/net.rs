@@ -3,7 +3,8 @@
 //! The relay must know every address of the machine (not only the one it
 //! advertises) to keep its peers away from the server's own services, and
 //! every accept loop must survive running out of file descriptors without
-//! spinning: both live here so that no subsystem has its own copy.
+//! spinning, and UDP sends that must not wait must not be lost either: they
+//! live here so that no subsystem has its own copy.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -173,6 +174,26 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset | Interrupted
     )
+}
+
+/// Sends a datagram now, without waiting: the kernel's answer, not tokio's
+/// idea of whether the socket is writable. Tokio's `try_send_to` refuses
+/// (WouldBlock) on a socket whose first "writable" event the reactor has not
+/// seen yet, and after any full buffer until it sees another: a relay
+/// allocation made a moment ago then dropped its first packets (the relay's
+/// bandwidth test lost all of them on a busy machine). Errors are the
+/// kernel's (WouldBlock when its buffer is really full).
+pub fn send_now(
+    socket: &tokio::net::UdpSocket,
+    buf: &[u8],
+    to: SocketAddr,
+) -> std::io::Result<usize> {
+    match socket.try_send_to(buf, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            socket2::SockRef::from(socket).send_to(buf, &to.into())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! The table is keyed by the client's transport address (UDP source, or TCP
 //! connection). The data path reads it under a shared lock and never awaits:
-//! every send is a non-blocking `try_send_to`, so one slow peer cannot stall
+//! every send is non-blocking (`net::send_now`), so one slow peer cannot stall
 //! the receive loop that serves everyone.
 
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ impl Sink {
     /// Sends without waiting; a full buffer drops the packet (UDP semantics).
     pub fn send(&self, to: SocketAddr, frame: Vec<u8>) -> bool {
         match self {
-            Sink::Udp(sock) => sock.try_send_to(&frame, to).is_ok(),
+            Sink::Udp(sock) => crate::net::send_now(sock, &frame, to).is_ok(),
             Sink::Tcp(tx) => tx.try_send(frame).is_ok(),
         }
     }

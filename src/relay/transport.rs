@@ -83,7 +83,7 @@ pub async fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>, stop: Cancel
                 addr: from,
             };
             if let Some(reply) = server.handle(&buf[..n], client, &sink) {
-                let _ = socket.try_send_to(&reply, from);
+                let _ = crate::net::send_now(&socket, &reply, from);
             }
             handled += 1;
             next = if handled < 64 {

@@ -724,8 +724,9 @@ export function setupCall({ client, room, lookup, notice }) {
    */
   async function joinThroughBlips() {
     const deadline = performance.now() + JOIN_RETRY_WITHIN_MS;
+    const earlier = call.myId; // of a call left before: not ours to claim
     for (let tries = 1; ; tries++) {
-      const before = call.myId;
+      const before = call.myId !== earlier ? call.myId : null; // set by an attempt whose join_call went through
       try {
         return await call.join(before && before !== client.id ? before : null);
       } catch (err) {

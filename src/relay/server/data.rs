@@ -69,7 +69,7 @@ impl Server {
         if !alloc.charge(payload.len()) {
             return;
         }
-        if alloc.socket.try_send_to(payload, peer).is_ok() {
+        if crate::net::send_now(&alloc.socket, payload, peer).is_ok() {
             alloc
                 .bytes_to_peers
                 .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -126,7 +126,9 @@ fn forward_to_client(
             buf[0..2].copy_from_slice(&number.to_be_bytes());
             buf[2..4].copy_from_slice(&(n as u16).to_be_bytes());
             match &alloc.sink {
-                Sink::Udp(sock) => sock.try_send_to(&buf[..4 + n], alloc.client.addr).is_ok(),
+                Sink::Udp(sock) => {
+                    crate::net::send_now(sock, &buf[..4 + n], alloc.client.addr).is_ok()
+                }
                 Sink::Tcp(_) => alloc.sink.send(
                     alloc.client.addr,
                     channel_frame(number, &buf[4..4 + n], alloc.client.transport),
