@@ -62,6 +62,7 @@ const DISCONNECTED_GRACE_MS = 2000; // "disconnected" this long -> ICE restart
 const REBUILD_DELAY_MS = 300; // a pair that failed: the impolite side opens a new connection after this
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
 const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
+const MEDIA_RECENT_MS = 1000; // media this recent: the network works (see `_mediaArriving`)
 const SILENCE_MS = 1000; // nothing at all from a peer this long: its path is down, our video to it paused
 const SILENT_POLL_MS = 100; // ...and looked at this often until it is heard again
 const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the changes settle this long
@@ -619,6 +620,7 @@ export class Call extends EventTarget {
     this.speakers = new Speakers(this);
     this.hands = []; // raised hands in the call, in order (socket ids)
     this.lostServerAt = -Infinity; // when our signaling connection last dropped
+    client.mediaArriving = () => this._mediaArriving();
     this._subs = [
       client.on("disconnect", () => (this.lostServerAt = performance.now())),
       client.on("peer_joined", ({ room: r, member }) => r === room && this._onPeerJoined(member)),
@@ -961,6 +963,33 @@ export class Call extends EventTarget {
       this._emit("left", { error: err });
       throw err;
     }
+  }
+
+  /**
+   * Whether media reached us in the last MEDIA_RECENT_MS, from any peer or
+   * the media server (each receiver's synchronization sources: cheap, no
+   * statistics). The liveness check asks it: media arriving means the
+   * network works, whatever the signaling server's delay.
+   */
+  _mediaArriving() {
+    if (!this.active) return false;
+    // Mesh peers, and those standing in for members during a move to the server.
+    const meshes = [...this.peers.values()].map((p) => (p instanceof Peer ? p : p.standIn));
+    const pcs = meshes.filter((p) => p && !p.closed).map((p) => p.pc);
+    if (this.server && this.server.pc) pcs.push(this.server.pc);
+    const now = performance.now();
+    const wall = Date.now();
+    for (const pc of pcs) {
+      for (const receiver of pc.getReceivers()) {
+        for (const source of receiver.getSynchronizationSources()) {
+          // (The clock of `timestamp` is the page's in the spec, the wall
+          // clock in older Chromium: either counts.)
+          const age = Math.min(Math.abs(now - source.timestamp), Math.abs(wall - source.timestamp));
+          if (age < MEDIA_RECENT_MS) return true;
+        }
+      }
+    }
+    return false;
   }
 
   _addPeer(member) {

@@ -43,13 +43,17 @@
  * once. It runs on the browser's network events, when the page comes back
  * to the foreground, when a call's media stalls, and every HEARTBEAT_MS
  * while `keepAlive(true)` (in a call), so a dead connection is found in
- * about two seconds instead of the Engine.IO ping's 45.
+ * about two seconds instead of the Engine.IO ping's 45. While a call's media
+ * still arrives (`mediaArriving`), the network evidently works: a late
+ * answer is then a busy server's, and the check waits up to
+ * ALIVE_PATIENCE_MS.
  */
 import { io } from "/static/vendor/socket.io/socket.io.esm.min.js";
 
 const SESSION_KEY = "noom.session";
 const ACK_TIMEOUT_MS = 10000;
 const ALIVE_TIMEOUT_MS = 1500; // an `alive` not answered this long: the connection is dead
+const ALIVE_PATIENCE_MS = 6000; // ...unless media still arrives (`mediaArriving`): then up to this long
 const ALIVE_SLOW_MS = 800; // ...and the banner says "reconnecting" once it is this late
 const HEARTBEAT_MS = 1000; // checks while keepAlive(true)
 const STEP_MS = 100; // how often a check looks at the clock
@@ -108,6 +112,10 @@ export class NoomClient extends EventTarget {
     };
     this.socket = url ? io(url, options) : io(options);
     this._checking = null; // the `alive` check in flight
+    // Set by a call: whether media still arrives from the others. Then the
+    // network works, and a late answer is a busy server's, not a dead
+    // connection's: the check waits longer before it gives up.
+    this.mediaArriving = () => false;
     this._heartbeat = null;
     this._wire();
     // The network changed, or the page is back: is the connection still alive?
@@ -138,6 +146,7 @@ export class NoomClient extends EventTarget {
       let waited = 0;
       let last = performance.now();
       let answered = false;
+      let patient = false;
       const finish = (alive) => {
         clearInterval(timer);
         resolve(alive);
@@ -149,6 +158,11 @@ export class NoomClient extends EventTarget {
         if (answered) return;
         if (waited >= ALIVE_SLOW_MS && this.state !== "reconnecting") this._setState("reconnecting");
         if (waited >= ALIVE_TIMEOUT_MS) {
+          if (waited < ALIVE_PATIENCE_MS && this.mediaArriving()) {
+            if (!patient) console.info("noom: the server answers slowly, but media still arrives: waiting");
+            patient = true;
+            return;
+          }
           finish(false);
           if (socket.connected && socket.id === id) this._reconnectNow();
         }
