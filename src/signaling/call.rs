@@ -73,6 +73,9 @@ pub async fn join_call(
         "media": joined.media,
         "hands": joined.hands,
         "resumed": resumed,
+        // Through the media server: who speaks now (`active_speaker` says
+        // only changes, and a page back from a reconnect missed some).
+        "speakers": hub.speakers_of(&room),
     })))
 }
 

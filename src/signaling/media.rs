@@ -256,6 +256,7 @@ pub async fn forward_events(
                     .iter()
                     .filter_map(|k| k.split_once(':').map(|(sid, _)| sid))
                     .collect();
+                hub.set_speakers(call, speakers.iter().map(|s| s.to_string()).collect());
                 let _ = io
                     .to(super::hub::call_group(call))
                     .emit(
@@ -286,7 +287,7 @@ pub async fn forward_events(
             None => socket.emit(name, &(room,)),
         };
         if let Err(e) = sent {
-            tracing::warn!(sid, event = name, error = %e, "a media server event could not be sent");
+            super::unsent(&e, sid, name, "a media server event could not be sent");
         }
     }
 }

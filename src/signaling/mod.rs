@@ -257,6 +257,19 @@ async fn on_disconnect(
     }
 }
 
+/// Logs an answer or event that could not go out: a warning when the
+/// connection's buffer was full (it was lost), a debug line when the
+/// connection had closed meanwhile (a page that left; nothing to do).
+pub(crate) fn unsent(e: &socketioxide::SendError, sid: &str, event: &str, what: &str) {
+    use socketioxide::{SendError, SocketError};
+    match e {
+        SendError::Socket(SocketError::Closed) => {
+            tracing::debug!(sid, event, "{what}: the connection had closed")
+        }
+        _ => tracing::warn!(sid, event, error = %e, "{what}"),
+    }
+}
+
 /// A request whose handling takes this long is logged (it points at a
 /// stalled runtime or a slow media server).
 const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
@@ -316,7 +329,7 @@ where
                     tracing::warn!(sid = %s.id, event, ms = took.as_millis() as u64, "a request took long to answer");
                 }
                 if let Err(e) = ack.send(&reply) {
-                    tracing::warn!(sid = %s.id, event, error = %e, "an answer could not be sent");
+                    unsent(&e, &s.id.to_string(), event, "an answer could not be sent");
                 }
             }
         },

@@ -916,6 +916,9 @@ export class Call extends EventTarget {
         throw err;
       }
     }
+    // Who speaks now: `active_speaker` says only changes, and a page back
+    // from a reconnect may have missed the last one.
+    if (this.mode === "sfu") this.speakers.fromServer(Array.isArray(ack.speakers) ? ack.speakers : []);
     this._emit("joined", { peers: ack.peers || [] });
     return ack;
   }

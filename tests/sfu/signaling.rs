@@ -458,6 +458,13 @@ async fn speakers_are_announced_and_the_admin_sees_each_media_session() {
     };
     let speakers = next_speakers(&mut bob, "talk", &mut [&mut a, &mut b], &mut talk(-20)).await;
     assert_eq!(speakers, vec![alice_id.clone()]);
+    // Who joins now (or rejoins after a reconnect) learns it with its join:
+    // `active_speaker` only says changes.
+    let carl = server.client().await;
+    carl.enter("talk").await;
+    let joined = carl.ok("join_call", &[json!("talk")]).await;
+    assert_eq!(joined["speakers"], json!([alice_id.clone()]));
+    carl.ok("leave_call", &[json!("talk")]).await;
 
     // The admin room view shows both sessions: Alice's media comes in,
     // Bob's goes out, both straight over UDP.
