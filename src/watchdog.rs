@@ -2,9 +2,11 @@
 //!
 //! Every request, socket and timer of the web side shares a few worker
 //! threads; code that blocks one of them (a slow disk under a synchronous
-//! call, a lock held across heavy work) delays everything else, and clients
+//! call, a lock held across heavy work) delays everything else, and so does
+//! a machine whose CPU other programs take (measured in the browser suite:
+//! Chromium raising its own priority starved the server 2.7 s). Clients
 //! then take a healthy server for a dead one (their `alive` check gives up
-//! after 1.5 s). A task that wakes every [`TICK`] measures how late it
+//! after 1.5 s, or 6 s while their call's media still arrives). A task that wakes every [`TICK`] measures how late it
 //! woke; a wake-up [`STALL`] late or more is counted
 //! (`noom_runtime_stalls_total`, `noom_runtime_stall_seconds_total`) and
 //! logged, so an operator (and a failing test) sees that it happened.
@@ -40,7 +42,7 @@ pub async fn run(metrics: Arc<Metrics>, shutdown: CancellationToken) {
                 .fetch_add(late.as_millis() as u64, Ordering::Relaxed);
             tracing::warn!(
                 late_ms = late.as_millis() as u64,
-                "the server's runtime stalled: no task ran for this long (clients may take it for dead)"
+                "the server's runtime stalled: a timer fired this late (a blocked worker, or no CPU for the server; clients may take it for dead)"
             );
         }
     }

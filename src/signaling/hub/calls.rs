@@ -304,18 +304,11 @@ impl Hub {
         let changed = raised != up;
         if changed {
             let conn = state.conns.get_mut(&sid).ok_or_else(gone)?;
-            let now = std::time::Instant::now();
-            if conn
-                .last_hand
-                .is_some_and(|at| now.duration_since(at) < HAND_EVERY)
-            {
-                Metrics::inc(&self.metrics.rate_limited);
-                return Err(ApiError::new(
-                    ErrorCode::RateLimited,
-                    "a hand goes up or down at most four times a second",
-                ));
-            }
-            conn.last_hand = Some(now);
+            self.spaced(
+                &mut conn.last_hand,
+                HAND_EVERY,
+                "a hand goes up or down at most four times a second",
+            )?;
             if raised {
                 live.hands.push(sid);
             } else {
@@ -333,18 +326,27 @@ impl Hub {
         if !conn.calls.iter().any(|r| r == room) {
             return Err(not_in_call(room));
         }
+        self.spaced(
+            &mut conn.last_reaction,
+            REACTION_EVERY,
+            "reactions are limited to four a second",
+        )
+    }
+
+    /// One action of a connection at least `every` after its last (`last`,
+    /// updated when let through); `rate_limited` with `refusal` otherwise.
+    fn spaced(
+        &self,
+        last: &mut Option<std::time::Instant>,
+        every: std::time::Duration,
+        refusal: &str,
+    ) -> Result<(), ApiError> {
         let now = std::time::Instant::now();
-        if conn
-            .last_reaction
-            .is_some_and(|at| now.duration_since(at) < REACTION_EVERY)
-        {
+        if last.is_some_and(|at| now.duration_since(at) < every) {
             Metrics::inc(&self.metrics.rate_limited);
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                "reactions are limited to four a second",
-            ));
+            return Err(ApiError::new(ErrorCode::RateLimited, refusal));
         }
-        conn.last_reaction = Some(now);
+        *last = Some(now);
         Ok(())
     }
 
