@@ -103,6 +103,15 @@ function relayPreference() {
   }
 }
 
+/** Everything that came in on a connection's candidate pairs: media, feedback, ICE checks. */
+function heardIn(report) {
+  let heard = 0;
+  report.forEach((s) => {
+    if (s.type === "candidate-pair") heard += (s.bytesReceived || 0) + (s.requestsReceived || 0) + (s.responsesReceived || 0);
+  });
+  return heard;
+}
+
 class Peer {
   constructor(call, member, iceServers) {
     this.call = call;
@@ -271,15 +280,17 @@ class Peer {
   /**
    * `change(params)` edits `sender`'s parameters (returns false to leave
    * them). One call at a time: two interleaved would refuse each other
-   * (each must set what the latest `getParameters` returned).
+   * (each must set what the latest `getParameters` returned). Resolves to
+   * false if the browser refused them.
    */
   _withParams(sender, change) {
     const job = this.senderParams.then(async () => {
       try {
         const params = sender.getParameters();
         if (change(params) !== false) await sender.setParameters(params);
+        return true;
       } catch {
-        /* not negotiated yet (set again on "connected"), or closed */
+        return false; // not negotiated yet (set again on "connected"), or closed
       }
     });
     this.senderParams = job;
@@ -319,20 +330,66 @@ class Peer {
    * on a keyframe.
    */
   pauseVideo() {
-    this._setVideoActive(false);
+    this._setVideoActive(false, true);
   }
 
-  /** Turns every encoding of our camera and screen to this peer on or off. */
-  _setVideoActive(active) {
+  /**
+   * Turns every encoding of our camera and screen to this peer on or off.
+   * `fresh`: also empty what the browser keeps of the video sent so far.
+   * Chromium keeps the packets it sent for a few seconds to resend them on
+   * request, and resends by itself those that the peer's first feedback
+   * after an outage reports lost with nothing after them ("early loss
+   * detection"): here, everything we sent into a dead path before the
+   * pause. The peer never asked for them, takes them for new frames seconds
+   * late, and its receive timing then holds every later frame for up to
+   * 3 s (measured: half of the 5 s link drops). A change of the encoding's
+   * codec makes Chromium build the sending stream again, with an empty
+   * history: so the pause switches to another negotiated codec, and the
+   * resume back to the one in use before (nothing is sent in between, and
+   * the stream starts again on a keyframe). A browser without
+   * `encodings[].codec` just pauses.
+   */
+  _setVideoActive(active, fresh = false) {
     for (const tx of [this.videoTx, this.screenTx]) {
       const sender = tx && tx.sender;
       if (!sender || !sender.track) continue;
-      this._withParams(sender, (params) => {
-        if (!params.encodings || params.encodings.every((e) => (e.active !== false) === active)) return false;
-        params.encodings.forEach((e) => (e.active = active));
-        return true;
+      const apply = (switchCodec) =>
+        this._withParams(sender, (params) => {
+          if (!params.encodings || params.encodings.every((e) => (e.active !== false) === active)) return false;
+          const codec = switchCodec ? this._codecFor(tx, params, active, fresh) : null;
+          params.encodings.forEach((e) => {
+            e.active = active;
+            if (codec) e.codec = codec;
+          });
+          return true;
+        });
+      apply(true).then((ok) => {
+        if (ok) return;
+        tx.pausedCodec = null; // refused (a browser without `codec`?): a plain pause or resume
+        return apply(false);
       });
     }
+  }
+
+  /**
+   * The codec for a pause that empties the history (another negotiated
+   * one than that in use, which is remembered), or for the resume after it
+   * (the one remembered); null when there is nothing to switch.
+   */
+  _codecFor(tx, params, active, fresh) {
+    const codecs = (params.codecs || []).filter((c) => !/\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType));
+    const same = (a, b) => a.mimeType === b.mimeType && (a.sdpFmtpLine || "") === (b.sdpFmtpLine || "");
+    if (active) {
+      const back = tx.pausedCodec;
+      tx.pausedCodec = null;
+      return back && codecs.find((c) => same(c, back)) ? back : null;
+    }
+    if (!fresh) return null;
+    const now = (params.encodings[0] && params.encodings[0].codec) || codecs[0];
+    const other = now && codecs.find((c) => !same(c, now));
+    if (!other) return null;
+    tx.pausedCodec = now;
+    return other;
   }
 
   /**
@@ -344,10 +401,7 @@ class Peer {
    * neither side sends media.
    */
   observe(report, now) {
-    let heard = 0;
-    report.forEach((s) => {
-      if (s.type === "candidate-pair") heard += (s.bytesReceived || 0) + (s.requestsReceived || 0) + (s.responsesReceived || 0);
-    });
+    const heard = heardIn(report);
     if (heard !== this.heardTotal) {
       this.heardTotal = heard;
       this.heardAt = now;
@@ -362,20 +416,46 @@ class Peer {
       }
       return;
     }
-    if (!this.silent && this.connectedOnce && now - this.heardAt >= SILENCE_MS) {
-      this.silent = true;
-      this.call._log("nothing heard: video paused", this.id);
-      this.pauseVideo();
-      // Until the peer is heard again, look more often than the mesh's poll.
-      this.silenceTimer = setInterval(async () => {
-        if (this.closed || !this.silent) return;
-        try {
-          this.observe(await this.pc.getStats(), performance.now());
-        } catch {
-          /* closed meanwhile */
-        }
-      }, SILENT_POLL_MS);
+    if (!this.silent && this.connectedOnce && now - this.heardAt >= SILENCE_MS) this._goSilent("nothing heard");
+  }
+
+  /**
+   * The browser lost its network (`offline`): the path to this peer is down
+   * for sure, so our video pauses now rather than after SILENCE_MS of
+   * silence (less is sent into the dead path). Heard again resumes it.
+   */
+  async lostNetwork() {
+    if (this.closed || this.silent || !this.connectedOnce) return;
+    this.silent = true;
+    this.call._log("offline: video paused", this.id);
+    this.pauseVideo();
+    try {
+      // What has arrived so far; anything more is the path coming back.
+      this.heardTotal = heardIn(await this.pc.getStats());
+    } catch {
+      return; // closed meanwhile
     }
+    if (this.silent) this._watchSilence();
+  }
+
+  _goSilent(why) {
+    this.silent = true;
+    this.call._log(`${why}: video paused`, this.id);
+    this.pauseVideo();
+    this._watchSilence();
+  }
+
+  /** Until the peer is heard again, look more often than the mesh's poll. */
+  _watchSilence() {
+    clearInterval(this.silenceTimer);
+    this.silenceTimer = setInterval(async () => {
+      if (this.closed || !this.silent) return;
+      try {
+        this.observe(await this.pc.getStats(), performance.now());
+      } catch {
+        /* closed meanwhile */
+      }
+    }, SILENT_POLL_MS);
   }
 
   sendState() {
@@ -636,6 +716,12 @@ export class Call extends EventTarget {
       client.on("hands", ({ room: r, hands }) => r === room && this.active && this._setHands(hands)),
       client.on("reaction", ({ room: r, from, emoji }) => r === room && this.active && this._emit("reaction", { from, emoji })),
     ];
+    // The browser lost its network: every mesh path is down (Peer.lostNetwork).
+    const offline = () => {
+      for (const peer of this.peers.values()) if (peer instanceof Peer) peer.lostNetwork();
+    };
+    window.addEventListener("offline", offline);
+    this._subs.push(() => window.removeEventListener("offline", offline));
   }
 
   _emit(type, detail = {}) {

@@ -15,7 +15,7 @@
 // video did every 100 ms until it recovered.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,18 +24,16 @@ import { chromiumExecutable, CHROMIUM_ARGS, startServer, roomPath, joinCall, exp
 
 const RUNS = Math.max(1, Number(process.env.NOOM_NETWORK_RUNS || 2));
 // Issue 15's targets: video back both ways within 5 s of an address change,
-// within 3 s of a dropped link's return. The medians meet them (mesh 2.7 s
-// and 0.7 s, media server 4.2 s and 1.0 s), but not every run does: about
-// one link drop in ten in a mesh comes back in 3.1-3.2 s (Chromium's
-// receive timing, misled by frames its peer queued during the outage), and
-// through the media server, which now drops such stale frames rather than
-// show the past seconds late, a move has taken up to 6.4 s
-// (docs/benchmarks.md, "Network change"). Until those tails are gone this
-// test holds the mesh's link return to 5 s, and the media server to 8 s and
-// 6 s; what it asserts above all is that each page keeps its session (the
-// same RTCPeerConnection) and that no call freezes for long.
+// within 3 s of a dropped link's return. A mesh meets both in every run
+// since a paused stream restarts with an empty send history (call.js,
+// `_setVideoActive`; docs/benchmarks.md, "Network change"). Through the
+// media server, which drops frames that come seconds late after an outage,
+// a move has taken up to 5.6 s (the fresh keyframe it waits for comes
+// after the returning browser's backlog); until that tail is gone this
+// test holds the media server to 8 s and 6 s. Each page must keep its
+// session (the same RTCPeerConnection) in every case.
 const MOVE_MS = { mesh: 5000, sfu: 8000 };
-const LINK_BACK_MS = { mesh: 5000, sfu: 6000 };
+const LINK_BACK_MS = { mesh: 3000, sfu: 6000 };
 /** The issue's target for a link's return: a slower run is reported (a `#` line), not failed. */
 const LINK_BACK_TARGET_MS = 3000;
 const HUB = "10.88.0.1";
@@ -162,6 +160,21 @@ const recordBanner = () => {
 // 100 ms from a change to the recovery a line says what each side's video
 // did (to see where a slow recovery spends its time).
 const TRACE = process.env.NOOM_NETWORK_TRACE === "1";
+// NOOM_NETWORK_PCAP=dir: each case's UDP traffic, as each namespace saw it,
+// goes to dir/<mode>-<case><run>-<a|b>.pcap (tcpdump), to tell when frames
+// that arrive after an outage were made.
+const PCAP = process.env.NOOM_NETWORK_PCAP;
+async function capture(name) {
+  if (!PCAP) return async () => {};
+  const dumps = ["a", "b"].map((k) =>
+    spawn("ip", ["netns", "exec", NS[k], "tcpdump", "-i", `v${k}${tag}`, "-U", "-s", "96", "-w", join(PCAP, `${name}-${k}.pcap`), "udp"], { stdio: "ignore" }),
+  );
+  await sleep(300);
+  return async () => {
+    for (const d of dumps) d.kill("SIGINT");
+    await sleep(300);
+  };
+}
 const keepConnections = () => {
   const Native = window.RTCPeerConnection;
   window.__pcs = [];
@@ -192,7 +205,7 @@ function traceOf(page) {
       if (s.type === "inbound-rtp" && s.kind === "audio") line += ` ajb${delta("ajb", s, "jitterBufferDelay", "jitterBufferEmittedCount")}/t${delta("ajbt", s, "jitterBufferTargetDelay", "jitterBufferEmittedCount")}ms`;
       if (s.type === "outbound-rtp" && s.kind === "video" && s.bytesSent) line += ` pace${delta("pace", s, "totalPacketSendDelay", "packetsSent")}ms`;
       if (s.type === "inbound-rtp" && s.kind === "video") line += ` in:${s.framesReceived}r/${s.framesDecoded}f/${s.keyFramesDecoded}k/${s.framesDropped}d/${Math.round(s.bytesReceived / 1000)}kB lost${s.packetsLost} nack${s.nackCount} pli${s.pliCount} fir${s.firCount}`;
-      if (s.type === "outbound-rtp" && s.kind === "video" && s.bytesSent) line += ` out:${s.framesEncoded}f/${s.keyFramesEncoded}k/${Math.round(s.bytesSent / 1000)}kB rtx${Math.round((s.retransmittedBytesSent || 0) / 1000)}kB nack${s.nackCount} pli${s.pliCount} ${s.qualityLimitationReason} ${Math.round((s.targetBitrate || 0) / 1000)}kbps`;
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.bytesSent) line += ` out:${(report.get(s.codecId) || {}).mimeType || "?"}:${s.framesEncoded}f/${s.keyFramesEncoded}k/${Math.round(s.bytesSent / 1000)}kB rtx${Math.round((s.retransmittedBytesSent || 0) / 1000)}kB nack${s.nackCount} pli${s.pliCount} ${s.qualityLimitationReason} ${Math.round((s.targetBitrate || 0) / 1000)}kbps`;
       if (s.type === "transport" && s.selectedCandidatePairId) {
         const pair = report.get(s.selectedCandidatePairId);
         const local = pair && report.get(pair.localCandidateId);
@@ -320,12 +333,14 @@ for (const mode of MODES) {
       test(`run ${run}: A's address changes mid-call; video back both ways within ${MOVE_MS[mode]} ms, same connection; banner told within 3 s`, async () => {
         await sleep(SETTLE_MS);
         const before = await Promise.all(pages.map(sample));
+        const stopCapture = await capture(`${mode}-move${run}`);
         const bannerFrom = await pages[0].evaluate(() => window.__banner.length);
         const joinedBefore = await Promise.all(pages.map((p) => p.locator("#messages .notice", { hasText: "joined" }).count()));
         const changedAt = Date.now();
         moveA();
-        if (process.env.NOOM_TEST_CONSOLE === "1") console.log(`# moved at ${changedAt % 100000}`);
+        if (process.env.NOOM_TEST_CONSOLE === "1" || PCAP) console.log(`# moved at ${changedAt}`);
         const ms = await recoveredWithin(changedAt, MOVE_MS[mode]);
+        await stopCapture();
         measured[`${mode} move`].push(ms);
         console.log(`# ${mode}: address change ${run}: video back in ${ms} ms`);
         assert.ok(ms <= MOVE_MS[mode], `video back both ways within ${MOVE_MS[mode]} ms of the change (took ${ms} ms)`);
@@ -349,12 +364,14 @@ for (const mode of MODES) {
       test(`run ${run}: A's link drops for 5 s; video back within ${LINK_BACK_MS[mode]} ms of its return`, async () => {
         await sleep(SETTLE_MS);
         const before = await Promise.all(pages.map(sample));
+        const stopCapture = await capture(`${mode}-drop${run}`);
         linkA(false);
         await sleep(5000);
         const upAt = Date.now();
         linkA(true);
-        if (process.env.NOOM_TEST_CONSOLE === "1") console.log(`# link up at ${upAt % 100000}`);
+        if (process.env.NOOM_TEST_CONSOLE === "1" || PCAP) console.log(`# link up at ${upAt}`);
         const ms = await recoveredWithin(upAt, LINK_BACK_MS[mode]);
+        await stopCapture();
         measured[`${mode} drop`].push(ms);
         console.log(`# ${mode}: link drop ${run}: video back ${ms} ms after the link returned${ms > LINK_BACK_TARGET_MS ? ` (over the ${LINK_BACK_TARGET_MS} ms target)` : ""}`);
         assert.ok(ms <= LINK_BACK_MS[mode], `video back within ${LINK_BACK_MS[mode]} ms of the link's return (took ${ms} ms)`);
