@@ -27,6 +27,10 @@ const ACTIVE_WITHIN: Duration = Duration::from_millis(1500);
 const WINDOW: Duration = Duration::from_secs(1);
 /// A subscriber waiting for a keyframe of its new layer asks again this often.
 const ASK_AGAIN: Duration = Duration::from_millis(500);
+/// Nothing sent of the current layer this long: it stalled (its publisher
+/// is away, or comes back with its smallest layer first), and a keyframe
+/// of any other layer takes over until the target's own comes.
+const STALLED_AFTER: Duration = Duration::from_millis(500);
 
 /// The layer of a rid, for the rids Noom's pages publish.
 pub fn layer_of(rid: Option<Rid>) -> Option<usize> {
@@ -153,6 +157,8 @@ pub struct Selection {
     /// Added to the current layer's RTP time (the layers' clocks differ).
     offset: i64,
     last_out: Option<MediaTime>,
+    /// When `last_out` was sent.
+    last_out_at: Option<Instant>,
     asked_at: Option<Instant>,
     /// Layer switches made (a metric).
     pub switches: u64,
@@ -168,6 +174,7 @@ impl Default for Selection {
             current: None,
             offset: 0,
             last_out: None,
+            last_out_at: None,
             asked_at: None,
             switches: 0,
             switched_now: false,
@@ -190,15 +197,23 @@ impl Selection {
         false
     }
 
-    pub fn on_frame(&mut self, layer: usize, data: &MediaData, now: Instant) -> Verdict {
+    /// One frame of `layer` (a keyframe or not, at RTP time `time`):
+    /// forwarded (rebased), dropped, or dropped with a keyframe to ask for.
+    pub fn on_frame(
+        &mut self,
+        layer: usize,
+        keyframe: bool,
+        time: MediaTime,
+        now: Instant,
+    ) -> Verdict {
         self.switched_now = false;
         if self.current == Some(layer) {
-            return Verdict::Forward(self.rebased(data.time));
+            return Verdict::Forward(self.rebased(time, now));
         }
-        if layer != self.target {
-            return Verdict::Drop;
-        }
-        if !data.is_keyframe() {
+        if !keyframe {
+            if layer != self.target {
+                return Verdict::Drop;
+            }
             // The new layer can only start at a keyframe.
             if self
                 .asked_at
@@ -209,12 +224,22 @@ impl Selection {
             }
             return Verdict::Drop;
         }
+        let stalled = self
+            .last_out_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= STALLED_AFTER);
+        if layer != self.target && !stalled {
+            return Verdict::Drop;
+        }
         // Switch: the new layer's first frame follows the last one sent by
-        // one frame interval (its own clock started elsewhere).
-        let time = data.time;
-        self.offset = match self.last_out {
-            Some(last) if last.denom() == time.denom() => {
-                let step = i64::from(time.denom()) / 30;
+        // the time that passed since (at least one frame interval; its own
+        // clock started elsewhere). Collapsing a pause of seconds to one
+        // frame would make the subscriber's browser take every later frame
+        // for seconds late, and hold each as long.
+        self.offset = match (self.last_out, self.last_out_at) {
+            (Some(last), Some(at)) if last.denom() == time.denom() => {
+                let rate = i64::from(time.denom());
+                let gap = now.saturating_duration_since(at).as_secs_f64();
+                let step = (rate / 30).max((gap * rate as f64) as i64);
                 (last.numer() as i64 + step) - time.numer() as i64
             }
             _ => 0,
@@ -223,15 +248,18 @@ impl Selection {
             self.switches += 1;
         }
         self.current = Some(layer);
-        self.asked_at = None;
+        if layer == self.target {
+            self.asked_at = None;
+        }
         self.switched_now = true;
-        Verdict::Forward(self.rebased(time))
+        Verdict::Forward(self.rebased(time, now))
     }
 
-    fn rebased(&mut self, time: MediaTime) -> MediaTime {
+    fn rebased(&mut self, time: MediaTime, now: Instant) -> MediaTime {
         let numer = (time.numer() as i64).wrapping_add(self.offset).max(0) as u64;
         let out = MediaTime::new(numer, time.frequency());
         self.last_out = Some(out);
+        self.last_out_at = Some(now);
         out
     }
 }
@@ -374,6 +402,53 @@ mod tests {
             None,
         );
         assert_eq!(picks, vec![None]);
+    }
+
+    /// Frame `n` of a 30 fps layer whose RTP clock starts at `start`.
+    fn at(start: u64, n: u64) -> MediaTime {
+        MediaTime::from_90khz(start + n * 3000)
+    }
+
+    #[test]
+    fn a_layer_back_from_a_pause_keeps_the_pause_in_its_rtp_time() {
+        let t0 = Instant::now();
+        let frame = |n: u64| t0 + Duration::from_millis(n * 1000 / 30);
+        let mut sel = Selection::default(); // target: layer 1
+        let first = sel.on_frame(1, true, at(1_000_000, 0), frame(0));
+        assert_eq!(first, Verdict::Forward(at(1_000_000, 0)));
+        let Verdict::Forward(last) = sel.on_frame(1, false, at(1_000_000, 60), frame(60)) else {
+            panic!("the current layer is forwarded");
+        };
+        // While layer 1 flows, a keyframe of layer 0 is not used.
+        assert_eq!(
+            sel.on_frame(0, true, at(5_000, 61), frame(61)),
+            Verdict::Drop
+        );
+        // Its publisher is away for 5 s (150 frames) and comes back with
+        // layer 0 first: its keyframe takes over at once, 5 s on in RTP
+        // time as in wall-clock time (not one frame after the last).
+        let Verdict::Forward(back) = sel.on_frame(0, true, at(5_000, 210), frame(210)) else {
+            panic!("a keyframe of another layer takes over a stalled one");
+        };
+        let gap = back.numer() as i64 - last.numer() as i64;
+        assert!((gap - 150 * 3000).abs() <= 3000, "RTP gap {gap} ticks");
+        assert_eq!(sel.current, Some(0));
+        assert_eq!(sel.target, 1);
+        // The target's delta frames ask for its keyframe; its keyframe switches back.
+        assert_eq!(
+            sel.on_frame(1, false, at(1_000_000, 211), frame(211)),
+            Verdict::AskKeyframe(1)
+        );
+        assert_eq!(
+            sel.on_frame(1, false, at(1_000_000, 212), frame(212)),
+            Verdict::Drop
+        );
+        let Verdict::Forward(up) = sel.on_frame(1, true, at(1_000_000, 213), frame(213)) else {
+            panic!("the target's keyframe switches to it");
+        };
+        assert_eq!(sel.current, Some(1));
+        let step = up.numer() as i64 - back.numer() as i64;
+        assert!((step - 3 * 3000).abs() <= 3000, "RTP step {step} ticks");
     }
 
     #[test]

@@ -747,19 +747,24 @@ impl Participant {
             (None, _) => data.time,
             // A rid of a client that is not ours: not forwarded.
             (Some(_), None) => return done,
-            (Some(_), Some(layer)) => match out.selection.on_frame(layer, data, now) {
-                Verdict::Forward(time) => {
-                    if out.selection.switched_now {
-                        tracing::debug!(participant = %self.key, layer, ?time, "layer switch");
+            (Some(_), Some(layer)) => {
+                match out
+                    .selection
+                    .on_frame(layer, data.is_keyframe(), data.time, now)
+                {
+                    Verdict::Forward(time) => {
+                        if out.selection.switched_now {
+                            tracing::debug!(participant = %self.key, layer, ?time, "layer switch");
+                        }
+                        time
                     }
-                    time
+                    Verdict::Drop => return done,
+                    Verdict::AskKeyframe(layer) => {
+                        done.ask_keyframe = Some(layer);
+                        return done;
+                    }
                 }
-                Verdict::Drop => return done,
-                Verdict::AskKeyframe(layer) => {
-                    done.ask_keyframe = Some(layer);
-                    return done;
-                }
-            },
+            }
         };
         let Some(writer) = self.rtc.writer(mid) else {
             return done;

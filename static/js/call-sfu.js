@@ -53,6 +53,19 @@ const SCREEN_SUFFIX = ".screen";
 const VIEW_EVERY_MS = 300;
 /** After a reconnect: media from the server within this long means its path survived. */
 const SURVIVAL_CHECK_MS = 200;
+/** Nothing at all from the server this long: its path is down, our video to it paused. */
+const SILENCE_MS = 1000;
+/** The path to the server is looked at this often. */
+const WATCH_MS = 250;
+
+/** Everything that came in on a connection's candidate pairs: media, feedback, ICE checks. */
+export function heardIn(report) {
+  let heard = 0;
+  report.forEach((s) => {
+    if (s.type === "candidate-pair") heard += (s.bytesReceived || 0) + (s.requestsReceived || 0) + (s.responsesReceived || 0);
+  });
+  return heard;
+}
 
 /** Bytes of media received on `pc` so far (0 if its stats cannot be read). */
 async function inboundBytes(pc) {
@@ -175,6 +188,12 @@ export class ServerSession {
     this.views = []; // [{ from, width, height }] as the page last reported them
     this.viewsSent = "";
     this.viewTimer = null;
+    this.watchTimer = null; // looks at the path to the server (`_watch`)
+    this.heardTotal = -1; // what had come in at the last look (heardIn)
+    this.heardAt = 0;
+    this.silent = false; // nothing heard for SILENCE_MS (or offline): our video paused
+    this.senderParams = Promise.resolve(); // setParameters calls, one at a time
+    this.senderStatsHavePath = null; // whether a sender's statistics list the candidate pairs
   }
 
   get state() {
@@ -214,6 +233,7 @@ export class ServerSession {
     this.slots = new Map();
     pc.ontrack = ({ track, streams, transceiver }) => this._onTrack(track, streams, transceiver);
     pc.onconnectionstatechange = () => this._onConnectionState();
+    this._watch(pc);
     try {
       await pc.setLocalDescription(await pc.createOffer());
       const ack = await this.call.client.mediaJoin(this.call.room, pc.localDescription.toJSON(), { screen: this.screenTx.mid });
@@ -369,6 +389,105 @@ export class ServerSession {
     await Promise.all(jobs).catch((err) => this.call._log("replaceTrack failed", err));
   }
 
+  /**
+   * Watches the path to the server, as a mesh page watches each peer's
+   * (call.js, `Peer.observe`): when nothing at all comes in for SILENCE_MS
+   * (no media, no feedback on ours, no ICE check), or the browser goes
+   * offline, our video stops; the first thing heard again starts it, on a
+   * keyframe. While the path is down the browser would otherwise queue the
+   * frames it cannot send and deliver them seconds late when the path
+   * returns: the server drops frames that late, so everyone waits for a
+   * keyframe that comes after that backlog, and frames only a little late
+   * still get through and make the others' browsers hold every later frame
+   * (their receive timing takes the late ones for the new normal).
+   */
+  _watch(pc) {
+    clearInterval(this.watchTimer);
+    this.heardTotal = -1;
+    this.heardAt = performance.now();
+    this.silent = false;
+    let looking = false;
+    this.watchTimer = setInterval(async () => {
+      if (looking || this.pc !== pc || this.closed) return;
+      looking = true;
+      try {
+        this._observe(heardIn(await this._pathStats(pc)), performance.now());
+      } catch {
+        /* closed meanwhile */
+      } finally {
+        looking = false;
+      }
+    }, WATCH_MS);
+  }
+
+  /**
+   * Statistics that include the connection's candidate pairs: those of
+   * one of our senders (a small report, even in a large call), or else the
+   * whole connection's.
+   */
+  async _pathStats(pc) {
+    const sender = [this.audioTx, this.videoTx].map((tx) => tx && tx.sender).find((s) => s && s.track);
+    if (sender && this.senderStatsHavePath !== false) {
+      const report = await sender.getStats();
+      let path = false;
+      report.forEach((s) => (path ||= s.type === "candidate-pair"));
+      this.senderStatsHavePath = path;
+      if (path) return report;
+    }
+    return pc.getStats();
+  }
+
+  _observe(heard, now) {
+    if (heard !== this.heardTotal) {
+      this.heardTotal = heard;
+      this.heardAt = now;
+      if (this.silent) {
+        this.silent = false;
+        this.call._log("media session: heard again: video resumed");
+        this._setVideoActive(true);
+      }
+      return;
+    }
+    if (!this.silent && this.pc && this.pc.connectionState === "connected" && now - this.heardAt >= SILENCE_MS) {
+      this.silent = true;
+      this.call._log("media session: nothing heard: video paused");
+      this._setVideoActive(false);
+    }
+  }
+
+  /** The browser went offline: the path is down for sure, pause now (`_watch`). */
+  async lostNetwork() {
+    const pc = this.pc;
+    if (this.closed || !pc || this.silent) return;
+    this.silent = true;
+    this.call._log("media session: offline: video paused");
+    this._setVideoActive(false);
+    try {
+      // What has arrived so far; anything more is the path coming back.
+      this.heardTotal = heardIn(await this._pathStats(pc));
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+
+  /** Turns every encoding of our camera and screen on or off (one change at a time). */
+  _setVideoActive(active) {
+    for (const tx of [this.videoTx, this.screenTx]) {
+      const sender = tx && tx.sender;
+      if (!sender || !sender.track) continue;
+      this.senderParams = this.senderParams.then(async () => {
+        try {
+          const params = sender.getParameters();
+          if (!params.encodings || params.encodings.every((e) => (e.active !== false) === active)) return;
+          params.encodings.forEach((e) => (e.active = active));
+          await sender.setParameters(params);
+        } catch {
+          /* not negotiated yet, or closed */
+        }
+      });
+    }
+  }
+
   /** Tells the call our microphone/camera/screen state. */
   sendState() {
     if (this.closed || !this.call.client.connected) return;
@@ -376,6 +495,8 @@ export class ServerSession {
   }
 
   _closePc() {
+    clearInterval(this.watchTimer);
+    this.watchTimer = null;
     const pc = this.pc;
     this.pc = null;
     if (!pc) return;

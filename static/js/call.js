@@ -54,7 +54,7 @@
  *   peer-rekeyed { peer, from }             the peer came back under a new socket id (was `from`)
  *   joined       { peers }                  / left {}
  */
-import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
+import { RemoteMember, ServerSession, heardIn } from "/static/js/call-sfu.js";
 import { MESH_SEND_HEIGHT, getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
 import { Speakers } from "/static/js/speakers.js";
 
@@ -101,15 +101,6 @@ function relayPreference() {
   } catch {
     return "";
   }
-}
-
-/** Everything that came in on a connection's candidate pairs: media, feedback, ICE checks. */
-function heardIn(report) {
-  let heard = 0;
-  report.forEach((s) => {
-    if (s.type === "candidate-pair") heard += (s.bytesReceived || 0) + (s.requestsReceived || 0) + (s.responsesReceived || 0);
-  });
-  return heard;
 }
 
 class Peer {
@@ -719,6 +710,7 @@ export class Call extends EventTarget {
     // The browser lost its network: every mesh path is down (Peer.lostNetwork).
     const offline = () => {
       for (const peer of this.peers.values()) if (peer instanceof Peer) peer.lostNetwork();
+      if (this.server) this.server.lostNetwork();
     };
     window.addEventListener("offline", offline);
     this._subs.push(() => window.removeEventListener("offline", offline));
