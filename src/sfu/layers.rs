@@ -255,6 +255,13 @@ impl Selection {
         Verdict::Forward(self.rebased(time, now))
     }
 
+    /// Nothing was sent for a while (its subscriber was away): the next
+    /// frame sent is a keyframe, of the target layer or, the current one
+    /// having stalled, of any layer; its RTP time keeps the pause.
+    pub fn pause(&mut self) {
+        self.current = None;
+    }
+
     fn rebased(&mut self, time: MediaTime, now: Instant) -> MediaTime {
         let numer = (time.numer() as i64).wrapping_add(self.offset).max(0) as u64;
         let out = MediaTime::new(numer, time.frequency());

@@ -87,6 +87,11 @@ struct TrackOut {
     selection: Selection,
     /// A frame of it was sent (the first one is logged: join timing).
     started: bool,
+    /// A video track (from its publisher's track).
+    video: bool,
+    /// Nothing was sent while the subscriber was away: the next frame sent
+    /// must be a keyframe (see [`SILENCE`]).
+    wants_keyframe: bool,
 }
 
 impl TrackOut {
@@ -248,12 +253,13 @@ pub struct Participant {
 /// otherwise freeze until a keyframe.
 const STALE_WATCH: Duration = Duration::from_secs(5);
 
-/// A participant silent this long whose datagrams arrive again lost media
-/// on the way, both ways (a browser sends audio 50 times a second, and
-/// RTCP and ICE checks besides). Not shorter: a page starved of CPU on a
-/// busy machine can pause a second, and each return costs keyframes of
-/// every layer it sends and receives.
-const SILENCE: Duration = Duration::from_secs(3);
+/// A participant silent this long is away (its link is down): it gets no
+/// video meanwhile, and when its datagrams arrive again, media was lost on
+/// the way both ways (a browser sends audio 50 times a second, and RTCP and
+/// ICE checks besides). Not shorter: a page starved of CPU on a busy
+/// machine can pause for most of a second, and each return costs
+/// keyframes of every layer it sends and receives.
+const SILENCE: Duration = Duration::from_millis(1500);
 
 /// What a screen track's stream id adds to its publisher's label.
 pub const SCREEN_SUFFIX: &str = ".screen";
@@ -706,9 +712,9 @@ impl Participant {
     /// Like [`Participant::receive`], on an m-line its own offer already
     /// opened for receiving (`mid`): no offer is needed for it.
     pub fn receive_on(&mut self, track: Weak<TrackIn>, slot: Option<Mid>) {
-        let (origin, source) = track
-            .upgrade()
-            .map_or((0, None), |t| (t.origin, Some(t.mid)));
+        let (origin, source, video) = track.upgrade().map_or((0, None, false), |t| {
+            (t.origin, Some(t.mid), t.kind == MediaKind::Video)
+        });
         self.tracks_out.push(TrackOut {
             track,
             origin,
@@ -716,6 +722,8 @@ impl Participant {
             state: slot.map_or(OutState::ToOpen, OutState::Open),
             selection: Selection::default(),
             started: false,
+            video,
+            wants_keyframe: false,
         });
         self.reselect = true;
         self.needs_offer = true;
@@ -743,6 +751,25 @@ impl Participant {
         let OutState::Open(mid) = out.state else {
             return done;
         };
+        // Away (silent since SILENCE: its link is down): no video into the
+        // dead path. What was written there would go on numbering its
+        // packets, and back, its browser would ask for all it missed
+        // (measured: a burst of 350 KB of resends a second after a 5 s link
+        // drop, before the first new picture). Back, each video track
+        // starts again on a keyframe (asked for when it was heard again).
+        if out.video && now.saturating_duration_since(self.last_heard) >= SILENCE {
+            if !out.wants_keyframe {
+                out.wants_keyframe = true;
+                out.selection.pause();
+            }
+            return done;
+        }
+        if out.wants_keyframe && data.rid.is_none() {
+            if !data.is_keyframe() {
+                return done;
+            }
+            out.wants_keyframe = false;
+        }
         let time = match (data.rid, layers::layer_of(data.rid)) {
             (None, _) => data.time,
             // A rid of a client that is not ours: not forwarded.

@@ -181,6 +181,63 @@ async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_whose_link_is_down_gets_no_video_and_back_starts_on_a_keyframe() {
+    let (sfu, mut events) = start();
+    let mut publisher = Peer::new().await;
+    let mut sub = Peer::new().await;
+    let video = publish(&sfu, &mut publisher).await;
+    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
+    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
+    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    let mut n = send_frames(&mut publisher, &mut sub, video, 0, 45).await;
+    assert!(last_layers(&sub, 10).len() == 10, "video flows");
+
+    // The subscriber's link goes down for 3.5 s while the publisher goes on.
+    let mut arrived = Vec::new();
+    for _ in 0..7 {
+        for i in n..n + 15 {
+            send_frame(&mut publisher, video, i);
+            pump_all(&mut [&mut publisher], Duration::from_millis(33)).await;
+        }
+        n += 15;
+        arrived.push(sub.away(Duration::from_millis(20)).await);
+    }
+    // The SFU stops sending it video once it has been silent 1.5 s (what
+    // it wrote meanwhile would be asked for again when it is back).
+    let late: usize = arrived[4..].iter().sum();
+    assert_eq!(
+        late, 0,
+        "video packets per half second while away: {arrived:?}"
+    );
+
+    // Back: what was written before the SFU stopped may come again (the
+    // subscriber asks for what it missed), nothing of the 2 s after, and
+    // the first frame of those sent after its return is a keyframe.
+    let before = sub.received.len();
+    let (down_at, back_at) = (45, n);
+    send_frames(&mut publisher, &mut sub, video, n, 30).await;
+    let after: Vec<(u64, bool)> = sub.received[before..]
+        .iter()
+        .filter(|(_, d)| d.len() == 400)
+        .map(|(_, d)| {
+            let number = u64::from_le_bytes(d[11..19].try_into().unwrap());
+            (number, d[3..6] == [0x9d, 0x01, 0x2a])
+        })
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|&(number, _)| number < down_at + 60 || number >= back_at),
+        "frames of the time the SFU held video back: {after:?}"
+    );
+    let fresh = after
+        .iter()
+        .find(|&&(number, _)| number >= back_at)
+        .expect("video again after the return");
+    assert!(fresh.1, "a keyframe first: {after:?} (back at {back_at})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_lost_on_the_way_to_a_subscriber_are_resent() {
     let (sfu, mut events) = start();
     let mut publisher = Peer::new().await;

@@ -113,6 +113,29 @@ impl Peer {
         }
     }
 
+    /// Its link is down for `for_`: nothing is sent, and what arrives is
+    /// lost. Returns how many RTP packets of a video frame's size (our
+    /// synthetic frames are 400 bytes) arrived meanwhile.
+    pub async fn away(&mut self, for_: Duration) -> usize {
+        let until = Instant::now() + for_;
+        let mut buf = vec![0u8; 2000];
+        let mut video = 0;
+        loop {
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return video;
+            }
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await
+            {
+                let rtp = n > 12 && (128..=191).contains(&buf[0]) && !(192..=223).contains(&buf[1]);
+                if rtp && n > 400 {
+                    video += 1;
+                }
+            }
+        }
+    }
+
     /// Whether the lossy link drops this datagram: every `drop_every`-th RTP
     /// packet (not RTCP, STUN or DTLS).
     fn lost(&mut self, datagram: &[u8]) -> bool {
