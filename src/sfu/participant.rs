@@ -629,10 +629,15 @@ impl Participant {
                 // Seconds late (see `stale`) while it comes back from an
                 // outage: dropped; the subscribers need a keyframe after the
                 // gap. (The reference follows every frame.)
+                let back = self.stale_until.and_then(|t| t.checked_sub(STALE_WATCH));
                 let stale = video
-                    && self
-                        .staleness
-                        .is_stale(data.mid, data.rid, data.time, data.network_time);
+                    && self.staleness.is_stale(
+                        data.mid,
+                        data.rid,
+                        data.time,
+                        data.network_time,
+                        back,
+                    );
                 if stale && self.stale_until.is_some_and(|t| data.network_time < t) {
                     self.stale_dropped += 1;
                     if self.stale_dropped.is_power_of_two() {

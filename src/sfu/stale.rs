@@ -27,6 +27,10 @@ pub const LATE: Duration = Duration::from_secs(1);
 /// How fast the reference may move on its own (1 ms a second: far more
 /// than any two clocks drift apart).
 const DRIFT: f64 = 0.001;
+/// A frame made this long before its publisher came back may still be
+/// one it made after (the page resumes when it hears the server, about
+/// when the server hears it).
+const FRESH_GRACE: Duration = Duration::from_millis(500);
 /// Frames late this long without a break: the path got slower for good.
 /// (Longer than a backlog takes to drain: Chromium's pacer aims to send
 /// what it queued within 2 s.)
@@ -62,13 +66,20 @@ impl Staleness {
     }
 
     /// Whether a frame of layer (`mid`, `rid`) with RTP time `time` that
-    /// arrived at `arrived` is stale (see the module's comment).
+    /// arrived at `arrived` is stale (see the module's comment). `back`:
+    /// when its publisher came back from an outage. A frame made after
+    /// that (by the time it would have arrived on time) is never stale:
+    /// late only because the new path starts slow (the browser's bandwidth
+    /// estimate starts low there, and its pacer sends the keyframes of
+    /// every layer at that rate), not a backlog; dropping it made everyone
+    /// wait for the next keyframe, late again.
     pub fn is_stale(
         &mut self,
         mid: Mid,
         rid: Option<Rid>,
         time: MediaTime,
         arrived: Instant,
+        back: Option<Instant>,
     ) -> bool {
         let now = arrived.saturating_duration_since(self.base).as_secs_f64();
         let offset = now - time.as_seconds();
@@ -93,6 +104,13 @@ impl Staleness {
             layer.late_since = None;
             return false;
         }
+        if let Some(back) = back {
+            let back = back.saturating_duration_since(self.base).as_secs_f64();
+            let on_time = now - (offset - layer.best);
+            if on_time >= back - FRESH_GRACE.as_secs_f64() {
+                return false;
+            }
+        }
         let since = *layer.late_since.get_or_insert(now);
         if now - since >= RESET_AFTER.as_secs_f64() {
             layer.best = offset;
@@ -114,7 +132,7 @@ mod tests {
         let mid = Mid::from("1");
         let time = MediaTime::from_90khz(1_000_000 + n * 90_000 / FPS);
         let arrived = base + Duration::from_millis(n * 1000 / FPS + delay_ms);
-        s.is_stale(mid, Some(Rid::from("h")), time, arrived)
+        s.is_stale(mid, Some(Rid::from("h")), time, arrived, None)
     }
 
     #[test]
@@ -136,6 +154,43 @@ mod tests {
         // Then fresh frames again.
         for n in 225..260 {
             assert!(!frame(&mut s, base, n, 30), "fresh frame {n}");
+        }
+    }
+
+    #[test]
+    fn frames_made_after_the_return_pass_however_late_and_the_backlog_does_not() {
+        let base = Instant::now();
+        let mut s = Staleness::new(base);
+        let mid = Mid::from("1");
+        let rid = Some(Rid::from("h"));
+        let at = |n: u64, delay_ms: u64| {
+            (
+                MediaTime::from_90khz(1_000_000 + n * 90_000 / FPS),
+                base + Duration::from_millis(n * 1000 / FPS + delay_ms),
+            )
+        };
+        for n in 0..100 {
+            let (time, arrived) = at(n, 20);
+            assert!(!s.is_stale(mid, rid, time, arrived, None));
+        }
+        // Away from frame 100 to 225 (5 s); back at frame 225's time.
+        let back = Some(base + Duration::from_millis(225 * 1000 / FPS));
+        // Frames it made before its pause (100..125), resent 4-5 s late: stale.
+        for n in 100..125 {
+            let (time, arrived) = at(n, 5000 - (n - 100) * 40);
+            assert!(
+                s.is_stale(mid, rid, time, arrived, back),
+                "backlog frame {n}"
+            );
+        }
+        // Frames made after its return, 1.5 s late at first (a slow new
+        // path), then catching up: all pass.
+        for n in 225..260 {
+            let (time, arrived) = at(n, 1500u64.saturating_sub((n - 225) * 60) + 20);
+            assert!(
+                !s.is_stale(mid, rid, time, arrived, back),
+                "fresh frame {n}"
+            );
         }
     }
 
