@@ -34,6 +34,14 @@ const DATAGRAM_MAX: usize = 2000;
 const READ_BATCH: usize = 64;
 /// Sessions report their statistics (the loss their browser saw) this often.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How long an incomplete video frame from a publisher waits for its
+/// missing packets (a resend asked for) before it is dropped and the frames
+/// after it go on (str0m's default: 2 s). Longer freezes every subscriber's
+/// picture of that publisher: after a move, packets the returning browser
+/// resent of what it had sent into the dead path left such a frame at the
+/// head of the queue, and its video came through 1.5 s late, all at once.
+/// A resend takes a round trip; a frame dropped costs a keyframe.
+const REORDER_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Engine {
     socket: UdpSocket,
@@ -273,6 +281,7 @@ impl Engine {
             .set_ice_lite(true)
             .set_crypto_provider(self.crypto.clone())
             .set_stats_interval(Some(STATS_EVERY))
+            .set_reordering_timeout_video(Some(REORDER_WAIT))
             .build(Instant::now());
         let candidate =
             Candidate::host(self.addr, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;

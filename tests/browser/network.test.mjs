@@ -23,19 +23,13 @@ import { chromium } from "playwright-core";
 import { chromiumExecutable, CHROMIUM_ARGS, startServer, roomPath, joinCall, expectLiveTiles, tileNames, sleep, until } from "./harness.mjs";
 
 const RUNS = Math.max(1, Number(process.env.NOOM_NETWORK_RUNS || 2));
-// Issue 15's targets: video back both ways within 5 s of an address change,
-// within 3 s of a dropped link's return. A mesh meets both in every run
-// since a paused stream restarts with an empty send history (call.js,
-// `_setVideoActive`; docs/benchmarks.md, "Network change"). Through the
-// media server, which drops frames that come seconds late after an outage,
-// a move has taken up to 5.6 s (the fresh keyframe it waits for comes
-// after the returning browser's backlog); until that tail is gone this
-// test holds the media server to 8 s and 6 s. Each page must keep its
-// session (the same RTCPeerConnection) in every case.
-const MOVE_MS = { mesh: 5000, sfu: 8000 };
-const LINK_BACK_MS = { mesh: 3000, sfu: 6000 };
-/** The issue's target for a link's return: a slower run is reported (a `#` line), not failed. */
-const LINK_BACK_TARGET_MS = 3000;
+// Issue 15's targets, asserted in both modes: video back both ways within
+// 5 s of an address change, within 3 s of a dropped link's return, on the
+// same RTCPeerConnection (docs/benchmarks.md, "Network change": in 18 runs
+// per mode the worst were 3.2 s and 0.6 s in a mesh, 4.4 s and 0.8 s
+// through the media server).
+const MOVE_MS = { mesh: 5000, sfu: 5000 };
+const LINK_BACK_MS = { mesh: 3000, sfu: 3000 };
 const HUB = "10.88.0.1";
 const NEW_HUB = "10.89.0.1";
 const tag = `${process.pid % 10000}`;
@@ -373,7 +367,7 @@ for (const mode of MODES) {
         const ms = await recoveredWithin(upAt, LINK_BACK_MS[mode]);
         await stopCapture();
         measured[`${mode} drop`].push(ms);
-        console.log(`# ${mode}: link drop ${run}: video back ${ms} ms after the link returned${ms > LINK_BACK_TARGET_MS ? ` (over the ${LINK_BACK_TARGET_MS} ms target)` : ""}`);
+        console.log(`# ${mode}: link drop ${run}: video back ${ms} ms after the link returned`);
         assert.ok(ms <= LINK_BACK_MS[mode], `video back within ${LINK_BACK_MS[mode]} ms of the link's return (took ${ms} ms)`);
         const after = await Promise.all(pages.map(sample));
         after.forEach((s, i) => assert.equal(s.pc, before[i].pc, "the same RTCPeerConnection"));
