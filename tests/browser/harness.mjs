@@ -226,6 +226,8 @@ export async function openPage(browser, server, path, options = {}) {
   const sendHeight = options.sendHeight ?? 360;
   await context.addInitScript(`localStorage.setItem("noom.sendHeight", "${sendHeight}")`);
   if (options.init) await context.addInitScript(options.init);
+  // A test's own set-up of the context before the page opens (routes).
+  if (options.prepare) await options.prepare(context);
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (err) => page.errors.push(String(err)));

@@ -160,3 +160,73 @@ test("a restart under a 3-person mesh call keeps the calls up: same tiles playin
     for (const page of pages) await page.context().close();
   }
 });
+
+// The server is slow to answer `alive` (its answers held back 4 s) while the
+// others' media still reaches the page: the network works, so the page
+// waits (up to 6 s) instead of dropping its connection and the call's. Alone
+// in the call, with no media arriving, the same delay is a dead connection:
+// the page reconnects after 1.5 s.
+test("a slow answer to alive is waited for while media arrives, and not when none does", async () => {
+  const room = "slow server room";
+  // Socket.IO frames between Ann's page and the server pass through here;
+  // while `held`, acks of her `alive` requests wait in `queue`.
+  const hold = { held: false, queue: [], aliveIds: new Set() };
+  const prepare = (context) =>
+    context.routeWebSocket(/\/socket\.io\//, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((msg) => {
+        const m = typeof msg === "string" && /^42(\d+)\["alive"/.exec(msg);
+        if (m) hold.aliveIds.add(m[1]);
+        server.send(msg);
+      });
+      server.onMessage((msg) => {
+        const m = typeof msg === "string" && /^43(\d+)/.exec(msg);
+        if (hold.held && m && hold.aliveIds.has(m[1])) hold.queue.push(() => ws.send(msg));
+        else ws.send(msg);
+      });
+      ws.onClose((code, reason) => server.close({ code, reason }));
+      server.onClose((code, reason) => ws.close({ code, reason }));
+    });
+  const release = () => {
+    hold.held = false;
+    for (const send of hold.queue.splice(0)) {
+      try {
+        send();
+      } catch {
+        /* that connection is gone */
+      }
+    }
+  };
+  const ann = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ann", prepare });
+  const ben = await openPage(env.browser, env.server, roomPath(room), { nickname: "Ben" });
+  await joinCall(ann);
+  await joinCall(ben);
+  await expectLiveTiles(ann, ["Ben"]);
+  const gaveUp = (page) => page.said.filter((line) => line.includes("stopped answering")).length;
+
+  // Ben's media flows: 4 s of late answers are waited for.
+  hold.held = true;
+  await sleep(4000);
+  release();
+  await sleep(500);
+  assert.equal(gaveUp(ann), 0, `Ann kept her connection: ${ann.said.join(" | ")}`);
+  assert.ok(ann.said.some((line) => line.includes("media still arrives: waiting")), ann.said.join(" | "));
+  await expectLiveTiles(ann, ["Ben"]);
+  await until(ann, () => document.getElementById("connection").dataset.state === "connected", null, { what: "banner back to connected" });
+
+  // Ben leaves the call: nothing arrives any more, and a late answer means a dead connection.
+  await ben.getByTestId("leave-call").click();
+  await until(ann, () => window.noomCall.peers().length === 0, null, { what: "Ann alone in the call" });
+  await sleep(1500);
+  const before = gaveUp(ann);
+  hold.held = true;
+  const started = Date.now();
+  for (;;) {
+    if (gaveUp(ann) > before) break;
+    assert.ok(Date.now() - started < 4000, `Ann reconnects within 4 s: ${ann.said.join(" | ")}`);
+    await sleep(100);
+  }
+  release();
+  // (How a page comes back after it gave up is network.test.mjs's part.)
+  assert.deepEqual(ann.errors, []);
+});
