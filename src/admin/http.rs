@@ -26,6 +26,10 @@ const PASSWORD_MAX: usize = 1024;
 #[template(path = "admin_login.html")]
 struct LoginPage {
     error: Option<String>,
+    /// What kind of refusal `error` is (the page translates it by this).
+    code: &'static str,
+    /// Seconds to wait, for `too_many`.
+    wait: u64,
     version: &'static str,
 }
 
@@ -97,15 +101,22 @@ async fn login_page(State(admin): State<AdminRef>, parts: Parts) -> Response {
     no_store(
         LoginPage {
             error: None,
+            code: "",
+            wait: 0,
             version: crate::VERSION,
         }
         .into_response(),
     )
 }
 
-fn login_refused(status: StatusCode, error: &str) -> Response {
+/// The login page again, with why the login was refused: `code` names the
+/// refusal for the page to translate (`admin.refused.<code>` in i18n.js),
+/// `error` says it in English.
+fn login_refused(status: StatusCode, code: &'static str, wait: u64, error: &str) -> Response {
     let page = LoginPage {
         error: Some(error.to_string()),
+        code,
+        wait,
         version: crate::VERSION,
     };
     no_store((status, page).into_response())
@@ -124,11 +135,18 @@ async fn login(
     let addr = admin.client_addr(&parts);
     if !auth::same_origin(&parts.headers) {
         tracing::warn!(target: "noom::admin", client = %addr, "cross-site login attempt refused");
-        return login_refused(StatusCode::FORBIDDEN, "Cross-site login refused.");
+        return login_refused(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            0,
+            "Cross-site login refused.",
+        );
     }
     let Ok(Form(form)) = form else {
         return login_refused(
             StatusCode::BAD_REQUEST,
+            "bad_form",
+            0,
             "Send the password field of the form.",
         );
     };
@@ -136,6 +154,8 @@ async fn login(
         let secs = wait.as_secs().max(1);
         let mut response = login_refused(
             StatusCode::TOO_MANY_REQUESTS,
+            "too_many",
+            secs,
             &format!("Too many failed logins from your address. Try again in {secs} s."),
         );
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -146,7 +166,12 @@ async fn login(
     let ok = form.password.len() <= PASSWORD_MAX && admin.password_matches(form.password).await;
     if !ok {
         tracing::warn!(target: "noom::admin", client = %addr, "failed admin login");
-        return login_refused(StatusCode::UNAUTHORIZED, "Wrong password.");
+        return login_refused(
+            StatusCode::UNAUTHORIZED,
+            "wrong_password",
+            0,
+            "Wrong password.",
+        );
     }
     admin.limiter.succeeded(addr);
     let (token, _) = admin.sessions.create();

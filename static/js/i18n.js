@@ -168,6 +168,10 @@ const STRINGS = {
     // The admin page (/admin and its login): templates/admin*.html and admin.js.
     "admin.pageTitle": "Admin · Noom",
     "admin.loginPageTitle": "Admin login · Noom",
+    "admin.refused.cross_site": "Cross-site login refused.",
+    "admin.refused.bad_form": "Send the password field of the form.",
+    "admin.refused.too_many": "Too many failed logins from your address. Try again in {secs} s.",
+    "admin.refused.wrong_password": "Wrong password.",
     "admin.heading": "Noom admin",
     "admin.login": "Log in",
     "admin.logout": "Log out",
@@ -481,6 +485,10 @@ const STRINGS = {
 
     "admin.pageTitle": "관리 · Noom",
     "admin.loginPageTitle": "관리자 로그인 · Noom",
+    "admin.refused.cross_site": "다른 사이트에서 보낸 로그인은 받지 않습니다.",
+    "admin.refused.bad_form": "양식의 비밀번호 칸을 보내 주세요.",
+    "admin.refused.too_many": "이 주소에서 로그인 실패가 너무 많습니다. {secs}초 후에 다시 시도하세요.",
+    "admin.refused.wrong_password": "비밀번호가 틀렸습니다.",
     "admin.heading": "Noom 관리",
     "admin.login": "로그인",
     "admin.logout": "로그아웃",

@@ -88,7 +88,10 @@ async fn login_sets_a_strict_cookie_and_logout_ends_it() {
     let wrong = login_as(&server.base, "incorrect horse").await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get(SET_COOKIE).is_none());
-    assert!(wrong.text().await.expect("page").contains("Wrong password"));
+    let page = wrong.text().await.expect("page");
+    assert!(page.contains("Wrong password"));
+    // The code the page translates the refusal by (admin-login.js).
+    assert!(page.contains(r#"data-code="wrong_password""#), "{page}");
 
     let ok = login_as(&server.base, PASSWORD).await;
     assert_eq!(ok.status(), 303);

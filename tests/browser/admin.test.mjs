@@ -169,12 +169,16 @@ test("logging out in one tab sends the other admin tab back to the login", async
   await first.context().close();
 });
 
-test("the admin page in Korean: login, headings, room actions, a confirmation and its result", async () => {
+test("the admin page in Korean: login and its refusal, headings, room actions, a confirmation and its result", async () => {
   // The admin page follows the browser's language like the rest of the app;
   // the test ids stay English.
   const admin = await openPage(env.browser, env.server, "/admin/login", { locale: "ko-KR" });
   await admin.getByTestId("login").getByText("로그인", { exact: true }).waitFor();
   assert.equal(await admin.getByTestId("password").getAttribute("placeholder"), "관리자 비밀번호");
+  // The server refuses in English; the page says it in Korean.
+  await admin.getByTestId("password").fill("not the password");
+  await admin.getByTestId("login").click();
+  await admin.getByTestId("login-error").getByText("비밀번호가 틀렸습니다.", { exact: true }).waitFor();
   await admin.getByTestId("password").fill(PASSWORD);
   await admin.getByTestId("login").click();
   await admin.waitForURL(/\/admin$/);
