@@ -65,6 +65,7 @@ const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the oth
 const MEDIA_RECENT_MS = 1000; // media this recent: the network works (see `_mediaArriving`)
 const SILENCE_MS = 1000; // nothing at all from a peer this long: its path is down, our video to it paused
 const SILENT_POLL_MS = 100; // ...and looked at this often until it is heard again
+const HAND_RETRY_MS = 300; // a hand change refused as too soon is sent again this much later
 const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the changes settle this long
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
 const AWAY_GRACE_MS = 15000; // a peer whose signaling dropped: its connection kept this long for its return
@@ -1288,9 +1289,22 @@ export class Call extends EventTarget {
     return this.hands.includes(this.client.id);
   }
 
-  /** Raise or lower our hand (the server keeps the order). */
+  /**
+   * Raise or lower our hand (the server keeps the order). The server takes
+   * a change at most every 250 ms per connection: one refused as too soon
+   * (a hand raised and lowered at once) is sent again after that, unless
+   * the hand already is where it was to go, so the last press counts.
+   */
   async raiseHand(raised) {
-    const ack = await this.client.raiseHand(this.room, raised);
+    let ack;
+    try {
+      ack = await this.client.raiseHand(this.room, raised);
+    } catch (err) {
+      if (err.code !== "rate_limited") throw err;
+      await new Promise((resolve) => setTimeout(resolve, HAND_RETRY_MS));
+      if (this.handRaised === raised) return;
+      ack = await this.client.raiseHand(this.room, raised);
+    }
     this._setHands(Array.isArray(ack.hands) ? ack.hands : []);
   }
 
