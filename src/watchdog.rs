@@ -6,8 +6,9 @@
 //! a machine whose CPU other programs take (measured in the browser suite:
 //! Chromium raising its own priority starved the server 2.7 s). Clients
 //! then take a healthy server for a dead one (their `alive` check gives up
-//! after 1.5 s, or 6 s while their call's media still arrives). A task that wakes every [`TICK`] measures how late it
-//! woke; a wake-up [`STALL`] late or more is counted
+//! after 1.5 s, or 6 s while their call's media still arrives). A task
+//! that wakes every [`TICK`] measures how late it woke; a wake-up [`STALL`]
+//! late or more is counted
 //! (`noom_runtime_stalls_total`, `noom_runtime_stall_seconds_total`) and
 //! logged, so an operator (and a failing test) sees that it happened.
 

@@ -39,6 +39,8 @@
  * within a few seconds switch anyway.
  */
 
+import { ParamQueue, PathWatch } from "/static/js/path.js";
+
 /** The simulcast layers of our video (the server knows these rids). */
 const SIMULCAST = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -53,19 +55,8 @@ const SCREEN_SUFFIX = ".screen";
 const VIEW_EVERY_MS = 300;
 /** After a reconnect: media from the server within this long means its path survived. */
 const SURVIVAL_CHECK_MS = 200;
-/** Nothing at all from the server this long: its path is down, our video to it paused. */
-const SILENCE_MS = 1000;
-/** The path to the server is looked at this often. */
+/** The path to the server is looked at this often (path.js). */
 const WATCH_MS = 250;
-
-/** Everything that came in on a connection's candidate pairs: media, feedback, ICE checks. */
-export function heardIn(report) {
-  let heard = 0;
-  report.forEach((s) => {
-    if (s.type === "candidate-pair") heard += (s.bytesReceived || 0) + (s.requestsReceived || 0) + (s.responsesReceived || 0);
-  });
-  return heard;
-}
 
 /** Bytes of media received on `pc` so far (0 if its stats cannot be read). */
 async function inboundBytes(pc) {
@@ -189,10 +180,8 @@ export class ServerSession {
     this.viewsSent = "";
     this.viewTimer = null;
     this.watchTimer = null; // looks at the path to the server (`_watch`)
-    this.heardTotal = -1; // what had come in at the last look (heardIn)
-    this.heardAt = 0;
-    this.silent = false; // nothing heard for SILENCE_MS (or offline): our video paused
-    this.senderParams = Promise.resolve(); // setParameters calls, one at a time
+    this.path = null; // that path (path.js): silent, our video is paused
+    this.params = new ParamQueue(); // setParameters calls, one at a time
     this.senderStatsHavePath = null; // whether a sender's statistics list the candidate pairs
   }
 
@@ -391,7 +380,7 @@ export class ServerSession {
 
   /**
    * Watches the path to the server, as a mesh page watches each peer's
-   * (call.js, `Peer.observe`): when nothing at all comes in for SILENCE_MS
+   * (path.js): when nothing at all comes in for SILENCE_MS
    * (no media, no feedback on ours, no ICE check), or the browser goes
    * offline, our video stops; the first thing heard again starts it, on a
    * keyframe. While the path is down the browser would otherwise queue the
@@ -403,20 +392,23 @@ export class ServerSession {
    */
   _watch(pc) {
     clearInterval(this.watchTimer);
-    this.heardTotal = -1;
-    this.heardAt = performance.now();
-    this.silent = false;
+    const path = new PathWatch(() => this._pathStats(pc), {
+      onSilent: (why) => {
+        this.call._log(`media session: ${why}: video paused`);
+        this._setVideoActive(false);
+      },
+      onHeard: () => {
+        this.call._log("media session: heard again: video resumed");
+        this._setVideoActive(true);
+      },
+    });
+    this.path = path;
     let looking = false;
     this.watchTimer = setInterval(async () => {
       if (looking || this.pc !== pc || this.closed) return;
       looking = true;
-      try {
-        this._observe(heardIn(await this._pathStats(pc)), performance.now());
-      } catch {
-        /* closed meanwhile */
-      } finally {
-        looking = false;
-      }
+      await path.look(pc.connectionState === "connected");
+      looking = false;
     }, WATCH_MS);
   }
 
@@ -437,53 +429,20 @@ export class ServerSession {
     return pc.getStats();
   }
 
-  _observe(heard, now) {
-    if (heard !== this.heardTotal) {
-      this.heardTotal = heard;
-      this.heardAt = now;
-      if (this.silent) {
-        this.silent = false;
-        this.call._log("media session: heard again: video resumed");
-        this._setVideoActive(true);
-      }
-      return;
-    }
-    if (!this.silent && this.pc && this.pc.connectionState === "connected" && now - this.heardAt >= SILENCE_MS) {
-      this.silent = true;
-      this.call._log("media session: nothing heard: video paused");
-      this._setVideoActive(false);
-    }
-  }
-
   /** The browser went offline: the path is down for sure, pause now (`_watch`). */
-  async lostNetwork() {
-    const pc = this.pc;
-    if (this.closed || !pc || this.silent) return;
-    this.silent = true;
-    this.call._log("media session: offline: video paused");
-    this._setVideoActive(false);
-    try {
-      // What has arrived so far; anything more is the path coming back.
-      this.heardTotal = heardIn(await this._pathStats(pc));
-    } catch {
-      /* closed meanwhile */
-    }
+  lostNetwork() {
+    if (!this.closed && this.pc && this.path) this.path.offline();
   }
 
-  /** Turns every encoding of our camera and screen on or off (one change at a time). */
+  /** Turns every encoding of our camera and screen on or off. */
   _setVideoActive(active) {
     for (const tx of [this.videoTx, this.screenTx]) {
       const sender = tx && tx.sender;
       if (!sender || !sender.track) continue;
-      this.senderParams = this.senderParams.then(async () => {
-        try {
-          const params = sender.getParameters();
-          if (!params.encodings || params.encodings.every((e) => (e.active !== false) === active)) return;
-          params.encodings.forEach((e) => (e.active = active));
-          await sender.setParameters(params);
-        } catch {
-          /* not negotiated yet, or closed */
-        }
+      this.params.edit(sender, (params) => {
+        if (!params.encodings || params.encodings.every((e) => (e.active !== false) === active)) return false;
+        params.encodings.forEach((e) => (e.active = active));
+        return true;
       });
     }
   }

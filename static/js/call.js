@@ -54,7 +54,8 @@
  *   peer-rekeyed { peer, from }             the peer came back under a new socket id (was `from`)
  *   joined       { peers }                  / left {}
  */
-import { RemoteMember, ServerSession, heardIn } from "/static/js/call-sfu.js";
+import { RemoteMember, ServerSession } from "/static/js/call-sfu.js";
+import { ParamQueue, PathWatch } from "/static/js/path.js";
 import { MESH_SEND_HEIGHT, getCameraAndMic, getScreen, getTrack } from "/static/js/devices.js";
 import { Speakers } from "/static/js/speakers.js";
 
@@ -63,8 +64,7 @@ const REBUILD_DELAY_MS = 300; // a pair that failed: the impolite side opens a n
 const SWITCH_GRACE_MS = 5000; // moving to the media server: mesh tiles shown at most this long
 const SWITCH_CLOSE_MS = 8000; // ...and mesh connections kept this long (the other side may still show them)
 const MEDIA_RECENT_MS = 1000; // media this recent: the network works (see `_mediaArriving`)
-const SILENCE_MS = 1000; // nothing at all from a peer this long: its path is down, our video to it paused
-const SILENT_POLL_MS = 100; // ...and looked at this often until it is heard again
+const SILENT_POLL_MS = 100; // a peer's silent path is looked at this often until it is heard again
 const HAND_RETRY_MS = 300; // a hand change refused as too soon is sent again this much later
 const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the changes settle this long
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
@@ -132,12 +132,14 @@ class Peer {
     this.interrupted = false; // went disconnected/failed since last connected
     this.keyframeTimer = null;
     this.pathWatched = false;
-    this.heardTotal = -1; // bytes and ICE checks received (all candidate pairs), at the last `observe`
-    this.heardAt = performance.now();
     this.heardAgainAt = -Infinity; // when its packets came back after a silence
-    this.silent = false; // nothing heard for SILENCE_MS: our video to it is paused
+    // Its path silent (path.js): our video to it paused until it is heard again.
+    this.path = new PathWatch(() => this.pc.getStats(), {
+      onSilent: (why) => this._wentSilent(why),
+      onHeard: () => this._heardAgain(),
+    });
     this.silenceTimer = null;
-    this.senderParams = Promise.resolve(); // setParameters calls, one at a time
+    this.params = new ParamQueue(); // setParameters calls, one at a time
     this.createdAt = performance.now();
     this.firstFrameAt = null;
     this._wire();
@@ -269,24 +271,13 @@ class Peer {
     });
   }
 
-  /**
-   * `change(params)` edits `sender`'s parameters (returns false to leave
-   * them). One call at a time: two interleaved would refuse each other
-   * (each must set what the latest `getParameters` returned). Resolves to
-   * false if the browser refused them.
-   */
+  /** Our video's path to this peer is silent (path.js): paused. */
+  get silent() {
+    return this.path.silent;
+  }
+
   _withParams(sender, change) {
-    const job = this.senderParams.then(async () => {
-      try {
-        const params = sender.getParameters();
-        if (change(params) !== false) await sender.setParameters(params);
-        return true;
-      } catch {
-        return false; // not negotiated yet (set again on "connected"), or closed
-      }
-    });
-    this.senderParams = job;
-    return job;
+    return this.params.edit(sender, change);
   }
 
   /**
@@ -384,31 +375,9 @@ class Peer {
     return other;
   }
 
-  /**
-   * One reading of this connection's statistics (the mesh's poll, see
-   * speakers.js). A connection stays "connected" through a link that is
-   * down for seconds; what tells is that nothing at all arrives: no media,
-   * no feedback on ours, no ICE check. The peer's audio and its feedback
-   * come many times a second, and ICE checks every few seconds even when
-   * neither side sends media.
-   */
+  /** One reading of this connection's statistics (the mesh's poll, see speakers.js). */
   observe(report, now) {
-    const heard = heardIn(report);
-    if (heard !== this.heardTotal) {
-      this.heardTotal = heard;
-      this.heardAt = now;
-      if (this.silent) {
-        this.silent = false;
-        this.heardAgainAt = now;
-        clearInterval(this.silenceTimer);
-        this.silenceTimer = null;
-        this.call._log("heard again: video resumed", this.id);
-        // At once (resuming starts on a keyframe): every 100 ms counts here.
-        this._setVideoActive(true);
-      }
-      return;
-    }
-    if (!this.silent && this.connectedOnce && now - this.heardAt >= SILENCE_MS) this._goSilent("nothing heard");
+    this.path.reading(report, now, this.connectedOnce);
   }
 
   /**
@@ -416,38 +385,28 @@ class Peer {
    * for sure, so our video pauses now rather than after SILENCE_MS of
    * silence (less is sent into the dead path). Heard again resumes it.
    */
-  async lostNetwork() {
-    if (this.closed || this.silent || !this.connectedOnce) return;
-    this.silent = true;
-    this.call._log("offline: video paused", this.id);
-    this.pauseVideo();
-    try {
-      // What has arrived so far; anything more is the path coming back.
-      this.heardTotal = heardIn(await this.pc.getStats());
-    } catch {
-      return; // closed meanwhile
-    }
-    if (this.silent) this._watchSilence();
+  lostNetwork() {
+    if (this.closed || !this.connectedOnce) return;
+    this.path.offline();
   }
 
-  _goSilent(why) {
-    this.silent = true;
+  _wentSilent(why) {
     this.call._log(`${why}: video paused`, this.id);
     this.pauseVideo();
-    this._watchSilence();
+    // Until the peer is heard again, look more often than the mesh's poll.
+    clearInterval(this.silenceTimer);
+    this.silenceTimer = setInterval(() => {
+      if (!this.closed && this.silent) this.path.look(this.connectedOnce);
+    }, SILENT_POLL_MS);
   }
 
-  /** Until the peer is heard again, look more often than the mesh's poll. */
-  _watchSilence() {
+  _heardAgain() {
+    this.heardAgainAt = performance.now();
     clearInterval(this.silenceTimer);
-    this.silenceTimer = setInterval(async () => {
-      if (this.closed || !this.silent) return;
-      try {
-        this.observe(await this.pc.getStats(), performance.now());
-      } catch {
-        /* closed meanwhile */
-      }
-    }, SILENT_POLL_MS);
+    this.silenceTimer = null;
+    this.call._log("heard again: video resumed", this.id);
+    // At once (resuming starts on a keyframe): every 100 ms counts here.
+    this._setVideoActive(true);
   }
 
   sendState() {

@@ -59,6 +59,26 @@ async fn publish(sfu: &noom::sfu::Sfu, peer: &mut Peer) -> Mid {
     mid
 }
 
+/// The SFU and its events (kept: a test may read either).
+type Call = (
+    std::sync::Arc<noom::sfu::Sfu>,
+    tokio::sync::mpsc::UnboundedReceiver<noom::sfu::SfuEvent>,
+);
+
+/// A publisher of three layers and a subscriber in one call, connected,
+/// the subscriber's offer for the publisher's track answered.
+async fn simulcast_call() -> (Call, Peer, Peer, Mid) {
+    let (sfu, mut events) = start();
+    let mut publisher = Peer::new().await;
+    let mut sub = Peer::new().await;
+    let video = publish(&sfu, &mut publisher).await;
+    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
+    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
+    assert!(publisher.connected && sub.connected, "ICE and DTLS up");
+    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    ((sfu, events), publisher, sub, video)
+}
+
 /// The publisher's next frame on every layer: a key frame every 90 frames,
 /// and on every layer the SFU asked one of since the last frame.
 fn send_frame(publisher: &mut Peer, mid: Mid, n: u64) {
@@ -112,14 +132,7 @@ fn last_layers(sub: &Peer, count: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe() {
-    let (sfu, mut events) = start();
-    let mut publisher = Peer::new().await;
-    let mut sub = Peer::new().await;
-    let video = publish(&sfu, &mut publisher).await;
-    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
-    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
-    assert!(publisher.connected && sub.connected, "ICE and DTLS up");
-    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    let ((sfu, _events), mut publisher, mut sub, video) = simulcast_call().await;
 
     let mut n = 0u64;
     n = send_frames(&mut publisher, &mut sub, video, n, 60).await;
@@ -182,13 +195,7 @@ async fn a_subscriber_gets_the_layer_its_tile_needs_and_switches_on_a_keyframe()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_whose_link_is_down_gets_no_video_and_back_starts_on_a_keyframe() {
-    let (sfu, mut events) = start();
-    let mut publisher = Peer::new().await;
-    let mut sub = Peer::new().await;
-    let video = publish(&sfu, &mut publisher).await;
-    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
-    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
-    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    let ((_sfu, _events), mut publisher, mut sub, video) = simulcast_call().await;
     let mut n = send_frames(&mut publisher, &mut sub, video, 0, 45).await;
     assert!(last_layers(&sub, 10).len() == 10, "video flows");
 
@@ -239,13 +246,7 @@ async fn a_subscriber_whose_link_is_down_gets_no_video_and_back_starts_on_a_keyf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_lost_on_the_way_to_a_subscriber_are_resent() {
-    let (sfu, mut events) = start();
-    let mut publisher = Peer::new().await;
-    let mut sub = Peer::new().await;
-    let video = publish(&sfu, &mut publisher).await;
-    join(&sfu, "room", "sub", &mut sub, Direction::RecvOnly).await;
-    pump_all(&mut [&mut publisher, &mut sub], Duration::from_millis(500)).await;
-    answer_offer(&sfu, &mut events, "sub", &mut [&mut publisher, &mut sub], 1).await;
+    let ((sfu, _events), mut publisher, mut sub, video) = simulcast_call().await;
     // One RTP packet in ten never reaches the subscriber.
     sub.drop_every = 10;
     for n in 0..150 {

@@ -208,7 +208,9 @@ impl Hub {
         let live = rooms.get_mut(room).ok_or_else(|| not_in_room(room))?;
         let already = live.call.contains(&sid);
         if live.call.is_empty() {
+            // A new call: nothing of the last one carries over.
             live.through_server = false;
+            live.speakers.clear();
         }
         let mut switched = false;
         if !already {

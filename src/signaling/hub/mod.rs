@@ -98,6 +98,10 @@ struct LiveRoom {
     hands: Vec<Sid>,
     /// The call's media goes through the media server (until it empties).
     through_server: bool,
+    /// Who the media server last heard speaking in the call (socket ids,
+    /// loudest first): a page that (re)joins learns it with its join, since
+    /// `active_speaker` is sent only on a change. Gone with the room.
+    speakers: Vec<String>,
 }
 
 struct State {
@@ -137,10 +141,6 @@ pub struct Hub {
     /// (nor later, if storing it failed).
     /// (`None` while the hash is being computed.)
     creating: Mutex<HashMap<String, Option<String>>>,
-    /// Who the media server last heard speaking in each of its calls (socket
-    /// ids, loudest first): a page that (re)joins learns it with its join,
-    /// since `active_speaker` is sent only on a change.
-    speakers: Mutex<HashMap<String, Vec<String>>>,
     /// Media sessions open, counted per client address, by session key.
     media_held: Arc<crate::limit::Counts<IpAddr>>,
     media_sessions: Arc<Mutex<HashMap<String, crate::limit::Held<IpAddr>>>>,
@@ -236,7 +236,6 @@ impl Hub {
             password_rate: crate::limit::Buckets::new(0.2, 5.0, 65_536),
             admitted: Mutex::new(std::collections::HashSet::new()),
             creating: Mutex::new(HashMap::new()),
-            speakers: Mutex::new(HashMap::new()),
             media_sessions: Arc::new(Mutex::new(HashMap::new())),
             parked: Arc::new(Mutex::new(HashMap::new())),
             credential_rate: {
@@ -901,19 +900,22 @@ impl Hub {
         self.creating.lock().remove(room);
     }
 
-    /// The media server's latest speakers in the call of `room`.
+    /// The media server's latest speakers in the call of `room` (kept
+    /// while the room is live).
     pub fn set_speakers(&self, room: &str, speakers: Vec<String>) {
-        let mut all = self.speakers.lock();
-        if speakers.is_empty() {
-            all.remove(room);
-        } else {
-            all.insert(room.to_string(), speakers);
+        if let Some(live) = self.state.lock().rooms.get_mut(room) {
+            live.speakers = speakers;
         }
     }
 
     /// Who speaks in the call of `room` now, as the media server last said.
     pub fn speakers_of(&self, room: &str) -> Vec<String> {
-        self.speakers.lock().get(room).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .rooms
+            .get(room)
+            .map(|live| live.speakers.clone())
+            .unwrap_or_default()
     }
 
     fn admit_to_room(&self, key: SessionKey, room: &str) {
