@@ -7,7 +7,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::TestServer;
-use crate::env::{Binary, Spawn, closed_within, measure, metric, within_twice};
+use crate::env::{
+    Binary, Spawn, closed_within, measure, measure_under_abuse, metric, within_twice,
+};
 
 /// A TCP connection to `addr` from the loopback address `from`.
 async fn connect_from(from: &str, addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
@@ -76,7 +78,7 @@ async fn slow_and_silent_http_clients_are_closed() {
         .await
         .unwrap();
 
-    let loaded = measure(&server.base, 5).await;
+    let loaded = measure_under_abuse(&server.base, 5, quiet).await;
     within_twice("slow HTTP clients", quiet, loaded);
 
     for (i, s) in silent.iter_mut().enumerate() {
@@ -126,7 +128,7 @@ async fn connections_per_address_are_capped() {
         }
     }
     assert_eq!(closed, 30, "connections over the cap are closed at once");
-    let loaded = measure(&server.base, 5).await;
+    let loaded = measure_under_abuse(&server.base, 5, quiet).await;
     within_twice("many connections from one address", quiet, loaded);
     assert_eq!(
         metric(&server.base, "noom_connections_refused_total").await,

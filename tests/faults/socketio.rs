@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::common::{TestServer, connect};
-use crate::env::{Binary, Spawn, measure, metric, within_twice};
+use crate::env::{Binary, Spawn, measure, measure_under_abuse, metric, within_twice};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -174,7 +174,7 @@ async fn a_client_that_never_reads_is_disconnected() {
         }));
     }
     let started = Instant::now();
-    let loaded = measure(&server.base, 5).await;
+    let loaded = measure_under_abuse(&server.base, 5, quiet).await;
     let gone = loop {
         match tokio::time::timeout(Duration::from_secs(1), watcher.c.next_event()).await {
             Ok(Some(e)) if e.name == "bye" && e.args[1]["id"] == json!(victim_id) => {
