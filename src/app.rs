@@ -50,6 +50,10 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::BusError),
+    #[error(transparent)]
+    Adapter(#[from] signaling::AdapterError),
     #[error("a server task panicked: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -78,6 +82,15 @@ impl App {
         }
         let addr = resolved.http;
         let config = Arc::new(config);
+        // In a cluster, Redis comes first: a node that cannot reach it would
+        // serve its visitors apart from everyone else's.
+        let bus = if config.cluster.redis_url.is_empty() {
+            crate::cluster::Bus::Alone
+        } else {
+            let bus = crate::cluster::bus::connect(&config.cluster.redis_url).await?;
+            tracing::info!(redis = %bus.address, version = %bus.version, "connected to the cluster's Redis");
+            crate::cluster::Bus::Redis(bus)
+        };
         let metrics = Arc::new(Metrics::default());
         let metrics_store = metrics.clone();
 
@@ -164,23 +177,29 @@ impl App {
         };
         let proxies = Proxies::new(resolved.trusted_proxies.clone(), cert.is_some());
         let known_rooms = store.rooms().await?;
+        let roster = Arc::new(crate::cluster::Roster::new(
+            &bus,
+            &config.cluster.name,
+            &config.cluster.node_id,
+        ));
         let mut hub = Hub::new(
             config.clone(),
             store.clone(),
             &known_rooms,
             metrics.clone(),
             relay.clone(),
+            roster.clone(),
         );
         hub.relay_error = relay_error;
         hub.sfu = sfu.clone();
         hub.sfu_error = sfu_error;
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
-        let (sio_layer, io) = signaling::layer(&hub);
+        let (sio_layer, io) = signaling::layer(&hub, bus).await?;
         let admin = match admin_password {
             Some(hash) => {
                 let admin = Arc::new(Admin::new(hub.clone(), io.clone(), hash, cert.clone()));
-                admin::live::register(&io, &admin);
+                admin::live::register(&io, &admin).await?;
                 Some(admin)
             }
             None => None,
@@ -234,6 +253,16 @@ impl App {
                 None => tokio::spawn(async {}),
             },
         ];
+        if roster.is_clustered() {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            background.push(tokio::spawn(roster.clone().run(tx, shutdown.clone())));
+            background.push(tokio::spawn(signaling::follow_cluster(
+                hub.clone(),
+                io.clone(),
+                rx,
+                shutdown.clone(),
+            )));
+        }
         if let Some(events) = sfu_events {
             background.push(tokio::spawn(signaling::media::forward_events(
                 hub.clone(),

@@ -32,6 +32,7 @@ pub mod admin;
 pub mod app;
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limit;

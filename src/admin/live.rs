@@ -9,9 +9,9 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::signaling::{AckSender, SocketIo, SocketRef};
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::TryData;
 use socketioxide::handler::ConnectHandler;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,10 @@ struct NotAdmin;
 /// Registers the namespace. It holds the admin state weakly, like the main
 /// namespace holds the hub, so that a lingering connection never keeps the
 /// store open after shutdown.
-pub fn register(io: &SocketIo, admin: &Arc<Admin>) {
+pub async fn register(
+    io: &SocketIo,
+    admin: &Arc<Admin>,
+) -> Result<(), crate::signaling::AdapterError> {
     let weak = Arc::downgrade(admin);
     let check = {
         let weak = weak.clone();
@@ -54,7 +57,9 @@ pub fn register(io: &SocketIo, admin: &Arc<Admin>) {
         let weak = weak.clone();
         async move { on_connect(weak, s).await }
     };
-    io.ns(NAMESPACE, connect.with(check));
+    io.ns(NAMESPACE, connect.with(check))
+        .await
+        .map_err(|e| crate::signaling::AdapterError(e.to_string()))
 }
 
 fn authenticate(admin: &Weak<Admin>, s: &SocketRef) -> Result<(), NotAdmin> {

@@ -23,9 +23,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::signaling::SocketIo;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use socketioxide::SocketIo;
 
 pub use http::router;
 pub use password::PasswordError;

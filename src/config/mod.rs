@@ -267,13 +267,31 @@ pub struct LogConfig {
 }
 
 /// Several nodes sharing one database (docs/cluster.md).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// This node's name in logs, `/metrics`, `/healthz` and the admin page:
     /// 1-64 letters, digits, `.`, `_`, `-`. Empty: `<host name>-<6 hex digits>`,
     /// new at every start ([`App::start`](crate::App::start) fills it in).
     pub node_id: String,
+    /// Redis (7 or later) shared by the nodes, e.g. `redis://127.0.0.1:6379/`:
+    /// turns on the Socket.IO adapter over Redis and the shared live
+    /// membership. Empty: this node runs alone.
+    pub redis_url: String,
+    /// The cluster's name in Redis (its channels and keys start with it), so
+    /// that one Redis can serve several clusters: 1-32 lowercase letters,
+    /// digits, `_` or `-`. Nodes with the same Redis and name form one cluster.
+    pub name: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            redis_url: String::new(),
+            name: "noom".into(),
+        }
+    }
 }
 
 impl Default for ServerConfig {

@@ -91,6 +91,55 @@ impl Config {
 
     /// Checks the values that have the right type but are out of range,
     /// and returns every address and list parsed.
+    /// Several nodes (`cluster.redis_url`) share the store and the secrets:
+    /// sled is one node's, and a secret generated per node would make one
+    /// node refuse what another issued.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let name = &self.cluster.name;
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            return Err(bad(
+                "cluster.name",
+                "must be 1-32 lowercase letters, digits, '_' or '-'",
+            ));
+        }
+        let url = &self.cluster.redis_url;
+        if url.is_empty() {
+            return Ok(());
+        }
+        if !(url.starts_with("redis://") || url.starts_with("redis+unix://"))
+            || redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err()
+        {
+            return Err(bad(
+                "cluster.redis_url",
+                "is not a Redis URL (redis://[:password@]host:port/db)",
+            ));
+        }
+        if self.store.backend != "postgres" {
+            return Err(bad(
+                "store.backend",
+                "must be \"postgres\" with cluster.redis_url: the nodes share one store, and sled is one node's",
+            ));
+        }
+        if self.turn.enabled && self.turn.secret.is_empty() {
+            return Err(bad(
+                "turn.secret",
+                "must be set (the same on every node) with cluster.redis_url: credentials one node issues are checked by the others",
+            ));
+        }
+        if self.admin.enabled && self.admin.password_hash.is_empty() {
+            return Err(bad(
+                "admin.password_hash",
+                "must be set (the same on every node) with cluster.redis_url; make one with `noom hash-password`",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<Resolved, ConfigError> {
         let http = self.http_addr()?;
         if self.server.data_dir.as_os_str().is_empty() {
@@ -159,6 +208,7 @@ impl Config {
                 "must be 1-64 letters, digits, '.', '_' or '-' (or empty: generated at start)",
             ));
         }
+        self.validate_cluster()?;
         if self.store.commit_window_ms > 1000 {
             return Err(bad("store.commit_window_ms", "must be between 0 and 1000"));
         }

@@ -7,9 +7,8 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
+use super::{SocketIo, SocketRef};
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::chat::room_arg;
@@ -37,6 +36,7 @@ pub async fn join_call(
     // Credentials first: a join refused for lack of them changes nothing.
     let ice = ice_servers(&hub, &s)?;
     let joined = hub.join_call(&s, &room, was.clone())?;
+    hub.roster.settled().await;
     // Through the media server: the session of the connection this one
     // replaces is taken back (the page restarts its ICE), not started anew,
     // before the others hear of it (they re-key its tiles).
@@ -94,6 +94,7 @@ pub async fn raise_hand(
     let raised = bool_field(args.object(1, "hand")?, "raised")?;
     let (hands, changed) = hub.raise_hand(s.id, &room, raised)?;
     if changed {
+        hub.roster.settled().await;
         let _ = s
             .to(call_group(&room))
             .emit(events::HANDS, &(room.as_str(), json!({ "hands": hands })))
@@ -151,6 +152,7 @@ pub async fn leave_call(
 ) -> Result<Value, ApiError> {
     let room = room_arg(&hub, &args)?;
     let me = hub.leave_call(&s, &room)?;
+    hub.roster.settled().await;
     let _ = s
         .to(call_group(&room))
         .emit(
@@ -232,13 +234,23 @@ pub async fn forward(
     if to == s.id || !hub.share_call(s.id, to) {
         return Err(not_in_call());
     }
-    let target = io.get_socket(to).ok_or_else(not_in_call)?;
     let mut out = serde_json::Map::new();
     out.insert("from".into(), Value::String(s.id.to_string()));
     out.insert(kind.field().into(), payload);
-    target
-        .emit(kind.event(), &Value::Object(out))
-        .map_err(|_| ApiError::new(ErrorCode::NotInCall, "the peer's connection is closing"))?;
+    let out = Value::Object(out);
+    match io.get_socket(to) {
+        Some(target) => target
+            .emit(kind.event(), &out)
+            .map_err(|_| ApiError::new(ErrorCode::NotInCall, "the peer's connection is closing"))?,
+        // On another node: to its own group, through the cluster's bus.
+        None => io.to(to).emit(kind.event(), &out).await.map_err(|e| {
+            tracing::warn!(error = %e, "a call signal could not reach another node");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the peer's node could not be reached; try again",
+            )
+        })?,
+    }
     Metrics::inc(&hub.metrics.signals_relayed);
     Ok(ok(json!({})))
 }

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
+use super::{SocketIo, SocketRef};
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 
 use super::hub::{Hub, chat_group, now_ms};
 use super::protocol::{ApiError, Args, Departure, ErrorCode, Reply, events, ok, opt_bool, opt_u64};
@@ -27,6 +26,7 @@ pub async fn nickname(
     let name = validate::nickname(args.str(0, "nickname")?, hub.config.limits.nickname_max)?;
     let updates = hub.set_nickname(s.id, &name).await?;
     hub.store.durable().await?;
+    hub.roster.settled().await;
     for (room, member) in updates {
         let _ = io
             .to(chat_group(&room))
@@ -145,6 +145,7 @@ pub async fn enter_room(
     let settings = hub.claim_host(s.id, &room).await;
     let waiting = hub.lobby_for(s.id, &room, &settings);
     if !entered.already {
+        hub.roster.settled().await;
         let _ = s
             .to(chat_group(&room))
             .emit(
@@ -182,6 +183,7 @@ pub async fn leave_room(
             format!("not in room `{room}`"),
         ));
     };
+    hub.roster.settled().await;
     left.announce(|group| s.to(group), Departure::Left).await;
     hub.rooms_changed();
     Ok(ok(json!({})))

@@ -10,9 +10,8 @@
 
 use std::sync::Arc;
 
+use super::{SocketIo, SocketRef};
 use serde_json::{Map, Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use str0m::change::{SdpAnswer, SdpOffer};
 use tokio::sync::mpsc::UnboundedReceiver;

@@ -20,11 +20,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::TransportType;
+use socketioxide::extract::{State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
-use socketioxide::{SocketIo, TransportType};
 use tokio_util::sync::CancellationToken;
 
 pub use chat::{PAGE_DEFAULT, PAGE_MAX, PASSWORD_MAX, history_params, page_query};
@@ -33,6 +33,15 @@ use protocol::{ApiError, Args, ErrorCode, Reply, events};
 use rate::Verdict;
 
 use crate::metrics::Metrics;
+
+/// The Socket.IO adapter: socketioxide's Redis adapter on the cluster's bus,
+/// which keeps every broadcast on this node when it runs alone.
+pub type Adapter =
+    socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, crate::cluster::Bus>;
+pub type SocketIo = socketioxide::SocketIo<Adapter>;
+pub type SocketRef = socketioxide::extract::SocketRef<Adapter>;
+pub type BroadcastOperators = socketioxide::operators::BroadcastOperators<Adapter>;
+pub type AckSender = socketioxide::extract::AckSender<Adapter>;
 
 /// Delay that coalesces bursts of room changes into one `room_change` broadcast.
 const ROOM_CHANGE_COALESCE: Duration = Duration::from_millis(50);
@@ -56,10 +65,31 @@ impl HubRef {
     }
 }
 
+/// How long a request to the other nodes (for example the sockets in a room,
+/// for the admin page) waits for their answers.
+const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The adapter could not subscribe to its channels on the bus.
+#[derive(Debug, thiserror::Error)]
+#[error("the Socket.IO adapter could not start on Redis: {0}")]
+pub struct AdapterError(pub String);
+
 /// Builds the Socket.IO layer to mount on the HTTP router, and its handle.
-pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
+/// `bus` carries broadcasts to the other nodes (or nowhere, alone); the
+/// default namespace is ready (subscribed on the bus) when this returns.
+pub async fn layer(
+    hub: &Arc<Hub>,
+    bus: crate::cluster::Bus,
+) -> Result<(SocketIoLayer<Adapter>, SocketIo), AdapterError> {
     let max_payload = hub.config.limits.max_payload_bytes;
-    let (layer, io) = SocketIo::builder()
+    let adapter = socketioxide_redis::RedisAdapterCtr::new_with_driver(
+        bus,
+        socketioxide_redis::RedisAdapterConfig::new()
+            .with_prefix(hub.config.cluster.name.clone())
+            .with_request_timeout(CLUSTER_REQUEST_TIMEOUT),
+    );
+    let (layer, io) = socketioxide::SocketIo::builder()
+        .with_adapter::<Adapter>(adapter)
         .with_state(HubRef(Arc::downgrade(hub)))
         .max_payload(max_payload)
         .ws_max_message_size(max_payload as usize)
@@ -77,8 +107,10 @@ pub fn layer(hub: &Arc<Hub>) -> (SocketIoLayer, SocketIo) {
         // Most frames are small; the buffer grows for the few large ones (SDP).
         .ws_read_buffer_size(1024)
         .build_layer();
-    io.ns("/", on_connect.with(authenticate));
-    (layer, io)
+    io.ns("/", on_connect.with(authenticate))
+        .await
+        .map_err(|e| AdapterError(e.to_string()))?;
+    Ok((layer, io))
 }
 
 /// Emits the room list to everyone when it changes: the first change after a
@@ -104,9 +136,59 @@ pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: Cance
         }
         let list = hub.room_list();
         if list.version != last {
-            let _ = io.emit(events::ROOM_CHANGE, &*list.json).await;
+            // Every node sends the list (the same everywhere) to its own clients.
+            let _ = io.local().emit(events::ROOM_CHANGE, &*list.json).await;
             last = list.version;
             last_sent = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Applies what the roster learns of the other nodes to the hub, and tells
+/// this node's clients what no other node could tell them (the members of
+/// a node that died, changes made while Redis was away).
+pub async fn follow_cluster(
+    hub: Arc<Hub>,
+    io: SocketIo,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::cluster::RosterEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let news = hub.apply_remote(event);
+        if news.is_empty() {
+            continue;
+        }
+        let why = protocol::Departure::Disconnected;
+        for left in &news.left {
+            left.announce(|group| io.local().to(group), why).await;
+        }
+        for (room, member) in &news.call_left {
+            let _ = io
+                .local()
+                .to(hub::call_group(room))
+                .emit(events::PEER_LEFT, &(room.as_str(), member, why.payload()))
+                .await;
+        }
+        for (room, member, count) in &news.entered {
+            let _ = io
+                .local()
+                .to(hub::chat_group(room))
+                .emit(events::WELCOME, &(room.as_str(), member, count))
+                .await;
+        }
+        for (room, member) in &news.joined {
+            let _ = io
+                .local()
+                .to(hub::call_group(room))
+                .emit(events::PEER_JOINED, &(room.as_str(), member))
+                .await;
         }
     }
 }
@@ -178,6 +260,9 @@ async fn authenticate(
         .get::<crate::http::ClientAddr>()
         .map(|c| c.ip);
     hub.register(s.id, key, session, token, addr);
+    // A group of its own, named after its id: what another node's request
+    // for this one (a call signal) is broadcast to.
+    s.join(s.id);
     Metrics::inc(&hub.metrics.connections_total);
 
     route(&s, "nickname", chat::nickname);
@@ -249,6 +334,7 @@ async fn on_disconnect(
     let departures = hub
         .disconnect(s.id, why == protocol::Departure::Disconnected)
         .await;
+    hub.roster.settled().await;
     for left in &departures {
         left.announce(|group| s.to(group), why).await;
     }

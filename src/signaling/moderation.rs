@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
+use super::{SocketIo, SocketRef};
 use serde_json::Value;
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 
 use super::chat::room_arg;
 use super::hub::{Action, Hub, Moderator};

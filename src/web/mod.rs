@@ -14,11 +14,11 @@ pub mod serve;
 
 use std::sync::Arc;
 
+use crate::signaling::SocketIo;
 use axum::Router;
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use socketioxide::SocketIo;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 

@@ -132,6 +132,18 @@ fn unknown_keys_and_bad_values_name_the_key() {
         ),
         ("[cluster]\nnode_id = \"two words\"\n", "cluster.node_id"),
         ("[cluster]\nnode_id = \"a\\\"b\"\n", "cluster.node_id"),
+        ("[cluster]\nname = \"Upper\"\n", "cluster.name"),
+        ("[cluster]\nredis_url = \"http://x\"\n", "cluster.redis_url"),
+        // A cluster shares one store and its secrets.
+        ("[cluster]\nredis_url = \"redis://127.0.0.1/\"\n", "store.backend"),
+        (
+            "[cluster]\nredis_url = \"redis://127.0.0.1/\"\n[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://a@b/c\"\n",
+            "turn.secret",
+        ),
+        (
+            "[cluster]\nredis_url = \"redis://127.0.0.1/\"\n[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://a@b/c\"\n[turn]\nsecret = \"sixteen characters!\"\n",
+            "admin.password_hash",
+        ),
     ];
     for (text, key) in cases {
         let (_d, path) = file(text);

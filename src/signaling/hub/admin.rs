@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use socketioxide::SocketIo;
+use crate::signaling::SocketIo;
 use socketioxide::socket::Sid;
 
 use super::{Hub, State, call_group, chat_group};
@@ -90,8 +90,15 @@ impl Hub {
         let Some(live) = rooms.get_mut(room) else {
             return 0;
         };
-        let ended = std::mem::take(&mut live.call);
-        live.hands.clear();
+        // Another node's participants are its own to end.
+        let ended: Vec<Sid> = live
+            .call
+            .iter()
+            .filter(|id| conns.contains_key(id))
+            .copied()
+            .collect();
+        live.call.retain(|id| !conns.contains_key(id));
+        live.hands.retain(|id| !conns.contains_key(id));
         for sid in &ended {
             if let Some(c) = conns.get_mut(sid) {
                 c.calls.retain(|r| r != room);
@@ -102,6 +109,9 @@ impl Hub {
                 let _ = s.emit(events::CALL_ENDED, &(room,));
             }
         }
+        for sid in &ended {
+            self.touched(&state, *sid);
+        }
         ended.len()
     }
 
@@ -109,11 +119,14 @@ impl Hub {
     /// `room_closed`. Returns how many there were.
     pub fn close_room(&self, io: &SocketIo, room: &str) -> usize {
         let mut state = self.state.lock();
-        let members = state
+        let members: Vec<Sid> = state
             .rooms
             .get(room)
             .map(|r| r.members.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|id| state.conns.contains_key(id))
+            .collect();
         for sid in &members {
             self.leave_locked(&mut state, *sid, room, false);
             if let Some(s) = io.get_socket(*sid) {
@@ -122,8 +135,11 @@ impl Hub {
                 s.leave(call_group(room));
             }
         }
-        state.rooms.remove(room);
-        state.directory.set_count(room, 0);
+        let left = state.rooms.get(room).map_or(0, |r| r.members.len());
+        if left == 0 {
+            state.rooms.remove(room);
+        }
+        state.directory.set_count(room, left);
         members.len()
     }
 

@@ -1,10 +1,10 @@
 //! Calls inside rooms: joining and leaving a room's call, and who shares a
 //! call with whom (signaling is forwarded only between them).
 
-use socketioxide::extract::SocketRef;
+use crate::signaling::SocketRef;
 use socketioxide::socket::Sid;
 
-use super::{Hub, State, call_group, gone, not_in_room};
+use super::{Hub, State, call_group, gone, member_of, not_in_room};
 use crate::metrics::Metrics;
 use crate::signaling::protocol::{ApiError, ErrorCode, Member};
 
@@ -193,7 +193,12 @@ impl Hub {
     ) -> Result<Joined, ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
-        let State { conns, rooms, .. } = &mut *state;
+        let State {
+            conns,
+            remote,
+            rooms,
+            ..
+        } = &mut *state;
         let conn = conns.get_mut(&sid).ok_or_else(gone)?;
         if !conn.rooms.iter().any(|r| r == room) {
             return Err(not_in_room(room));
@@ -238,19 +243,23 @@ impl Hub {
             .call
             .iter()
             .filter(|id| **id != sid)
-            .filter_map(|id| conns.get(id).map(|c| (id, c)))
-            .filter(|(id, c)| !(Some(**id) == ghost && c.session == session))
-            .map(|(id, c)| c.member(*id))
+            // The ghost (of another node: the same user said so).
+            .filter(|id| {
+                !(Some(**id) == ghost && conns.get(id).is_none_or(|c| c.session == session))
+            })
+            .filter_map(|id| member_of(conns, remote, *id))
             .collect();
         let hands = live.hands.iter().map(|s| s.to_string()).collect();
-        Ok(Joined {
+        let joined = Joined {
             me,
             peers,
             hands,
             already,
             media: if live.through_server { "sfu" } else { "mesh" },
             switched,
-        })
+        };
+        self.touched(&state, sid);
+        Ok(joined)
     }
 
     /// Whether a call of `size` goes through the media server, by
@@ -281,7 +290,9 @@ impl Hub {
         }
         socket.leave(call_group(room));
         self.end_media(sid, room);
-        Ok(conn.member(sid))
+        let member = conn.member(sid);
+        self.touched(&state, sid);
+        Ok(member)
     }
 
     /// Raises or lowers `sid`'s hand in the call of `room`; returns the
@@ -317,7 +328,11 @@ impl Hub {
                 live.hands.retain(|id| *id != sid);
             }
         }
-        Ok((live.hands.iter().map(|s| s.to_string()).collect(), changed))
+        let hands = live.hands.iter().map(|s| s.to_string()).collect();
+        if changed {
+            self.touched(state, sid);
+        }
+        Ok((hands, changed))
     }
 
     /// Admits a reaction of `sid` in the call of `room`: one per
@@ -382,13 +397,20 @@ impl Hub {
         self.state.lock().conns.get(&sid).map(|c| c.user.clone())
     }
 
-    /// True when `a` and `b` are in the same call.
+    /// True when `a` (of this node) and `b` (of any node) are in the same call.
     pub fn share_call(&self, a: Sid, b: Sid) -> bool {
         let state = self.state.lock();
-        match (state.conns.get(&a), state.conns.get(&b)) {
-            (Some(x), Some(y)) => x.calls.iter().any(|room| y.calls.contains(room)),
-            _ => false,
-        }
+        let Some(x) = state.conns.get(&a) else {
+            return false;
+        };
+        let theirs = match state.conns.get(&b) {
+            Some(y) => &y.calls,
+            None => match state.remote.get(&b) {
+                Some(r) => &r.presence.calls,
+                None => return false,
+            },
+        };
+        x.calls.iter().any(|room| theirs.contains(room))
     }
 }
 

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::signaling::SocketRef;
 use parking_lot::Mutex;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
 
@@ -31,6 +31,7 @@ use crate::store::{RoomMeta, Session, SessionKey, Store};
 mod admin;
 mod calls;
 mod moderation;
+mod remote;
 
 pub use admin::{LiveCounts, MemberDetail};
 pub use calls::{Joined, MEDIA_PARK, MESH_CALL_MAX};
@@ -104,8 +105,40 @@ struct LiveRoom {
     speakers: Vec<String>,
 }
 
+/// A connection of another node, as its node last said.
+struct Remote {
+    node: String,
+    presence: crate::cluster::Presence,
+}
+
+impl Remote {
+    fn member(&self, sid: Sid) -> Member {
+        Member {
+            id: sid.to_string(),
+            user: self.presence.user.clone(),
+            nickname: self.presence.nickname.clone(),
+            was: self.presence.was.clone(),
+        }
+    }
+}
+
+/// The member `sid`, of this node or another.
+fn member_of(
+    conns: &HashMap<Sid, Conn>,
+    remote: &HashMap<Sid, Remote>,
+    sid: Sid,
+) -> Option<Member> {
+    match conns.get(&sid) {
+        Some(c) => Some(c.member(sid)),
+        None => remote.get(&sid).map(|r| r.member(sid)),
+    }
+}
+
 struct State {
+    /// This node's connections.
     conns: HashMap<Sid, Conn>,
+    /// The other nodes' connections (empty when alone).
+    remote: HashMap<Sid, Remote>,
     rooms: HashMap<String, LiveRoom>,
     /// The public room list, updated with every count and activity change.
     directory: Directory,
@@ -117,6 +150,8 @@ struct State {
 pub struct Hub {
     pub config: Arc<Config>,
     pub store: Store,
+    /// Live membership shared with the other nodes (does nothing alone).
+    pub roster: Arc<crate::cluster::Roster>,
     pub metrics: Arc<Metrics>,
     /// The built-in relay, when enabled.
     pub relay: Option<Arc<crate::relay::Relay>>,
@@ -174,7 +209,7 @@ impl Left {
     /// someone else).
     pub async fn announce(
         &self,
-        to: impl Fn(String) -> socketioxide::operators::BroadcastOperators,
+        to: impl Fn(String) -> crate::signaling::BroadcastOperators,
         why: Departure,
     ) {
         let room = self.room.as_str();
@@ -207,6 +242,7 @@ impl Hub {
         known_rooms: &[RoomMeta],
         metrics: Arc<Metrics>,
         relay: Option<Arc<crate::relay::Relay>>,
+        roster: Arc<crate::cluster::Roster>,
     ) -> Self {
         let mut directory = Directory::new(
             (config.rooms.active_window_secs as i64).saturating_mul(1000),
@@ -224,6 +260,7 @@ impl Hub {
             store,
             metrics,
             relay,
+            roster,
             relay_error: None,
             sfu: None,
             sfu_error: None,
@@ -245,6 +282,7 @@ impl Hub {
             config,
             state: Mutex::new(State {
                 conns: HashMap::new(),
+                remote: HashMap::new(),
                 rooms: HashMap::new(),
                 directory,
                 lobby: HashMap::new(),
@@ -371,11 +409,16 @@ impl Hub {
         self.store.set_nickname(&key, nickname).await?;
         let mut state = self.state.lock();
         let mut updates = Vec::new();
+        let mut changed = Vec::new();
         for (id, conn) in state.conns.iter_mut().filter(|(_, c)| c.session == key) {
             conn.nickname = nickname.to_string();
+            changed.push(*id);
             for room in &conn.rooms {
                 updates.push((room.clone(), conn.member(*id)));
             }
+        }
+        for id in changed {
+            self.touched(&state, id);
         }
         Ok(updates)
     }
@@ -417,6 +460,7 @@ impl Hub {
         };
         let State {
             conns,
+            remote,
             rooms,
             directory,
             ..
@@ -436,8 +480,11 @@ impl Hub {
         let members = live
             .members
             .iter()
-            .filter_map(|id| conns.get(id).map(|c| c.member(*id)))
+            .filter_map(|id| member_of(conns, remote, *id))
             .collect::<Vec<_>>();
+        if !already {
+            self.touched(&state, sid);
+        }
         Ok(Entered {
             already,
             member,
@@ -482,6 +529,18 @@ impl Hub {
     /// `dropped`: the connection went away without leaving (its media
     /// session is kept a while for its return, see `park_media`).
     fn leave_locked(&self, state: &mut State, sid: Sid, room: &str, dropped: bool) -> Option<Left> {
+        let left = self.leave_locked_quietly(state, sid, room, dropped)?;
+        self.touched(state, sid);
+        Some(left)
+    }
+
+    fn leave_locked_quietly(
+        &self,
+        state: &mut State,
+        sid: Sid,
+        room: &str,
+        dropped: bool,
+    ) -> Option<Left> {
         let State {
             conns,
             rooms,
@@ -544,9 +603,10 @@ impl Hub {
             .unwrap_or_default();
         let left = rooms
             .iter()
-            .filter_map(|room| self.leave_locked(&mut state, sid, room, dropped))
+            .filter_map(|room| self.leave_locked_quietly(&mut state, sid, room, dropped))
             .collect();
         state.conns.remove(&sid);
+        self.roster.gone(&sid.to_string());
         left
     }
 
@@ -605,7 +665,7 @@ impl Hub {
     /// relay's; `cert_expiry_secs` when HTTPS is on.
     pub async fn exposition(
         &self,
-        io: &socketioxide::SocketIo,
+        io: &crate::signaling::SocketIo,
         cert_expiry_secs: Option<i64>,
     ) -> String {
         let (ws, polling) = super::connections_by_transport(io);

@@ -11,9 +11,9 @@
 //! The lobby itself (who waits now) is live state: a waiting connection that
 //! goes away simply leaves it.
 
+use crate::signaling::SocketIo;
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
 use super::{Hub, State, call_group, chat_group, gone, now_ms};
@@ -390,7 +390,9 @@ impl Hub {
                         live.hands.retain(|id| *id != to);
                     }
                     self.end_media(to, room);
-                    conn.member(to)
+                    let member = conn.member(to);
+                    self.touched(&state, to);
+                    member
                 };
                 if let Some(s) = io.get_socket(to) {
                     s.leave(call_group(room));

@@ -1,0 +1,533 @@
+//! Live membership across nodes: who is connected where, in which rooms and
+//! calls, kept in Redis and followed by every node.
+//!
+//! Each node owns its own connections: it writes each one's [`Presence`]
+//! to its hash in Redis (`<cluster>:conns:<node>`) and announces the change
+//! on the `<cluster>:roster` channel, in the order the changes happened (one
+//! queue, one writer). Every node subscribes to the channel and keeps a copy
+//! of the others' connections, which the hub merges with its own to answer
+//! member lists, counts and call checks without asking Redis.
+//!
+//! A node proves it is alive with a key that expires ([`NODE_TTL`]),
+//! renewed every [`HEARTBEAT`]. When a node's key is gone, any other node
+//! drops its connections (in Redis, and from every node's copy with a
+//! message): a node that died leaves every count within `NODE_TTL +
+//! HEARTBEAT`. A node only judges others after its own Redis has worked for
+//! a whole `NODE_TTL`, so the nodes coming back from a Redis outage do not
+//! bury each other.
+//!
+//! Redis unavailable: changes cannot be written; the node notes that it is
+//! behind, and once Redis answers again it writes its whole state anew,
+//! announces it, and reloads everyone else's (the hub tells its own clients
+//! what changed meanwhile).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use socketioxide_redis::drivers::Driver;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::bus::{Bus, RedisBus};
+
+/// How often a node renews its liveness key and looks at the others'.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a node's liveness key lives without renewal: a node silent this
+/// long is taken for dead.
+pub const NODE_TTL: Duration = Duration::from_secs(5);
+
+/// The longest a request waits for its membership change to be written.
+const SETTLE_MAX: Duration = Duration::from_secs(3);
+
+/// One connection as the other nodes see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user: String,
+    pub nickname: String,
+    /// Its socket id before a reconnect, as it said when joining a call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was: Option<String>,
+    /// Rooms it is in, in the order it entered them.
+    #[serde(default)]
+    pub rooms: Vec<String>,
+    /// Rooms whose call it is in.
+    #[serde(default)]
+    pub calls: Vec<String>,
+    /// Rooms whose call it raised its hand in.
+    #[serde(default)]
+    pub hands: Vec<String>,
+}
+
+/// Another node's connections, by socket id.
+pub type NodeConns = HashMap<String, Presence>;
+
+/// What the hub learns of the other nodes.
+#[derive(Debug)]
+pub enum RosterEvent {
+    /// Everything known of the other nodes, replacing what was known (at
+    /// start, and after Redis came back).
+    Snapshot(HashMap<String, NodeConns>),
+    /// One node's connections, replacing what was known of it (empty: the
+    /// node is gone, or restarted).
+    Node { node: String, conns: NodeConns },
+    /// A connection of another node changed.
+    Set {
+        node: String,
+        sid: String,
+        presence: Presence,
+    },
+    /// A connection of another node closed.
+    Gone { node: String, sid: String },
+}
+
+/// A message on the roster channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+enum Wire {
+    Set {
+        node: String,
+        sid: String,
+        p: Presence,
+    },
+    Gone {
+        node: String,
+        sid: String,
+    },
+    Full {
+        node: String,
+        conns: NodeConns,
+    },
+}
+
+enum Change {
+    Set(String, Presence),
+    Gone(String),
+    /// Write this node's whole state anew (after an outage, and at start).
+    Rewrite,
+}
+
+/// This node's side of the roster: the queue of its changes, and what it
+/// has written.
+pub struct Roster {
+    node: String,
+    /// `None` alone: changes go nowhere.
+    redis: Option<Shared>,
+}
+
+struct Shared {
+    bus: RedisBus,
+    prefix: String,
+    queue: mpsc::UnboundedSender<Change>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+    /// This node's connections as last put: rewritten whole after an outage.
+    local: Mutex<NodeConns>,
+    /// Changes queued so far, and written (or given up on) so far.
+    queued: AtomicU64,
+    written: watch::Sender<u64>,
+    /// Redis may not have this node's state (at start, after a failed
+    /// write, after another node dropped it): it must be rewritten whole.
+    behind: AtomicBool,
+    /// A rewrite is in the queue.
+    rewrite_queued: AtomicBool,
+    /// Since when Redis has answered without a failure.
+    healthy_since: Mutex<Option<Instant>>,
+}
+
+/// The roster could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("a roster entry that is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Roster {
+    /// The roster of `node` in the cluster `prefix` on `bus` (nothing alone).
+    pub fn new(bus: &Bus, prefix: &str, node: &str) -> Roster {
+        let redis = match bus {
+            Bus::Alone => None,
+            Bus::Redis(bus) => {
+                let (queue, receiver) = mpsc::unbounded_channel();
+                Some(Shared {
+                    bus: bus.clone(),
+                    prefix: prefix.to_string(),
+                    queue,
+                    receiver: Mutex::new(Some(receiver)),
+                    local: Mutex::new(HashMap::new()),
+                    queued: AtomicU64::new(0),
+                    written: watch::channel(0).0,
+                    behind: AtomicBool::new(true),
+                    rewrite_queued: AtomicBool::new(false),
+                    healthy_since: Mutex::new(None),
+                })
+            }
+        };
+        Roster {
+            node: node.to_string(),
+            redis,
+        }
+    }
+
+    /// Whether other nodes may exist.
+    pub fn is_clustered(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Queues the new state of one of this node's connections (cheap; fine
+    /// under a lock: the write happens in [`Roster::run`]).
+    pub fn put(&self, sid: &str, presence: Presence) {
+        if let Some(r) = &self.redis {
+            r.local.lock().insert(sid.to_string(), presence.clone());
+            r.queued.fetch_add(1, Ordering::SeqCst);
+            let _ = r.queue.send(Change::Set(sid.to_string(), presence));
+        }
+    }
+
+    /// Queues the end of one of this node's connections.
+    pub fn gone(&self, sid: &str) {
+        if let Some(r) = &self.redis {
+            r.local.lock().remove(sid);
+            r.queued.fetch_add(1, Ordering::SeqCst);
+            let _ = r.queue.send(Change::Gone(sid.to_string()));
+        }
+    }
+
+    /// Waits until the changes queued so far are written (or given up on),
+    /// so that what a request then broadcasts reaches the other nodes after
+    /// the membership it depends on.
+    pub async fn settled(&self) {
+        let Some(r) = &self.redis else { return };
+        let target = r.queued.load(Ordering::SeqCst);
+        let mut written = r.written.subscribe();
+        // Bounded: a writer stuck on Redis (or stopped) must not hold requests.
+        let _ = tokio::time::timeout(SETTLE_MAX, written.wait_for(|w| *w >= target)).await;
+    }
+
+    /// Whether Redis answers now (always true alone).
+    pub fn healthy(&self) -> bool {
+        self.redis
+            .as_ref()
+            .is_none_or(|r| r.healthy_since.lock().is_some())
+    }
+
+    /// Writes this node's changes, follows the others' and watches who is
+    /// alive, until `shutdown`; what it learns goes to `events`. Alone it
+    /// returns at once.
+    pub async fn run(
+        self: Arc<Self>,
+        events: mpsc::UnboundedSender<RosterEvent>,
+        shutdown: CancellationToken,
+    ) {
+        let Some(r) = &self.redis else { return };
+        let Some(receiver) = r.receiver.lock().take() else {
+            return;
+        };
+        let channel = format!("{}:roster", r.prefix);
+        // Subscribe before reading anything, so no change falls between.
+        let mut stream = loop {
+            match Bus::Redis(r.bus.clone())
+                .subscribe(channel.clone(), 4096)
+                .await
+            {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot follow the cluster's roster yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(HEARTBEAT) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        };
+        let writer = tokio::spawn(self.clone().write(receiver, shutdown.clone()));
+        // What the others have must be read (at start, and after an outage).
+        let mut stale = true;
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some((_, body)) = message else {
+                        tracing::error!("the roster subscription ended");
+                        break;
+                    };
+                    match serde_json::from_slice::<Wire>(&body) {
+                        Ok(wire) => self.received(r, wire, &events),
+                        Err(e) => tracing::warn!(error = %e, "a roster message that is not ours"),
+                    }
+                }
+                _ = beat.tick() => self.heartbeat(r, &mut stale, &events).await,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        writer.abort();
+        // A node that stops cleanly leaves at once instead of at its TTL.
+        let mut conn = r.bus.conn();
+        let _ = redis::pipe()
+            .del(self.conns_key(r, &self.node))
+            .del(self.alive_key(r, &self.node))
+            .srem(format!("{}:nodes", r.prefix), &self.node)
+            .publish(
+                &channel,
+                serde_json::to_vec(&Wire::Full {
+                    node: self.node.clone(),
+                    conns: HashMap::new(),
+                })
+                .unwrap_or_default(),
+            )
+            .exec_async(&mut conn)
+            .await;
+    }
+
+    fn received(&self, r: &Shared, wire: Wire, events: &mpsc::UnboundedSender<RosterEvent>) {
+        let event = match wire {
+            Wire::Full { node, conns } if node == self.node => {
+                // Another node took this one for dead and dropped its
+                // connections: write them again.
+                if conns != *r.local.lock() {
+                    tracing::warn!(
+                        "another node dropped this node's connections; writing them again"
+                    );
+                    r.behind.store(true, Ordering::SeqCst);
+                }
+                return;
+            }
+            Wire::Set { node, .. } | Wire::Gone { node, .. } if node == self.node => return,
+            Wire::Set { node, sid, p } => RosterEvent::Set {
+                node,
+                sid,
+                presence: p,
+            },
+            Wire::Gone { node, sid } => RosterEvent::Gone { node, sid },
+            Wire::Full { node, conns } => RosterEvent::Node { node, conns },
+        };
+        let _ = events.send(event);
+    }
+
+    fn alive_key(&self, r: &Shared, node: &str) -> String {
+        format!("{}:alive:{node}", r.prefix)
+    }
+
+    fn conns_key(&self, r: &Shared, node: &str) -> String {
+        format!("{}:conns:{node}", r.prefix)
+    }
+
+    /// Writes the queued changes in order; a rewrite of the whole state in
+    /// its turn among them.
+    async fn write(
+        self: Arc<Self>,
+        mut receiver: mpsc::UnboundedReceiver<Change>,
+        shutdown: CancellationToken,
+    ) {
+        let Some(r) = &self.redis else { return };
+        let channel = format!("{}:roster", r.prefix);
+        let key = self.conns_key(r, &self.node);
+        let mut conn = r.bus.conn();
+        let mut done = 0u64;
+        loop {
+            let change = tokio::select! {
+                c = receiver.recv() => match c {
+                    Some(c) => c,
+                    None => return,
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            let wire = match change {
+                Change::Rewrite => {
+                    // Everything put so far is in `local`, the changes
+                    // skipped while behind included.
+                    let local = r.local.lock().clone();
+                    let mut pipe = redis::pipe();
+                    pipe.atomic().del(&key).ignore();
+                    for (sid, p) in &local {
+                        pipe.hset(&key, sid, serde_json::to_string(p).unwrap_or_default())
+                            .ignore();
+                    }
+                    let full = Wire::Full {
+                        node: self.node.clone(),
+                        conns: local,
+                    };
+                    pipe.publish(&channel, serde_json::to_vec(&full).unwrap_or_default())
+                        .ignore();
+                    match pipe.exec_async(&mut conn).await {
+                        Ok(()) => {
+                            r.behind.store(false, Ordering::SeqCst);
+                            tracing::info!(node = %self.node, "this node's members are written to Redis");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot write this node's members to Redis yet");
+                        }
+                    }
+                    r.rewrite_queued.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                // While behind, single changes are pointless: the rewrite
+                // after the outage carries them.
+                _ if r.behind.load(Ordering::SeqCst) => None,
+                Change::Set(sid, p) => Some((
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(&sid)
+                        .arg(serde_json::to_string(&p).unwrap_or_default())
+                        .clone(),
+                    Wire::Set {
+                        node: self.node.clone(),
+                        sid,
+                        p,
+                    },
+                )),
+                Change::Gone(sid) => Some((
+                    redis::cmd("HDEL").arg(&key).arg(&sid).clone(),
+                    Wire::Gone {
+                        node: self.node.clone(),
+                        sid,
+                    },
+                )),
+            };
+            done += 1;
+            if let Some((command, wire)) = wire {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .add_command(command)
+                    .ignore()
+                    .publish(&channel, serde_json::to_vec(&wire).unwrap_or_default())
+                    .ignore();
+                if let Err(e) = pipe.exec_async(&mut conn).await {
+                    tracing::warn!(error = %e, "a membership change could not reach Redis; it is written again when Redis answers");
+                    r.behind.store(true, Ordering::SeqCst);
+                }
+            }
+            r.written.send_replace(done);
+        }
+    }
+
+    /// Renews this node's key; after an outage (or at start) has this
+    /// node's state rewritten and reloads the others'; drops the nodes whose
+    /// key expired.
+    async fn heartbeat(
+        &self,
+        r: &Shared,
+        stale: &mut bool,
+        events: &mpsc::UnboundedSender<RosterEvent>,
+    ) {
+        let mut conn = r.bus.conn();
+        let renewed: Result<(), redis::RedisError> = redis::pipe()
+            .cmd("SET")
+            .arg(self.alive_key(r, &self.node))
+            .arg(env!("CARGO_PKG_VERSION"))
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64)
+            .ignore()
+            .sadd(format!("{}:nodes", r.prefix), &self.node)
+            .ignore()
+            .exec_async(&mut conn)
+            .await;
+        if let Err(e) = renewed {
+            if r.healthy_since.lock().take().is_some() {
+                tracing::warn!(error = %e, "Redis does not answer: this node cannot see the other nodes' members meanwhile");
+            }
+            r.behind.store(true, Ordering::SeqCst);
+            *stale = true;
+            return;
+        }
+        let since = *r.healthy_since.lock().get_or_insert_with(Instant::now);
+        if r.behind.load(Ordering::SeqCst) && !r.rewrite_queued.swap(true, Ordering::SeqCst) {
+            let _ = r.queue.send(Change::Rewrite);
+        }
+        if *stale {
+            match self.others(r, &mut conn).await {
+                Ok(others) => {
+                    *stale = false;
+                    let _ = events.send(RosterEvent::Snapshot(others));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the other nodes' members yet");
+                    return;
+                }
+            }
+        }
+        if since.elapsed() >= NODE_TTL
+            && let Err(e) = self.bury_dead(r, &mut conn, events).await
+        {
+            tracing::warn!(error = %e, "cannot check the other nodes");
+        }
+    }
+
+    /// The other nodes' connections, as Redis has them.
+    async fn others(
+        &self,
+        r: &Shared,
+        conn: &mut ConnectionManager,
+    ) -> Result<HashMap<String, NodeConns>, RosterError> {
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:nodes", r.prefix))
+            .query_async(conn)
+            .await?;
+        let mut others = HashMap::new();
+        for node in nodes.into_iter().filter(|n| *n != self.node) {
+            let entries: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(self.conns_key(r, &node))
+                .query_async(conn)
+                .await?;
+            let mut conns = NodeConns::new();
+            for (sid, json) in entries {
+                conns.insert(sid, serde_json::from_str(&json)?);
+            }
+            others.insert(node, conns);
+        }
+        Ok(others)
+    }
+
+    /// Drops the nodes whose liveness key expired: from Redis, and from
+    /// every node's copy (a message, which this node also acts on).
+    async fn bury_dead(
+        &self,
+        r: &Shared,
+        conn: &mut ConnectionManager,
+        events: &mpsc::UnboundedSender<RosterEvent>,
+    ) -> Result<(), RosterError> {
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:nodes", r.prefix))
+            .query_async(conn)
+            .await?;
+        let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = others.iter().map(|n| self.alive_key(r, n)).collect();
+        let alive: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+        for (node, alive) in others.iter().zip(alive) {
+            if alive.is_some() {
+                continue;
+            }
+            tracing::warn!(node = %node, "a node stopped answering; its connections are dropped");
+            let gone = Wire::Full {
+                node: node.clone(),
+                conns: HashMap::new(),
+            };
+            redis::pipe()
+                .atomic()
+                .del(self.conns_key(r, node))
+                .srem(format!("{}:nodes", r.prefix), node)
+                .publish(format!("{}:roster", r.prefix), serde_json::to_vec(&gone)?)
+                .exec_async(conn)
+                .await?;
+            let _ = events.send(RosterEvent::Node {
+                node: node.clone(),
+                conns: HashMap::new(),
+            });
+        }
+        Ok(())
+    }
+}

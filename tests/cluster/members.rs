@@ -1,0 +1,154 @@
+//! Live membership across nodes: member lists, counts, the room list,
+//! nicknames, and call signaling addressed by socket id.
+
+use serde_json::{Value, json};
+
+use crate::common::{WAIT, connect};
+use crate::support::Cluster;
+
+/// The names in an `enter_room` ack's member list.
+fn names(entered: &Value) -> Vec<String> {
+    let mut names: Vec<String> = entered["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["nickname"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until `node`'s room list says `room` has `count` members.
+async fn listed(cluster: &Cluster, node: usize, room: &str, count: u64) {
+    let client = connect(cluster.base(node), None).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = client.ok("rooms", &[]).await;
+        let found = list["rooms"]
+            .as_array()
+            .and_then(|rooms| rooms.iter().find(|r| r["name"] == json!(room)))
+            .and_then(|r| r["count"].as_u64());
+        if found == Some(count) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {node} lists `{room}` with {found:?} members, not {count}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_counts_and_nicknames_are_the_clusters() {
+    let Some(cluster) = Cluster::start("members across nodes", 3).await else {
+        return;
+    };
+    let mut ann = connect(cluster.base(0), None).await;
+    let ben = connect(cluster.base(1), None).await;
+    ann.ok("nickname", &[json!("Ann")]).await;
+    ben.ok("nickname", &[json!("Ben")]).await;
+    ann.enter("meet").await;
+    let entered = ben.enter("meet").await;
+    assert_eq!(entered["count"], json!(2), "{entered}");
+    assert_eq!(names(&entered), ["Ann", "Ben"]);
+    let welcome = ann.event("welcome").await;
+    assert_eq!(welcome.args[1]["nickname"], json!("Ben"));
+    assert_eq!(welcome.args[2], json!(2));
+    // Every node's room list counts both.
+    for node in 0..3 {
+        listed(&cluster, node, "meet", 2).await;
+    }
+
+    // A nickname changed on node 1 reaches node 0, and a newcomer on node 2
+    // sees it in the member list.
+    ben.ok("nickname", &[json!("Benjamin")]).await;
+    let update = ann.event("member_update").await;
+    assert_eq!(update.args[1]["nickname"], json!("Benjamin"));
+    let cat = connect(cluster.base(2), None).await;
+    cat.ok("nickname", &[json!("Cat")]).await;
+    let entered = cat.enter("meet").await;
+    assert_eq!(names(&entered), ["Ann", "Benjamin", "Cat"]);
+
+    // Leaving on node 1: node 0 hears `bye`, and every count drops.
+    ben.ok("leave_room", &[json!("meet")]).await;
+    let bye = ann.event("bye").await;
+    assert_eq!(bye.args[1]["nickname"], json!("Benjamin"));
+    assert_eq!(bye.args[2], json!(2));
+    for node in 0..3 {
+        listed(&cluster, node, "meet", 2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_call_signals_across_nodes() {
+    let Some(cluster) = Cluster::start("a call across nodes", 2).await else {
+        return;
+    };
+    let mut ann = connect(cluster.base(0), None).await;
+    let mut ben = connect(cluster.base(1), None).await;
+    ann.enter("call").await;
+    ben.enter("call").await;
+    ann.ok("join_call", &[json!("call")]).await;
+    let joined = ben.ok("join_call", &[json!("call")]).await;
+    let peers = joined["peers"].as_array().expect("peers");
+    assert_eq!(peers.len(), 1, "{joined}");
+    let ann_id = peers[0]["id"].as_str().expect("id").to_string();
+    let peer = ann.event("peer_joined").await;
+    let ben_id = peer.args[1]["id"].as_str().expect("id").to_string();
+
+    // Offer, answer and ICE go from one node to the other, stamped `from`.
+    let offer = json!({ "type": "offer", "sdp": "v=0 from ben" });
+    ben.ok("offer", &[json!({ "to": ann_id, "description": offer })])
+        .await;
+    let got = ann.event("offer").await;
+    assert_eq!(got.args[0]["from"], json!(ben_id));
+    assert_eq!(got.args[0]["description"], offer);
+    let answer = json!({ "type": "answer", "sdp": "v=0 from ann" });
+    ann.ok("answer", &[json!({ "to": ben_id, "description": answer })])
+        .await;
+    let got = ben.event("answer").await;
+    assert_eq!(got.args[0]["from"], json!(ann_id));
+    ann.ok("ice", &[json!({ "to": ben_id, "candidate": null })])
+        .await;
+    assert_eq!(ben.event("ice").await.args[0]["from"], json!(ann_id));
+
+    // Someone of another node who is not in the call cannot be signaled.
+    let cat = connect(cluster.base(1), None).await;
+    cat.enter("call").await;
+    let cat_id = loop {
+        // (Ben's own `welcome` may still be queued.)
+        let w = ann.event("welcome").await;
+        let id = w.args[1]["id"].as_str().expect("id").to_string();
+        if id != ben_id {
+            break id;
+        }
+    };
+    ann.err(
+        "offer",
+        &[json!({ "to": cat_id, "description": offer })],
+        "not_in_call",
+    )
+    .await;
+
+    // A raised hand on node 1 is in the hands node 0 gives a newcomer.
+    ben.ok("raise_hand", &[json!("call"), json!({ "raised": true })])
+        .await;
+    let hands = ann.event("hands").await;
+    assert_eq!(hands.args[1]["hands"], json!([ben_id]));
+    cat.ok("leave_room", &[json!("call")]).await;
+    let dan = connect(cluster.base(0), None).await;
+    dan.enter("call").await;
+    let joined = dan.ok("join_call", &[json!("call")]).await;
+    assert_eq!(joined["hands"], json!([ben_id]), "{joined}");
+    assert_eq!(
+        joined["peers"].as_array().map(Vec::len),
+        Some(2),
+        "{joined}"
+    );
+
+    // Leaving the call on node 1: node 0 hears `peer_left`.
+    ben.ok("leave_call", &[json!("call")]).await;
+    let left = ann.event("peer_left").await;
+    assert_eq!(left.args[1]["id"], json!(ben_id));
+}
