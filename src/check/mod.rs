@@ -5,9 +5,11 @@
 //! the certificate (readable, parses, key matches, expiry, names), the data
 //! directory, the listen ports and the relay (started on its configured ports
 //! and self-tested, or, when a running noom holds them, that server's
-//! `/api/relay/self-test`). Each finding is ok, warn or FAIL, with a fix.
+//! `/api/relay/self-test`), and Redis for several nodes. Each finding is ok,
+//! warn or FAIL, with a fix.
 
 mod certs;
+mod cluster;
 mod data;
 mod network;
 
@@ -24,7 +26,7 @@ pub enum Level {
 #[derive(Debug, Clone)]
 pub struct Finding {
     pub level: Level,
-    /// What was checked: `config`, `https`, `certificate`, `data`, `ports`, `relay`.
+    /// What was checked: `config`, `https`, `certificate`, `data`, `ports`, `relay`, `cluster`.
     pub area: &'static str,
     pub message: String,
     /// How to fix it, when not ok.
@@ -101,5 +103,6 @@ pub async fn run(config: &Config, origin: &str) -> Vec<Finding> {
     let noom_running = network::check_ports(config, &at, in_use, &mut r).await;
     data::check_store(config, &at, in_use, noom_running, &mut r).await;
     network::check_relay(config, &at, noom_running, &mut r).await;
+    cluster::check_cluster(config, &mut r).await;
     r.0
 }

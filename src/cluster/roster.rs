@@ -42,6 +42,29 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// long is taken for dead.
 pub const NODE_TTL: Duration = Duration::from_secs(5);
 
+/// The nodes of the cluster `prefix` whose liveness key is there now.
+pub async fn live_nodes(bus: &RedisBus, prefix: &str) -> Result<Vec<String>, RosterError> {
+    let mut conn = bus.conn();
+    let mut nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:nodes"))
+        .query_async(&mut conn)
+        .await?;
+    if nodes.is_empty() {
+        return Ok(nodes);
+    }
+    nodes.sort();
+    let keys: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{prefix}:alive:{n}"))
+        .collect();
+    let alive: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+    Ok(nodes
+        .into_iter()
+        .zip(alive)
+        .filter_map(|(n, a)| a.map(|_| n))
+        .collect())
+}
+
 /// The longest a request waits for its membership change to be written.
 const SETTLE_MAX: Duration = Duration::from_secs(3);
 
@@ -212,6 +235,11 @@ impl Roster {
         let mut written = r.written.subscribe();
         // Bounded: a writer stuck on Redis (or stopped) must not hold requests.
         let _ = tokio::time::timeout(SETTLE_MAX, written.wait_for(|w| *w >= target)).await;
+    }
+
+    /// The Redis server's address (`None` alone).
+    pub fn redis_address(&self) -> Option<&str> {
+        self.redis.as_ref().map(|r| r.bus.address.as_str())
     }
 
     /// Whether Redis answers now (always true alone).

@@ -133,7 +133,28 @@ pub async fn healthz(State(web): State<Web>) -> Response {
             )
         }
     };
-    let up = store.ok() && relay_ok && sfu_ok && tls_ok;
+    // Several nodes: Redis must answer, or this node serves its visitors
+    // apart from the others'.
+    let roster = &web.hub.roster;
+    let (cluster_ok, cluster) = match roster.redis_address() {
+        None => (true, json!({ "status": "off" })),
+        Some(redis) => {
+            let others = web.hub.other_nodes();
+            let healthy = roster.healthy();
+            let mut c = json!({
+                "status": if healthy { "ok" } else { "failing" },
+                "redis": redis,
+                "nodes": others.len() + 1,
+            });
+            if !healthy {
+                c["detail"] = json!(format!(
+                    "Redis at {redis} does not answer: this node's visitors do not see the other nodes'"
+                ));
+            }
+            (healthy, c)
+        }
+    };
+    let up = store.ok() && relay_ok && sfu_ok && tls_ok && cluster_ok;
     let mut body = json!({
         "status": if up { "ok" } else { "degraded" },
         "version": crate::VERSION,
@@ -142,6 +163,7 @@ pub async fn healthz(State(web): State<Web>) -> Response {
         "relay": relay,
         "sfu": sfu,
         "tls": tls,
+        "cluster": cluster,
     });
     if !store.ok() {
         body["store_detail"] = json!(store.detail);

@@ -13,4 +13,5 @@ mod common;
 mod support;
 
 mod chat;
+mod failover;
 mod members;

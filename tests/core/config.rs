@@ -135,7 +135,10 @@ fn unknown_keys_and_bad_values_name_the_key() {
         ("[cluster]\nname = \"Upper\"\n", "cluster.name"),
         ("[cluster]\nredis_url = \"http://x\"\n", "cluster.redis_url"),
         // A cluster shares one store and its secrets.
-        ("[cluster]\nredis_url = \"redis://127.0.0.1/\"\n", "store.backend"),
+        (
+            "[cluster]\nredis_url = \"redis://127.0.0.1/\"\n",
+            "store.backend",
+        ),
         (
             "[cluster]\nredis_url = \"redis://127.0.0.1/\"\n[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://a@b/c\"\n",
             "turn.secret",

@@ -114,9 +114,13 @@ impl Hub {
         out
     }
 
-    /// Members of other nodes now (for the admin page and tests).
-    pub fn remote_count(&self) -> usize {
-        self.state.lock().remote.len()
+    /// The other nodes this one knows of, with their connections' count.
+    pub fn other_nodes(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut nodes = std::collections::BTreeMap::new();
+        for r in self.state.lock().remote.values() {
+            *nodes.entry(r.node.clone()).or_insert(0) += 1;
+        }
+        nodes
     }
 }
 
