@@ -240,6 +240,7 @@ impl App {
                 shutdown.clone(),
             )),
             tokio::spawn(retention(hub.clone(), shutdown.clone())),
+            tokio::spawn(signaling::deliver_messages(hub.clone(), shutdown.clone())),
             tokio::spawn(signaling::deliver_late_messages(
                 hub.clone(),
                 io.clone(),

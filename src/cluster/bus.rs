@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -67,9 +68,32 @@ pub struct RedisBus {
     pub address: String,
     /// The server's version, as `INFO server` says it.
     pub version: String,
+    /// Redis does not answer (a command failed; the roster's heartbeat
+    /// says when it answers again): broadcasts stay on this node meanwhile
+    /// instead of each waiting for Redis to fail.
+    down: Arc<AtomicBool>,
+    /// Broadcasts that did not reach the other nodes.
+    dropped: Arc<AtomicU64>,
 }
 
 impl RedisBus {
+    /// Redis answered (`true`) or failed (`false`).
+    pub fn mark(&self, up: bool) {
+        let was_down = self.down.swap(!up, Ordering::SeqCst);
+        if up && was_down {
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            tracing::info!(
+                dropped,
+                "Redis answers again: broadcasts reach the other nodes"
+            );
+        }
+    }
+
+    /// Whether Redis is taken for unavailable.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
     /// A handle on the connection for commands (cheap: it is multiplexed).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
@@ -112,7 +136,10 @@ pub async fn connect(url: &str) -> Result<RedisBus, BusError> {
         .set_automatic_resubscription()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_max_delay(RECONNECT_DELAY_MAX);
+        .set_max_delay(RECONNECT_DELAY_MAX)
+        // A command fails soon while Redis is away (the heartbeat notices
+        // its return) rather than retrying for seconds.
+        .set_number_of_retries(2);
     let mut conn = ConnectionManager::new_with_config(client, config)
         .await
         .map_err(failed)?;
@@ -142,6 +169,8 @@ pub async fn connect(url: &str) -> Result<RedisBus, BusError> {
         handlers,
         address,
         version,
+        down: Arc::default(),
+        dropped: Arc::default(),
     })
 }
 
@@ -178,16 +207,29 @@ fn deliver(handlers: &Handlers, push: PushInfo) {
 impl Driver for Bus {
     type Error = BusError;
 
+    /// Never fails: the adapter would then skip this node's own sockets
+    /// too. While Redis is away, broadcasts reach this node's sockets only
+    /// (pub/sub would lose them anyway; clients fetch what they missed).
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), BusError> {
         match self {
             Bus::Alone => Ok(()),
             Bus::Redis(bus) => {
+                if bus.is_down() {
+                    bus.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 let mut conn = bus.conn.clone();
-                redis::cmd("PUBLISH")
+                if let Err(e) = redis::cmd("PUBLISH")
                     .arg(chan)
                     .arg(val)
                     .exec_async(&mut conn)
-                    .await?;
+                    .await
+                {
+                    bus.dropped.fetch_add(1, Ordering::Relaxed);
+                    if !bus.down.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(error = %e, "Redis does not answer: broadcasts stay on this node until it does");
+                    }
+                }
                 Ok(())
             }
         }

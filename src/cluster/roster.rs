@@ -160,6 +160,8 @@ struct Shared {
     rewrite_queued: AtomicBool,
     /// Since when Redis has answered without a failure.
     healthy_since: Mutex<Option<Instant>>,
+    /// When Redis last answered a heartbeat.
+    last_ok: Mutex<Option<Instant>>,
 }
 
 /// The roster could not be read or written.
@@ -189,6 +191,7 @@ impl Roster {
                     behind: AtomicBool::new(true),
                     rewrite_queued: AtomicBool::new(false),
                     healthy_since: Mutex::new(None),
+                    last_ok: Mutex::new(None),
                 })
             }
         };
@@ -244,9 +247,14 @@ impl Roster {
 
     /// Whether Redis answers now (always true alone).
     pub fn healthy(&self) -> bool {
-        self.redis
-            .as_ref()
-            .is_none_or(|r| r.healthy_since.lock().is_some())
+        // A heartbeat stuck on an unreachable Redis has not failed yet: its
+        // silence counts too.
+        self.redis.as_ref().is_none_or(|r| {
+            r.healthy_since.lock().is_some()
+                && r.last_ok
+                    .lock()
+                    .is_some_and(|at| at.elapsed() < HEARTBEAT * 3)
+        })
     }
 
     /// Writes this node's changes, follows the others' and watches who is
@@ -461,6 +469,7 @@ impl Roster {
             .ignore()
             .exec_async(&mut conn)
             .await;
+        r.bus.mark(renewed.is_ok());
         if let Err(e) = renewed {
             if r.healthy_since.lock().take().is_some() {
                 tracing::warn!(error = %e, "Redis does not answer: this node cannot see the other nodes' members meanwhile");
@@ -470,6 +479,7 @@ impl Roster {
             return;
         }
         let since = *r.healthy_since.lock().get_or_insert_with(Instant::now);
+        *r.last_ok.lock() = Some(Instant::now());
         if r.behind.load(Ordering::SeqCst) && !r.rewrite_queued.swap(true, Ordering::SeqCst) {
             let _ = r.queue.send(Change::Rewrite);
         }

@@ -209,12 +209,19 @@ pub async fn new_message(
         text,
         ts,
     };
-    // Delivered from the store's callback: in seq order, and only once durable.
+    // Delivered from the store's callback: in seq order, and only once
+    // durable. The delivery queue keeps that order without holding the store
+    // up while a broadcast goes out to the other nodes.
+    let deliveries = hub.deliveries.clone();
     let settled: Settled = Box::new(move |appended| {
         Box::pin(async move {
             if let Appended::Durable(message) = &appended {
-                let group = chat_group(&message.room);
-                let _ = sender.to(group).emit(events::NEW_MESSAGE, message).await;
+                let _ = deliveries
+                    .send(super::hub::Delivery {
+                        from: sender,
+                        message: message.clone(),
+                    })
+                    .await;
                 Metrics::add(&metrics.messages_relayed, speaker.recipients);
             }
             let _ = tx.send(appended);

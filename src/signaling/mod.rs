@@ -193,6 +193,34 @@ pub async fn follow_cluster(
     }
 }
 
+/// Delivers the stored messages to their rooms, in the order the store
+/// settled them, until `shutdown` (then what is queued still goes out).
+pub async fn deliver_messages(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let Some(mut queue) = hub.take_deliveries() else {
+        return;
+    };
+    drop(hub);
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            d = queue.recv() => match d {
+                Some(d) => d,
+                None => return,
+            },
+            _ = shutdown.cancelled() => match queue.try_recv() {
+                Ok(d) => d,
+                Err(_) => return,
+            },
+        };
+        let group = hub::chat_group(&delivery.message.room);
+        let _ = delivery
+            .from
+            .to(group)
+            .emit(events::NEW_MESSAGE, &delivery.message)
+            .await;
+    }
+}
+
 /// Delivers messages that the store found stored after their sender was told
 /// `unconfirmed` (its disk was full): to the whole room, the sender included,
 /// as ordinary `new_message` events (clients skip a seq they already have).

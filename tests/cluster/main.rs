@@ -15,3 +15,4 @@ mod support;
 mod chat;
 mod failover;
 mod members;
+mod outage;

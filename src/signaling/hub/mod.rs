@@ -184,7 +184,19 @@ pub struct Hub {
     parked: Arc<Mutex<HashMap<String, calls::Parked>>>,
     /// Held while a room's moderation record is read and written.
     moderating: tokio::sync::Mutex<()>,
+    /// Stored messages on their way to their rooms (see `deliver_messages`).
+    pub deliveries: tokio::sync::mpsc::Sender<Delivery>,
+    deliveries_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Delivery>>>,
 }
+
+/// A stored message to deliver to its room (but its sender), in order.
+pub struct Delivery {
+    pub from: SocketRef,
+    pub message: crate::store::Message,
+}
+
+/// Messages waiting for the delivery task: beyond this, the store waits.
+const DELIVERIES_MAX: usize = 65_536;
 
 /// The result of `enter`.
 pub struct Entered {
@@ -256,7 +268,10 @@ impl Hub {
                 directory.insert(&room.name, room.last_activity, room.last_seq > 0);
             }
         }
+        let (deliveries, deliveries_rx) = tokio::sync::mpsc::channel(DELIVERIES_MAX);
         Self {
+            deliveries,
+            deliveries_rx: Mutex::new(Some(deliveries_rx)),
             store,
             metrics,
             relay,
@@ -380,6 +395,11 @@ impl Hub {
             Some(conn) => conn.limiter.take(Instant::now()),
             None => Verdict::Refuse,
         }
+    }
+
+    /// The queue of messages to deliver, for the one task that delivers them.
+    pub fn take_deliveries(&self) -> Option<tokio::sync::mpsc::Receiver<Delivery>> {
+        self.deliveries_rx.lock().take()
     }
 
     /// Wakes the room-list broadcaster.
