@@ -89,6 +89,12 @@ impl App {
         } else {
             let bus = crate::cluster::bus::connect(&config.cluster.redis_url).await?;
             tracing::info!(redis = %bus.address, version = %bus.version, "connected to the cluster's Redis");
+            if config.call.mode != "mesh" {
+                tracing::warn!(
+                    "in a cluster, calls stay peer-to-peer (at most {} participants): the media server does not serve calls across nodes yet (docs/cluster.md)",
+                    crate::signaling::hub::MESH_CALL_MAX
+                );
+            }
             crate::cluster::Bus::Redis(bus)
         };
         let metrics = Arc::new(Metrics::default());
@@ -195,7 +201,7 @@ impl App {
         hub.sfu_error = sfu_error;
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
-        let (sio_layer, io) = signaling::layer(&hub, bus).await?;
+        let (sio_layer, io) = signaling::layer(&hub, bus.clone()).await?;
         let admin = match admin_password {
             Some(hash) => {
                 let admin = Arc::new(Admin::new(hub.clone(), io.clone(), hash, cert.clone()));
@@ -240,7 +246,12 @@ impl App {
                 shutdown.clone(),
             )),
             tokio::spawn(retention(hub.clone(), shutdown.clone())),
-            tokio::spawn(signaling::deliver_messages(hub.clone(), shutdown.clone())),
+            tokio::spawn(signaling::delivery::deliver_messages(
+                hub.clone(),
+                io.clone(),
+                bus.clone(),
+                shutdown.clone(),
+            )),
             tokio::spawn(signaling::deliver_late_messages(
                 hub.clone(),
                 io.clone(),

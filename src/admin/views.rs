@@ -275,10 +275,15 @@ impl Admin {
         let members = members
             .into_iter()
             .map(|member| {
-                let transport = Sid::from_str(&member.id)
+                let transport = match Sid::from_str(&member.id)
                     .ok()
                     .and_then(|sid| self.io.get_socket(sid))
-                    .map_or("gone", |s| transport_name(s.transport_type()));
+                {
+                    Some(s) => transport_name(s.transport_type()),
+                    // Another node's (its own admin page knows how).
+                    None if member.node != hub.roster.node() => "other node",
+                    None => "gone",
+                };
                 let media = sessions.remove(&member.id);
                 MemberRow {
                     member,

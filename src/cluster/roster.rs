@@ -85,6 +85,12 @@ pub struct Presence {
     /// Rooms whose call it raised its hand in.
     #[serde(default)]
     pub hands: Vec<String>,
+    /// Its client's address, for the admin page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// When it connected, ms since the Unix epoch.
+    #[serde(default)]
+    pub since: i64,
 }
 
 /// Another node's connections, by socket id.
@@ -433,9 +439,11 @@ impl Roster {
             };
             done += 1;
             if let Some((command, wire)) = wire {
+                // (No MULTI: the change and its announcement need no
+                // isolation, and a reconnection between MULTI and EXEC
+                // would fail the pair.)
                 let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .add_command(command)
+                pipe.add_command(command)
                     .ignore()
                     .publish(&channel, serde_json::to_vec(&wire).unwrap_or_default())
                     .ignore();

@@ -100,6 +100,10 @@ pub async fn enter_room(
     let password = password_option(&opts)?;
     let existing = hub.store.room(&room).await;
     let exists = existing.is_some();
+    // The delivery's order for this room starts after its last message (a
+    // first message from another node may otherwise pass one still on its
+    // way from a third).
+    hub.seed_order(&room, existing.as_ref().map_or(0, |m| m.last_seq) + 1);
     // A room with a password lets in only sessions that gave it.
     let protected = if exists {
         let protected = hub.room_access(s.id, &room, password.as_deref()).await?;
@@ -156,6 +160,11 @@ pub async fn enter_room(
         hub.rooms_changed();
     }
     let messages = hub.store.history(&room, query).await?;
+    // Those messages may still be on their way to the room (queued, or
+    // waiting for their order): this socket has them already.
+    if let Some(last) = messages.last() {
+        hub.handed_out(&room, s.id, last.seq);
+    }
     Ok(ok(json!({
         "room": room,
         "count": entered.count,

@@ -7,6 +7,7 @@
 
 mod call;
 mod chat;
+pub mod delivery;
 pub mod directory;
 pub mod hub;
 pub mod media;
@@ -190,34 +191,6 @@ pub async fn follow_cluster(
                 .emit(events::PEER_JOINED, &(room.as_str(), member))
                 .await;
         }
-    }
-}
-
-/// Delivers the stored messages to their rooms, in the order the store
-/// settled them, until `shutdown` (then what is queued still goes out).
-pub async fn deliver_messages(hub: Arc<Hub>, shutdown: CancellationToken) {
-    let Some(mut queue) = hub.take_deliveries() else {
-        return;
-    };
-    drop(hub);
-    loop {
-        let delivery = tokio::select! {
-            biased;
-            d = queue.recv() => match d {
-                Some(d) => d,
-                None => return,
-            },
-            _ = shutdown.cancelled() => match queue.try_recv() {
-                Ok(d) => d,
-                Err(_) => return,
-            },
-        };
-        let group = hub::chat_group(&delivery.message.room);
-        let _ = delivery
-            .from
-            .to(group)
-            .emit(events::NEW_MESSAGE, &delivery.message)
-            .await;
     }
 }
 

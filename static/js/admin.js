@@ -226,7 +226,7 @@ function renderRoom(detail) {
         ),
       );
       const tr = row([
-        m.nickname, m.user, m.id, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? t("admin.yes") : t("admin.no"),
+        m.nickname, m.user, m.id, m.node, m.transport, m.address ?? "—", time(m.connected_since), m.in_call ? t("admin.yes") : t("admin.no"),
         mediaText(m.media, names), actions,
       ]);
       tr.dataset.member = m.id;

@@ -152,3 +152,58 @@ async fn a_mesh_call_signals_across_nodes() {
     let left = ann.event("peer_left").await;
     assert_eq!(left.args[1]["id"], json!(ben_id));
 }
+
+/// The admin page of one node lists the members of every node, each with
+/// its node, and counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_sees_members_of_every_node() {
+    const TOKEN: &str = "cluster-admin-token-0123456789abcdef";
+    let Some(cluster) = Cluster::start_with("admin across nodes", 2, |c| {
+        c.admin.api_token = TOKEN.into();
+    })
+    .await
+    else {
+        return;
+    };
+    let mut ann = connect(cluster.base(0), None).await;
+    let ben = connect(cluster.base(1), None).await;
+    ann.ok("nickname", &[json!("Ann")]).await;
+    ben.ok("nickname", &[json!("Ben")]).await;
+    ann.enter("watched").await;
+    ben.enter("watched").await;
+    ann.event("welcome").await;
+    let detail: Value = reqwest::Client::new()
+        .get(format!("{}/admin/api/rooms/watched", cluster.base(0)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("admin API answers")
+        .json()
+        .await
+        .expect("JSON");
+    let mut rows: Vec<(String, String, String)> = detail["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["nickname"].as_str().unwrap_or_default().to_string(),
+                m["node"].as_str().unwrap_or_default().to_string(),
+                m["transport"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("Ann".to_string(), "n0".to_string(), "websocket".to_string()),
+            (
+                "Ben".to_string(),
+                "n1".to_string(),
+                "other node".to_string()
+            ),
+        ],
+        "{detail}"
+    );
+}

@@ -20,6 +20,8 @@ pub struct MemberDetail {
     /// ms since the Unix epoch.
     pub connected_since: i64,
     pub in_call: bool,
+    /// The node it is connected to.
+    pub node: String,
 }
 
 /// Members and call participants of a live room.
@@ -58,14 +60,27 @@ impl Hub {
         live.members
             .iter()
             .filter_map(|sid| {
-                let c = state.conns.get(sid)?;
+                let in_call = live.call.contains(sid);
+                if let Some(c) = state.conns.get(sid) {
+                    return Some(MemberDetail {
+                        id: sid.to_string(),
+                        user: c.user.clone(),
+                        nickname: c.nickname.clone(),
+                        address: c.addr.map(|a| a.to_string()),
+                        connected_since: c.since,
+                        in_call,
+                        node: self.roster.node().to_string(),
+                    });
+                }
+                let r = state.remote.get(sid)?;
                 Some(MemberDetail {
                     id: sid.to_string(),
-                    user: c.user.clone(),
-                    nickname: c.nickname.clone(),
-                    address: c.addr.map(|a| a.to_string()),
-                    connected_since: c.since,
-                    in_call: live.call.contains(sid),
+                    user: r.presence.user.clone(),
+                    nickname: r.presence.nickname.clone(),
+                    address: r.presence.addr.clone(),
+                    connected_since: r.presence.since,
+                    in_call,
+                    node: r.node.clone(),
                 })
             })
             .collect()

@@ -265,7 +265,10 @@ impl Hub {
     /// Whether a call of `size` goes through the media server, by
     /// `call.mode`; `now` is whether it already does (`auto` never goes back).
     fn media_for(&self, size: usize, now: bool) -> bool {
-        if self.sfu.is_none() {
+        // In a cluster every node has its own media server, and a call's
+        // participants may be on several nodes: calls stay in the mesh until
+        // a call's media is placed on one node (docs/cluster.md).
+        if self.sfu.is_none() || self.roster.is_clustered() {
             return false;
         }
         match self.config.call.mode.as_str() {

@@ -184,16 +184,30 @@ pub struct Hub {
     parked: Arc<Mutex<HashMap<String, calls::Parked>>>,
     /// Held while a room's moderation record is read and written.
     moderating: tokio::sync::Mutex<()>,
+    /// (room -> socket, seq, when): sockets that got a room's messages up
+    /// to `seq` with their `enter_room`, while later copies of those may
+    /// still be on their way (see `handed_out`).
+    handed: Mutex<HashMap<String, Vec<Handed>>>,
     /// Stored messages on their way to their rooms (see `deliver_messages`).
     pub deliveries: tokio::sync::mpsc::Sender<Delivery>,
     deliveries_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Delivery>>>,
+    /// (room, next seq): where a room's delivery order starts (see `seed_order`).
+    seeds: tokio::sync::mpsc::UnboundedSender<(String, u64)>,
+    seeds_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, u64)>>>,
 }
 
-/// A stored message to deliver to its room (but its sender), in order.
+/// A stored message to deliver to its room (but its sender), in order
+/// (see `delivery`).
 pub struct Delivery {
     pub from: SocketRef,
     pub message: crate::store::Message,
 }
+
+/// A socket that got a room's messages up to a seq, and when (see `handed_out`).
+type Handed = (Sid, u64, Instant);
+
+/// How long a socket's "already has up to seq" is kept (see `handed_out`).
+const HANDED_KEEP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Messages waiting for the delivery task: beyond this, the store waits.
 const DELIVERIES_MAX: usize = 65_536;
@@ -269,9 +283,13 @@ impl Hub {
             }
         }
         let (deliveries, deliveries_rx) = tokio::sync::mpsc::channel(DELIVERIES_MAX);
+        let (seeds, seeds_rx) = tokio::sync::mpsc::unbounded_channel();
         Self {
             deliveries,
             deliveries_rx: Mutex::new(Some(deliveries_rx)),
+            seeds,
+            seeds_rx: Mutex::new(Some(seeds_rx)),
+            handed: Mutex::new(HashMap::new()),
             store,
             metrics,
             relay,
@@ -395,6 +413,47 @@ impl Hub {
             Some(conn) => conn.limiter.take(Instant::now()),
             None => Verdict::Refuse,
         }
+    }
+
+    /// `sid` got `room`'s messages up to `seq` in an `enter_room` ack: the
+    /// delivery leaves it out of those (the contract: a client that
+    /// re-enters gets exactly what it missed, once).
+    pub fn handed_out(&self, room: &str, sid: Sid, seq: u64) {
+        self.handed
+            .lock()
+            .entry(room.to_string())
+            .or_default()
+            .push((sid, seq, Instant::now()));
+    }
+
+    /// The sockets that already have `room`'s message `seq` (see
+    /// `handed_out`); forgets those that cannot need it any more.
+    pub fn already_have(&self, room: &str, seq: u64) -> Vec<Sid> {
+        let mut handed = self.handed.lock();
+        let Some(list) = handed.get_mut(room) else {
+            return Vec::new();
+        };
+        // Deliveries go in seq order, a few seconds at most behind the store.
+        list.retain(|(_, upto, at)| *upto >= seq && at.elapsed() < HANDED_KEEP);
+        let out = list.iter().map(|(sid, _, _)| *sid).collect();
+        if list.is_empty() {
+            handed.remove(room);
+        }
+        out
+    }
+
+    /// Someone enters `room`, whose next message will have seq `next`: the
+    /// delivery starts its order there if it has none for the room (in a
+    /// cluster only: alone, the store's order is the delivery's).
+    pub fn seed_order(&self, room: &str, next: u64) {
+        if self.roster.is_clustered() {
+            let _ = self.seeds.send((room.to_string(), next));
+        }
+    }
+
+    /// Where rooms' delivery orders start, for the delivery task.
+    pub fn take_seeds(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, u64)>> {
+        self.seeds_rx.lock().take()
     }
 
     /// The queue of messages to deliver, for the one task that delivers them.

@@ -66,6 +66,8 @@ impl Hub {
                 rooms: conn.rooms.clone(),
                 calls: conn.calls.clone(),
                 hands,
+                addr: conn.addr.map(|a| a.to_string()),
+                since: conn.since,
             },
         );
     }
@@ -162,6 +164,8 @@ fn set_remote(
         rooms: Vec::new(),
         calls: Vec::new(),
         hands: Vec::new(),
+        addr: None,
+        since: 0,
     };
     let old = before.clone().unwrap_or_else(|| empty.clone());
     let new = presence.clone().unwrap_or_else(|| empty.clone());

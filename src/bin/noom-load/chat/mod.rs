@@ -45,9 +45,11 @@ const TEXT_TAG: &str = "nl";
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
-    /// Base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    url: String,
+    /// Base URL of the server; several, comma-separated, for the nodes of a
+    /// cluster: member `i` connects to URL `i mod n`, so every room has
+    /// members on every node, and the server figures add the nodes up.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3000")]
+    url: Vec<String>,
     /// Number of rooms.
     #[arg(long, default_value_t = 20)]
     rooms: usize,
@@ -136,8 +138,14 @@ struct MemberLog {
 
 pub async fn run(args: ChatArgs) -> Res<bool> {
     validate_chat(&args)?;
-    let addr = authority(&args.url)?;
-    check_server(&addr).await?;
+    let addrs = args
+        .url
+        .iter()
+        .map(|u| authority(u))
+        .collect::<Res<Vec<String>>>()?;
+    for addr in &addrs {
+        check_server(addr).await?;
+    }
     let n = args.rooms * args.members;
     let run = run_id();
     if args.rate / n as f64 > 50.0 {
@@ -167,13 +175,13 @@ pub async fn run(args: ChatArgs) -> Res<bool> {
 
     tokio::time::sleep_until(warm_end.into()).await;
     let (before, cpu_before) = (
-        try_scrape(&addr, "at the window start").await,
+        scrape_all(&addrs, "at the window start").await,
         own_cpu_seconds(),
     );
     eprintln!("warm-up over; measuring for {} s...", args.duration);
     tokio::time::sleep_until(until.into()).await;
     let (after, cpu_after) = (
-        try_scrape(&addr, "at the window end").await,
+        scrape_all(&addrs, "at the window end").await,
         own_cpu_seconds(),
     );
     let drained = drain(&shared, n, args.members).await;
@@ -182,7 +190,7 @@ pub async fn run(args: ChatArgs) -> Res<bool> {
     for task in tasks {
         logs.push(task.await?);
     }
-    let last = try_scrape(&addr, "after the run").await;
+    let last = scrape_all(&addrs, "after the run").await;
 
     let warmup_us = micros(warm_end - t0);
     let report = ChatReport::new(&args, run, &logs, warmup_us)
@@ -197,7 +205,19 @@ pub async fn run(args: ChatArgs) -> Res<bool> {
     Ok(clean)
 }
 
+/// Every node's figures (`None` if any is missing), one sample per node.
+async fn scrape_all(addrs: &[String], when: &str) -> Option<Vec<crate::http::ServerSample>> {
+    let mut samples = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        samples.push(try_scrape(addr, when).await?);
+    }
+    Some(samples)
+}
+
 fn validate_chat(args: &ChatArgs) -> Res<()> {
+    if args.url.is_empty() {
+        return Err("--url needs at least one server".into());
+    }
     if args.rooms == 0 || args.members < 2 {
         return Err("need at least 1 room and 2 members per room".into());
     }
@@ -228,7 +248,12 @@ fn room_name(run: &str, room: usize) -> String {
 /// Connects every member and enters its room; member `i` is in room `i / members`.
 async fn connect_members(args: &ChatArgs, run: &str) -> Res<Vec<Client>> {
     let results: Vec<Result<Client, BoxError>> = stream::iter(0..args.rooms * args.members)
-        .map(|i| join_room(&args.url, room_name(run, i / args.members)))
+        .map(|i| {
+            join_room(
+                &args.url[i % args.url.len()],
+                room_name(run, i / args.members),
+            )
+        })
         .buffered(args.concurrency)
         .collect()
         .await;

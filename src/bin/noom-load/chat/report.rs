@@ -153,13 +153,15 @@ struct ServerWindow {
     rate_limited: u64,
     rss_bytes: u64,
     peak_rss_bytes: u64,
+    /// With several nodes: each one's CPU, in percent of a core, in `--url` order.
+    node_cpu_percent: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
 pub(super) struct ChatReport {
     kind: &'static str,
     run_id: String,
-    url: String,
+    url: Vec<String>,
     rooms: usize,
     members: usize,
     connections: usize,
@@ -203,21 +205,38 @@ impl ChatReport {
 
     pub(super) fn with_server(
         mut self,
-        before: Option<ServerSample>,
-        after: Option<ServerSample>,
-        last: Option<ServerSample>,
+        before: Option<Vec<ServerSample>>,
+        after: Option<Vec<ServerSample>>,
+        last: Option<Vec<ServerSample>>,
     ) -> Self {
         if let (Some(b), Some(a)) = (before, after) {
-            let cpu = a.cpu_seconds - b.cpu_seconds;
-            let last = last.unwrap_or(a);
+            let last = last.unwrap_or_else(|| a.clone());
+            let node_cpu: Vec<f64> = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| a.cpu_seconds - b.cpu_seconds)
+                .collect();
+            let cpu: f64 = node_cpu.iter().sum();
+            let sum =
+                |f: fn(&ServerSample) -> u64, s: &[ServerSample]| s.iter().map(f).sum::<u64>();
             self.server = Some(ServerWindow {
                 cpu_seconds: cpu,
                 cpu_percent: 100.0 * cpu / self.duration_s,
                 cpu_us_per_delivery: 1e6 * cpu / self.deliveries.delivered.max(1) as f64,
-                relayed: a.messages_relayed.saturating_sub(b.messages_relayed),
-                rate_limited: a.rate_limited.saturating_sub(b.rate_limited),
-                rss_bytes: a.rss_bytes,
-                peak_rss_bytes: last.peak_rss_bytes.max(a.peak_rss_bytes),
+                relayed: sum(|s| s.messages_relayed, &a)
+                    .saturating_sub(sum(|s| s.messages_relayed, &b)),
+                rate_limited: sum(|s| s.rate_limited, &a)
+                    .saturating_sub(sum(|s| s.rate_limited, &b)),
+                rss_bytes: sum(|s| s.rss_bytes, &a),
+                peak_rss_bytes: sum(|s| s.peak_rss_bytes, &last).max(sum(|s| s.peak_rss_bytes, &a)),
+                node_cpu_percent: if node_cpu.len() > 1 {
+                    node_cpu
+                        .iter()
+                        .map(|c| 100.0 * c / self.duration_s)
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             });
         }
         self
@@ -239,7 +258,11 @@ impl ChatReport {
         let (s, d) = (&self.sends, &self.deliveries);
         println!(
             "noom-load chat  run {}  {}: {} rooms x {} members = {} connections",
-            self.run_id, self.url, self.rooms, self.members, self.connections
+            self.run_id,
+            self.url.join(","),
+            self.rooms,
+            self.members,
+            self.connections
         );
         println!(
             "offered        {:.0} msg/s for {} s (+{} s warm-up), {} B texts",
@@ -288,6 +311,18 @@ impl ChatReport {
                 mib(w.peak_rss_bytes)
             ),
             None => println!("server         (no /metrics figures)"),
+        }
+        if let Some(w) = self
+            .server
+            .as_ref()
+            .filter(|w| !w.node_cpu_percent.is_empty())
+        {
+            let nodes: Vec<String> = w
+                .node_cpu_percent
+                .iter()
+                .map(|p| format!("{p:.0}%"))
+                .collect();
+            println!("per node       CPU {} of a core", nodes.join(", "));
         }
         println!(
             "load generator CPU {:.2} s in the window ({:.0}% of a core); drain {:.2} s",
