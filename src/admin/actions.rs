@@ -11,6 +11,7 @@ use socketioxide::socket::Sid;
 
 use super::auth::Caller;
 use super::{Admin, AdminError};
+use crate::cluster::Order;
 use crate::signaling::hub::{Action, Moderator, chat_group};
 use crate::signaling::protocol::{ErrorCode, KickReason, events};
 
@@ -26,13 +27,30 @@ fn log(caller: &Caller, action: &str, target: &str, detail: &str) {
 }
 
 impl Admin {
+    /// Has the other nodes carry out `order` on their connections.
+    async fn order(&self, order: Order) -> Result<(), AdminError> {
+        self.hub.roster.order(order).await.map_err(|e| {
+            tracing::error!(target: "noom::admin", error = %e, "an order could not reach the other nodes");
+            AdminError::Internal(format!(
+                "the other nodes could not be reached (Redis: {e}); nothing was done there"
+            ))
+        })
+    }
+
     /// Disconnects one connection (socket id).
     pub async fn disconnect(&self, caller: &Caller, id: &str) -> Result<Value, AdminError> {
-        let kicked = Sid::from_str(id)
-            .ok()
-            .is_some_and(|sid| self.hub.kick(&self.io, sid, KickReason::Disconnected));
+        let sid = Sid::from_str(id).ok();
+        let kicked = sid.is_some_and(|sid| self.hub.kick(&self.io, sid, KickReason::Disconnected));
         if !kicked {
-            return Err(AdminError::NotFound(format!("no connection `{id}`")));
+            // Another node's connection: that node closes it.
+            if !sid.is_some_and(|sid| self.hub.is_remote(sid)) {
+                return Err(AdminError::NotFound(format!("no connection `{id}`")));
+            }
+            self.order(Order::Kick {
+                sid: id.to_string(),
+                reason: "disconnected".into(),
+            })
+            .await?;
         }
         log(caller, "disconnect", id, "");
         Ok(json!({ "ok": true }))
@@ -40,7 +58,11 @@ impl Admin {
 
     /// Ends the call of `room`: its participants get `call_ended` and leave it.
     pub async fn end_call(&self, caller: &Caller, room: &str) -> Result<Value, AdminError> {
-        let ended = self.hub.end_call(&self.io, room);
+        let (_, remote) = self.hub.remote_in_room(room);
+        if remote > 0 {
+            self.order(Order::EndCall { room: room.into() }).await?;
+        }
+        let ended = self.hub.end_call(&self.io, room) + remote;
         if ended == 0 {
             return Err(AdminError::NotFound(format!("no call in `{room}`")));
         }
@@ -58,7 +80,11 @@ impl Admin {
         if self.hub.store.room(room).await.is_none() {
             return Err(AdminError::NotFound(format!("no room `{room}`")));
         }
-        let members = self.hub.close_room(&self.io, room);
+        let (remote, _) = self.hub.remote_in_room(room);
+        // Every node takes its own members out (an order to the others even
+        // without members there: someone may be entering).
+        self.order(Order::CloseRoom { room: room.into() }).await?;
+        let members = self.hub.close_room(&self.io, room) + remote;
         let removed = self.hub.store.close_room(room).await?;
         self.hub.store.durable().await?;
         self.hub.room_closed(room);
@@ -161,7 +187,8 @@ impl Admin {
     pub async fn revoke_user(&self, caller: &Caller, user: &str) -> Result<Value, AdminError> {
         let sessions = self.hub.store.revoke_user(user).await?;
         let connections = self.hub.connections_of_user(user);
-        if sessions == 0 && connections.is_empty() {
+        let remote = self.hub.remote_connections_of_user(user);
+        if sessions == 0 && connections.is_empty() && remote == 0 {
             return Err(AdminError::NotFound(format!("no session of user `{user}`")));
         }
         self.hub.store.durable().await?;
@@ -171,12 +198,16 @@ impl Admin {
         for sid in &connections {
             self.hub.kick(&self.io, *sid, KickReason::SessionRevoked);
         }
+        self.order(Order::RevokeUser { user: user.into() }).await?;
         log(
             caller,
             "revoke_user",
             user,
-            &format!("{sessions} sessions, {} connections", connections.len()),
+            &format!(
+                "{sessions} sessions, {} connections",
+                connections.len() + remote
+            ),
         );
-        Ok(json!({ "ok": true, "sessions": sessions, "connections": connections.len() }))
+        Ok(json!({ "ok": true, "sessions": sessions, "connections": connections.len() + remote }))
     }
 }

@@ -9,4 +9,4 @@ pub mod bus;
 pub mod roster;
 
 pub use bus::{Bus, BusError, RedisBus};
-pub use roster::{NodeConns, Presence, Roster, RosterEvent};
+pub use roster::{NodeConns, Order, Presence, Roster, RosterEvent};

@@ -96,9 +96,28 @@ pub struct Presence {
 /// Another node's connections, by socket id.
 pub type NodeConns = HashMap<String, Presence>;
 
+/// An administrator's action, carried out by every node on its own
+/// connections (the node that took it does its part itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+pub enum Order {
+    /// Close the connection `sid`, telling it why (`disconnected` or
+    /// `session_revoked`).
+    Kick { sid: String, reason: String },
+    /// End the call of `room`.
+    EndCall { room: String },
+    /// Take everyone out of `room`.
+    CloseRoom { room: String },
+    /// The sessions of `user` are revoked: close its connections, end its
+    /// relay allocations.
+    RevokeUser { user: String },
+}
+
 /// What the hub learns of the other nodes.
 #[derive(Debug)]
 pub enum RosterEvent {
+    /// An administrator's action on another node, to carry out here.
+    Order(Order),
     /// Everything known of the other nodes, replacing what was known (at
     /// start, and after Redis came back).
     Snapshot(HashMap<String, NodeConns>),
@@ -131,6 +150,10 @@ enum Wire {
     Full {
         node: String,
         conns: NodeConns,
+    },
+    Order {
+        node: String,
+        order: Order,
     },
 }
 
@@ -233,6 +256,23 @@ impl Roster {
             r.queued.fetch_add(1, Ordering::SeqCst);
             let _ = r.queue.send(Change::Gone(sid.to_string()));
         }
+    }
+
+    /// Has every other node carry out `order` on its own connections
+    /// (nothing alone). Fails while Redis does not answer.
+    pub async fn order(&self, order: Order) -> Result<(), RosterError> {
+        let Some(r) = &self.redis else { return Ok(()) };
+        let wire = Wire::Order {
+            node: self.node.clone(),
+            order,
+        };
+        let mut conn = r.bus.conn();
+        redis::cmd("PUBLISH")
+            .arg(format!("{}:roster", r.prefix))
+            .arg(serde_json::to_vec(&wire)?)
+            .exec_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Waits until the changes queued so far are written (or given up on),
@@ -345,7 +385,12 @@ impl Roster {
                 }
                 return;
             }
-            Wire::Set { node, .. } | Wire::Gone { node, .. } if node == self.node => return,
+            Wire::Set { node, .. } | Wire::Gone { node, .. } | Wire::Order { node, .. }
+                if node == self.node =>
+            {
+                return;
+            }
+            Wire::Order { order, .. } => RosterEvent::Order(order),
             Wire::Set { node, sid, p } => RosterEvent::Set {
                 node,
                 sid,

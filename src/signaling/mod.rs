@@ -162,6 +162,13 @@ pub async fn follow_cluster(
             },
             _ = shutdown.cancelled() => return,
         };
+        let event = match event {
+            crate::cluster::RosterEvent::Order(order) => {
+                hub.carry_out(&io, order).await;
+                continue;
+            }
+            other => other,
+        };
         let news = hub.apply_remote(event);
         if news.is_empty() {
             continue;

@@ -207,3 +207,67 @@ async fn the_admin_page_sees_members_of_every_node() {
         "{detail}"
     );
 }
+
+/// An administrator's actions on one node reach the connections of every
+/// node: ending a call, disconnecting one connection, closing a room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admins_actions_reach_every_node() {
+    const TOKEN: &str = "cluster-admin-token-0123456789abcdef";
+    let Some(cluster) = Cluster::start_with("admin actions across nodes", 2, |c| {
+        c.admin.api_token = TOKEN.into();
+    })
+    .await
+    else {
+        return;
+    };
+    let admin = |path: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/admin/api/{path}", cluster.base(0)))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let mut ann = connect(cluster.base(0), None).await;
+    let mut ben = connect(cluster.base(1), None).await;
+    let mut cat = connect(cluster.base(1), None).await;
+    for c in [&ann, &ben, &cat] {
+        c.enter("ruled").await;
+    }
+    ann.ok("join_call", &[json!("ruled")]).await;
+    ben.ok("join_call", &[json!("ruled")]).await;
+    let ben_id = ann.event("peer_joined").await.args[1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // Ending the call through node 0 ends it for Ben on node 1 too.
+    let ended: Value = admin("rooms/ruled/end-call")
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ended["participants"], json!(2), "{ended}");
+    ann.event("call_ended").await;
+    ben.event("call_ended").await;
+
+    // Disconnecting Ben (of node 1) through node 0.
+    let r = admin(&format!("connections/{ben_id}/disconnect"))
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        ben.event("kicked").await.args[0]["reason"],
+        json!("disconnected")
+    );
+
+    // Closing the room through node 0 takes Cat (of node 1) out.
+    let closed: Value = admin("rooms/ruled/close")
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(closed["ok"], json!(true), "{closed}");
+    cat.event("room_closed").await;
+    ann.event("room_closed").await;
+}

@@ -158,6 +158,72 @@ impl Hub {
         members.len()
     }
 
+    /// Carries out another node's administrator's order on this node's
+    /// connections.
+    pub async fn carry_out(&self, io: &SocketIo, order: crate::cluster::Order) {
+        use crate::cluster::Order;
+        tracing::info!(target: "noom::admin", ?order, "carrying out an order of another node's administrator");
+        match order {
+            Order::Kick { sid, reason } => {
+                let reason = if reason == "session_revoked" {
+                    KickReason::SessionRevoked
+                } else {
+                    KickReason::Disconnected
+                };
+                if let Ok(sid) = sid.parse::<Sid>() {
+                    self.kick(io, sid, reason);
+                }
+            }
+            Order::EndCall { room } => {
+                if self.end_call(io, &room) > 0 {
+                    self.roster.settled().await;
+                }
+            }
+            Order::CloseRoom { room } => {
+                self.close_room(io, &room);
+                self.room_closed(&room);
+                self.rooms_changed();
+            }
+            Order::RevokeUser { user } => {
+                if let Some(relay) = &self.relay {
+                    relay.revoke_user(&user);
+                }
+                for sid in self.connections_of_user(&user) {
+                    self.kick(io, sid, KickReason::SessionRevoked);
+                }
+            }
+        }
+    }
+
+    /// Other nodes' connections of `user`.
+    pub fn remote_connections_of_user(&self, user: &str) -> usize {
+        self.state
+            .lock()
+            .remote
+            .values()
+            .filter(|r| r.presence.user == user)
+            .count()
+    }
+
+    /// Whether `sid` is a connection of another node.
+    pub fn is_remote(&self, sid: Sid) -> bool {
+        self.state.lock().remote.contains_key(&sid)
+    }
+
+    /// Members and call participants of `room` on other nodes.
+    pub fn remote_in_room(&self, room: &str) -> (usize, usize) {
+        let state = self.state.lock();
+        let Some(live) = state.rooms.get(room) else {
+            return (0, 0);
+        };
+        let remote = |ids: &Vec<Sid>| {
+            ids.iter()
+                .filter(|id| state.remote.contains_key(id))
+                .count()
+        };
+        (remote(&live.members), remote(&live.call))
+    }
+
     /// Closes the connection `sid` after telling it why (`kicked`); its rooms
     /// hear `bye` as on any disconnect. False when there is no such connection.
     pub fn kick(&self, io: &SocketIo, sid: Sid, reason: KickReason) -> bool {

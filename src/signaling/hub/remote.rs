@@ -100,6 +100,8 @@ impl Hub {
                 }
             }
             RosterEvent::Node { node, conns } => replace_node(&mut state, &node, conns, &mut out),
+            // Carried out by `follow_cluster` before it gets here.
+            RosterEvent::Order(_) => {}
             RosterEvent::Snapshot(nodes) => {
                 let known: std::collections::HashSet<String> =
                     state.remote.values().map(|r| r.node.clone()).collect();
