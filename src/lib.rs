@@ -24,6 +24,8 @@
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`watchdog`]: notices (counts, logs) when the async runtime stalls;
 //! - [`node`]: this node's name among several sharing one database;
+//! - [`cluster`]: several nodes through Redis: the Socket.IO adapter's bus
+//!   and live membership shared by the nodes;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: clients for `noom-load` and the tests: Socket.IO on the contract,
 //!   and a hand-built TURN client that can send exactly the wrong thing.
@@ -162,7 +164,9 @@ mod module_graph {
     #[test]
     fn leaves_import_nothing_of_the_crate() {
         let graph = edges();
-        for leaf in ["http", "config", "limit", "metrics", "net", "client", "sfu"] {
+        for leaf in [
+            "http", "config", "limit", "metrics", "net", "client", "sfu", "cluster",
+        ] {
             assert!(
                 graph.get(leaf).is_none_or(BTreeSet::is_empty),
                 "{leaf} imports {:?}",
