@@ -70,6 +70,8 @@ const KEYFRAME_SETTLE_MS = 150; // a path change: a fresh keyframe once the chan
 const RESTART_GIVE_UP_MS = 12000; // not connected this long after a restart -> drop
 const AWAY_GRACE_MS = 15000; // a peer whose signaling dropped: its connection kept this long for its return
 const ABSENT_GRACE_MS = 3000; // ...but after our own reconnect, one the call no longer lists only this long
+const PENDING_STATE_MS = 10000; // a media state for a member not here yet is kept this long
+const PENDING_STATES_MAX = 64; // ...for at most this many members
 
 /** Outgoing video bitrate per connection, by how many connections share the uplink. */
 function maxBitrateFor(connections) {
@@ -633,6 +635,7 @@ export class Call extends EventTarget {
     super();
     this.client = client;
     this.room = room;
+    this.pendingStates = new Map(); // socket id -> { state, at }: states of members not here yet
     this.audio = null; // microphone track
     this.camera = null; // camera track (null while the camera is off or missing)
     this.screen = null; // screen-share track
@@ -1038,6 +1041,7 @@ export class Call extends EventTarget {
       const remote = new RemoteMember(this, member);
       this.peers.set(remote.id, remote);
       this._emit("peer-added", { peer: remote });
+      this._takePendingState(remote);
       return remote;
     }
     const peer = new Peer(this, member, this.iceServers);
@@ -1120,8 +1124,25 @@ export class Call extends EventTarget {
   }
 
   _onMediaState(state) {
-    const member = state && this.peers.get(state.from);
-    if (member instanceof RemoteMember) member.setState(state);
+    if (!state || typeof state.from !== "string") return;
+    const member = this.peers.get(state.from);
+    if (member instanceof RemoteMember) {
+      member.setState(state);
+      return;
+    }
+    // Its member is not here yet (its tracks, or its re-key after a
+    // reconnect, are on their way): the state waits for it a while.
+    const now = Date.now();
+    for (const [id, p] of this.pendingStates) if (now - p.at > PENDING_STATE_MS) this.pendingStates.delete(id);
+    if (this.pendingStates.size < PENDING_STATES_MAX) this.pendingStates.set(state.from, { state, at: now });
+  }
+
+  /** A member arrived or took a new id: a state said before it came applies. */
+  _takePendingState(member) {
+    const pending = this.pendingStates.get(member.id);
+    if (!pending) return;
+    this.pendingStates.delete(member.id);
+    if (Date.now() - pending.at <= PENDING_STATE_MS) member.setState(pending.state);
   }
 
   _drop(peer, reason) {
@@ -1228,6 +1249,7 @@ export class Call extends EventTarget {
     this._log("kept a member across its reconnect", from, "->", remote.id);
     this._emit("peer-rekeyed", { peer: remote, from });
     this._emit("peer-updated", { peer: remote });
+    this._takePendingState(remote);
     return true;
   }
 
@@ -1277,7 +1299,13 @@ export class Call extends EventTarget {
     if (!(this.active || this.joining) || !member || member.id === this.client.id) return;
     const old = this.peers.get(member.id);
     if (old) return; // its offer (or, through the media server, its track) came first
-    if (this._adopt(member)) return; // back from a reconnect, its connection still up
+    if (this._adopt(member)) {
+      // Back from a reconnect, its connection still up. Through the media
+      // server it missed what we said meanwhile (a mesh peer hears it on
+      // its data channel): say our state again.
+      if (this.server) this.server.sendState();
+      return;
+    }
     this._addPeer(member); // its offer follows (or its tracks, from the server)
     if (this.server) this.server.sendState(); // the newcomer learns our state
   }

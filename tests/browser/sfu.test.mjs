@@ -192,7 +192,8 @@ test("the admin page shows each member's media session: transport, bitrates, lay
       admin,
       () => {
         const row = [...document.querySelectorAll('[data-testid="admin-members"] tr')].find((tr) => tr.children[0].textContent === "Ann");
-        const text = row ? row.children[7].textContent : "";
+        // Columns: nickname, user, socket, node, transport, address, since, call, media server.
+        const text = row ? row.children[8].textContent : "";
         const ok = /^udp · in [1-9][\d.]* (k|M)bit\/s · out [1-9][\d.]* (k|M)bit\/s/.test(text) && /layers Ben: [qhf]$/.test(text);
         return ok && text;
       },

@@ -21,19 +21,23 @@ use tokio_util::sync::CancellationToken;
 use super::PgStore;
 use crate::store::model::{Appended, Message, NewMessage, Outcome, Settled};
 
-/// Raises the room's counter (creating the room) and inserts the message
-/// under it, in one statement.
+/// Raises a room's counter by the number of its messages in the batch
+/// (creating the room) and inserts them under the seqs that frees, in one
+/// statement per room: `$4` messages, whose columns come as arrays, get
+/// `last_seq - $4 + 1 ..= last_seq` in array order.
 const APPEND: &str = "
     WITH r AS (
         INSERT INTO rooms (name, created, last_activity, last_seq)
-        VALUES ($1, $5, $5, 1)
+        VALUES ($1, $2, $3, $4)
         ON CONFLICT (name) DO UPDATE
-        SET last_seq = rooms.last_seq + 1,
+        SET last_seq = rooms.last_seq + EXCLUDED.last_seq,
             last_activity = GREATEST(rooms.last_activity, EXCLUDED.last_activity)
         RETURNING last_seq
     )
     INSERT INTO messages (room, seq, user_id, nickname, text, ts)
-    SELECT $1, r.last_seq, $2, $3, $4, $5 FROM r
+    SELECT $1, r.last_seq - $4 + m.ord, m.user_id, m.nickname, m.text, m.ts
+    FROM r, unnest($5::text[], $6::text[], $7::text[], $8::int8[])
+        WITH ORDINALITY AS m(user_id, nickname, text, ts, ord)
     RETURNING seq";
 
 /// A batch that met a deadlock or a serialization failure is tried again
@@ -187,6 +191,46 @@ fn stored(new: NewMessage, seq: u64) -> Message {
     }
 }
 
+/// One room's messages of a batch, as the statement's parameters.
+struct RoomAppend<'a> {
+    room: &'a str,
+    created: i64,
+    last_activity: i64,
+    count: i64,
+    users: Vec<&'a str>,
+    nicknames: Vec<&'a str>,
+    texts: Vec<&'a str>,
+    ts: Vec<i64>,
+}
+
+impl<'a> RoomAppend<'a> {
+    fn new(messages: &[&'a NewMessage]) -> Self {
+        RoomAppend {
+            room: messages.first().map_or("", |m| m.room.as_str()),
+            created: messages.first().map_or(0, |m| m.ts),
+            last_activity: messages.iter().map(|m| m.ts).max().unwrap_or(0),
+            count: messages.len() as i64,
+            users: messages.iter().map(|m| m.user.as_str()).collect(),
+            nicknames: messages.iter().map(|m| m.nickname.as_str()).collect(),
+            texts: messages.iter().map(|m| m.text.as_str()).collect(),
+            ts: messages.iter().map(|m| m.ts).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.room,
+            &self.created,
+            &self.last_activity,
+            &self.count,
+            &self.users,
+            &self.nicknames,
+            &self.texts,
+            &self.ts,
+        ]
+    }
+}
+
 /// One transaction with every message of the batch; their seqs, in order.
 async fn insert(store: &PgStore, batch: &[&NewMessage]) -> Result<Vec<u64>, Failure> {
     if batch.is_empty() {
@@ -206,25 +250,34 @@ async fn insert(store: &PgStore, batch: &[&NewMessage]) -> Result<Vec<u64>, Fail
     };
     let tx = client.transaction().await.map_err(failed)?;
     let statement = tx.prepare_cached(APPEND).await.map_err(failed)?;
-    // Sent one after the other without waiting (tokio-postgres pipelines
-    // the queries of one connection), executed in that order.
-    let params: Vec<[&(dyn ToSql + Sync); 5]> = batch
-        .iter()
-        .map(|m| {
-            [
-                &m.room as &(dyn ToSql + Sync),
-                &m.user,
-                &m.nickname,
-                &m.text,
-                &m.ts,
-            ]
-        })
+    // One statement per room (the batch is sorted by room), sent one after
+    // the other without waiting (tokio-postgres pipelines the queries of one
+    // connection), executed in that order.
+    let rooms: Vec<RoomAppend> = batch
+        .chunk_by(|a, b| a.room == b.room)
+        .map(RoomAppend::new)
         .collect();
-    let queries = params.iter().map(|p| tx.query_one(&statement, p));
-    let rows = futures_util::future::try_join_all(queries)
+    let params: Vec<[&(dyn ToSql + Sync); 8]> = rooms.iter().map(RoomAppend::params).collect();
+    let queries = params.iter().map(|p| tx.query(&statement, p));
+    let answers = futures_util::future::try_join_all(queries)
         .await
         .map_err(failed)?;
-    let seqs: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+    let mut seqs: Vec<u64> = Vec::with_capacity(batch.len());
+    for (rows, room) in answers.iter().zip(&rooms) {
+        // RETURNING has no order: the seqs are a run, given in array order.
+        let mut run: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+        run.sort_unstable();
+        if run.len() != room.count as usize {
+            tracing::error!(
+                room = room.room,
+                "an append stored {} of {} messages; the batch is rolled back",
+                run.len(),
+                room.count
+            );
+            return Err(Failure::Lost);
+        }
+        seqs.extend(run);
+    }
     match tx.commit().await {
         Ok(()) => {
             store.answered();
