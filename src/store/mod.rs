@@ -115,7 +115,7 @@ impl Store {
         options: &StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Store, StoreError> {
-        let engine = postgres::PgStore::open(settings).await?;
+        let engine = postgres::PgStore::open(settings, options.commit_window).await?;
         Ok(Store::with_engine(Arc::new(engine), options, metrics))
     }
 

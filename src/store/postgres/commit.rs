@@ -58,6 +58,9 @@ pub enum Job {
 /// The queue and its one worker.
 #[derive(Default)]
 pub struct Committer {
+    /// How long the first append of a batch waits for others: fewer,
+    /// larger transactions (each COMMIT is a WAL flush on the server).
+    window: Duration,
     queue: Mutex<Vec<Job>>,
     wake: Notify,
     /// The worker finished (shutdown): nothing queued now would be done.
@@ -75,6 +78,13 @@ enum Failure {
 }
 
 impl Committer {
+    pub fn new(window: Duration) -> Self {
+        Committer {
+            window,
+            ..Committer::default()
+        }
+    }
+
     /// Queues `job`; after shutdown an append is refused (handed back) and
     /// a barrier answered at once (everything before it was settled).
     pub fn push(&self, job: Job) -> Result<(), Job> {
@@ -103,8 +113,12 @@ impl Committer {
         let mut recheck = tokio::time::interval(RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let jobs = self.take();
+            let mut jobs = self.take();
             if !jobs.is_empty() {
+                if !self.window.is_zero() {
+                    tokio::time::sleep(self.window).await;
+                    jobs.extend(self.take());
+                }
                 commit(&store, jobs).await;
                 continue;
             }

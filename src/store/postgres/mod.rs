@@ -82,7 +82,12 @@ type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
 impl PgStore {
     /// Connects, creates the schema or brings it to this build's version
     /// (refusing a newer one).
-    pub async fn open(settings: &PgSettings) -> Result<PgStore, StoreError> {
+    /// `window`: how long a batch of appends waits for more before its
+    /// transaction (`store.commit_window_ms`).
+    pub async fn open(
+        settings: &PgSettings,
+        window: std::time::Duration,
+    ) -> Result<PgStore, StoreError> {
         let mut config: tokio_postgres::Config =
             settings.url.parse().map_err(|e| StoreError::Unavailable {
                 reason: format!("store.postgres_url cannot be read: {e}"),
@@ -110,7 +115,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 place,
-                committer: Arc::new(Committer::default()),
+                committer: Arc::new(Committer::new(window)),
                 failing: Mutex::new(None),
                 unsure: Mutex::new(Vec::new()),
                 late: Mutex::new(None),
