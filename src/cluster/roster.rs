@@ -111,6 +111,20 @@ pub enum Order {
     /// The sessions of `user` are revoked: close its connections, end its
     /// relay allocations.
     RevokeUser { user: String },
+    /// A host or the admin took `sid` out of the call of `room` (`by`: the
+    /// `removed` event's `by`).
+    RemoveFromCall {
+        sid: String,
+        room: String,
+        by: serde_json::Value,
+    },
+    /// A host or the admin took `user` out of `room` (`payload`: the
+    /// `removed` event's).
+    RemoveFromRoom {
+        user: String,
+        room: String,
+        payload: serde_json::Value,
+    },
 }
 
 /// What the hub learns of the other nodes.

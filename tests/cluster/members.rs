@@ -271,3 +271,76 @@ async fn the_admins_actions_reach_every_node() {
     cat.event("room_closed").await;
     ann.event("room_closed").await;
 }
+
+/// A host on one node moderates a member on another: mute, take out of the
+/// call, take out of the room, hand the room over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_moderates_members_of_another_node() {
+    let Some(cluster) = Cluster::start("moderation across nodes", 2).await else {
+        return;
+    };
+    let mut ann = connect(cluster.base(0), None).await;
+    let mut ben = connect(cluster.base(1), None).await;
+    let mut cat = connect(cluster.base(1), None).await;
+    ann.enter("hosted").await; // the first one in hosts it
+    ben.enter("hosted").await;
+    ann.ok("join_call", &[json!("hosted")]).await;
+    ben.ok("join_call", &[json!("hosted")]).await;
+    let ben_id = ann.event("peer_joined").await.args[1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    ann.ok("mute", &[json!("hosted"), json!({ "to": ben_id })])
+        .await;
+    ben.event("muted").await;
+
+    ann.ok(
+        "remove",
+        &[json!("hosted"), json!({ "to": ben_id, "from": "call" })],
+    )
+    .await;
+    assert_eq!(ben.event("removed").await.args[1]["from"], json!("call"));
+    let left = ann.event("peer_left").await;
+    assert_eq!(left.args[1]["id"], json!(ben_id));
+    // Node 0 knows Ben left the call: he cannot be muted any more.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ack = ann
+            .req("mute", &[json!("hosted"), json!({ "to": ben_id })])
+            .await;
+        if ack["error"]["code"] == json!("not_in_call") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ack}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    cat.enter("hosted").await;
+    let cat_id = loop {
+        let w = ann.event("welcome").await;
+        let id = w.args[1]["id"].as_str().expect("id").to_string();
+        if id != ben_id {
+            break id;
+        }
+    };
+    let removed = ann
+        .ok(
+            "remove",
+            &[json!("hosted"), json!({ "to": cat_id, "from": "room" })],
+        )
+        .await;
+    assert!(removed["until"].as_i64().is_some(), "{removed}");
+    assert_eq!(cat.event("removed").await.args[1]["from"], json!("room"));
+    let bye = ann.event("bye").await;
+    assert_eq!(bye.args[1]["id"], json!(cat_id));
+    // Banned for a while, whichever node it tries.
+    cat.err("enter_room", &[json!("hosted")], "removed").await;
+
+    // Handing the room to Ben, of node 1.
+    let handed = ann
+        .ok("set_host", &[json!("hosted"), json!({ "to": ben_id })])
+        .await;
+    assert!(handed["host"].is_string(), "{handed}");
+    ben.event("room_settings").await;
+}

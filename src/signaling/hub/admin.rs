@@ -184,6 +184,16 @@ impl Hub {
                 self.room_closed(&room);
                 self.rooms_changed();
             }
+            Order::RemoveFromCall { sid, room, by } => {
+                if let Ok(sid) = sid.parse::<Sid>() {
+                    self.remove_from_call_here(io, sid, &room, &by).await;
+                }
+            }
+            Order::RemoveFromRoom {
+                user,
+                room,
+                payload,
+            } => self.remove_from_room_here(io, &user, &room, &payload).await,
             Order::RevokeUser { user } => {
                 if let Some(relay) = &self.relay {
                     relay.revoke_user(&user);

@@ -355,14 +355,20 @@ impl Hub {
                 json!({ "host": m.host })
             }
             Action::Mute(to) => {
-                if !self.in_call(to, room) {
+                if !self.in_call_anywhere(to, room) {
                     return Err(ApiError::new(
                         ErrorCode::NotInCall,
                         format!("that connection is not in the call of `{room}`"),
                     ));
                 }
-                if let Some(s) = io.get_socket(to) {
-                    let _ = s.emit(events::MUTED, &(room, &by_json));
+                match io.get_socket(to) {
+                    Some(s) => {
+                        let _ = s.emit(events::MUTED, &(room, &by_json));
+                    }
+                    // Another node's: to its own group, through the bus.
+                    None => {
+                        let _ = io.to(to).emit(events::MUTED, &(room, &by_json)).await;
+                    }
                 }
                 json!({})
             }
@@ -373,6 +379,22 @@ impl Hub {
                     return Err(ApiError::invalid_argument(
                         "leave the call instead of removing yourself",
                     ));
+                }
+                if self.is_remote(to) {
+                    // Its node takes it out (and tells the call).
+                    if !self.in_call_anywhere(to, room) {
+                        return Err(ApiError::new(
+                            ErrorCode::NotInCall,
+                            format!("that connection is not in the call of `{room}`"),
+                        ));
+                    }
+                    self.order_or_fail(crate::cluster::Order::RemoveFromCall {
+                        sid: to.to_string(),
+                        room: room.to_string(),
+                        by: by_json.clone(),
+                    })
+                    .await?;
+                    return Ok(json!({}));
                 }
                 let member = {
                     let mut state = self.state.lock();
@@ -430,6 +452,8 @@ impl Hub {
                     m.bans.remove(0);
                 }
                 m.allowed.retain(|u| *u != user);
+                // What the removed connections are told, on every node.
+                let removed_payload: Value;
                 {
                     let mut state = self.state.lock();
                     let sids: Vec<Sid> = state
@@ -446,6 +470,7 @@ impl Hub {
                     let mut payload = by_json.clone();
                     payload["from"] = json!("room");
                     payload["until"] = json!(until);
+                    removed_payload = payload.clone();
                     for sid in sids {
                         if let Some(left) = self.leave_locked(&mut state, sid, room, false) {
                             departures.push(left);
@@ -456,16 +481,25 @@ impl Hub {
                             let _ = s.emit(events::REMOVED, &(room, &payload));
                         }
                     }
-                    // The host left with them: the longest present member takes over.
+                    // The host left with them: the longest present member
+                    // (of any node, but not of the removed user) takes over.
                     if m.host.is_none() {
-                        m.host = state
-                            .rooms
-                            .get(room)
-                            .and_then(|live| live.members.first())
-                            .and_then(|id| state.conns.get(id))
-                            .map(|c| c.user.clone());
+                        m.host = state.rooms.get(room).and_then(|live| {
+                            live.members
+                                .iter()
+                                .filter_map(|id| super::member_of(&state.conns, &state.remote, *id))
+                                .map(|member| member.user)
+                                .find(|u| *u != user)
+                        });
                     }
                 }
+                // The other nodes take that user's connections out too.
+                self.order_or_fail(crate::cluster::Order::RemoveFromRoom {
+                    user: user.clone(),
+                    room: room.to_string(),
+                    payload: removed_payload,
+                })
+                .await?;
                 self.store.set_room_moderation(room, &m).await?;
                 // The departed are out of the groups already.
                 for left in &departures {
@@ -492,10 +526,10 @@ impl Hub {
                     let state = self.state.lock();
                     if let Some(live) = state.rooms.get(room) {
                         for id in &live.members {
-                            if let Some(c) = state.conns.get(id)
-                                && !m.allowed.contains(&c.user)
+                            if let Some(member) = super::member_of(&state.conns, &state.remote, *id)
+                                && !m.allowed.contains(&member.user)
                             {
-                                m.allowed.push(c.user.clone());
+                                m.allowed.push(member.user);
                             }
                         }
                     }
@@ -552,15 +586,136 @@ impl Hub {
         Ok(reply)
     }
 
-    /// The user id of `sid`, a member of `room`.
+    /// The user id of `sid`, a member of `room` (of any node).
     fn member_user(&self, sid: Sid, room: &str) -> Result<String, ApiError> {
         let state = self.state.lock();
+        if let Some(c) = state.conns.get(&sid) {
+            return c
+                .rooms
+                .iter()
+                .any(|r| r == room)
+                .then(|| c.user.clone())
+                .ok_or_else(|| no_member(room));
+        }
         state
-            .conns
+            .remote
             .get(&sid)
-            .filter(|c| c.rooms.iter().any(|r| r == room))
-            .map(|c| c.user.clone())
+            .filter(|r| r.presence.rooms.iter().any(|x| x == room))
+            .map(|r| r.presence.user.clone())
             .ok_or_else(|| no_member(room))
+    }
+
+    /// Whether `sid` (of any node) is in the call of `room`.
+    fn in_call_anywhere(&self, sid: Sid, room: &str) -> bool {
+        let state = self.state.lock();
+        match state.conns.get(&sid) {
+            Some(c) => c.calls.iter().any(|r| r == room),
+            None => state
+                .remote
+                .get(&sid)
+                .is_some_and(|r| r.presence.calls.iter().any(|x| x == room)),
+        }
+    }
+
+    /// Has the other nodes carry out `order`; a clear error when Redis does
+    /// not answer.
+    async fn order_or_fail(&self, order: crate::cluster::Order) -> Result<(), ApiError> {
+        self.roster.order(order).await.map_err(|e| {
+            tracing::warn!(error = %e, "a moderation order could not reach the other nodes");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the other nodes could not be reached; try again",
+            )
+        })
+    }
+
+    /// Another node's host or admin took `sid` (ours) out of the call of
+    /// `room`: as if done here, the call told through the bus.
+    pub(super) async fn remove_from_call_here(
+        &self,
+        io: &SocketIo,
+        sid: Sid,
+        room: &str,
+        by: &Value,
+    ) {
+        let member = {
+            let mut state = self.state.lock();
+            let State { conns, rooms, .. } = &mut *state;
+            let Some(conn) = conns.get_mut(&sid) else {
+                return;
+            };
+            let Some(at) = conn.calls.iter().position(|r| r == room) else {
+                return;
+            };
+            conn.calls.swap_remove(at);
+            if let Some(live) = rooms.get_mut(room) {
+                live.call.retain(|id| *id != sid);
+                live.hands.retain(|id| *id != sid);
+            }
+            self.end_media(sid, room);
+            let member = conn.member(sid);
+            self.touched(&state, sid);
+            member
+        };
+        self.roster.settled().await;
+        if let Some(s) = io.get_socket(sid) {
+            s.leave(call_group(room));
+            let mut payload = by.clone();
+            payload["from"] = json!("call");
+            let _ = s.emit(events::REMOVED, &(room, &payload));
+        }
+        let _ = io
+            .to(call_group(room))
+            .emit(
+                events::PEER_LEFT,
+                &(room, &member, Departure::Removed.payload()),
+            )
+            .await;
+    }
+
+    /// Another node's host or admin took `user` out of `room`: this node's
+    /// connections of that user leave it, told why.
+    pub(super) async fn remove_from_room_here(
+        &self,
+        io: &SocketIo,
+        user: &str,
+        room: &str,
+        payload: &Value,
+    ) {
+        let mut departures = Vec::new();
+        {
+            let mut state = self.state.lock();
+            let sids: Vec<Sid> = state
+                .rooms
+                .get(room)
+                .map(|live| {
+                    live.members
+                        .iter()
+                        .filter(|id| state.conns.get(id).is_some_and(|c| c.user == user))
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for sid in sids {
+                if let Some(left) = self.leave_locked(&mut state, sid, room, false) {
+                    departures.push(left);
+                }
+                if let Some(s) = io.get_socket(sid) {
+                    s.leave(chat_group(room));
+                    s.leave(call_group(room));
+                    let _ = s.emit(events::REMOVED, &(room, payload));
+                }
+            }
+        }
+        if departures.is_empty() {
+            return;
+        }
+        self.roster.settled().await;
+        for left in &departures {
+            left.announce(|group| io.to(group), Departure::Removed)
+                .await;
+        }
+        self.rooms_changed();
     }
 
     /// Tells the members of `room` its settings, and its (new) host the lobby.
