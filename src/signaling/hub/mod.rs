@@ -187,7 +187,7 @@ pub struct Hub {
     /// (room -> socket, seq, when): sockets that got a room's messages up
     /// to `seq` with their `enter_room`, while later copies of those may
     /// still be on their way (see `handed_out`).
-    handed: Mutex<HashMap<String, Vec<Handed>>>,
+    handed: Mutex<HandedOut>,
     /// Stored messages on their way to their rooms (see `deliver_messages`).
     pub deliveries: tokio::sync::mpsc::Sender<Delivery>,
     deliveries_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Delivery>>>,
@@ -203,11 +203,60 @@ pub struct Delivery {
     pub message: crate::store::Message,
 }
 
-/// A socket that got a room's messages up to a seq, and when (see `handed_out`).
-type Handed = (Sid, u64, Instant);
-
 /// How long a socket's "already has up to seq" is kept (see `handed_out`).
 const HANDED_KEEP: std::time::Duration = std::time::Duration::from_secs(10);
+/// Beyond this many rooms with such entries, expired ones are swept.
+const HANDED_ROOMS_SWEEP: usize = 1024;
+/// The most such entries kept per room (the oldest go first).
+const HANDED_PER_ROOM_MAX: usize = 1024;
+
+/// Per room, the sockets that got its messages up to a seq with their
+/// `enter_room`, and when: bounded, entries live [`HANDED_KEEP`] at most
+/// whether or not a message of their room comes to clear them.
+#[derive(Default)]
+struct HandedOut {
+    rooms: HashMap<String, Vec<(Sid, u64, Instant)>>,
+}
+
+impl HandedOut {
+    fn record(&mut self, room: &str, sid: Sid, seq: u64, now: Instant) {
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < HANDED_KEEP;
+        if self.rooms.len() >= HANDED_ROOMS_SWEEP {
+            self.rooms.retain(|_, list| {
+                list.retain(|(_, _, at)| fresh(at));
+                !list.is_empty()
+            });
+        }
+        let list = self.rooms.entry(room.to_string()).or_default();
+        list.retain(|(_, _, at)| fresh(at));
+        if list.len() >= HANDED_PER_ROOM_MAX {
+            list.remove(0);
+        }
+        list.push((sid, seq, now));
+    }
+
+    /// Who has `room`'s `seq`. Deliveries go in seq order, so entries below
+    /// it are done with.
+    fn holders(&mut self, room: &str, seq: u64, now: Instant) -> Vec<Sid> {
+        let Some(list) = self.rooms.get_mut(room) else {
+            return Vec::new();
+        };
+        list.retain(|(_, upto, at)| {
+            *upto >= seq && now.saturating_duration_since(*at) < HANDED_KEEP
+        });
+        let out = list.iter().map(|(sid, _, _)| *sid).collect();
+        if list.is_empty() {
+            self.rooms.remove(room);
+        }
+        out
+    }
+
+    /// Entries kept, over every room.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.rooms.values().map(Vec::len).sum()
+    }
+}
 
 /// Messages waiting for the delivery task: beyond this, the store waits.
 const DELIVERIES_MAX: usize = 65_536;
@@ -289,7 +338,7 @@ impl Hub {
             deliveries_rx: Mutex::new(Some(deliveries_rx)),
             seeds,
             seeds_rx: Mutex::new(Some(seeds_rx)),
-            handed: Mutex::new(HashMap::new()),
+            handed: Mutex::new(HandedOut::default()),
             store,
             metrics,
             relay,
@@ -419,27 +468,13 @@ impl Hub {
     /// delivery leaves it out of those (the contract: a client that
     /// re-enters gets exactly what it missed, once).
     pub fn handed_out(&self, room: &str, sid: Sid, seq: u64) {
-        self.handed
-            .lock()
-            .entry(room.to_string())
-            .or_default()
-            .push((sid, seq, Instant::now()));
+        self.handed.lock().record(room, sid, seq, Instant::now());
     }
 
     /// The sockets that already have `room`'s message `seq` (see
     /// `handed_out`); forgets those that cannot need it any more.
     pub fn already_have(&self, room: &str, seq: u64) -> Vec<Sid> {
-        let mut handed = self.handed.lock();
-        let Some(list) = handed.get_mut(room) else {
-            return Vec::new();
-        };
-        // Deliveries go in seq order, a few seconds at most behind the store.
-        list.retain(|(_, upto, at)| *upto >= seq && at.elapsed() < HANDED_KEEP);
-        let out = list.iter().map(|(sid, _, _)| *sid).collect();
-        if list.is_empty() {
-            handed.remove(room);
-        }
-        out
+        self.handed.lock().holders(room, seq, Instant::now())
     }
 
     /// Someone enters `room`, whose next message will have seq `next`: the
@@ -1064,5 +1099,44 @@ impl Hub {
             admitted.clear();
         }
         admitted.insert((key, room.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u8) -> Sid {
+        format!("AAAAAAAAAAAAAAA{}", (b'A' + n) as char)
+            .parse()
+            .expect("sid")
+    }
+
+    #[test]
+    fn handed_out_messages_are_left_out_until_delivery_passes_them() {
+        let mut h = HandedOut::default();
+        let t = Instant::now();
+        h.record("r", sid(1), 10, t);
+        assert_eq!(h.holders("r", 9, t), [sid(1)]);
+        assert_eq!(h.holders("r", 10, t), [sid(1)]);
+        assert!(h.holders("r", 11, t).is_empty());
+        assert!(h.holders("r", 10, t).is_empty(), "done with once passed");
+    }
+
+    #[test]
+    fn handed_out_entries_are_bounded_without_any_delivery() {
+        let mut h = HandedOut::default();
+        let t = Instant::now();
+        for i in 0..HANDED_PER_ROOM_MAX as u64 * 3 {
+            h.record("busy", sid(1), i, t);
+        }
+        assert_eq!(h.len(), HANDED_PER_ROOM_MAX);
+        // Rooms that never get a message: swept once they expire.
+        for i in 0..HANDED_ROOMS_SWEEP {
+            h.record(&format!("quiet-{i}"), sid(2), 1, t);
+        }
+        let later = t + HANDED_KEEP;
+        h.record("new", sid(3), 1, later);
+        assert_eq!(h.len(), 1);
     }
 }
