@@ -122,6 +122,28 @@ impl Remote {
     }
 }
 
+/// Takes `sid` (of any node) out of `room`'s members, call and hands;
+/// forgets the room once empty. Returns the members left.
+fn drop_from_room(
+    rooms: &mut HashMap<String, LiveRoom>,
+    directory: &mut Directory,
+    room: &str,
+    sid: Sid,
+) -> usize {
+    let Some(live) = rooms.get_mut(room) else {
+        return 0;
+    };
+    live.members.retain(|id| *id != sid);
+    live.call.retain(|id| *id != sid);
+    live.hands.retain(|id| *id != sid);
+    let count = live.members.len();
+    if count == 0 {
+        rooms.remove(room);
+    }
+    directory.set_count(room, count);
+    count
+}
+
 /// The member `sid`, of this node or another.
 fn member_of(
     conns: &HashMap<Sid, Conn>,
@@ -679,20 +701,7 @@ impl Hub {
             }
         }
         let member = conn.member(sid);
-        let count = match rooms.get_mut(room) {
-            Some(live) => {
-                live.members.retain(|id| *id != sid);
-                live.call.retain(|id| *id != sid);
-                live.hands.retain(|id| *id != sid);
-                let count = live.members.len();
-                if count == 0 {
-                    rooms.remove(room);
-                }
-                directory.set_count(room, count);
-                count
-            }
-            None => 0,
-        };
+        let count = drop_from_room(rooms, directory, room, sid);
         Some(Left {
             room: room.to_string(),
             member,

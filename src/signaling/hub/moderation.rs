@@ -345,7 +345,6 @@ impl Hub {
             }
         };
         let by_json = json!({ "by": by_member });
-        let mut departures = Vec::new();
         let reply = match action {
             Action::SetHost(to) => {
                 let user = self.member_user(to, room)?;
@@ -356,10 +355,7 @@ impl Hub {
             }
             Action::Mute(to) => {
                 if !self.in_call_anywhere(to, room) {
-                    return Err(ApiError::new(
-                        ErrorCode::NotInCall,
-                        format!("that connection is not in the call of `{room}`"),
-                    ));
+                    return Err(not_in_this_call(room));
                 }
                 match io.get_socket(to) {
                     Some(s) => {
@@ -383,10 +379,7 @@ impl Hub {
                 if self.is_remote(to) {
                     // Its node takes it out (and tells the call).
                     if !self.in_call_anywhere(to, room) {
-                        return Err(ApiError::new(
-                            ErrorCode::NotInCall,
-                            format!("that connection is not in the call of `{room}`"),
-                        ));
+                        return Err(not_in_this_call(room));
                     }
                     self.order_or_fail(crate::cluster::Order::RemoveFromCall {
                         sid: to.to_string(),
@@ -396,39 +389,15 @@ impl Hub {
                     .await?;
                     return Ok(json!({}));
                 }
-                let member = {
-                    let mut state = self.state.lock();
-                    let State { conns, rooms, .. } = &mut *state;
-                    let conn = conns.get_mut(&to).ok_or_else(|| no_member(room))?;
-                    let Some(at) = conn.calls.iter().position(|r| r == room) else {
-                        return Err(ApiError::new(
-                            ErrorCode::NotInCall,
-                            format!("that connection is not in the call of `{room}`"),
-                        ));
-                    };
-                    conn.calls.swap_remove(at);
-                    if let Some(live) = rooms.get_mut(room) {
-                        live.call.retain(|id| *id != to);
-                        live.hands.retain(|id| *id != to);
-                    }
-                    self.end_media(to, room);
-                    let member = conn.member(to);
-                    self.touched(&state, to);
-                    member
+                let in_call = {
+                    let state = self.state.lock();
+                    let conn = state.conns.get(&to).ok_or_else(|| no_member(room))?;
+                    conn.calls.iter().any(|r| r == room)
                 };
-                if let Some(s) = io.get_socket(to) {
-                    s.leave(call_group(room));
-                    let mut payload = by_json.clone();
-                    payload["from"] = json!("call");
-                    let _ = s.emit(events::REMOVED, &(room, &payload));
+                if !in_call {
+                    return Err(not_in_this_call(room));
                 }
-                let _ = io
-                    .to(call_group(room))
-                    .emit(
-                        events::PEER_LEFT,
-                        &(room, &member, Departure::Removed.payload()),
-                    )
-                    .await;
+                self.remove_from_call_here(io, to, room, &by_json).await;
                 json!({})
             }
             Action::Remove(to, Removal::Room) => {
@@ -454,33 +423,14 @@ impl Hub {
                 m.allowed.retain(|u| *u != user);
                 // What the removed connections are told, on every node.
                 let removed_payload: Value;
+                let departures;
                 {
                     let mut state = self.state.lock();
-                    let sids: Vec<Sid> = state
-                        .rooms
-                        .get(room)
-                        .map(|live| {
-                            live.members
-                                .iter()
-                                .filter(|id| state.conns.get(id).is_some_and(|c| c.user == user))
-                                .copied()
-                                .collect()
-                        })
-                        .unwrap_or_default();
                     let mut payload = by_json.clone();
                     payload["from"] = json!("room");
                     payload["until"] = json!(until);
-                    removed_payload = payload.clone();
-                    for sid in sids {
-                        if let Some(left) = self.leave_locked(&mut state, sid, room, false) {
-                            departures.push(left);
-                        }
-                        if let Some(s) = io.get_socket(sid) {
-                            s.leave(chat_group(room));
-                            s.leave(call_group(room));
-                            let _ = s.emit(events::REMOVED, &(room, &payload));
-                        }
-                    }
+                    departures = self.take_out_of_room(&mut state, io, &user, room, &payload);
+                    removed_payload = payload;
                     // The host left with them: the longest present member
                     // (of any node, but not of the removed user) takes over.
                     if m.host.is_none() {
@@ -673,6 +623,42 @@ impl Hub {
             .await;
     }
 
+    /// Takes this node's connections of `user` out of `room` (and its
+    /// call), telling each why (`removed` with `payload`); returns the
+    /// departures to announce.
+    fn take_out_of_room(
+        &self,
+        state: &mut State,
+        io: &SocketIo,
+        user: &str,
+        room: &str,
+        payload: &Value,
+    ) -> Vec<super::Left> {
+        let sids: Vec<Sid> = state
+            .rooms
+            .get(room)
+            .map(|live| {
+                live.members
+                    .iter()
+                    .filter(|id| state.conns.get(id).is_some_and(|c| c.user == user))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut departures = Vec::new();
+        for sid in sids {
+            if let Some(left) = self.leave_locked(state, sid, room, false) {
+                departures.push(left);
+            }
+            if let Some(s) = io.get_socket(sid) {
+                s.leave(chat_group(room));
+                s.leave(call_group(room));
+                let _ = s.emit(events::REMOVED, &(room, payload));
+            }
+        }
+        departures
+    }
+
     /// Another node's host or admin took `user` out of `room`: this node's
     /// connections of that user leave it, told why.
     pub(super) async fn remove_from_room_here(
@@ -682,31 +668,10 @@ impl Hub {
         room: &str,
         payload: &Value,
     ) {
-        let mut departures = Vec::new();
-        {
+        let departures = {
             let mut state = self.state.lock();
-            let sids: Vec<Sid> = state
-                .rooms
-                .get(room)
-                .map(|live| {
-                    live.members
-                        .iter()
-                        .filter(|id| state.conns.get(id).is_some_and(|c| c.user == user))
-                        .copied()
-                        .collect()
-                })
-                .unwrap_or_default();
-            for sid in sids {
-                if let Some(left) = self.leave_locked(&mut state, sid, room, false) {
-                    departures.push(left);
-                }
-                if let Some(s) = io.get_socket(sid) {
-                    s.leave(chat_group(room));
-                    s.leave(call_group(room));
-                    let _ = s.emit(events::REMOVED, &(room, payload));
-                }
-            }
-        }
+            self.take_out_of_room(&mut state, io, user, room, payload)
+        };
         if departures.is_empty() {
             return;
         }
@@ -748,4 +713,11 @@ fn trim_allowed(allowed: &mut Vec<String>) {
         let extra = allowed.len() - ALLOWED_MAX;
         allowed.drain(..extra);
     }
+}
+
+fn not_in_this_call(room: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotInCall,
+        format!("that connection is not in the call of `{room}`"),
+    )
 }

@@ -198,20 +198,7 @@ fn set_remote(
         ..
     } = state;
     for room in old.rooms.iter().filter(|r| !new.rooms.contains(r)) {
-        let count = match rooms.get_mut(room) {
-            Some(live) => {
-                live.members.retain(|id| *id != sid);
-                live.call.retain(|id| *id != sid);
-                live.hands.retain(|id| *id != sid);
-                let count = live.members.len();
-                if count == 0 {
-                    rooms.remove(room);
-                }
-                count
-            }
-            None => 0,
-        };
-        directory.set_count(room, count);
+        let count = super::drop_from_room(rooms, directory, room, sid);
         if let Some(m) = &was_member {
             out.left.push(Left {
                 room: room.clone(),
