@@ -98,28 +98,39 @@ pub async fn enter_room(
     // `unlisted` only shapes a room being created: an existing room keeps
     // what its creator chose.
     let password = password_option(&opts)?;
-    let existing = hub.store.room(&room).await;
-    let exists = existing.is_some();
+    let mut existing = hub.store.room(&room).await;
+    let mut exists = existing.is_some();
     // The delivery's order for this room starts after its last message (a
     // first message from another node may otherwise pass one still on its
     // way from a third).
     hub.seed_order(&room, existing.as_ref().map_or(0, |m| m.last_seq) + 1);
+    let mut protecting = false;
+    if !exists && let Some(password) = &password {
+        // The password is hashed, and asked of anyone else, before the
+        // room exists: nobody slips in while its creator's entry runs.
+        hub.begin_protection(s.id, &room, password).await?;
+        // Someone who came without a password may have created it
+        // meanwhile: then it is theirs, and open.
+        existing = hub.store.room(&room).await;
+        exists = existing.is_some() || hub.count(&room) > 0;
+        if exists {
+            hub.abandon_protection(s.id, &room);
+        } else {
+            protecting = true;
+        }
+    }
     // A room with a password lets in only sessions that gave it.
     let protected = if exists {
         let protected = hub.room_access(s.id, &room, password.as_deref()).await?;
         // Removed, locked out, or kept in the lobby.
         hub.check_entry(&io, s.id, &room).await?;
         protected
-    } else if let Some(password) = &password {
-        // The password is hashed, and asked of anyone else, before the room
-        // exists: nobody slips in while its creator's entry runs.
-        hub.begin_protection(s.id, &room, password).await?;
+    } else if protecting {
         true
     } else {
         // Someone may be creating it with a password right now.
         hub.room_access(s.id, &room, None).await?
     };
-    let protecting = !exists && password.is_some();
     // Out of the list before it exists, so no list ever shows it.
     let creating = unlisted && !exists;
     if creating {
@@ -132,11 +143,24 @@ pub async fn enter_room(
                 hub.room_unlisted(&room, false);
             }
             if protecting {
-                hub.abandon_protection(&room);
+                hub.abandon_protection(s.id, &room);
             }
             return Err(e);
         }
     };
+    // Its creator may have begun giving it a password after this entry
+    // found it open and before it joined (the creator then found nobody in
+    // it): whoever came without the password leaves again.
+    if !exists
+        && !protecting
+        && !entered.already
+        && let Err(e) = hub.room_access(s.id, &room, None).await
+    {
+        // Nobody was told of this entry. The room stays out of the list if
+        // this entry hid it: the safe side for whoever creates it.
+        let _ = hub.leave(&s, &room);
+        return Err(e);
+    }
     // A password given with the entry that creates a room becomes its own.
     if protecting {
         hub.protect_room(&room).await?;

@@ -1078,9 +1078,13 @@ impl Hub {
         Ok(())
     }
 
-    /// The entry that was creating `room` with a password failed.
-    pub fn abandon_protection(&self, room: &str) {
+    /// The entry of `sid` that was creating `room` with a password failed,
+    /// or found the room created by someone else meanwhile.
+    pub fn abandon_protection(&self, sid: Sid, room: &str) {
         self.creating.lock().remove(room);
+        if let Some(key) = self.state.lock().conns.get(&sid).map(|c| c.session) {
+            self.admitted.lock().remove(&(key, room.to_string()));
+        }
     }
 
     /// The media server's latest speakers in the call of `room` (kept
