@@ -89,12 +89,6 @@ impl App {
         } else {
             let bus = crate::cluster::bus::connect(&config.cluster.redis_url).await?;
             tracing::info!(redis = %bus.address, version = %bus.version, "connected to the cluster's Redis");
-            if config.call.mode != "mesh" {
-                tracing::warn!(
-                    "in a cluster, calls stay peer-to-peer (at most {} participants): the media server does not serve calls across nodes yet (docs/cluster.md)",
-                    crate::signaling::hub::MESH_CALL_MAX
-                );
-            }
             crate::cluster::Bus::Redis(bus)
         };
         let metrics = Arc::new(Metrics::default());
@@ -198,6 +192,12 @@ impl App {
         );
         hub.relay_error = relay_error;
         hub.sfu = sfu.clone();
+        let media_link = Arc::new(crate::cluster::MediaLink::new(
+            &bus,
+            &config.cluster.name,
+            &config.cluster.node_id,
+        ));
+        hub.media_link = media_link.clone();
         hub.sfu_error = sfu_error;
         let hub = Arc::new(hub);
         let hub_relay = relay.clone();
@@ -274,6 +274,17 @@ impl App {
                 rx,
                 shutdown.clone(),
             )));
+        }
+        if media_link.is_clustered() && sfu.is_some() {
+            // This node carries the media of calls placed on it, for
+            // participants connected to any node.
+            let served = hub.clone();
+            let serve: crate::cluster::media::Serve =
+                Arc::new(move |ask| Box::pin(signaling::hub::serve_remote(served.clone(), ask)));
+            background.push(tokio::spawn(
+                media_link.clone().run(serve, shutdown.clone()),
+            ));
+            background.push(tokio::spawn(hub.clone().keep_placements(shutdown.clone())));
         }
         if let Some(events) = sfu_events {
             background.push(tokio::spawn(signaling::media::forward_events(

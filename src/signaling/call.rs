@@ -35,6 +35,14 @@ pub async fn join_call(
     };
     // Credentials first: a join refused for lack of them changes nothing.
     let ice = ice_servers(&hub, &s)?;
+    // In a cluster another node may have moved the call to the media
+    // server: its placement says so.
+    if hub.media_link.is_clustered()
+        && hub.sfu.is_some()
+        && let Ok(Some(_)) = hub.media_link.host(&room).await
+    {
+        hub.call_through_server(&room);
+    }
     let joined = hub.join_call(&s, &room, was.clone())?;
     hub.roster.settled().await;
     // Through the media server: the session of the connection this one

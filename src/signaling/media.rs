@@ -20,17 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::chat::room_arg;
 use super::hub::Hub;
 use super::protocol::{ApiError, Args, ErrorCode, bool_field, events, ok};
-use crate::sfu::{Sfu, SfuError, SfuEvent};
-
-/// The media server, or `unavailable`.
-fn sfu(hub: &Hub) -> Result<&Arc<Sfu>, ApiError> {
-    hub.sfu.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "this server runs no media server (sfu.enabled is off, or it could not start)",
-        )
-    })
-}
+use crate::cluster::media::MediaAsk;
+use crate::sfu::SfuEvent;
 
 /// The room of a request whose sender must be in its call.
 fn call_room(hub: &Hub, s: &SocketRef, args: &Args) -> Result<String, ApiError> {
@@ -44,44 +35,38 @@ fn call_room(hub: &Hub, s: &SocketRef, args: &Args) -> Result<String, ApiError> 
     Ok(room)
 }
 
-/// The SDP of argument 1, a description `{ type, sdp }` of type `kind`.
-fn sdp_of<'a>(args: &'a Args, kind: &str) -> Result<&'a str, ApiError> {
+/// The SDP of argument 1, a description `{ type, sdp }` of type `kind`,
+/// checked here (a bad one costs no trip to another node).
+fn sdp_of(args: &Args, kind: &str) -> Result<String, ApiError> {
     let description: &Map<String, Value> = args.object(1, "description")?;
     if description.get("type").and_then(Value::as_str) != Some(kind) {
         return Err(ApiError::invalid_argument(format!(
             "the description must be of type `{kind}`"
         )));
     }
-    description
+    let sdp = description
         .get("sdp")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid_argument("the description needs an `sdp` string"))
+        .ok_or_else(|| ApiError::invalid_argument("the description needs an `sdp` string"))?;
+    let readable = if kind == "offer" {
+        SdpOffer::from_sdp_string(sdp).map(drop)
+    } else {
+        SdpAnswer::from_sdp_string(sdp).map(drop)
+    };
+    readable.map_err(|e| ApiError::invalid_argument(format!("the {kind} cannot be read: {e}")))?;
+    Ok(sdp.to_string())
 }
 
-fn offer_of(args: &Args) -> Result<SdpOffer, ApiError> {
-    SdpOffer::from_sdp_string(sdp_of(args, "offer")?)
-        .map_err(|e| ApiError::invalid_argument(format!("the offer cannot be read: {e}")))
-}
-
-fn answer_json(answer: &SdpAnswer) -> Value {
-    json!({ "type": "answer", "sdp": answer.to_sdp_string() })
-}
-
-fn refused(e: SfuError) -> ApiError {
-    match e {
-        SfuError::Sdp(reason) => ApiError::invalid_argument(format!(
-            "the media server refused the description: {reason}"
-        )),
-        SfuError::Full(n) => ApiError::new(
-            ErrorCode::RoomFull,
-            format!("the media server is full ({n} participants)"),
-        ),
-        SfuError::NoSession(_) => ApiError::new(
-            ErrorCode::NotInCall,
-            "no media session: send media_join first",
-        ),
-        other => ApiError::new(ErrorCode::Unavailable, other.to_string()),
+/// `unavailable` unless this node runs a media server (a call goes through
+/// one only when every node does).
+fn needs_sfu(hub: &Hub) -> Result<(), ApiError> {
+    if hub.sfu.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "this server runs no media server (sfu.enabled is off, or it could not start)",
+        ));
     }
+    Ok(())
 }
 
 pub async fn media_join(
@@ -90,13 +75,13 @@ pub async fn media_join(
     _io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
-    let sfu = sfu(&hub)?;
+    needs_sfu(&hub)?;
     let room = call_room(&hub, &s, &args)?;
-    let offer = offer_of(&args)?;
+    let sdp = sdp_of(&args, "offer")?;
     let options = args.opt_object(2, "options")?;
     let screen = match options.get("screen") {
         None | Some(Value::Null) => None,
-        Some(Value::String(mid)) if (1..=32).contains(&mid.len()) => Some(mid.as_str()),
+        Some(Value::String(mid)) if (1..=32).contains(&mid.len()) => Some(mid.clone()),
         Some(_) => {
             return Err(ApiError::invalid_argument(
                 "`screen` must be the mid (1 to 32 characters) of a video m-line of the offer",
@@ -105,26 +90,20 @@ pub async fn media_join(
     };
     hub.admit_media(s.id, &room)?;
     let key = Hub::media_key(s.id, &room);
-    let joined = match sfu
-        .join(&room, &key, &s.id.to_string(), offer, screen)
-        .await
-    {
-        Ok(joined) => joined,
+    let ask = MediaAsk::Join {
+        room: room.clone(),
+        key: key.clone(),
+        label: s.id.to_string(),
+        sdp,
+        screen,
+    };
+    match hub.media_ask(&room, ask, true).await {
+        Ok(joined) => Ok(ok(joined)),
         Err(e) => {
             hub.media_ended(&key);
-            return Err(refused(e));
+            Err(e)
         }
-    };
-    // Which of the offer's receive m-lines carry whose track: the socket id
-    // of its publisher, as the stream id says on tracks offered later.
-    let tracks: Vec<Value> = joined
-        .slots
-        .iter()
-        .map(|(mid, from)| json!({ "mid": mid, "from": from }))
-        .collect();
-    Ok(ok(
-        json!({ "answer": answer_json(&joined.answer), "tracks": tracks }),
-    ))
+    }
 }
 
 pub async fn media_offer(
@@ -133,14 +112,13 @@ pub async fn media_offer(
     _io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
-    let sfu = sfu(&hub)?;
+    needs_sfu(&hub)?;
     let room = call_room(&hub, &s, &args)?;
-    let offer = offer_of(&args)?;
-    let answer = sfu
-        .offer(&Hub::media_key(s.id, &room), offer)
-        .await
-        .map_err(refused)?;
-    Ok(ok(json!({ "answer": answer_json(&answer) })))
+    let ask = MediaAsk::Offer {
+        key: Hub::media_key(s.id, &room),
+        sdp: sdp_of(&args, "offer")?,
+    };
+    Ok(ok(hub.media_ask(&room, ask, false).await?))
 }
 
 pub async fn media_answer(
@@ -149,14 +127,13 @@ pub async fn media_answer(
     _io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
-    let sfu = sfu(&hub)?;
+    needs_sfu(&hub)?;
     let room = call_room(&hub, &s, &args)?;
-    let answer = SdpAnswer::from_sdp_string(sdp_of(&args, "answer")?)
-        .map_err(|e| ApiError::invalid_argument(format!("the answer cannot be read: {e}")))?;
-    sfu.answer(&Hub::media_key(s.id, &room), answer)
-        .await
-        .map_err(refused)?;
-    Ok(ok(json!({})))
+    let ask = MediaAsk::Answer {
+        key: Hub::media_key(s.id, &room),
+        sdp: sdp_of(&args, "answer")?,
+    };
+    Ok(ok(hub.media_ask(&room, ask, false).await?))
 }
 
 /// Most tiles a `media_view` may name (a call holds at most 50 through the
@@ -173,7 +150,7 @@ pub async fn media_view(
     _io: SocketIo,
     args: Args,
 ) -> Result<Value, ApiError> {
-    let sfu = sfu(&hub)?;
+    needs_sfu(&hub)?;
     let room = call_room(&hub, &s, &args)?;
     let Some(Value::Array(items)) = args.0.get(1) else {
         return Err(ApiError::invalid_argument(
@@ -202,10 +179,11 @@ pub async fn media_view(
         }
         views.push((from.to_string(), height as u32));
     }
-    sfu.view(&Hub::media_key(s.id, &room), views)
-        .await
-        .map_err(refused)?;
-    Ok(ok(json!({})))
+    let ask = MediaAsk::View {
+        key: Hub::media_key(s.id, &room),
+        views,
+    };
+    Ok(ok(hub.media_ask(&room, ask, false).await?))
 }
 
 /// A participant's state (microphone on, video on, sharing its screen) to
@@ -279,6 +257,16 @@ pub async fn forward_events(
             continue;
         };
         let Some(socket) = sid.parse::<Sid>().ok().and_then(|sid| io.get_socket(sid)) else {
+            // A participant connected to another node (this node carries
+            // its call's media): the group named after its socket id
+            // reaches it there.
+            if hub.media_link.is_clustered() {
+                let to = io.to(sid.to_string());
+                let _ = match payload {
+                    Some(description) => to.emit(name, &(room, description)).await,
+                    None => to.emit(name, &(room,)).await,
+                };
+            }
             continue;
         };
         let sent = match payload {

@@ -169,9 +169,19 @@ pub async fn follow_cluster(
             }
             other => other,
         };
+        // A node that stopped or died: the media sessions this node carries
+        // for its participants end now (their pages come back through
+        // another node, with new sessions).
+        let node_gone =
+            matches!(&event, crate::cluster::RosterEvent::Node { conns, .. } if conns.is_empty());
         let news = hub.apply_remote(event);
         if news.is_empty() {
             continue;
+        }
+        if node_gone && let Some(sfu) = &hub.sfu {
+            for (room, member) in &news.call_left {
+                sfu.leave(&hub::Hub::media_key_of(&member.id, room));
+            }
         }
         let why = protocol::Departure::Disconnected;
         for left in &news.left {

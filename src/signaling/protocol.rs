@@ -152,6 +152,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for reading one back from its name.
+    const ALL: [ErrorCode; 17] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidNickname,
+        ErrorCode::InvalidMessage,
+        ErrorCode::NotInRoom,
+        ErrorCode::NotInCall,
+        ErrorCode::RoomFull,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+        ErrorCode::Unconfirmed,
+        ErrorCode::Unavailable,
+        ErrorCode::PasswordRequired,
+        ErrorCode::WrongPassword,
+        ErrorCode::NotHost,
+        ErrorCode::Removed,
+        ErrorCode::RoomLocked,
+        ErrorCode::InLobby,
+    ];
+
+    /// The code named `name` (as another node sent it), if there is one.
+    pub fn named(name: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidArgument => "invalid_argument",

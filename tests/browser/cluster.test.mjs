@@ -1,5 +1,6 @@
 // Three nodes sharing Redis and PostgreSQL (docs/cluster.md): pages on
-// different nodes chat in one room and hold a three-person call.
+// different nodes chat in one room and hold a three-person mesh call, and a
+// call that grows past the mesh moves to one node's media server.
 //
 // The test starts its own Redis and PostgreSQL (scripts/lib/services.sh,
 // inside the suite's network namespace) and skips with a message where they
@@ -15,6 +16,7 @@ import {
   expectLiveTiles,
   joinCall,
   launchBrowser,
+  until,
   openPage,
   roomPath,
   sendMessage,
@@ -74,7 +76,9 @@ before(async () => {
     NOOM_STORE_POSTGRES_POOL: "4",
     NOOM_TURN_SECRET: "a secret the three nodes share",
     NOOM_ADMIN_PASSWORD_HASH: hashed.stdout.trim(),
-    NOOM_CALL_MODE: "mesh",
+    // Three in a mesh; a fourth moves the call to the media server.
+    NOOM_CALL_MODE: "auto",
+    NOOM_CALL_MESH_MAX: "3",
   };
   // One at a time: the first creates the schema.
   for (const id of ["one", "two", "three"]) {
@@ -112,6 +116,76 @@ test("pages on three nodes chat in one room and hold one call", { skip }, async 
     await expectLiveTiles(ann, ["Ben", "Cat"]);
     await expectLiveTiles(ben, ["Ann", "Cat"]);
     await expectLiveTiles(cat, ["Ann", "Ben"]);
+    for (const page of pages) assert.deepEqual(page.errors, []);
+  } finally {
+    for (const page of pages) await page.context().close();
+  }
+});
+
+/** `noom_sfu_participants` of each node, from its `/metrics`. */
+async function sfuParticipants() {
+  const counts = [];
+  for (const node of env.nodes) {
+    const text = await (await fetch(node.url("/metrics"))).text();
+    const line = text.split("\n").find((l) => l.startsWith("noom_sfu_participants "));
+    counts.push(line ? Number(line.split(" ")[1]) : NaN);
+  }
+  return counts;
+}
+
+test("a call that outgrows the mesh moves to one node's media server, pages on every node", { skip }, async () => {
+  const room = "across nodes, through one server";
+  const pages = [];
+  try {
+    // Ann and Dan on node one, Ben on two, Cat on three.
+    for (const [i, nickname] of [[0, "Ann"], [1, "Ben"], [2, "Cat"], [0, "Dan"]]) {
+      const page = await openPage(env.browser, env.nodes[i], roomPath(room), { nickname });
+      await waitEntered(page);
+      pages.push(page);
+    }
+    const [ann, ben, cat, dan] = pages;
+    for (const page of [ann, ben, cat]) await joinCall(page);
+    await expectLiveTiles(ann, ["Ben", "Cat"]);
+    // The fourth (call.mesh_max is 3) moves the call: every page, whichever
+    // node it is on, switches to the media server the call is placed on.
+    await joinCall(dan);
+    const everyone = ["Ann", "Ben", "Cat", "Dan"];
+    for (const [i, page] of pages.entries()) {
+      await expectLiveTiles(page, everyone.filter((_, j) => j !== i), { timeout: 30000 });
+    }
+    for (const page of pages) {
+      await until(
+        page,
+        async () => {
+          const stats = await window.noomCall.stats();
+          return stats.length === 3 && stats.every((s) => s.media === "sfu") && window.noomCall.connections() === 1;
+        },
+        null,
+        { timeout: 15000, what: "every tile through the media server, on one connection" },
+      );
+    }
+    // One node carries the whole call's media.
+    const counts = await sfuParticipants();
+    assert.deepEqual([...counts].sort(), [0, 0, 4], `media sessions per node: ${counts}`);
+    const host = counts.indexOf(4);
+    // Ann leaves: her session ends on the call's node, wherever she is, and
+    // the others' tiles of her go.
+    await ann.getByRole("button", { name: "Leave call" }).click();
+    for (const page of [ben, cat, dan]) {
+      await page.waitForFunction(
+        () => ![...document.querySelectorAll('[data-testid="tile"] .tile-name')].some((n) => n.textContent === "Ann"),
+        null,
+        { timeout: 5000, polling: 100 },
+      );
+    }
+    let left = [];
+    for (let i = 0; i < 50; i++) {
+      left = await sfuParticipants();
+      if (left[host] === 3) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(left[host], 3, `media sessions per node after Ann left: ${left}`);
+    await expectLiveTiles(ben, ["Cat", "Dan"]);
     for (const page of pages) assert.deepEqual(page.errors, []);
   } finally {
     for (const page of pages) await page.context().close();

@@ -48,6 +48,11 @@ pub struct Joined {
 impl Hub {
     /// The media server's name for `sid`'s session in the call of `room`.
     pub fn media_key(sid: Sid, room: &str) -> String {
+        Self::media_key_of(&sid.to_string(), room)
+    }
+
+    /// [`Hub::media_key`] of a socket id as text (of any node).
+    pub fn media_key_of(sid: &str, room: &str) -> String {
         format!("{sid}:{room}")
     }
 
@@ -55,7 +60,9 @@ impl Hub {
     /// (a message to the media loop: fine under the lock).
     pub(super) fn end_media(&self, sid: Sid, room: &str) {
         let key = Self::media_key(sid, room);
-        if let Some(sfu) = &self.sfu {
+        if self.media_sessions.lock().contains_key(&key) || self.parked.lock().contains_key(&key) {
+            self.leave_media(&key, room);
+        } else if let Some(sfu) = &self.sfu {
             sfu.leave(&key);
         }
         self.media_ended(&key);
@@ -66,10 +73,7 @@ impl Hub {
     /// back once it reconnects, then ended (a task; fine under the lock).
     pub(super) fn park_media(&self, sid: Sid, room: &str, session: crate::store::SessionKey) {
         let key = Self::media_key(sid, room);
-        let Some(sfu) = self.sfu.clone() else {
-            return;
-        };
-        if !self.media_sessions.lock().contains_key(&key) {
+        if self.sfu.is_none() || !self.media_sessions.lock().contains_key(&key) {
             return;
         }
         let since = std::time::Instant::now();
@@ -77,12 +81,20 @@ impl Hub {
             .lock()
             .insert(key.clone(), Parked { session, since });
         let (parked, sessions) = (self.parked.clone(), self.media_sessions.clone());
+        let (sfu, link) = (self.sfu.clone(), self.media_link.clone());
+        let room = room.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(MEDIA_PARK).await;
-            let mut parked = parked.lock();
-            if parked.get(&key).is_some_and(|p| p.since == since) {
-                parked.remove(&key);
-                sfu.leave(&key);
+            let expired = {
+                let mut parked = parked.lock();
+                let expired = parked.get(&key).is_some_and(|p| p.since == since);
+                if expired {
+                    parked.remove(&key);
+                }
+                expired
+            };
+            if expired {
+                super::media_route::leave_media(sfu.as_ref(), &link, &key, &room);
                 sessions.lock().remove(&key);
             }
         });
@@ -94,9 +106,9 @@ impl Hub {
     /// are of the same session. Returns whether it did (the page then
     /// restarts ICE on it instead of starting a new one).
     pub async fn resume_media(&self, sid: Sid, was: &str, room: &str) -> bool {
-        let Some(sfu) = &self.sfu else {
+        if self.sfu.is_none() {
             return false;
-        };
+        }
         let Ok(old) = was.parse::<Sid>() else {
             return false;
         };
@@ -122,7 +134,12 @@ impl Hub {
         if !ours {
             return false;
         }
-        if let Err(e) = sfu.rekey(&from, &to, &sid.to_string()).await {
+        let rekey = crate::cluster::media::MediaAsk::Rekey {
+            from: from.clone(),
+            to: to.clone(),
+            label: sid.to_string(),
+        };
+        if let Err(e) = self.media_ask(room, rekey, false).await {
             tracing::debug!(%from, %to, error = %e, "media session not taken back");
             return false;
         }
@@ -262,13 +279,20 @@ impl Hub {
         Ok(joined)
     }
 
+    /// The call of `room`, under way, goes through the media server (as
+    /// another node decided).
+    pub fn call_through_server(&self, room: &str) {
+        if let Some(live) = self.state.lock().rooms.get_mut(room)
+            && !live.call.is_empty()
+        {
+            live.through_server = true;
+        }
+    }
+
     /// Whether a call of `size` goes through the media server, by
     /// `call.mode`; `now` is whether it already does (`auto` never goes back).
     fn media_for(&self, size: usize, now: bool) -> bool {
-        // In a cluster every node has its own media server, and a call's
-        // participants may be on several nodes: calls stay in the mesh until
-        // a call's media is placed on one node (docs/cluster.md).
-        if self.sfu.is_none() || self.roster.is_clustered() {
+        if self.sfu.is_none() {
             return false;
         }
         match self.config.call.mode.as_str() {

@@ -30,11 +30,13 @@ use crate::store::{RoomMeta, Session, SessionKey, Store};
 
 mod admin;
 mod calls;
+mod media_route;
 mod moderation;
 mod remote;
 
 pub use admin::{LiveCounts, MemberDetail};
 pub use calls::{Joined, MEDIA_PARK, MESH_CALL_MAX};
+pub use media_route::{MediaHost, serve_remote};
 pub use moderation::{Action, LOBBY_MAX, Moderator, Removal, RoomSettings};
 
 /// The socketioxide room that carries a chat room's broadcasts.
@@ -181,6 +183,9 @@ pub struct Hub {
     pub relay_error: Option<String>,
     /// The media server, when it runs.
     pub sfu: Option<Arc<crate::sfu::Sfu>>,
+    /// Where calls' media is placed, and the requests carried to other
+    /// nodes' media servers (does nothing alone).
+    pub media_link: Arc<crate::cluster::MediaLink>,
     /// Why the media server is enabled in the configuration but not running.
     pub sfu_error: Option<String>,
     state: Mutex<State>,
@@ -367,6 +372,11 @@ impl Hub {
             roster,
             relay_error: None,
             sfu: None,
+            media_link: Arc::new(crate::cluster::MediaLink::new(
+                &crate::cluster::Bus::Alone,
+                "",
+                "",
+            )),
             sfu_error: None,
             media_rate: {
                 let per_min = config.sfu.joins_per_ip_per_min as f64;
