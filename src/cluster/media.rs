@@ -190,6 +190,30 @@ impl MediaLink {
         Ok(alive.then_some(host))
     }
 
+    /// Whether `node` is alive (its liveness key is there).
+    pub async fn is_alive(&self, node: &str) -> Result<bool, MediaLinkError> {
+        let Some((bus, prefix)) = &self.redis else {
+            return Ok(node == self.node);
+        };
+        let mut conn = bus.conn();
+        Ok(redis::cmd("EXISTS")
+            .arg(format!("{prefix}:alive:{node}"))
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// The node the media of `room`'s call is placed on, alive or not.
+    pub async fn placed_on(&self, room: &str) -> Result<Option<String>, MediaLinkError> {
+        let Some((bus, prefix)) = &self.redis else {
+            return Ok(Some(self.node.clone()));
+        };
+        let mut conn = bus.conn();
+        Ok(redis::cmd("GET")
+            .arg(Self::placement_key(prefix, room))
+            .query_async(&mut conn)
+            .await?)
+    }
+
     /// Places the media of `room`'s call, unless a live node has it: on the
     /// live node with the fewest media participants. Returns the node.
     pub async fn place(&self, room: &str) -> Result<String, MediaLinkError> {

@@ -172,13 +172,30 @@ pub async fn follow_cluster(
         // A node that stopped or died: the media sessions this node carries
         // for its participants end now (their pages come back through
         // another node, with new sessions).
-        let node_gone =
-            matches!(&event, crate::cluster::RosterEvent::Node { conns, .. } if conns.is_empty());
+        let node_gone = match &event {
+            crate::cluster::RosterEvent::Node { node, conns } if conns.is_empty() => {
+                Some(node.clone())
+            }
+            _ => None,
+        };
+        // And the calls whose media that node carried start anew elsewhere.
+        if let Some(node) = &node_gone {
+            for room in hub.calls_placed_on(node).await {
+                tracing::info!(%room, %node, "the node carrying a call's media is gone: its participants here start new sessions");
+                let _ = io
+                    .local()
+                    .to(hub::call_group(&room))
+                    .emit(events::MEDIA_CLOSED, &(room.as_str(),))
+                    .await;
+            }
+        }
         let news = hub.apply_remote(event);
         if news.is_empty() {
             continue;
         }
-        if node_gone && let Some(sfu) = &hub.sfu {
+        if node_gone.is_some()
+            && let Some(sfu) = &hub.sfu
+        {
             for (room, member) in &news.call_left {
                 sfu.leave(&hub::Hub::media_key_of(&member.id, room));
             }

@@ -14,6 +14,7 @@ import {
   BIN,
   ROOT,
   expectLiveTiles,
+  framesByNick,
   joinCall,
   launchBrowser,
   until,
@@ -122,10 +123,28 @@ test("pages on three nodes chat in one room and hold one call", { skip }, async 
   }
 });
 
+/** Waits until `page` decodes new frames of each of `nicks` (by `deadline`). */
+async function playsAgain(page, nicks, deadline) {
+  let before = await framesByNick(page);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = await framesByNick(page);
+    if (nicks.every((n) => now[n] > 0 && now[n] > (before[n] ?? 0))) return;
+    if (Date.now() > deadline) {
+      throw new Error(`no new frames of ${nicks.join(", ")}: before ${JSON.stringify(before)} after ${JSON.stringify(now)}`);
+    }
+    before = now;
+  }
+}
+
 /** `noom_sfu_participants` of each node, from its `/metrics`. */
 async function sfuParticipants() {
+  return sfuParticipantsOf(env.nodes);
+}
+
+async function sfuParticipantsOf(nodes) {
   const counts = [];
-  for (const node of env.nodes) {
+  for (const node of nodes) {
     const text = await (await fetch(node.url("/metrics"))).text();
     const line = text.split("\n").find((l) => l.startsWith("noom_sfu_participants "));
     counts.push(line ? Number(line.split(" ")[1]) : NaN);
@@ -187,6 +206,34 @@ test("a call that outgrows the mesh moves to one node's media server, pages on e
     assert.equal(left[host], 3, `media sessions per node after Ann left: ${left}`);
     await expectLiveTiles(ben, ["Cat", "Dan"]);
     for (const page of pages) assert.deepEqual(page.errors, []);
+
+    // The call's node dies (kill -9; the last test: the node stays dead).
+    // The participants on the other nodes are told once it is taken for
+    // dead, start new sessions, and the call is placed on a live node.
+    const byNode = [[dan], [ben], [cat]];
+    const survivors = byNode.filter((_, i) => i !== host).flat();
+    const names = new Map([[ben, "Ben"], [cat, "Cat"], [dan, "Dan"]]);
+    const killed = Date.now();
+    await env.nodes[host].kill();
+    // What was on its way from it is played by now: new frames come only
+    // through a new session.
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const page of survivors) {
+      const others = survivors.filter((p) => p !== page).map((p) => names.get(p));
+      await playsAgain(page, others, killed + 30000);
+    }
+    const took = Date.now() - killed;
+    console.log(`# the call plays again through another node ${took} ms after its node was killed`);
+    // About 6 s to take the node for dead, then a new session.
+    assert.ok(took <= 15000, `the call came back after ${took} ms, over 15 s`);
+    // The dead node's members leave the tiles once the others stop waiting
+    // for their return (as for anyone whose connection dropped).
+    for (const page of survivors) {
+      const others = survivors.filter((p) => p !== page).map((p) => names.get(p));
+      await expectLiveTiles(page, others, { timeout: 30000 });
+    }
+    const after = await sfuParticipantsOf(env.nodes.filter((_, i) => i !== host));
+    assert.deepEqual([...after].sort(), [0, 2], `media sessions per live node: ${after}`);
   } finally {
     for (const page of pages) await page.context().close();
   }

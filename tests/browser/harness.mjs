@@ -134,6 +134,14 @@ export async function startServer({ env = {}, host = "127.0.0.1", https = false 
       if (downMs) await sleep(downMs);
       await up();
     },
+    /** Kills the server at once (SIGKILL), as a crash would. */
+    async kill() {
+      if (!child) return;
+      const c = child;
+      child = null;
+      c.kill("SIGKILL");
+      await c.exited;
+    },
     async stop() {
       await down();
       rmSync(home, { recursive: true, force: true });

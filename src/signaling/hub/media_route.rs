@@ -197,6 +197,35 @@ impl Hub {
         leave_media(self.sfu.as_ref(), &self.media_link, key, room);
     }
 
+    /// The node `node` is gone (it stopped, or died): the calls of this
+    /// node's participants whose media it carried. Their pages must start
+    /// new sessions (a new `media_join` places the call on a live node)
+    /// rather than wait for their browsers to give up on it.
+    pub async fn calls_placed_on(&self, node: &str) -> Vec<String> {
+        // A node that rewrote its (empty) membership after a Redis outage
+        // is still there, and so are the sessions it carries.
+        if !matches!(self.media_link.is_alive(node).await, Ok(false)) {
+            return Vec::new();
+        }
+        let mut rooms: Vec<String> = self
+            .media_sessions
+            .lock()
+            .keys()
+            .filter_map(|key| key.split_once(':').map(|(_, room)| room.to_string()))
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        let mut placed = Vec::new();
+        for room in rooms {
+            if let Ok(Some(host)) = self.media_link.placed_on(&room).await
+                && host == node
+            {
+                placed.push(room);
+            }
+        }
+        placed
+    }
+
     /// Keeps the placements of the calls whose media this node carries,
     /// and tells the others its load, until `shutdown` (alone: returns).
     pub async fn keep_placements(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
