@@ -268,6 +268,12 @@ impl App {
         if roster.is_clustered() {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             background.push(tokio::spawn(roster.clone().run(tx, shutdown.clone())));
+            background.push(tokio::spawn(signaling::tell_health(
+                hub.clone(),
+                io.clone(),
+                cert.clone(),
+                shutdown.clone(),
+            )));
             background.push(tokio::spawn(signaling::follow_cluster(
                 hub.clone(),
                 io.clone(),

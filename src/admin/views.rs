@@ -27,6 +27,21 @@ pub struct Overview {
     pub rooms: Vec<RoomRow>,
     pub relay: RelayView,
     pub metrics: Vec<Sample>,
+    /// Every node of the cluster (alone: this one), by name.
+    pub nodes: Vec<NodeRow>,
+}
+
+/// One node and its health.
+#[derive(Debug, Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    /// The node this page is served by.
+    pub this: bool,
+    /// `ok`, `degraded` (its `/healthz` fails) or `silent` (its liveness
+    /// key expired: it is about to be dropped).
+    pub status: String,
+    /// What its `/healthz` says, with `connections` and `uptime_secs`.
+    pub health: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -165,7 +180,43 @@ impl Admin {
             rooms,
             relay: self.relay_view(),
             metrics: self.metrics().await,
+            nodes: self.nodes().await,
         })
+    }
+
+    /// Every node's health: this one's now, the others' as they last said
+    /// (each renews it every second, with its liveness key).
+    pub async fn nodes(&self) -> Vec<NodeRow> {
+        let hub = &self.hub;
+        let (up, mut own) = hub.health(self.cert.as_deref()).await;
+        let (websocket, polling) = crate::signaling::connections_by_transport(&self.io);
+        own["connections"] = serde_json::json!(websocket + polling);
+        own["uptime_secs"] = serde_json::json!(self.started.elapsed().as_secs());
+        let me = hub.config.cluster.node_id.clone();
+        let mut rows = vec![NodeRow {
+            node: me.clone(),
+            this: true,
+            status: if up { "ok" } else { "degraded" }.into(),
+            health: Some(own),
+        }];
+        // Redis unavailable: this node's own row only (its health says why).
+        if let Ok(others) = hub.roster.nodes().await {
+            for other in others.into_iter().filter(|n| n.node != me) {
+                let status = match &other.health {
+                    None => "silent",
+                    Some(h) if h["status"] == "ok" => "ok",
+                    Some(_) => "degraded",
+                };
+                rows.push(NodeRow {
+                    node: other.node,
+                    this: false,
+                    status: status.into(),
+                    health: other.health,
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.node.cmp(&b.node));
+        rows
     }
 
     pub fn relay_view(&self) -> RelayView {

@@ -13,4 +13,4 @@ pub mod roster;
 
 pub use bus::{Bus, BusError, RedisBus};
 pub use media::MediaLink;
-pub use roster::{NodeConns, Order, Presence, Roster, RosterEvent};
+pub use roster::{NodeConns, NodeHealth, Order, Presence, Roster, RosterEvent};

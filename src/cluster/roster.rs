@@ -205,6 +205,18 @@ struct Shared {
     healthy_since: Mutex<Option<Instant>>,
     /// When Redis last answered a heartbeat.
     last_ok: Mutex<Option<Instant>>,
+    /// What this node says of its health (JSON), the value of its
+    /// liveness key: any node's admin page lists every node's.
+    health: Mutex<Option<String>>,
+}
+
+/// A node of the cluster as Redis lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeHealth {
+    pub node: String,
+    /// What it last said of its health; `None`: its liveness key expired
+    /// (it is about to be dropped) or it said nothing yet.
+    pub health: Option<serde_json::Value>,
 }
 
 /// The roster could not be read or written.
@@ -235,6 +247,7 @@ impl Roster {
                     rewrite_queued: AtomicBool::new(false),
                     healthy_since: Mutex::new(None),
                     last_ok: Mutex::new(None),
+                    health: Mutex::new(None),
                 })
             }
         };
@@ -298,6 +311,42 @@ impl Roster {
         let mut written = r.written.subscribe();
         // Bounded: a writer stuck on Redis (or stopped) must not hold requests.
         let _ = tokio::time::timeout(SETTLE_MAX, written.wait_for(|w| *w >= target)).await;
+    }
+
+    /// What this node says of its health, from its next heartbeat on.
+    pub fn set_health(&self, health: &serde_json::Value) {
+        if let Some(r) = &self.redis {
+            *r.health.lock() = Some(health.to_string());
+        }
+    }
+
+    /// Every node Redis lists, with what it last said of its health, by
+    /// name (alone: none).
+    pub async fn nodes(&self) -> Result<Vec<NodeHealth>, RosterError> {
+        let Some(r) = &self.redis else {
+            return Ok(Vec::new());
+        };
+        let mut conn = r.bus.conn();
+        let mut nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:nodes", r.prefix))
+            .query_async(&mut conn)
+            .await?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        nodes.sort();
+        let keys: Vec<String> = nodes.iter().map(|n| self.alive_key(r, n)).collect();
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        Ok(nodes
+            .into_iter()
+            .zip(values)
+            .map(|(node, value)| NodeHealth {
+                node,
+                // A node of an older version says only its version.
+                health: value.and_then(|v| serde_json::from_str(&v).ok()),
+            })
+            .collect())
     }
 
     /// The Redis server's address (`None` alone).
@@ -525,10 +574,15 @@ impl Roster {
         events: &mpsc::UnboundedSender<RosterEvent>,
     ) {
         let mut conn = r.bus.conn();
+        let said = r
+            .health
+            .lock()
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
         let renewed: Result<(), redis::RedisError> = redis::pipe()
             .cmd("SET")
             .arg(self.alive_key(r, &self.node))
-            .arg(env!("CARGO_PKG_VERSION"))
+            .arg(said)
             .arg("PX")
             .arg(NODE_TTL.as_millis() as u64)
             .ignore()

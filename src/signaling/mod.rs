@@ -145,6 +145,31 @@ pub async fn broadcast_room_changes(hub: Arc<Hub>, io: SocketIo, shutdown: Cance
     }
 }
 
+/// Tells the other nodes this node's health (what `/healthz` says, and its
+/// connections) with each heartbeat, until `shutdown`: the admin page of
+/// any node lists every node's.
+pub async fn tell_health(
+    hub: Arc<Hub>,
+    io: SocketIo,
+    cert: Option<Arc<crate::tls::CertStore>>,
+    shutdown: CancellationToken,
+) {
+    let started = std::time::Instant::now();
+    let mut every = tokio::time::interval(crate::cluster::roster::HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let (_, mut health) = hub.health(cert.as_deref()).await;
+        let (websocket, polling) = connections_by_transport(&io);
+        health["connections"] = serde_json::json!(websocket + polling);
+        health["uptime_secs"] = serde_json::json!(started.elapsed().as_secs());
+        hub.roster.set_health(&health);
+    }
+}
+
 /// Applies what the roster learns of the other nodes to the hub, and tells
 /// this node's clients what no other node could tell them (the members of
 /// a node that died, changes made while Redis was away).

@@ -144,6 +144,38 @@ function renderOverview(o) {
   $("allocations-empty").hidden = o.relay.allocations.length > 0;
 
   $("metrics").replaceChildren(...o.metrics.map((m) => row([m.name, m.value])));
+
+  $("nodes").replaceChildren(...(o.nodes || []).map(nodeRow));
+}
+
+/** What is wrong with a node, from its health (the server's words, in English). */
+function problems(h) {
+  if (!h) return [];
+  const out = [];
+  if (h.store_detail) out.push(`store: ${h.store_detail}`);
+  for (const part of ["relay", "sfu", "cluster"]) {
+    if (h[part] && h[part].status === "failing") out.push(`${part}: ${h[part].detail || "failing"}`);
+  }
+  if (h.tls && (h.tls.status === "expired" || h.tls.status === "expiring")) out.push(`tls: ${h.tls.status}`);
+  return out;
+}
+
+function nodeRow(n) {
+  const h = n.health || {};
+  const stateKey = `admin.nodeState.${n.status}`;
+  const state = t(stateKey) === stateKey ? n.status : t(stateKey);
+  const tr = row([
+    n.this ? t("admin.thisNode", { node: n.node }) : n.node,
+    state,
+    h.version ?? "—",
+    h.connections ?? "—",
+    h.sfu && h.sfu.sessions !== undefined ? h.sfu.sessions : "—",
+    h.uptime_secs !== undefined ? duration(h.uptime_secs) : "—",
+    problems(n.health).join("; ") || "—",
+  ]);
+  tr.dataset.node = n.node;
+  tr.dataset.status = n.status;
+  return tr;
 }
 
 function renderRoom(detail) {

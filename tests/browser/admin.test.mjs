@@ -32,6 +32,12 @@ test("an administrator logs in, watches a room live and manages it", async () =>
   await admin.getByTestId("connection").and(admin.locator('[data-state="connected"]')).waitFor();
   // Which node this is (cluster.node_id).
   await admin.getByTestId("node").getByText("node-a1", { exact: true }).waitFor();
+  // Alone, the nodes table lists this node, healthy (a cluster's lists
+  // every node: tests/cluster).
+  const nodeRows = admin.getByTestId("admin-nodes").locator("tr");
+  await nodeRows.first().locator("td").nth(1).getByText("ok", { exact: true }).waitFor();
+  assert.equal(await nodeRows.count(), 1);
+  assert.equal(await nodeRows.first().locator("td").first().textContent(), "node-a1 (this page)");
   // Every action asks first; the test says yes.
   admin.on("dialog", (dialog) => dialog.accept());
 

@@ -208,6 +208,84 @@ async fn the_admin_page_sees_members_of_every_node() {
     );
 }
 
+/// The admin page of any node lists every node with its health (as each
+/// node last said it, every second); a node killed leaves the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_lists_every_nodes_health() {
+    const TOKEN: &str = "cluster-admin-token-0123456789abcdef";
+    let Some(cluster) = Cluster::start_with("node health", 2, |c| {
+        c.admin.api_token = TOKEN.into();
+    })
+    .await
+    else {
+        return;
+    };
+    let mut doomed = cluster.spawn_binary("doomed").await;
+    let _ben = connect(cluster.base(1), None).await;
+    let overview = || async {
+        let o: Value = reqwest::Client::new()
+            .get(format!("{}/admin/api/overview", cluster.base(0)))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("admin API answers")
+            .json()
+            .await
+            .expect("JSON");
+        o
+    };
+    let nodes = |o: &Value| -> Vec<(String, bool, String, i64)> {
+        o["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| {
+                (
+                    n["node"].as_str().unwrap_or_default().to_string(),
+                    n["this"] == true,
+                    n["status"].as_str().unwrap_or_default().to_string(),
+                    n["health"]["connections"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    // Each node says its health with its next heartbeat (within a second).
+    let want = vec![
+        ("doomed".to_string(), false, "ok".to_string(), 0),
+        ("n0".to_string(), true, "ok".to_string(), 0),
+        ("n1".to_string(), false, "ok".to_string(), 1),
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = nodes(&overview().await);
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, want);
+    let o = overview().await;
+    let n1 = &o["nodes"][2]["health"];
+    assert_eq!(n1["node"], "n1", "{o}");
+    assert_eq!(n1["store"], "ok", "{o}");
+    assert_eq!(n1["cluster"]["status"], "ok", "{o}");
+    assert_eq!(n1["version"], env!("CARGO_PKG_VERSION"), "{o}");
+    // SIGKILL: its liveness key expires (5 s), then it is dropped.
+    doomed.kill();
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = nodes(&overview().await);
+        if !listed.iter().any(|n| n.0 == "doomed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        listed.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
+        ["n0", "n1"]
+    );
+}
+
 /// An administrator's actions on one node reach the connections of every
 /// node: ending a call, disconnecting one connection, closing a room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

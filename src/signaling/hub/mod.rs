@@ -30,6 +30,7 @@ use crate::store::{RoomMeta, Session, SessionKey, Store};
 
 mod admin;
 mod calls;
+mod health;
 mod media_route;
 mod moderation;
 mod remote;
