@@ -85,6 +85,9 @@ pub struct Presence {
     /// Rooms whose call it raised its hand in.
     #[serde(default)]
     pub hands: Vec<String>,
+    /// Rooms whose lobby it waits in (their hosts, on any node, let it in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
     /// Its client's address, for the admin page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
@@ -117,6 +120,13 @@ pub enum Order {
         sid: String,
         room: String,
         by: serde_json::Value,
+    },
+    /// A host or the admin let `sid`, waiting in the lobby of `room`, in
+    /// (or turned it away).
+    Admission {
+        sid: String,
+        room: String,
+        admitted: bool,
     },
     /// A host or the admin took `user` out of `room` (`payload`: the
     /// `removed` event's).

@@ -225,6 +225,9 @@ pub async fn follow_cluster(
                 sfu.leave(&hub::Hub::media_key_of(&member.id, room));
             }
         }
+        for room in &news.lobbies {
+            hub.lobby_changed(&io, room).await;
+        }
         let why = protocol::Departure::Disconnected;
         for left in &news.left {
             left.announce(|group| io.local().to(group), why).await;

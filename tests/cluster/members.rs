@@ -422,3 +422,90 @@ async fn a_host_moderates_members_of_another_node() {
     assert!(handed["host"].is_string(), "{handed}");
     ben.event("room_settings").await;
 }
+
+/// A host on one node keeps a lobby that visitors of another node wait
+/// in: the host sees them, lets one in, turns one away, sees one give up,
+/// and turning the lobby off lets in whoever waits, whatever their node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lobby_holds_visitors_of_every_node() {
+    let Some(cluster) = Cluster::start("lobby across nodes", 2).await else {
+        return;
+    };
+    let mut ann = connect(cluster.base(0), None).await;
+    ann.enter("gated").await; // the first one in hosts it
+    ann.ok(
+        "room_settings",
+        &[json!("gated"), json!({ "locked": false, "lobby": true })],
+    )
+    .await;
+    assert_eq!(ann.event("lobby").await.args[1]["waiting"], json!([]));
+    let waiting_ids = |e: &noom::client::Event| -> Vec<String> {
+        e.args[1]["waiting"]
+            .as_array()
+            .expect("waiting")
+            .iter()
+            .map(|m| m["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    // Cat, on node 1, waits; Ann, on node 0, sees her and turns her away.
+    let mut cat = connect(cluster.base(1), None).await;
+    cat.err("enter_room", &[json!("gated")], "in_lobby").await;
+    let seen = ann.event("lobby").await;
+    let cat_id = waiting_ids(&seen).pop().expect("Cat waits");
+    assert_eq!(
+        seen.args[1]["waiting"][0]["nickname"],
+        cat.nickname.as_str()
+    );
+    ann.ok(
+        "admit",
+        &[json!("gated"), json!({ "to": cat_id, "admit": false })],
+    )
+    .await;
+    assert_eq!(
+        cat.event("admission").await.args[1],
+        json!({ "admitted": false })
+    );
+    assert_eq!(ann.event("lobby").await.args[1]["waiting"], json!([]));
+
+    // She asks again; this time Ann lets her in, and she enters.
+    cat.err("enter_room", &[json!("gated")], "in_lobby").await;
+    assert_eq!(
+        waiting_ids(&ann.event("lobby").await),
+        std::slice::from_ref(&cat_id)
+    );
+    ann.ok(
+        "admit",
+        &[json!("gated"), json!({ "to": cat_id, "admit": true })],
+    )
+    .await;
+    assert_eq!(
+        cat.event("admission").await.args[1],
+        json!({ "admitted": true })
+    );
+    assert_eq!(ann.event("lobby").await.args[1]["waiting"], json!([]));
+    cat.enter("gated").await;
+    assert_eq!(ann.event("welcome").await.args[1]["id"], json!(cat_id));
+
+    // Dan, on node 1, gives up: Ann's list empties.
+    let dan = connect(cluster.base(1), None).await;
+    dan.err("enter_room", &[json!("gated")], "in_lobby").await;
+    assert_eq!(waiting_ids(&ann.event("lobby").await).len(), 1);
+    dan.c.close();
+    assert_eq!(ann.event("lobby").await.args[1]["waiting"], json!([]));
+
+    // Eve, on node 1, waits; the lobby is turned off: she may come in.
+    let mut eve = connect(cluster.base(1), None).await;
+    eve.err("enter_room", &[json!("gated")], "in_lobby").await;
+    assert_eq!(waiting_ids(&ann.event("lobby").await).len(), 1);
+    ann.ok(
+        "room_settings",
+        &[json!("gated"), json!({ "lobby": false })],
+    )
+    .await;
+    assert_eq!(
+        eve.event("admission").await.args[1],
+        json!({ "admitted": true })
+    );
+    eve.enter("gated").await;
+}

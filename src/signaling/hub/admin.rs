@@ -194,6 +194,15 @@ impl Hub {
                 room,
                 payload,
             } => self.remove_from_room_here(io, &user, &room, &payload).await,
+            Order::Admission {
+                sid,
+                room,
+                admitted,
+            } => {
+                if let Ok(sid) = sid.parse::<Sid>() {
+                    self.admission_here(io, sid, &room, admitted).await;
+                }
+            }
             Order::RevokeUser { user } => {
                 if let Some(relay) = &self.relay {
                     relay.revoke_user(&user);

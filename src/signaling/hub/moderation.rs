@@ -178,44 +178,57 @@ impl Hub {
         if !(m.locked || m.lobby) || m.host.as_deref() == Some(&user) || m.allowed.contains(&user) {
             return Ok(());
         }
-        let mut state = self.state.lock();
-        // Another tab of the same session is in: this is no newcomer.
-        let session_in = state.rooms.get(room).is_some_and(|live| {
-            live.members
-                .iter()
-                .any(|id| state.conns.get(id).is_some_and(|c| c.session == session))
-        });
-        if session_in {
-            return Ok(());
-        }
-        if m.locked {
-            return Err(ApiError::new(
-                ErrorCode::RoomLocked,
-                format!("room `{room}` is locked: its host lets nobody new in"),
-            ));
-        }
-        // One connection waits in as many lobbies as it may be in rooms.
-        let waits = state.lobby.values().filter(|w| w.contains(&sid)).count();
-        let here = state.lobby.get(room).is_some_and(|w| w.contains(&sid));
-        if !here && waits as u64 >= self.config.limits.rooms_per_connection {
-            return Err(ApiError::new(
-                ErrorCode::RoomFull,
-                format!(
-                    "a connection can wait in at most {} lobbies at once",
-                    self.config.limits.rooms_per_connection
-                ),
-            ));
-        }
-        let waiting = state.lobby.entry(room.to_string()).or_default();
-        if !waiting.contains(&sid) {
-            if waiting.len() >= LOBBY_MAX {
+        // `None`: it may come in; else it waits (`true`: from now on).
+        let waits = (|| -> Result<Option<bool>, ApiError> {
+            let mut state = self.state.lock();
+            // Another tab of the same session is in: this is no newcomer.
+            let session_in = state.rooms.get(room).is_some_and(|live| {
+                live.members
+                    .iter()
+                    .any(|id| state.conns.get(id).is_some_and(|c| c.session == session))
+            });
+            if session_in {
+                return Ok(None);
+            }
+            if m.locked {
                 return Err(ApiError::new(
-                    ErrorCode::RoomFull,
-                    format!("the lobby of room `{room}` is full; try again later"),
+                    ErrorCode::RoomLocked,
+                    format!("room `{room}` is locked: its host lets nobody new in"),
                 ));
             }
-            waiting.push(sid);
-            self.tell_hosts_locked(&state, io, room, &m);
+            // One connection waits in as many lobbies as it may be in rooms.
+            let waits = state.lobby.values().filter(|w| w.contains(&sid)).count();
+            let here = state.lobby.get(room).is_some_and(|w| w.contains(&sid));
+            if !here && waits as u64 >= self.config.limits.rooms_per_connection {
+                return Err(ApiError::new(
+                    ErrorCode::RoomFull,
+                    format!(
+                        "a connection can wait in at most {} lobbies at once",
+                        self.config.limits.rooms_per_connection
+                    ),
+                ));
+            }
+            let waiting = state.lobby.entry(room.to_string()).or_default();
+            let arrived = !waiting.contains(&sid);
+            if arrived {
+                if waiting.len() >= LOBBY_MAX {
+                    return Err(ApiError::new(
+                        ErrorCode::RoomFull,
+                        format!("the lobby of room `{room}` is full; try again later"),
+                    ));
+                }
+                waiting.push(sid);
+                self.touched(&state, sid);
+            }
+            Ok(Some(arrived))
+        })()?;
+        let Some(arrived) = waits else {
+            return Ok(());
+        };
+        if arrived {
+            // The host's node knows of the wait before the host hears of it.
+            self.roster.settled().await;
+            self.tell_hosts(io, room, &m, true).await;
         }
         Err(ApiError::new(
             ErrorCode::InLobby,
@@ -277,23 +290,101 @@ impl Hub {
         waiting_members(&self.state.lock(), room)
     }
 
-    /// Sends the lobby of `room` to its host's connections in the room.
-    fn tell_hosts_locked(&self, state: &State, io: &SocketIo, room: &str, m: &Moderation) {
+    /// Sends the lobby of `room` to its host's connections in the room: of
+    /// this node, and with `everywhere` of every node (a node that learns a
+    /// change from the roster tells its own only: the others do as well).
+    pub async fn tell_hosts(&self, io: &SocketIo, room: &str, m: &Moderation, everywhere: bool) {
         let Some(host) = m.host.as_deref() else {
             return;
         };
-        let Some(live) = state.rooms.get(room) else {
-            return;
+        let (waiting, local, remote) = {
+            let state = self.state.lock();
+            let Some(live) = state.rooms.get(room) else {
+                return;
+            };
+            let mut local = Vec::new();
+            let mut remote = Vec::new();
+            for id in &live.members {
+                match state.conns.get(id) {
+                    Some(c) if c.user == host => local.push(*id),
+                    Some(_) => {}
+                    None if everywhere
+                        && state
+                            .remote
+                            .get(id)
+                            .is_some_and(|r| r.presence.user == host) =>
+                    {
+                        remote.push(*id)
+                    }
+                    None => {}
+                }
+            }
+            (waiting_members(&state, room), local, remote)
         };
-        let waiting = waiting_members(state, room);
         let payload = (room, json!({ "waiting": waiting }));
-        for id in &live.members {
-            if state.conns.get(id).is_some_and(|c| c.user == host)
-                && let Some(s) = io.get_socket(*id)
-            {
+        for id in local {
+            if let Some(s) = io.get_socket(id) {
                 let _ = s.emit(events::LOBBY, &payload);
             }
         }
+        for id in remote {
+            let _ = io.to(id.to_string()).emit(events::LOBBY, &payload).await;
+        }
+    }
+
+    /// The lobby of `room` changed as another node said (its connections
+    /// came, went or died): this node's hosts are told.
+    pub async fn lobby_changed(&self, io: &SocketIo, room: &str) {
+        if let Ok(m) = self.moderation_of(room).await
+            && m.lobby
+        {
+            self.tell_hosts(io, room, &m, false).await;
+        }
+    }
+
+    /// Tells `sid`, waiting in the lobby of `room` (it left it already),
+    /// whether it may come in: here, or through its node.
+    async fn answer_waiting(&self, io: &SocketIo, sid: Sid, room: &str, admitted: bool) {
+        let local = {
+            let state = self.state.lock();
+            let local = state.conns.contains_key(&sid);
+            if local {
+                self.touched(&state, sid);
+            }
+            local
+        };
+        if local {
+            if let Some(s) = io.get_socket(sid) {
+                let _ = s.emit(events::ADMISSION, &(room, json!({ "admitted": admitted })));
+            }
+            return;
+        }
+        let order = crate::cluster::Order::Admission {
+            sid: sid.to_string(),
+            room: room.to_string(),
+            admitted,
+        };
+        if let Err(e) = self.roster.order(order).await {
+            tracing::warn!(error = %e, "an admission could not reach the other nodes");
+        }
+    }
+
+    /// Another node's host let `sid` (ours), waiting in the lobby of
+    /// `room`, in (or turned it away).
+    pub(super) async fn admission_here(&self, io: &SocketIo, sid: Sid, room: &str, admitted: bool) {
+        {
+            let mut state = self.state.lock();
+            if !state.conns.contains_key(&sid) {
+                return;
+            }
+            if let Some(waiting) = state.lobby.get_mut(room) {
+                waiting.retain(|id| *id != sid);
+                if waiting.is_empty() {
+                    state.lobby.remove(room);
+                }
+            }
+        }
+        self.answer_waiting(io, sid, room, admitted).await;
     }
 
     /// A connection went away: out of every lobby it waited in (their hosts
@@ -315,7 +406,8 @@ impl Hub {
             let Ok(m) = self.moderation_of(&room).await else {
                 continue;
             };
-            self.tell_hosts_locked(&self.state.lock(), io, &room, &m);
+            self.roster.settled().await;
+            self.tell_hosts(io, &room, &m, true).await;
         }
     }
 
@@ -491,10 +583,7 @@ impl Hub {
                     // (unless the room is locked now).
                     let waiting = self.state.lock().lobby.remove(room).unwrap_or_default();
                     for sid in waiting {
-                        if let Some(s) = io.get_socket(sid) {
-                            let _ = s
-                                .emit(events::ADMISSION, &(room, json!({ "admitted": !m.locked })));
-                        }
+                        self.answer_waiting(io, sid, room, !m.locked).await;
                     }
                 }
                 self.announce_settings(io, room, &m).await;
@@ -517,7 +606,7 @@ impl Hub {
                     if waiting.is_empty() {
                         state.lobby.remove(room);
                     }
-                    state.conns.get(&to).map(|c| c.user.clone())
+                    super::member_of(&state.conns, &state.remote, to).map(|m| m.user)
                 };
                 if admit && let Some(user) = user {
                     if !m.allowed.contains(&user) {
@@ -526,10 +615,8 @@ impl Hub {
                     }
                     self.store.set_room_moderation(room, &m).await?;
                 }
-                if let Some(s) = io.get_socket(to) {
-                    let _ = s.emit(events::ADMISSION, &(room, json!({ "admitted": admit })));
-                }
-                self.tell_hosts_locked(&self.state.lock(), io, room, &m);
+                self.answer_waiting(io, to, room, admit).await;
+                self.tell_hosts(io, room, &m, true).await;
                 json!({})
             }
         };
@@ -690,7 +777,7 @@ impl Hub {
             .emit(events::ROOM_SETTINGS, &(room, RoomSettings::from(m)))
             .await;
         if m.lobby {
-            self.tell_hosts_locked(&self.state.lock(), io, room, m);
+            self.tell_hosts(io, room, m, true).await;
         }
     }
 }
@@ -702,7 +789,7 @@ fn waiting_members(state: &State, room: &str) -> Vec<Member> {
         .map(|waiting| {
             waiting
                 .iter()
-                .filter_map(|id| state.conns.get(id).map(|c| c.member(*id)))
+                .filter_map(|id| super::member_of(&state.conns, &state.remote, *id))
                 .collect()
         })
         .unwrap_or_default()

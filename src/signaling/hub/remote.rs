@@ -25,6 +25,8 @@ pub struct Announcements {
     pub joined: Vec<(String, Member)>,
     /// (room, member) of members that left a call but not its room.
     pub call_left: Vec<(String, Member)>,
+    /// Rooms whose lobby changed: their hosts here are told.
+    pub lobbies: Vec<String>,
 }
 
 impl Announcements {
@@ -33,6 +35,7 @@ impl Announcements {
             && self.entered.is_empty()
             && self.joined.is_empty()
             && self.call_left.is_empty()
+            && self.lobbies.is_empty()
     }
 }
 
@@ -66,6 +69,12 @@ impl Hub {
                 rooms: conn.rooms.clone(),
                 calls: conn.calls.clone(),
                 hands,
+                waiting: state
+                    .lobby
+                    .iter()
+                    .filter(|(_, waiting)| waiting.contains(&sid))
+                    .map(|(room, _)| room.clone())
+                    .collect(),
                 addr: conn.addr.map(|a| a.to_string()),
                 since: conn.since,
             },
@@ -166,6 +175,7 @@ fn set_remote(
         rooms: Vec::new(),
         calls: Vec::new(),
         hands: Vec::new(),
+        waiting: Vec::new(),
         addr: None,
         since: 0,
     };
@@ -195,8 +205,26 @@ fn set_remote(
         remote,
         rooms,
         directory,
+        lobby,
         ..
     } = state;
+    // Lobbies: who waits where, whatever node it is connected to.
+    for room in old.waiting.iter().filter(|r| !new.waiting.contains(r)) {
+        if let Some(waiting) = lobby.get_mut(room) {
+            waiting.retain(|id| *id != sid);
+            if waiting.is_empty() {
+                lobby.remove(room);
+            }
+        }
+        out.lobbies.push(room.clone());
+    }
+    for room in new.waiting.iter().filter(|r| !old.waiting.contains(r)) {
+        let waiting = lobby.entry(room.clone()).or_default();
+        if !waiting.contains(&sid) && waiting.len() < super::LOBBY_MAX {
+            waiting.push(sid);
+        }
+        out.lobbies.push(room.clone());
+    }
     for room in old.rooms.iter().filter(|r| !new.rooms.contains(r)) {
         let count = super::drop_from_room(rooms, directory, room, sid);
         if let Some(m) = &was_member {
