@@ -65,6 +65,27 @@ pub async fn live_nodes(bus: &RedisBus, prefix: &str) -> Result<Vec<String>, Ros
         .collect())
 }
 
+/// How long a call join counts as in flight after its membership change is
+/// written: the other nodes have applied it by then.
+pub const JOIN_WINDOW: Duration = Duration::from_millis(500);
+/// A join still recorded this long after it began is forgotten (its node
+/// died, or lost Redis, before it was done).
+const JOIN_FORGOTTEN: Duration = Duration::from_secs(5);
+
+/// Records `ARGV[1]` joining the call `KEYS[1]` at Redis's own time (one
+/// clock, so the order is the order of arrival), forgets joins older than
+/// `ARGV[2]` µs, and returns those that began before it.
+const JOINING: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- Lua prints large numbers in 14 digits: these need all 16.
+local score = string.format('%.0f', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - tonumber(ARGV[2])))
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. score)
+"#;
+
 /// The longest a request waits for its membership change to be written.
 const SETTLE_MAX: Duration = Duration::from_secs(3);
 
@@ -321,6 +342,56 @@ impl Roster {
         let mut written = r.written.subscribe();
         // Bounded: a writer stuck on Redis (or stopped) must not hold requests.
         let _ = tokio::time::timeout(SETTLE_MAX, written.wait_for(|w| *w >= target)).await;
+    }
+
+    /// Records that `sid` is joining the call of `room`; returns the
+    /// connections that began joining it before, on any node, and are not
+    /// done (none alone, or when Redis does not answer: the join then relies
+    /// on this node's view). Each node checks a call's capacity against its
+    /// own copy of the participants, which another node's newest joiner
+    /// reaches a moment later: earlier joins in flight that the copy lacks
+    /// count as participants. Only earlier ones, in Redis's order, so of two
+    /// joins racing for the last place the first gets it. Release with
+    /// [`Roster::joined`].
+    pub async fn joining(&self, room: &str, sid: &str) -> Vec<String> {
+        let Some(r) = &self.redis else {
+            return Vec::new();
+        };
+        let mut conn = r.bus.conn();
+        let counted: Result<Vec<String>, redis::RedisError> = redis::Script::new(JOINING)
+            .key(format!("{}:joining:{room}", r.prefix))
+            .arg(sid)
+            .arg(JOIN_FORGOTTEN.as_micros() as u64)
+            .arg(JOIN_FORGOTTEN.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
+        counted.unwrap_or_else(|e| {
+            tracing::debug!(room, error = %e, "a call join is not recorded in Redis");
+            Vec::new()
+        })
+    }
+
+    /// The join of `sid` recorded by [`Roster::joining`] is done (or was
+    /// refused): it stops counting once the other nodes have surely applied
+    /// it ([`JOIN_WINDOW`]; a task).
+    pub fn joined(&self, room: &str, sid: &str, refused: bool) {
+        let Some(r) = &self.redis else { return };
+        let (bus, key, sid) = (
+            r.bus.clone(),
+            format!("{}:joining:{room}", r.prefix),
+            sid.to_string(),
+        );
+        tokio::spawn(async move {
+            if !refused {
+                tokio::time::sleep(JOIN_WINDOW).await;
+            }
+            let mut conn = bus.conn();
+            let _: Result<i64, _> = redis::cmd("ZREM")
+                .arg(&key)
+                .arg(&sid)
+                .query_async(&mut conn)
+                .await;
+        });
     }
 
     /// What this node says of its health, from its next heartbeat on.

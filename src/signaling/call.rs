@@ -43,7 +43,18 @@ pub async fn join_call(
     {
         hub.call_through_server(&room);
     }
-    let joined = hub.join_call(&s, &room, was.clone())?;
+    // Joins of this call in flight on other nodes count as participants.
+    let clustered = hub.roster.is_clustered() && !hub.in_call(s.id, &room);
+    let others_joining = if clustered {
+        hub.roster.joining(&room, &s.id.to_string()).await
+    } else {
+        Vec::new()
+    };
+    let joined = hub.join_call(&s, &room, was.clone(), &others_joining);
+    if clustered {
+        hub.roster.joined(&room, &s.id.to_string(), joined.is_err());
+    }
+    let joined = joined?;
     hub.roster.settled().await;
     // Through the media server: the session of the connection this one
     // replaces is taken back (the page restarts its ICE), not started anew,

@@ -509,3 +509,38 @@ async fn a_lobby_holds_visitors_of_every_node() {
     );
     eve.enter("gated").await;
 }
+
+/// Two people racing on two nodes for the last place in a call: one gets
+/// it, the other is told the call is full (each node checks its own copy
+/// of the participants, so the joins in flight are counted in Redis). A
+/// join just after another, with a place left, is not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_place_in_a_call_goes_to_one_of_two_nodes() {
+    let Some(cluster) = Cluster::start_with("call capacity across nodes", 2, |c| {
+        c.limits.call_max = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let ann = connect(cluster.base(0), None).await;
+    let ben = connect(cluster.base(1), None).await;
+    let cat = connect(cluster.base(0), None).await;
+    let dan = connect(cluster.base(1), None).await;
+    for round in 0..8 {
+        let room = format!("tight {round}");
+        for c in [&ann, &ben, &cat, &dan] {
+            c.enter(&room).await;
+        }
+        // Two in, one after the other on two nodes: both fit.
+        ann.ok("join_call", &[json!(room)]).await;
+        ben.ok("join_call", &[json!(room)]).await;
+        // One place left, two on two nodes at once.
+        let args = [json!(room)];
+        let (c, d) = tokio::join!(cat.req("join_call", &args), dan.req("join_call", &args));
+        let got = [&c, &d].iter().filter(|a| a["ok"] == true).count();
+        assert_eq!(got, 1, "round {round}: {c} {d}");
+        let refused = if c["ok"] == true { &d } else { &c };
+        assert_eq!(refused["error"]["code"], "room_full", "{refused}");
+    }
+}

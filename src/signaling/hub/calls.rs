@@ -201,12 +201,15 @@ impl Hub {
     /// Adds `sid` to the call of `room`: itself, the other participants, and
     /// how the call's media travels now.
     /// `was`: the socket id the caller had before a reconnect, told to the
-    /// others with its member.
+    /// others with its member. `joining`: connections joining the call on
+    /// other nodes now; those not among its participants here yet count
+    /// against its cap.
     pub fn join_call(
         &self,
         socket: &SocketRef,
         room: &str,
         was: Option<String>,
+        joining: &[String],
     ) -> Result<Joined, ApiError> {
         let sid = socket.id;
         let mut state = self.state.lock();
@@ -243,7 +246,11 @@ impl Hub {
             } else {
                 self.config.limits.call_max.min(MESH_CALL_MAX)
             };
-            if live.call.len() as u64 >= cap {
+            let in_flight = joining
+                .iter()
+                .filter(|j| !live.call.iter().any(|id| id.to_string() == **j))
+                .count() as u64;
+            if live.call.len() as u64 + in_flight >= cap {
                 return Err(ApiError::new(
                     ErrorCode::RoomFull,
                     format!("the call is full ({cap} participants)"),
