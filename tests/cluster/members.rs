@@ -348,6 +348,21 @@ async fn the_admins_actions_reach_every_node() {
     assert_eq!(closed["ok"], json!(true), "{closed}");
     cat.event("room_closed").await;
     ann.event("room_closed").await;
+
+    // Revoking Cat's user through node 0 closes her connection on node 1,
+    // and her session no longer works on either node.
+    let r = admin(&format!("users/{}/revoke", cat.user))
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        cat.event("kicked").await.args[0]["reason"],
+        json!("session_revoked")
+    );
+    for node in 0..2 {
+        let again = connect(cluster.base(node), Some(&cat.token)).await;
+        assert_ne!(again.user, cat.user, "node {node} kept the revoked session");
+    }
 }
 
 /// A host on one node moderates a member on another: mute, take out of the
@@ -543,4 +558,40 @@ async fn the_last_place_in_a_call_goes_to_one_of_two_nodes() {
         let refused = if c["ok"] == true { &d } else { &c };
         assert_eq!(refused["error"]["code"], "room_full", "{refused}");
     }
+}
+
+/// `noom check` on a node of a running cluster reaches Redis, lists the
+/// nodes running now, and warns when its name is taken already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noom_check_lists_the_running_nodes() {
+    let Some(cluster) = Cluster::start("check a cluster", 2).await else {
+        return;
+    };
+    // Each node lists itself with its first heartbeat.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = cluster.check("n2");
+        if text.contains("running now: n0, n1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let cluster_line = |text: &str, start: &str| {
+        text.lines()
+            .any(|l| l.starts_with(start) && l.contains("cluster"))
+    };
+    assert!(
+        text.lines().any(|l| l.starts_with("ok")
+            && l.contains("Redis 7")
+            && l.contains("running now: n0, n1")),
+        "{text}"
+    );
+    assert!(!cluster_line(&text, "warn"), "{text}");
+    let taken = cluster.check("n1");
+    assert!(
+        taken
+            .lines()
+            .any(|l| l.starts_with("warn") && l.contains("a node named `n1` is running already")),
+        "{taken}"
+    );
 }

@@ -87,6 +87,35 @@ impl Cluster {
         &self.nodes[node].base
     }
 
+    /// `noom check` as node `name` of this cluster would run it: its report.
+    pub fn check(&self, name: &str) -> String {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_noom"))
+            .arg("check")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("NOOM_SERVER_HTTP", "127.0.0.1:0")
+            .env("NOOM_TURN_LISTEN", "127.0.0.1:0")
+            .env("NOOM_SFU_LISTEN", "127.0.0.1:0")
+            .env("NOOM_CLUSTER_REDIS_URL", &self.redis)
+            .env("NOOM_CLUSTER_NAME", self.name.replace('-', "_"))
+            .env("NOOM_CLUSTER_NODE_ID", name)
+            .env("NOOM_STORE_BACKEND", "postgres")
+            .env("NOOM_STORE_POSTGRES_URL", &self.pg)
+            .env(
+                "NOOM_STORE_POSTGRES_SCHEMA",
+                format!("c_{}", self.name.replace('-', "_")),
+            )
+            .env("NOOM_TURN_SECRET", "a shared secret for the test cluster")
+            .env(
+                "NOOM_ADMIN_PASSWORD_HASH",
+                noom::password::hash("cluster admin").expect("hash"),
+            )
+            .output()
+            .expect("noom runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Starts a node of this cluster as the real binary, in a process of its
     /// own (one that a test can SIGKILL), named `name`.
     pub async fn spawn_binary(&self, name: &str) -> BinaryNode {
