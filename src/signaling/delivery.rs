@@ -3,7 +3,9 @@
 //!
 //! The store settles a node's own messages in seq order; this task sends
 //! them to the room's sockets on this node and, in a cluster, publishes them
-//! on the `<cluster>:messages` channel for the other nodes. Each node puts
+//! on the `<cluster>:messages.mp` channel for the other nodes (a batch per
+//! publish, in MessagePack: every node decodes every other node's
+//! messages, so their encoding is the cluster's cost). Each node puts
 //! its own and the others' messages of a room back in seq order before its
 //! sockets see them (the contract: copies go out in seq order): a message
 //! that arrives ahead of a missing seq waits for it, at most
@@ -34,13 +36,19 @@ const ROOM_IDLE: Duration = Duration::from_secs(60);
 /// How many of this node's messages one publish to Redis carries at most.
 const BATCH_MAX: usize = 256;
 
-/// A message on the messages channel.
-#[derive(Serialize, Deserialize)]
-struct Wire {
+/// One publish on the messages channel: a node's messages, each with its
+/// sender's socket id (the sender has its message from its ack).
+#[derive(Deserialize)]
+struct Batch {
     node: String,
-    /// The sender's socket id (it has its message from its ack).
-    from: String,
-    message: Message,
+    items: Vec<(String, Message)>,
+}
+
+/// A [`Batch`] as published (borrowing the messages; the same encoding).
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    node: &'a str,
+    items: Vec<(String, &'a Message)>,
 }
 
 /// A message held for its order, with who sent it and since when it waits.
@@ -133,7 +141,7 @@ pub async fn deliver_messages(hub: Arc<Hub>, io: SocketIo, bus: Bus, shutdown: C
         return;
     };
     let node = hub.config.cluster.node_id.clone();
-    let channel = format!("{}:messages", hub.config.cluster.name);
+    let channel = format!("{}:messages.mp", hub.config.cluster.name);
     // Weak: connections that outlive a shutdown never keep the store open.
     let hub = Arc::downgrade(&hub);
     let redis = match &bus {
@@ -192,11 +200,18 @@ pub async fn deliver_messages(hub: Arc<Hub>, io: SocketIo, bus: Bus, shutdown: C
                     remote = None;
                     continue;
                 };
-                match serde_json::from_slice::<Wire>(&body) {
-                    Ok(w) if w.node == node => continue,
-                    Ok(w) => order.offer(w.from.parse().ok(), w.message, Instant::now()),
+                match rmp_serde::from_slice::<Batch>(&body) {
+                    Ok(b) if b.node == node => continue,
+                    Ok(b) => {
+                        let now = Instant::now();
+                        let mut due = Vec::new();
+                        for (from, message) in b.items {
+                            due.extend(order.offer(from.parse().ok(), message, now));
+                        }
+                        due
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "a message from another node that is not ours");
+                        tracing::warn!(error = %e, "messages from another node that are not ours");
                         continue;
                     }
                 }
@@ -237,22 +252,27 @@ async fn publish(redis: &crate::cluster::RedisBus, channel: &str, node: &str, ba
     if redis.is_down() {
         return;
     }
-    let mut pipe = redis::pipe();
-    for d in batch {
-        let wire = Wire {
-            node: node.to_string(),
-            from: d.from.id.to_string(),
-            message: d.message.clone(),
-        };
-        match serde_json::to_vec(&wire) {
-            Ok(body) => {
-                pipe.publish(channel, body).ignore();
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode a message for the other nodes"),
+    let out = BatchOut {
+        node,
+        items: batch
+            .iter()
+            .map(|d| (d.from.id.to_string(), &d.message))
+            .collect(),
+    };
+    let body = match rmp_serde::to_vec(&out) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode messages for the other nodes");
+            return;
         }
-    }
+    };
     let mut conn = redis.conn();
-    if let Err(e) = pipe.exec_async(&mut conn).await {
+    if let Err(e) = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(body)
+        .exec_async(&mut conn)
+        .await
+    {
         redis.mark(false);
         tracing::warn!(error = %e, "messages could not reach the other nodes (they fetch them when they notice the gap)");
     }
@@ -275,6 +295,19 @@ mod tests {
 
     fn seqs(out: Due) -> Vec<u64> {
         out.into_iter().map(|(_, m)| m.seq).collect()
+    }
+
+    #[test]
+    fn a_batch_as_published_is_read_back_whole() {
+        let (a, b) = (m(1), m(2));
+        let out = BatchOut {
+            node: "n1",
+            items: vec![("sid-a".into(), &a), ("sid-b".into(), &b)],
+        };
+        let body = rmp_serde::to_vec(&out).expect("encodes");
+        let back: Batch = rmp_serde::from_slice(&body).expect("decodes");
+        assert_eq!(back.node, "n1");
+        assert_eq!(back.items, vec![("sid-a".into(), a), ("sid-b".into(), b)]);
     }
 
     #[test]
