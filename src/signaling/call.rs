@@ -51,11 +51,16 @@ pub async fn join_call(
         Vec::new()
     };
     let joined = hub.join_call(&s, &room, was.clone(), &others_joining);
-    if clustered {
-        hub.roster.joined(&room, &s.id.to_string(), joined.is_err());
+    if clustered && joined.is_err() {
+        hub.roster.joined(&room, &s.id.to_string(), true);
     }
     let joined = joined?;
     hub.roster.settled().await;
+    // Written: the join stops counting as in flight once the others have
+    // surely applied it.
+    if clustered {
+        hub.roster.joined(&room, &s.id.to_string(), false);
+    }
     // Through the media server: the session of the connection this one
     // replaces is taken back (the page restarts its ICE), not started anew,
     // before the others hear of it (they re-key its tiles).
