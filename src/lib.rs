@@ -24,8 +24,9 @@
 //! - [`metrics`]: counters and their Prometheus rendering;
 //! - [`watchdog`]: notices (counts, logs) when the async runtime stalls;
 //! - [`node`]: this node's name among several sharing one database;
-//! - [`cluster`]: several nodes through Redis: the Socket.IO adapter's bus
-//!   and live membership shared by the nodes;
+//! - [`cluster`]: several nodes through Redis: the Socket.IO adapter's bus,
+//!   live membership shared by the nodes, and which node carries each
+//!   call's media;
 //! - [`net`]: this host's addresses, and accept loops that survive running out of descriptors;
 //! - [`client`]: clients for `noom-load` and the tests: Socket.IO on the contract,
 //!   and a hand-built TURN client that can send exactly the wrong thing.
