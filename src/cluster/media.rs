@@ -53,6 +53,15 @@ end
 return cur
 "#;
 
+/// The node `KEYS[1]` (a call's placement) names, if it is `ARGV[1]` (this
+/// node) or alive (its key, `ARGV[2]` + node, is there); else nil.
+const HOST: &str = r#"
+local host = redis.call('GET', KEYS[1])
+if not host then return false end
+if host == ARGV[1] or redis.call('EXISTS', ARGV[2] .. host) == 1 then return host end
+return false
+"#;
+
 /// Renews `KEYS[1]` for `ARGV[2]` ms if it names `ARGV[1]`.
 const RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -174,20 +183,14 @@ impl MediaLink {
         let Some((bus, prefix)) = &self.redis else {
             return Ok(Some(self.node.clone()));
         };
+        // One round trip: every media request of a participant asks this.
         let mut conn = bus.conn();
-        let host: Option<String> = redis::cmd("GET")
-            .arg(Self::placement_key(prefix, room))
-            .query_async(&mut conn)
-            .await?;
-        let Some(host) = host else { return Ok(None) };
-        if host == self.node {
-            return Ok(Some(host));
-        }
-        let alive: bool = redis::cmd("EXISTS")
-            .arg(format!("{prefix}:alive:{host}"))
-            .query_async(&mut conn)
-            .await?;
-        Ok(alive.then_some(host))
+        Ok(redis::Script::new(HOST)
+            .key(Self::placement_key(prefix, room))
+            .arg(&self.node)
+            .arg(format!("{prefix}:alive:"))
+            .invoke_async(&mut conn)
+            .await?)
     }
 
     /// Whether `node` is alive (its liveness key is there).

@@ -402,3 +402,18 @@ pub fn opt_u64(map: &serde_json::Map<String, Value>, field: &str) -> Result<Opti
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// A refusal from another node is read back to the code it was sent
+    /// as, for every code (none shares another's name).
+    #[test]
+    fn every_error_code_is_read_back_from_its_name() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::named(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::named("no_such_code"), None);
+    }
+}

@@ -87,30 +87,38 @@ impl Cluster {
         &self.nodes[node].base
     }
 
-    /// `noom check` as node `name` of this cluster would run it: its report.
-    pub fn check(&self, name: &str) -> String {
-        let dir = tempfile::TempDir::new().expect("temp dir");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_noom"))
-            .arg("check")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("NOOM_SERVER_HTTP", "127.0.0.1:0")
+    /// The binary, set up as node `name` of this cluster (what every node
+    /// shares: Redis, PostgreSQL, the TURN secret, the admin password).
+    fn binary_as(&self, name: &str) -> std::process::Command {
+        let prefix = self.name.replace('-', "_");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_noom"));
+        command
             .env("NOOM_TURN_LISTEN", "127.0.0.1:0")
             .env("NOOM_SFU_LISTEN", "127.0.0.1:0")
             .env("NOOM_CLUSTER_REDIS_URL", &self.redis)
-            .env("NOOM_CLUSTER_NAME", self.name.replace('-', "_"))
+            .env("NOOM_CLUSTER_NAME", &prefix)
             .env("NOOM_CLUSTER_NODE_ID", name)
             .env("NOOM_STORE_BACKEND", "postgres")
             .env("NOOM_STORE_POSTGRES_URL", &self.pg)
-            .env(
-                "NOOM_STORE_POSTGRES_SCHEMA",
-                format!("c_{}", self.name.replace('-', "_")),
-            )
+            .env("NOOM_STORE_POSTGRES_SCHEMA", format!("c_{prefix}"))
+            .env("NOOM_STORE_POSTGRES_POOL", "4")
             .env("NOOM_TURN_SECRET", "a shared secret for the test cluster")
             .env(
                 "NOOM_ADMIN_PASSWORD_HASH",
                 noom::password::hash("cluster admin").expect("hash"),
-            )
+            );
+        command
+    }
+
+    /// `noom check` as node `name` of this cluster would run it: its report.
+    pub fn check(&self, name: &str) -> String {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let out = self
+            .binary_as(name)
+            .arg("check")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("NOOM_SERVER_HTTP", "127.0.0.1:0")
             .output()
             .expect("noom runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -121,27 +129,13 @@ impl Cluster {
     pub async fn spawn_binary(&self, name: &str) -> BinaryNode {
         let dir = tempfile::TempDir::new().expect("temp dir");
         let port = free_port();
-        let hash = noom::password::hash("cluster admin").expect("hash");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_noom"))
+        let child = self
+            .binary_as(name)
             .args(["--http", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "warn")
-            .env("NOOM_TURN_LISTEN", "127.0.0.1:0")
-            .env("NOOM_SFU_LISTEN", "127.0.0.1:0")
             .env("NOOM_LIMITS_EVENTS_PER_SEC", "1000000")
             .env("NOOM_LIMITS_EVENTS_BURST", "1000000")
-            .env("NOOM_CLUSTER_REDIS_URL", &self.redis)
-            .env("NOOM_CLUSTER_NAME", self.name.replace('-', "_"))
-            .env("NOOM_CLUSTER_NODE_ID", name)
-            .env("NOOM_STORE_BACKEND", "postgres")
-            .env("NOOM_STORE_POSTGRES_URL", &self.pg)
-            .env(
-                "NOOM_STORE_POSTGRES_SCHEMA",
-                format!("c_{}", self.name.replace('-', "_")),
-            )
-            .env("NOOM_STORE_POSTGRES_POOL", "4")
-            .env("NOOM_TURN_SECRET", "a shared secret for the test cluster")
-            .env("NOOM_ADMIN_PASSWORD_HASH", hash)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("noom binary starts");
